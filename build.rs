@@ -1,0 +1,42 @@
+//! Compiles `proto/keyward/v1/*.proto` into the gRPC client and server code.
+
+use std::{env, io, path::PathBuf};
+
+/// Fields that hold bytes: serialised as base64 in the CLI's JSON output.
+const BYTES_FIELDS: &[&str] = &[
+    "GenerateDataKeyResponse.ciphertext_blob",
+    "GenerateDataKeyResponse.plaintext",
+    "GenerateDataKeyWithoutPlaintextResponse.ciphertext_blob",
+    "EncryptRequest.plaintext",
+    "EncryptResponse.ciphertext_blob",
+    "DecryptRequest.ciphertext_blob",
+    "DecryptResponse.plaintext",
+    "ReEncryptRequest.ciphertext_blob",
+    "ReEncryptResponse.ciphertext_blob",
+    "GenerateRandomResponse.plaintext",
+];
+
+/// Messages that carry plaintext: their `Debug` is written by hand and redacts it.
+const PLAINTEXT_MESSAGES: &[&str] = &[
+    "GenerateDataKeyResponse",
+    "EncryptRequest",
+    "DecryptResponse",
+    "GenerateRandomResponse",
+];
+
+fn main() -> io::Result<()> {
+    let out = PathBuf::from(env::var("OUT_DIR").map_err(io::Error::other)?);
+    let mut builder = tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("keyward_descriptor.bin"))
+        .type_attribute(".keyward.v1", "#[derive(serde::Serialize)]")
+        .skip_debug(PLAINTEXT_MESSAGES.iter().map(|m| format!(".keyward.v1.{m}")));
+    for field in BYTES_FIELDS {
+        builder = builder.field_attribute(
+            format!(".keyward.v1.{field}"),
+            "#[serde(serialize_with = \"crate::api::base64_field\")]",
+        );
+    }
+    builder.compile_protos(&["proto/keyward/v1/kms.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! `KeyManagementService` handlers: convert the request, call the domain, convert back.
+
+use super::pb::{self, key_management_service_server::KeyManagementService};
+use crate::crypto::SecretBytes;
+use crate::service::kms::{DataKeySpec, KmsService};
+use crate::service::kms::names::Arns;
+use crate::store::{AliasRecord, KeyRecord, Tag};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+const ALGORITHM: &str = "SYMMETRIC_DEFAULT";
+
+pub struct KmsApi {
+    kms: Arc<KmsService>,
+}
+
+impl KmsApi {
+    pub fn new(kms: Arc<KmsService>) -> Self {
+        Self { kms }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
+    pb::KeyMetadata {
+        key_id: key.key_id.clone(),
+        arn: arns.key(&key.key_id),
+        creation_date: key.created_at,
+        enabled: key.state == crate::store::KeyState::Enabled,
+        description: key.description.clone(),
+        key_usage: "ENCRYPT_DECRYPT".into(),
+        key_state: key.state.as_str().into(),
+        deletion_date: key.deletion_date,
+        pending_deletion_window_in_days: key.pending_window_days,
+        key_manager: "CUSTOMER".into(),
+        key_spec: "SYMMETRIC_DEFAULT".into(),
+        encryption_algorithms: vec![ALGORITHM.into()],
+        origin: key.origin.clone(),
+        current_key_version: key.current().map_or(0, |v| v.version),
+        last_rotation_date: key
+            .versions
+            .iter()
+            .skip(1)
+            .next_back()
+            .map(|v| v.created_at),
+        tags: key
+            .tags
+            .iter()
+            .map(|t| pb::Tag {
+                tag_key: t.key.clone(),
+                tag_value: t.value.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn alias_entry(arns: &Arns, alias: AliasRecord) -> pb::AliasListEntry {
+    pb::AliasListEntry {
+        alias_arn: arns.alias(&alias.alias_name),
+        alias_name: alias.alias_name,
+        target_key_id: alias.target_key_id,
+        creation_date: alias.created_at,
+        last_updated_date: alias.updated_at,
+    }
+}
+
+#[tonic::async_trait]
+impl KeyManagementService for KmsApi {
+    async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Reply<pb::CreateKeyResponse> {
+        let r = request.into_inner();
+        let new = crate::service::kms::NewKey {
+            description: r.description,
+            key_usage: r.key_usage,
+            key_spec: r.key_spec,
+            tags: r
+                .tags
+                .into_iter()
+                .map(|t| Tag {
+                    key: t.tag_key,
+                    value: t.tag_value,
+                })
+                .collect(),
+        };
+        let key = self.kms.create_key(new).await?;
+        Ok(Response::new(pb::CreateKeyResponse {
+            key_metadata: Some(key_metadata(self.kms.arns(), &key)),
+        }))
+    }
+
+    async fn describe_key(&self, request: Request<pb::DescribeKeyRequest>) -> Reply<pb::DescribeKeyResponse> {
+        let key = self.kms.describe_key(&request.into_inner().key_id)?;
+        Ok(Response::new(pb::DescribeKeyResponse {
+            key_metadata: Some(key_metadata(self.kms.arns(), &key)),
+        }))
+    }
+
+    async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Reply<pb::ListKeysResponse> {
+        let r = request.into_inner();
+        let page = self.kms.list_keys(r.limit, &r.marker)?;
+        let arns = self.kms.arns();
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: page
+                .items
+                .iter()
+                .map(|k| pb::KeyListEntry {
+                    key_id: k.key_id.clone(),
+                    key_arn: arns.key(&k.key_id),
+                })
+                .collect(),
+            truncated: page.next_marker.is_some(),
+            next_marker: page.next_marker.unwrap_or_default(),
+        }))
+    }
+
+    async fn enable_key(&self, request: Request<pb::EnableKeyRequest>) -> Reply<pb::EnableKeyResponse> {
+        self.kms.enable_key(&request.into_inner().key_id).await?;
+        Ok(Response::new(pb::EnableKeyResponse {}))
+    }
+
+    async fn disable_key(&self, request: Request<pb::DisableKeyRequest>) -> Reply<pb::DisableKeyResponse> {
+        self.kms.disable_key(&request.into_inner().key_id).await?;
+        Ok(Response::new(pb::DisableKeyResponse {}))
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        request: Request<pb::ScheduleKeyDeletionRequest>,
+    ) -> Reply<pb::ScheduleKeyDeletionResponse> {
+        let r = request.into_inner();
+        let key = self
+            .kms
+            .schedule_key_deletion(&r.key_id, r.pending_window_in_days)
+            .await?;
+        Ok(Response::new(pb::ScheduleKeyDeletionResponse {
+            key_id: self.kms.arns().key(&key.key_id),
+            deletion_date: key.deletion_date.unwrap_or_default(),
+            key_state: key.state.as_str().into(),
+            pending_window_in_days: key.pending_window_days.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_key_deletion(
+        &self,
+        request: Request<pb::CancelKeyDeletionRequest>,
+    ) -> Reply<pb::CancelKeyDeletionResponse> {
+        let key = self.kms.cancel_key_deletion(&request.into_inner().key_id).await?;
+        Ok(Response::new(pb::CancelKeyDeletionResponse {
+            key_id: self.kms.arns().key(&key.key_id),
+        }))
+    }
+
+    async fn rotate_key_on_demand(
+        &self,
+        request: Request<pb::RotateKeyOnDemandRequest>,
+    ) -> Reply<pb::RotateKeyOnDemandResponse> {
+        let (key, key_version) = self.kms.rotate_key_on_demand(&request.into_inner().key_id).await?;
+        Ok(Response::new(pb::RotateKeyOnDemandResponse {
+            key_id: key.key_id,
+            key_version,
+        }))
+    }
+
+    async fn list_key_rotations(
+        &self,
+        request: Request<pb::ListKeyRotationsRequest>,
+    ) -> Reply<pb::ListKeyRotationsResponse> {
+        let r = request.into_inner();
+        let (key, page) = self.kms.list_key_rotations(&r.key_id, r.limit, &r.marker)?;
+        Ok(Response::new(pb::ListKeyRotationsResponse {
+            rotations: page
+                .items
+                .into_iter()
+                .map(|v| pb::RotationsListEntry {
+                    key_id: key.key_id.clone(),
+                    rotation_date: v.created_at,
+                    rotation_type: if v.on_demand { "ON_DEMAND" } else { "AUTOMATIC" }.into(),
+                    key_version: v.version,
+                })
+                .collect(),
+            truncated: page.next_marker.is_some(),
+            next_marker: page.next_marker.unwrap_or_default(),
+        }))
+    }
+
+    async fn create_alias(&self, request: Request<pb::CreateAliasRequest>) -> Reply<pb::CreateAliasResponse> {
+        let r = request.into_inner();
+        self.kms.create_alias(&r.alias_name, &r.target_key_id).await?;
+        Ok(Response::new(pb::CreateAliasResponse {}))
+    }
+
+    async fn delete_alias(&self, request: Request<pb::DeleteAliasRequest>) -> Reply<pb::DeleteAliasResponse> {
+        self.kms.delete_alias(&request.into_inner().alias_name).await?;
+        Ok(Response::new(pb::DeleteAliasResponse {}))
+    }
+
+    async fn list_aliases(&self, request: Request<pb::ListAliasesRequest>) -> Reply<pb::ListAliasesResponse> {
+        let r = request.into_inner();
+        let page = self.kms.list_aliases(&r.key_id, r.limit, &r.marker)?;
+        let arns = self.kms.arns();
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases: page.items.into_iter().map(|a| alias_entry(arns, a)).collect(),
+            truncated: page.next_marker.is_some(),
+            next_marker: page.next_marker.unwrap_or_default(),
+        }))
+    }
+
+    async fn generate_data_key(
+        &self,
+        request: Request<pb::GenerateDataKeyRequest>,
+    ) -> Reply<pb::GenerateDataKeyResponse> {
+        let r = request.into_inner();
+        let spec = DataKeySpec {
+            key_spec: r.key_spec,
+            number_of_bytes: r.number_of_bytes,
+        };
+        let key = self.kms.generate_data_key(&r.key_id, spec, r.encryption_context).await?;
+        Ok(Response::new(pb::GenerateDataKeyResponse {
+            ciphertext_blob: key.ciphertext_blob,
+            // prost owns the bytes from here on and does not zeroize them: the price of the
+            // protobuf stack. The copy lives until the response is written.
+            plaintext: key.plaintext.into_vec(),
+            key_id: key.key_arn,
+        }))
+    }
+
+    async fn generate_data_key_without_plaintext(
+        &self,
+        request: Request<pb::GenerateDataKeyWithoutPlaintextRequest>,
+    ) -> Reply<pb::GenerateDataKeyWithoutPlaintextResponse> {
+        let r = request.into_inner();
+        let spec = DataKeySpec {
+            key_spec: r.key_spec,
+            number_of_bytes: r.number_of_bytes,
+        };
+        let key = self.kms.generate_data_key(&r.key_id, spec, r.encryption_context).await?;
+        Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
+            ciphertext_blob: key.ciphertext_blob,
+            key_id: key.key_arn,
+        }))
+    }
+
+    async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
+        let r = request.into_inner();
+        let (ciphertext_blob, key_id) = self
+            .kms
+            .encrypt(
+                &r.key_id,
+                SecretBytes::new(r.plaintext),
+                r.encryption_context,
+                &r.encryption_algorithm,
+            )
+            .await?;
+        Ok(Response::new(pb::EncryptResponse {
+            ciphertext_blob,
+            key_id,
+            encryption_algorithm: ALGORITHM.into(),
+        }))
+    }
+
+    async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
+        let r = request.into_inner();
+        let (plaintext, key_id) = self
+            .kms
+            .decrypt(&r.ciphertext_blob, r.encryption_context, &r.key_id, &r.encryption_algorithm)
+            .await?;
+        Ok(Response::new(pb::DecryptResponse {
+            key_id,
+            plaintext: plaintext.into_vec(),
+            encryption_algorithm: ALGORITHM.into(),
+        }))
+    }
+
+    async fn re_encrypt(&self, request: Request<pb::ReEncryptRequest>) -> Reply<pb::ReEncryptResponse> {
+        let r = request.into_inner();
+        let (ciphertext_blob, source_key_id, key_id) = self
+            .kms
+            .re_encrypt(
+                &r.ciphertext_blob,
+                r.source_encryption_context,
+                &r.source_key_id,
+                &r.destination_key_id,
+                r.destination_encryption_context,
+            )
+            .await?;
+        Ok(Response::new(pb::ReEncryptResponse {
+            ciphertext_blob,
+            source_key_id,
+            key_id,
+        }))
+    }
+
+    async fn generate_random(
+        &self,
+        request: Request<pb::GenerateRandomRequest>,
+    ) -> Reply<pb::GenerateRandomResponse> {
+        let bytes = self.kms.generate_random(request.into_inner().number_of_bytes).await?;
+        Ok(Response::new(pb::GenerateRandomResponse {
+            plaintext: bytes.into_vec(),
+        }))
+    }
+}

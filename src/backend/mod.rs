@@ -1,0 +1,108 @@
+//! Roots of trust: the only code that touches hardware crates.
+//!
+//! A [`RootOfTrust`] holds master key versions that never leave it and performs the few
+//! operations the service needs: create/destroy a key, seal/unseal bytes under a key with AAD,
+//! and random bytes. Its methods block; [`Hardware`] is the single place that moves them off
+//! the async executor and bounds how many run at once.
+
+pub mod pkcs11;
+
+#[cfg(test)]
+pub mod memory;
+
+use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Opaque, non-secret name of a master key version inside the root of trust (for PKCS#11 the
+/// object's CKA_ID in hex). Stored in the key record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyRef(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The device, token or session is gone or refuses us (PIN, removal, I/O). Retryable: the
+    /// backend reconnects on the next call.
+    #[error("root of trust unavailable: {0}")]
+    Unavailable(String),
+    /// Authentication of sealed bytes failed: tampering, wrong AAD or wrong key.
+    #[error("invalid ciphertext")]
+    InvalidCiphertext,
+    /// The key record names an object the root of trust does not hold.
+    #[error("key material {0:?} not found in the root of trust")]
+    KeyMissing(KeyRef),
+    #[error("root of trust error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A hardware root of trust. Implementations block and are called only through [`Hardware`].
+pub trait RootOfTrust: Send + Sync + 'static {
+    /// "PKCS11", "TPM", ...: reported as a key's origin.
+    fn kind(&self) -> &'static str;
+    /// Creates a new non-extractable AES-256 master key version; `label` is for operators.
+    fn create_key(&self, label: &str) -> Result<KeyRef>;
+    /// Destroys a master key version. Destroying a key that is already gone succeeds.
+    fn destroy_key(&self, key: &KeyRef) -> Result<()>;
+    /// AES-256-GCM inside the root of trust: returns ciphertext followed by the 16-byte tag.
+    fn seal(
+        &self,
+        key: &KeyRef,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>>;
+    fn unseal(
+        &self,
+        key: &KeyRef,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretBytes>;
+    /// Random bytes from the device's generator.
+    fn random(&self, len: usize) -> Result<SecretBytes>;
+    /// A cheap call that fails when the device or token is not usable.
+    fn check(&self) -> Result<()>;
+}
+
+/// The async boundary in front of a root of trust: every hardware call goes through
+/// [`Hardware::run`], which waits for one of `concurrency` permits (the session pool size) and
+/// runs the call on tokio's blocking pool.
+#[derive(Clone)]
+pub struct Hardware {
+    root: Arc<dyn RootOfTrust>,
+    permits: Arc<Semaphore>,
+}
+
+impl Hardware {
+    pub fn new(root: Arc<dyn RootOfTrust>, concurrency: usize) -> Self {
+        Self {
+            root,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.root.kind()
+    }
+
+    pub async fn run<T, F>(&self, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| BackendError::Unavailable("hardware boundary closed".into()))?;
+        let root = Arc::clone(&self.root);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            call(root.as_ref())
+        })
+        .await
+        .map_err(|e| BackendError::Internal(format!("hardware task failed: {e}")))?
+    }
+}

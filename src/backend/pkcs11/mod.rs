@@ -1,0 +1,331 @@
+//! PKCS#11 root of trust (SoftHSM2 in development and CI, any vendor's module in production).
+//!
+//! Master key versions are AES-256 token objects generated inside the token with
+//! CKA_SENSITIVE=true and CKA_EXTRACTABLE=false; nothing can read their value. Data keys and
+//! KMS plaintexts are sealed with CKM_AES_GCM inside the token: one call per operation.
+
+mod errors;
+mod pool;
+mod token;
+
+pub use token::{TokenSelector, ensure_token};
+
+use crate::backend::{BackendError, KeyRef, Result, RootOfTrust};
+use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::types::AuthPin;
+use errors::{Op, is_stale_handle, translate};
+use pool::SessionPool;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+/// After the token refuses our PIN, do not try again for this long: retrying on every request
+/// would exhaust a real HSM's PIN retry counter and lock the token.
+const LOGIN_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Pkcs11Options {
+    pub module: PathBuf,
+    pub token: TokenSelector,
+    pub pin: AuthPin,
+}
+
+impl std::fmt::Debug for Pkcs11Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Options")
+            .field("module", &self.module)
+            .field("token", &self.token)
+            .field("pin", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// One initialised context per module per process: C_Initialize/C_Finalize cycles crash some
+/// modules, and SoftHSM reads its configuration only at C_Initialize.
+static CONTEXTS: LazyLock<Mutex<HashMap<PathBuf, Pkcs11>>> = LazyLock::new(Default::default);
+
+pub fn context(module: &Path) -> Result<Pkcs11> {
+    let mut contexts = CONTEXTS
+        .lock()
+        .map_err(|_| BackendError::Internal("PKCS#11 context registry poisoned".into()))?;
+    if let Some(ctx) = contexts.get(module) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(module).map_err(|e| translate(Op::Connect, e))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(translate(Op::Connect, e)),
+    }
+    contexts.insert(module.to_owned(), ctx.clone());
+    Ok(ctx)
+}
+
+pub struct Pkcs11Root {
+    ctx: Pkcs11,
+    token: TokenSelector,
+    pin: AuthPin,
+    pool: SessionPool,
+    /// Object handles by key: finding an object costs three module calls per operation.
+    handles: Mutex<HashMap<KeyRef, ObjectHandle>>,
+    login_refused_at: Mutex<Option<Instant>>,
+}
+
+impl Pkcs11Root {
+    /// Loads the module, finds the token and logs in once, so a wrong module path, token or
+    /// PIN stops the server at start with a clear message.
+    pub fn connect(options: Pkcs11Options) -> Result<Self> {
+        let root = Self {
+            ctx: context(&options.module)?,
+            token: options.token,
+            pin: options.pin,
+            pool: SessionPool::default(),
+            handles: Mutex::new(HashMap::new()),
+            login_refused_at: Mutex::new(None),
+        };
+        // Two processes starting on one token directory at once have seen a transient
+        // CKR_GENERAL_ERROR from SoftHSM: one retry covers it.
+        let session = root.open_session().or_else(|_| root.open_session())?;
+        root.pool.give_back(session);
+        Ok(root)
+    }
+
+    fn open_session(&self) -> Result<Session> {
+        if let Ok(refused) = self.login_refused_at.lock()
+            && let Some(at) = *refused
+            && at.elapsed() < LOGIN_BACKOFF
+        {
+            return Err(BackendError::Unavailable(
+                "the token refused the PIN; waiting before the next login attempt".into(),
+            ));
+        }
+        let slot = token::find_slot(&self.ctx, &self.token)?;
+        let session = self
+            .ctx
+            .open_rw_session(slot)
+            .map_err(|e| translate(Op::Connect, e))?;
+        match token::login(&session, &self.pin) {
+            Ok(()) => Ok(session),
+            Err(e) => {
+                if let Ok(mut refused) = self.login_refused_at.lock() {
+                    *refused = Some(Instant::now());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn with_session<T>(&self, call: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        let outcome = self.pool.with(|| self.open_session(), call);
+        if matches!(outcome, Err(BackendError::Unavailable(_))) {
+            self.forget_handles();
+        }
+        outcome
+    }
+
+    fn forget_handles(&self) {
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.clear();
+        }
+    }
+
+    /// The key's object handle and whether it came from the cache.
+    fn object(&self, session: &Session, key: &KeyRef) -> Result<(ObjectHandle, bool)> {
+        if let Some(handle) = self.handles.lock().ok().and_then(|h| h.get(key).copied()) {
+            return Ok((handle, true));
+        }
+        let id = key_id_bytes(key)?;
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::Id(id),
+            ])
+            .map_err(|e| translate(Op::Find, e))?;
+        match found.as_slice() {
+            [handle] => {
+                if let Ok(mut handles) = self.handles.lock() {
+                    handles.insert(key.clone(), *handle);
+                }
+                Ok((*handle, false))
+            }
+            [] => Err(BackendError::KeyMissing(key.clone())),
+            _ => Err(BackendError::Internal(format!(
+                "{} objects share the id of {key:?}",
+                found.len()
+            ))),
+        }
+    }
+
+    /// Runs `call` with the key's object handle, looking the object up again once if a cached
+    /// handle has gone stale.
+    fn with_key<T>(
+        &self,
+        key: &KeyRef,
+        op: Op,
+        call: impl Fn(&Session, ObjectHandle) -> cryptoki::error::Result<T>,
+    ) -> Result<T> {
+        self.with_session(|session| {
+            let (handle, cached) = self.object(session, key)?;
+            match call(session, handle) {
+                Err(e) if cached && is_stale_handle(&e) => {
+                    if let Ok(mut handles) = self.handles.lock() {
+                        handles.remove(key);
+                    }
+                    let (handle, _) = self.object(session, key)?;
+                    call(session, handle).map_err(|e| translate(op, e))
+                }
+                other => other.map_err(|e| translate(op, e)),
+            }
+        })
+    }
+
+    /// Attributes of a key's object, for tests and operators checking the key is locked in.
+    pub fn key_attributes(&self, key: &KeyRef) -> Result<KeyAttributes> {
+        self.with_key(key, Op::Find, |session, handle| {
+            let attrs = session.get_attributes(
+                handle,
+                &[
+                    cryptoki::object::AttributeType::Sensitive,
+                    cryptoki::object::AttributeType::Extractable,
+                    cryptoki::object::AttributeType::Token,
+                    cryptoki::object::AttributeType::Value,
+                ],
+            )?;
+            let mut out = KeyAttributes::default();
+            for attr in attrs {
+                match attr {
+                    Attribute::Sensitive(v) => out.sensitive = Some(v),
+                    Attribute::Extractable(v) => out.extractable = Some(v),
+                    Attribute::Token(v) => out.token = Some(v),
+                    Attribute::Value(_) => out.value_readable = true,
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// What the token reports about a master key object. `None`: the token did not say.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyAttributes {
+    pub sensitive: Option<bool>,
+    pub extractable: Option<bool>,
+    pub token: Option<bool>,
+    pub value_readable: bool,
+}
+
+fn key_id_bytes(key: &KeyRef) -> Result<Vec<u8>> {
+    let text = key.0.as_bytes();
+    if text.len() % 2 != 0 {
+        return Err(BackendError::Internal(format!("malformed key ref {key:?}")));
+    }
+    text.chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(|| BackendError::Internal(format!("malformed key ref {key:?}")))
+        })
+        .collect()
+}
+
+fn gcm<'a>(iv: &'a mut [u8; NONCE_LEN], aad: &'a [u8]) -> cryptoki::error::Result<Mechanism<'a>> {
+    Ok(Mechanism::AesGcm(GcmParams::new(iv, aad, 128.into())?))
+}
+
+impl RootOfTrust for Pkcs11Root {
+    fn kind(&self) -> &'static str {
+        "PKCS11"
+    }
+
+    fn create_key(&self, label: &str) -> Result<KeyRef> {
+        let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
+        let key = KeyRef(id.expose().iter().map(|b| format!("{b:02x}")).collect());
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Id(id.expose().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        self.with_session(|session| {
+            session
+                .generate_key(&Mechanism::AesKeyGen, &template)
+                .map_err(|e| translate(Op::Create, e))
+        })?;
+        Ok(key)
+    }
+
+    fn destroy_key(&self, key: &KeyRef) -> Result<()> {
+        let outcome = self.with_key(key, Op::Destroy, |session, handle| {
+            session.destroy_object(handle)
+        });
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.remove(key);
+        }
+        match outcome {
+            Ok(()) | Err(BackendError::KeyMissing(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn seal(&self, key: &KeyRef, nonce: &[u8; NONCE_LEN], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>> {
+        self.with_key(key, Op::Seal, |session, handle| {
+            let mut iv = *nonce;
+            session.encrypt(&gcm(&mut iv, aad)?, handle, pt)
+        })
+    }
+
+    fn unseal(&self, key: &KeyRef, nonce: &[u8; NONCE_LEN], aad: &[u8], sealed: &[u8]) -> Result<SecretBytes> {
+        self.with_key(key, Op::Unseal, |session, handle| {
+            let mut iv = *nonce;
+            session
+                .decrypt(&gcm(&mut iv, aad)?, handle, sealed)
+                .map(SecretBytes::new)
+        })
+    }
+
+    fn random(&self, len: usize) -> Result<SecretBytes> {
+        let len = u32::try_from(len).map_err(|e| BackendError::Internal(e.to_string()))?;
+        self.with_session(|session| {
+            session
+                .generate_random_vec(len)
+                .map(SecretBytes::new)
+                .map_err(|e| translate(Op::Random, e))
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.with_session(|session| {
+            // Token info and a private-object search both touch the token's storage, so a
+            // removed token or a lost login shows up here.
+            let slot = token::find_slot(&self.ctx, &self.token)?;
+            self.ctx
+                .get_token_info(slot)
+                .map_err(|e| translate(Op::Check, e))?;
+            session
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                ])
+                .map_err(|e| translate(Op::Check, e))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! `keyward kms <command>`: one subcommand per KeyManagementService RPC.
+
+use super::output::{self, Format};
+use crate::api::pb::{self, key_management_service_client::KeyManagementServiceClient};
+use crate::api::status::ERROR_METADATA;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use clap::{Args, Subcommand};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tonic::transport::Channel;
+
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    /// Server address.
+    #[arg(long, env = "KEYWARD_ENDPOINT", default_value = "http://127.0.0.1:7443", global = true)]
+    pub endpoint: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json", global = true)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: KmsCommand,
+}
+
+/// `KEY=VALUE`, for tags and encryption context entries.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn base64_arg(s: &str) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode(s.trim())
+        .map_err(|e| format!("not base64: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct Paging {
+    /// Page size.
+    #[arg(long)]
+    pub limit: Option<i32>,
+    /// `next_marker` from the previous page.
+    #[arg(long, default_value = "")]
+    pub marker: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DataKeyArgs {
+    /// Key id, key ARN, alias/NAME or alias ARN.
+    pub key_id: String,
+    /// AES_256 or AES_128 [default: AES_256 unless --number-of-bytes is given].
+    #[arg(long)]
+    pub key_spec: Option<String>,
+    /// Data key length, 1-1024 bytes.
+    #[arg(long, conflicts_with = "key_spec")]
+    pub number_of_bytes: Option<i32>,
+    /// Encryption context entry KEY=VALUE (repeatable).
+    #[arg(long = "encryption-context", value_parser = key_value)]
+    pub encryption_context: Vec<(String, String)>,
+}
+
+impl DataKeyArgs {
+    fn spec(&self) -> (String, Option<i32>) {
+        match (&self.key_spec, self.number_of_bytes) {
+            (None, None) => ("AES_256".into(), None),
+            (spec, n) => (spec.clone().unwrap_or_default(), n),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KmsCommand {
+    /// Create a symmetric AES-256 key in the root of trust.
+    CreateKey {
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Tag KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = key_value)]
+        tags: Vec<(String, String)>,
+    },
+    DescribeKey { key_id: String },
+    ListKeys(#[command(flatten)] Paging),
+    EnableKey { key_id: String },
+    DisableKey { key_id: String },
+    ScheduleKeyDeletion {
+        key_id: String,
+        /// 7-30 days [default: 30].
+        #[arg(long)]
+        pending_window_in_days: Option<i32>,
+    },
+    CancelKeyDeletion { key_id: String },
+    RotateKeyOnDemand { key_id: String },
+    ListKeyRotations {
+        key_id: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    CreateAlias { alias_name: String, target_key_id: String },
+    DeleteAlias { alias_name: String },
+    ListAliases {
+        /// Only the aliases of this key.
+        #[arg(long, default_value = "")]
+        key_id: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// A data key: plaintext (base64) and the same key encrypted under KEY_ID.
+    GenerateDataKey(DataKeyArgs),
+    GenerateDataKeyWithoutPlaintext(DataKeyArgs),
+    Encrypt {
+        key_id: String,
+        /// Plaintext as text.
+        #[arg(long, required_unless_present = "plaintext_file", conflicts_with = "plaintext_file")]
+        plaintext: Option<String>,
+        /// Plaintext read from a file (raw bytes).
+        #[arg(long)]
+        plaintext_file: Option<PathBuf>,
+        #[arg(long = "encryption-context", value_parser = key_value)]
+        encryption_context: Vec<(String, String)>,
+    },
+    Decrypt {
+        /// The ciphertext blob, base64.
+        #[arg(long, value_parser = base64_arg)]
+        ciphertext_blob: Vec<u8>,
+        #[arg(long = "encryption-context", value_parser = key_value)]
+        encryption_context: Vec<(String, String)>,
+        /// When given, the blob must have been made under this key.
+        #[arg(long, default_value = "")]
+        key_id: String,
+    },
+    ReEncrypt {
+        #[arg(long, value_parser = base64_arg)]
+        ciphertext_blob: Vec<u8>,
+        #[arg(long)]
+        destination_key_id: String,
+        #[arg(long, default_value = "")]
+        source_key_id: String,
+        #[arg(long = "source-encryption-context", value_parser = key_value)]
+        source_encryption_context: Vec<(String, String)>,
+        #[arg(long = "destination-encryption-context", value_parser = key_value)]
+        destination_encryption_context: Vec<(String, String)>,
+    },
+    /// Random bytes from the root of trust's generator (base64).
+    GenerateRandom { number_of_bytes: i32 },
+}
+
+fn map(pairs: Vec<(String, String)>) -> HashMap<String, String> {
+    pairs.into_iter().collect()
+}
+
+pub fn main(args: KmsArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Formats a failed call as `ExceptionName: message`.
+fn describe(status: tonic::Status) -> String {
+    let name = status
+        .metadata()
+        .get(ERROR_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:?}", status.code()));
+    format!("{name}: {}", status.message())
+}
+
+async fn run(args: KmsArgs) -> Result<(), String> {
+    let channel = Channel::from_shared(args.endpoint.clone())
+        .map_err(|e| format!("invalid --endpoint {:?}: {e}", args.endpoint))?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", args.endpoint))?;
+    let mut client = KeyManagementServiceClient::new(channel);
+    let format = args.output;
+    macro_rules! call {
+        ($method:ident, $request:expr) => {{
+            let response = client.$method($request).await.map_err(describe)?.into_inner();
+            output::print(format, &response).map_err(|e| e.to_string())
+        }};
+    }
+    match args.command {
+        KmsCommand::CreateKey { description, tags } => call!(
+            create_key,
+            pb::CreateKeyRequest {
+                description,
+                tags: tags
+                    .into_iter()
+                    .map(|(tag_key, tag_value)| pb::Tag { tag_key, tag_value })
+                    .collect(),
+                ..Default::default()
+            }
+        ),
+        KmsCommand::DescribeKey { key_id } => call!(describe_key, pb::DescribeKeyRequest { key_id }),
+        KmsCommand::ListKeys(p) => call!(
+            list_keys,
+            pb::ListKeysRequest {
+                limit: p.limit,
+                marker: p.marker
+            }
+        ),
+        KmsCommand::EnableKey { key_id } => call!(enable_key, pb::EnableKeyRequest { key_id }),
+        KmsCommand::DisableKey { key_id } => call!(disable_key, pb::DisableKeyRequest { key_id }),
+        KmsCommand::ScheduleKeyDeletion {
+            key_id,
+            pending_window_in_days,
+        } => call!(
+            schedule_key_deletion,
+            pb::ScheduleKeyDeletionRequest {
+                key_id,
+                pending_window_in_days
+            }
+        ),
+        KmsCommand::CancelKeyDeletion { key_id } => {
+            call!(cancel_key_deletion, pb::CancelKeyDeletionRequest { key_id })
+        }
+        KmsCommand::RotateKeyOnDemand { key_id } => {
+            call!(rotate_key_on_demand, pb::RotateKeyOnDemandRequest { key_id })
+        }
+        KmsCommand::ListKeyRotations { key_id, paging } => call!(
+            list_key_rotations,
+            pb::ListKeyRotationsRequest {
+                key_id,
+                limit: paging.limit,
+                marker: paging.marker
+            }
+        ),
+        KmsCommand::CreateAlias {
+            alias_name,
+            target_key_id,
+        } => call!(
+            create_alias,
+            pb::CreateAliasRequest {
+                alias_name,
+                target_key_id
+            }
+        ),
+        KmsCommand::DeleteAlias { alias_name } => {
+            call!(delete_alias, pb::DeleteAliasRequest { alias_name })
+        }
+        KmsCommand::ListAliases { key_id, paging } => call!(
+            list_aliases,
+            pb::ListAliasesRequest {
+                key_id,
+                limit: paging.limit,
+                marker: paging.marker
+            }
+        ),
+        KmsCommand::GenerateDataKey(a) => {
+            let (key_spec, number_of_bytes) = a.spec();
+            call!(
+                generate_data_key,
+                pb::GenerateDataKeyRequest {
+                    key_id: a.key_id,
+                    encryption_context: map(a.encryption_context),
+                    number_of_bytes,
+                    key_spec,
+                }
+            )
+        }
+        KmsCommand::GenerateDataKeyWithoutPlaintext(a) => {
+            let (key_spec, number_of_bytes) = a.spec();
+            call!(
+                generate_data_key_without_plaintext,
+                pb::GenerateDataKeyWithoutPlaintextRequest {
+                    key_id: a.key_id,
+                    encryption_context: map(a.encryption_context),
+                    number_of_bytes,
+                    key_spec,
+                }
+            )
+        }
+        KmsCommand::Encrypt {
+            key_id,
+            plaintext,
+            plaintext_file,
+            encryption_context,
+        } => {
+            let plaintext = match (plaintext, plaintext_file) {
+                (Some(text), _) => text.into_bytes(),
+                (None, Some(path)) => std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                (None, None) => return Err("give --plaintext or --plaintext-file".into()),
+            };
+            call!(
+                encrypt,
+                pb::EncryptRequest {
+                    key_id,
+                    plaintext,
+                    encryption_context: map(encryption_context),
+                    encryption_algorithm: String::new(),
+                }
+            )
+        }
+        KmsCommand::Decrypt {
+            ciphertext_blob,
+            encryption_context,
+            key_id,
+        } => call!(
+            decrypt,
+            pb::DecryptRequest {
+                ciphertext_blob,
+                encryption_context: map(encryption_context),
+                key_id,
+                encryption_algorithm: String::new(),
+            }
+        ),
+        KmsCommand::ReEncrypt {
+            ciphertext_blob,
+            destination_key_id,
+            source_key_id,
+            source_encryption_context,
+            destination_encryption_context,
+        } => call!(
+            re_encrypt,
+            pb::ReEncryptRequest {
+                ciphertext_blob,
+                source_encryption_context: map(source_encryption_context),
+                source_key_id,
+                destination_key_id,
+                destination_encryption_context: map(destination_encryption_context),
+            }
+        ),
+        KmsCommand::GenerateRandom { number_of_bytes } => {
+            call!(generate_random, pb::GenerateRandomRequest { number_of_bytes })
+        }
+    }
+}

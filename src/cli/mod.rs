@@ -1,0 +1,22 @@
+//! The `keyward` command line: `serve` runs the server; the other groups are gRPC clients.
+
+pub mod kms;
+pub mod output;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about = "Hardware-rooted key management service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (with no --config: the development default on SoftHSM).
+    Serve(serve::ServeArgs),
+    /// Key management client (AWS KMS operations).
+    Kms(kms::KmsArgs),
+}

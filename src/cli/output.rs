@@ -1,0 +1,113 @@
+//! Printing responses: JSON (default, binary fields base64) or text for people.
+
+use clap::ValueEnum;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+pub fn print<T: Serialize>(format: Format, response: &T) -> Result<(), serde_json::Error> {
+    let value = serde_json::to_value(response)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+        Format::Text => {
+            let mut out = String::new();
+            text(&value, 0, &mut out);
+            print!("{out}");
+        }
+    }
+    Ok(())
+}
+
+fn text(value: &Value, indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent);
+    let Value::Object(fields) = value else {
+        out.push_str(&format!("{pad}{}\n", scalar("", value)));
+        return;
+    };
+    for (name, field) in fields {
+        match field {
+            Value::Object(_) => {
+                out.push_str(&format!("{pad}{name}:\n"));
+                text(field, indent + 1, out);
+            }
+            Value::Array(items) if items.iter().any(Value::is_object) => {
+                out.push_str(&format!("{pad}{name}:\n"));
+                for item in items {
+                    out.push_str(&format!("{pad}  -\n"));
+                    text(item, indent + 2, out);
+                }
+            }
+            Value::Array(items) => {
+                let joined: Vec<String> = items.iter().map(|v| scalar(name, v)).collect();
+                out.push_str(&format!("{pad}{name}: {}\n", joined.join(", ")));
+            }
+            // Empty strings and absent optionals say nothing to a person.
+            Value::Null => {}
+            Value::String(s) if s.is_empty() => {}
+            _ => out.push_str(&format!("{pad}{name}: {}\n", scalar(name, field))),
+        }
+    }
+}
+
+fn scalar(name: &str, value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if name.ends_with("_date") => n
+            .as_i64()
+            .map(rfc3339)
+            .unwrap_or_else(|| n.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_format_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_083_199), "2026-11-30T23:59:59Z");
+    }
+
+    #[test]
+    fn text_output_nests_and_formats_dates() {
+        let value = serde_json::json!({
+            "key_metadata": {"key_id": "k1", "creation_date": 0, "description": ""},
+            "aliases": [{"alias_name": "alias/a"}],
+        });
+        let mut out = String::new();
+        text(&value, 0, &mut out);
+        assert!(out.contains("key_metadata:\n  key_id: k1\n  creation_date: 1970-01-01T00:00:00Z\n"), "{out}");
+        assert!(!out.contains("description"), "{out}");
+        assert!(out.contains("aliases:\n  -\n    alias_name: alias/a\n"), "{out}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `keyward serve`: resolves the configuration (file or development default) and runs the
+//! server until SIGINT or SIGTERM.
+
+use crate::config::{Config, DEFAULT_LISTEN};
+use crate::server::{Keyward, StartError};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (see hsm-config/). Without one, the development default runs.
+    #[arg(long, env = "KEYWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7443, or the config file's `listen`].
+    #[arg(long, env = "KEYWARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./keyward-data, or the config file's `data_dir`].
+    #[arg(long, env = "KEYWARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A resolved configuration, plus environment the process must set before any thread starts
+/// (SoftHSM reads `SOFTHSM2_CONF` once, at C_Initialize).
+pub struct Prepared {
+    pub config: Config,
+    pub env: Vec<(&'static str, PathBuf)>,
+    pub development: bool,
+}
+
+pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
+    match args.config {
+        Some(path) => {
+            let mut config = Config::load(&path)?;
+            if let Some(listen) = args.listen {
+                config.listen = listen;
+            }
+            if let Some(dir) = args.data_dir {
+                config.data_dir = dir;
+            }
+            Ok(Prepared {
+                config,
+                env: Vec::new(),
+                development: false,
+            })
+        }
+        None => {
+            let listen = args
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7443))));
+            let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("keyward-data"));
+            let (config, softhsm_conf) = Config::development(&data_dir, listen)?;
+            Ok(Prepared {
+                config,
+                env: vec![("SOFTHSM2_CONF", softhsm_conf)],
+                development: true,
+            })
+        }
+    }
+}
+
+/// Runs the prepared server on a new runtime; returns when it has shut down.
+pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let config = prepared.config;
+        if prepared.development {
+            tracing::warn!(
+                data_dir = %config.data_dir.display(),
+                "DEVELOPMENT DEFAULT: SoftHSM token under the data directory with PINs in plain \
+                 files beside it. For development and tests only; production needs --config"
+            );
+        }
+        if !config.listen.ip().is_loopback() {
+            tracing::warn!(listen = %config.listen, "listening in PLAINTEXT on a non-loopback address");
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let address = listener.local_addr()?;
+        let keyward = Keyward::open(config).await?;
+        tracing::info!(%address, "serving");
+        // Tests and scripts wait for this line to know the server accepts connections.
+        println!("keyward listening on {address}");
+        keyward.run(listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,328 @@
+//! Configuration: the TOML file (`hsm-config/*.toml` are references), and the development
+//! default used when no file is given.
+//!
+//! PINs never appear in the file itself: the file names an environment variable or a file that
+//! holds the PIN, and the PIN is held as a `SecretString` from the moment it is read.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+pub const DEFAULT_SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const DEV_TOKEN_LABEL: &str = "keyward-dev";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("cannot prepare the development root of trust in {path}: {source}")]
+    Dev {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_account")]
+    pub account_id: String,
+    pub root_of_trust: RootOfTrustConfig,
+    #[serde(default)]
+    pub kms: KmsConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RootOfTrustConfig {
+    Pkcs11(Pkcs11Config),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    #[serde(default = "default_module")]
+    pub module: PathBuf,
+    pub token_label: Option<String>,
+    pub token_serial: Option<String>,
+    pub pin_env: Option<String>,
+    pub pin_file: Option<PathBuf>,
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+    /// Development only: an SO PIN file; when set, a token with `token_label` is initialised
+    /// at start if none exists.
+    #[serde(default)]
+    pub initialize_token_so_pin_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsConfig {
+    #[serde(default = "default_purge_interval")]
+    pub deletion_check_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default = "default_health_interval")]
+    pub check_interval_ms: u64,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            deletion_check_interval_secs: default_purge_interval(),
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: default_health_interval(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7443))
+}
+fn default_region() -> String {
+    "local".into()
+}
+fn default_account() -> String {
+    "000000000000".into()
+}
+fn default_module() -> PathBuf {
+    PathBuf::from(DEFAULT_SOFTHSM_MODULE)
+}
+fn default_sessions() -> usize {
+    4
+}
+fn default_purge_interval() -> u64 {
+    60
+}
+fn default_health_interval() -> u64 {
+    2000
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.region.is_empty()
+            || !self.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ConfigError::Invalid(
+                "region: letters, digits and '-' only".into(),
+            ));
+        }
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid("account_id: exactly 12 digits".into()));
+        }
+        match &self.root_of_trust {
+            RootOfTrustConfig::Pkcs11(p) => p.validate(),
+        }
+    }
+
+    /// The development default: SoftHSM with a token under `data_dir/softhsm`, created on first
+    /// start with random PINs kept in files beside it. Returns the config and the
+    /// `SOFTHSM2_CONF` path the process must use.
+    pub fn development(data_dir: &Path, listen: SocketAddr) -> Result<(Self, PathBuf), ConfigError> {
+        let dev_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ConfigError::Dev { path, source }
+        };
+        let softhsm = data_dir.join("softhsm");
+        let tokens = softhsm.join("tokens");
+        std::fs::create_dir_all(&tokens).map_err(dev_error(&tokens))?;
+        let tokens = tokens.canonicalize().map_err(dev_error(&tokens))?;
+        let conf = softhsm.join("softhsm2.conf");
+        let conf_text = format!(
+            "# Written by keyward serve (development default).\n\
+             directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        );
+        std::fs::write(&conf, conf_text).map_err(dev_error(&conf))?;
+        let user_pin = softhsm.join("user.pin");
+        let so_pin = softhsm.join("so.pin");
+        for pin in [&user_pin, &so_pin] {
+            write_random_pin(pin).map_err(dev_error(pin))?;
+        }
+        let module = std::env::var_os("KEYWARD_PKCS11_MODULE")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_module);
+        let config = Config {
+            listen,
+            data_dir: data_dir.to_owned(),
+            region: default_region(),
+            account_id: default_account(),
+            root_of_trust: RootOfTrustConfig::Pkcs11(Pkcs11Config {
+                module,
+                token_label: Some(DEV_TOKEN_LABEL.into()),
+                token_serial: None,
+                pin_env: None,
+                pin_file: Some(user_pin),
+                sessions: default_sessions(),
+                initialize_token_so_pin_file: Some(so_pin),
+            }),
+            kms: KmsConfig::default(),
+            health: HealthConfig::default(),
+        };
+        Ok((config, conf))
+    }
+}
+
+/// Creates a file holding a random PIN, readable by the owner only, unless it exists.
+fn write_random_pin(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    let pin: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => file.write_all(pin.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl Pkcs11Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.token_label, &self.token_serial) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "root_of_trust: give exactly one of token_label and token_serial".into(),
+                ));
+            }
+        }
+        match (&self.pin_env, &self.pin_file) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "root_of_trust: give exactly one of pin_env and pin_file".into(),
+                ));
+            }
+        }
+        if !(1..=256).contains(&self.sessions) {
+            return Err(ConfigError::Invalid(
+                "root_of_trust.sessions: between 1 and 256".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the user PIN from its environment variable or file. Errors name the source,
+    /// never the content.
+    pub fn pin(&self) -> Result<SecretString, ConfigError> {
+        read_secret(self.pin_env.as_deref(), self.pin_file.as_deref())
+    }
+}
+
+pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretString, ConfigError> {
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
+            _ => Err(ConfigError::Invalid(format!(
+                "the PIN environment variable {var} is not set"
+            ))),
+        };
+    }
+    if let Some(path) = file {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }
+        })?);
+        let pin = text.trim_end_matches(['\n', '\r']);
+        if pin.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "the PIN file {} is empty",
+                path.display()
+            )));
+        }
+        return Ok(SecretString::from(pin.to_owned()));
+    }
+    Err(ConfigError::Invalid("no PIN source configured".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        data_dir = "/var/lib/keyward"
+        [root_of_trust]
+        type = "pkcs11"
+        token_label = "keyward"
+        pin_env = "KEYWARD_PIN"
+    "#;
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let config = Config::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.region, "local");
+        let RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust;
+        assert_eq!(p.sessions, 4);
+        assert_eq!(p.module, PathBuf::from(DEFAULT_SOFTHSM_MODULE));
+    }
+
+    #[test]
+    fn inline_pins_and_unknown_fields_are_refused() {
+        let inline = MINIMAL.replace("pin_env = \"KEYWARD_PIN\"", "pin = \"1234\"");
+        let err = Config::parse(Path::new("t.toml"), &inline).unwrap_err();
+        assert!(err.to_string().contains("unknown field `pin`"), "{err}");
+        assert!(!err.to_string().contains("1234"), "{err}");
+        let both = MINIMAL.replace("pin_env", "pin_file = \"/p\"\npin_env");
+        assert!(Config::parse(Path::new("t.toml"), &both).is_err());
+    }
+
+    #[test]
+    fn pin_file_is_read_without_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(read_secret(None, Some(&path)).unwrap().expose_secret(), "s3cret");
+    }
+}

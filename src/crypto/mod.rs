@@ -1,0 +1,9 @@
+//! Software cryptography and wire formats: secret buffers, the canonical encryption context and
+//! the ciphertext envelope. Nothing here talks to hardware or storage.
+
+pub mod context;
+pub mod envelope;
+pub mod secret;
+
+pub use context::EncryptionContext;
+pub use secret::SecretBytes;

@@ -1,0 +1,35 @@
+//! Keyward: an on-premises key management service whose root of trust is hardware.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration and the development default.
+//! - [`crypto`]: secret buffers, the canonical encryption context, the ciphertext envelope.
+//! - [`backend`]: roots of trust (PKCS#11 today); the only code touching hardware crates, and
+//!   [`backend::Hardware`], the single async boundary every hardware call goes through.
+//! - [`store`]: sled behind a narrow key-value interface; the only code touching sled.
+//! - [`service`]: domain logic with AWS KMS semantics; never sees tonic or sled.
+//! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping.
+//! - [`server`]: wiring, background tasks, serve-until-shutdown.
+//! - [`cli`]: the `keyward` command: `serve` and the client subcommands.
+//!
+//! # Request flow
+//!
+//! A gRPC request reaches a handler in `api/` that converts it into a call on
+//! [`service::KmsService`]. The service resolves the key in the store, checks its state,
+//! generates data keys from the OS CSPRNG and asks the root of trust, through
+//! [`backend::Hardware::run`], to seal or unseal under the master key version (one hardware call
+//! per request). Writes are committed atomically and flushed before the reply. Errors travel
+//! back as [`service::KmsError`] and become a `tonic::Status` with the AWS exception name in
+//! `x-keyward-error` in one place ([`api::status`]).
+
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,161 @@
+//! Assembling and running the server: open the store and the root of trust, serve gRPC
+//! (KMS, health, reflection) on a listener until the shutdown future resolves, and run the
+//! background tasks (root-of-trust health, expired-key purge) meanwhile.
+
+use crate::api::kms::KmsApi;
+use crate::api::pb::{self, key_management_service_server::KeyManagementServiceServer};
+use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, ensure_token, context};
+use crate::backend::{BackendError, Hardware, RootOfTrust};
+use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
+use crate::service::kms::Arns;
+use crate::service::{Clock, KmsService, SystemClock};
+use crate::store::{Store, StoreError};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+const KMS_SERVICE_NAME: &str = "keyward.v1.KeyManagementService";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot use the root of trust: {0}")]
+    RootOfTrust(#[from] BackendError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Everything a running server owns.
+pub struct Keyward {
+    pub kms: Arc<KmsService>,
+    store: Store,
+    config: Config,
+}
+
+/// Connects to the configured root of trust. Blocking: call before or off the executor.
+pub fn connect_root_of_trust(config: &Config) -> Result<(Arc<dyn RootOfTrust>, usize), StartError> {
+    match &config.root_of_trust {
+        RootOfTrustConfig::Pkcs11(p) => {
+            let pin = p.pin()?;
+            let label = p.token_label.clone();
+            if let (Some(so_pin_file), Some(label)) = (&p.initialize_token_so_pin_file, &label) {
+                let so_pin = read_secret(None, Some(so_pin_file))?;
+                ensure_token(&context(&p.module)?, label, &so_pin, &pin)?;
+            }
+            let token = match (label, &p.token_serial) {
+                (Some(label), _) => TokenSelector::Label(label),
+                (None, Some(serial)) => TokenSelector::Serial(serial.clone()),
+                (None, None) => {
+                    return Err(ConfigError::Invalid("no token selector".into()).into());
+                }
+            };
+            let root = Pkcs11Root::connect(Pkcs11Options {
+                module: p.module.clone(),
+                token,
+                pin,
+            })?;
+            Ok((Arc::new(root), p.sessions))
+        }
+    }
+}
+
+impl Keyward {
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let store = Store::open(&config.data_dir.join("store"))?;
+        let connect_config = config.clone();
+        let (root, sessions) = tokio::task::spawn_blocking(move || connect_root_of_trust(&connect_config))
+            .await
+            .map_err(|e| BackendError::Internal(e.to_string()))??;
+        tracing::info!(kind = root.kind(), sessions, "root of trust connected");
+        let arns = Arns {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+        };
+        let kms = KmsService::new(Hardware::new(root, sessions), store.clone(), clock, arns);
+        Ok(Self {
+            kms: Arc::new(kms),
+            store,
+            config,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then flushes the store.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let tasks = [
+            tokio::spawn(watch_root_of_trust(
+                Arc::clone(&self.kms),
+                health,
+                Duration::from_millis(self.config.health.check_interval_ms.max(100)),
+            )),
+            tokio::spawn(purge_expired_keys(
+                Arc::clone(&self.kms),
+                Duration::from_secs(self.config.kms.deletion_check_interval_secs.max(1)),
+            )),
+        ];
+        let outcome = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(&self.kms))))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        for task in tasks {
+            task.abort();
+        }
+        self.store.flush()?;
+        tracing::info!("stopped");
+        Ok(outcome?)
+    }
+}
+
+/// Keeps the gRPC health status in step with the root of trust: NOT_SERVING while it cannot
+/// be used, SERVING again once it can.
+async fn watch_root_of_trust(kms: Arc<KmsService>, health: tonic_health::server::HealthReporter, every: Duration) {
+    let mut last = None;
+    loop {
+        let status = match kms.check_root_of_trust().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                if last != Some(ServingStatus::NotServing) {
+                    tracing::warn!(error = %e, "root of trust check failed");
+                }
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            if last.is_some() {
+                tracing::info!(%status, "health changed");
+            }
+            health.set_service_status("", status).await;
+            health.set_service_status(KMS_SERVICE_NAME, status).await;
+            last = Some(status);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn purge_expired_keys(kms: Arc<KmsService>, every: Duration) {
+    loop {
+        match kms.purge_expired_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "purged keys past their deletion date"),
+            Err(e) => tracing::warn!(error = %e, "purging expired keys failed; will retry"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,80 @@
+//! The KMS domain's errors. Each variant corresponds to one AWS KMS exception; `api/status.rs`
+//! maps them to gRPC codes in one exhaustive match.
+
+use crate::backend::BackendError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// NotFoundException.
+    #[error("{0}")]
+    NotFound(String),
+    /// AlreadyExistsException.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// ValidationException: a request field is missing or out of range.
+    #[error("{field}: {reason}")]
+    Validation { field: &'static str, reason: String },
+    /// InvalidAliasNameException.
+    #[error("{0}")]
+    InvalidAliasName(String),
+    /// InvalidMarkerException.
+    #[error("marker: not a marker this listing returned")]
+    InvalidMarker,
+    /// InvalidCiphertextException. One message for every cause — a flipped bit, a wrong
+    /// encryption context, an unknown key — so failures reveal nothing.
+    #[error("the ciphertext is invalid or does not match the encryption context")]
+    InvalidCiphertext,
+    /// IncorrectKeyException: Decrypt's key_id is not the key that encrypted the blob.
+    #[error("the ciphertext was not encrypted under the key named in key_id")]
+    IncorrectKey,
+    /// DisabledException.
+    #[error("{0} is disabled")]
+    Disabled(String),
+    /// KMSInvalidStateException.
+    #[error("{0}")]
+    InvalidState(String),
+    /// KeyUnavailableException: the root of trust cannot be reached. Retryable. The detail is
+    /// for the log, not the client.
+    #[error("root of trust unavailable: {0}")]
+    Unavailable(String),
+    /// KMSInternalException. The detail is for the log, not the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl KmsError {
+    pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Validation {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<BackendError> for KmsError {
+    fn from(err: BackendError) -> Self {
+        match err {
+            BackendError::Unavailable(detail) => Self::Unavailable(detail),
+            BackendError::InvalidCiphertext => Self::InvalidCiphertext,
+            // The record names material the token no longer has: the token was swapped,
+            // restored from an old backup or is half-mounted. Retryable from the client's view.
+            BackendError::KeyMissing(key) => {
+                Self::Unavailable(format!("key material {} missing", key.0))
+            }
+            BackendError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<StoreError> for KmsError {
+    fn from(err: StoreError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<getrandom::Error> for KmsError {
+    fn from(err: getrandom::Error) -> Self {
+        Self::Internal(format!("OS random generator: {err}"))
+    }
+}

@@ -1,0 +1,250 @@
+//! Cryptographic operations: one root-of-trust call per request (two for ReEncrypt).
+//!
+//! Data keys come from the OS CSPRNG and are sealed by the master key inside the root of
+//! trust; plaintext from the client is sealed the same way. The AAD is the ciphertext header
+//! plus the canonical encryption context, so the blob and the context are bound together.
+
+use super::KmsService;
+use crate::crypto::envelope::{Ciphertext, Header, MAX_PLAINTEXT_LEN, NONCE_LEN};
+use crate::crypto::{EncryptionContext, SecretBytes};
+use crate::service::KmsError;
+use crate::store::KeyRecord;
+use std::collections::HashMap;
+
+const MAX_DATA_KEY_BYTES: i32 = 1024;
+const MAX_RANDOM_BYTES: i32 = 1024;
+
+/// How long a data key should be: `key_spec` (AES_256, AES_128) or `number_of_bytes`.
+#[derive(Debug, Clone, Default)]
+pub struct DataKeySpec {
+    pub key_spec: String,
+    pub number_of_bytes: Option<i32>,
+}
+
+impl DataKeySpec {
+    fn len(&self) -> Result<usize, KmsError> {
+        match (self.key_spec.as_str(), self.number_of_bytes) {
+            ("", None) => Err(KmsError::validation(
+                "key_spec",
+                "one of key_spec and number_of_bytes is required",
+            )),
+            ("", Some(n)) if (1..=MAX_DATA_KEY_BYTES).contains(&n) => Ok(n as usize),
+            ("", Some(_)) => Err(KmsError::validation(
+                "number_of_bytes",
+                format!("must be between 1 and {MAX_DATA_KEY_BYTES}"),
+            )),
+            (_, Some(_)) => Err(KmsError::validation(
+                "key_spec",
+                "give key_spec or number_of_bytes, not both",
+            )),
+            ("AES_256", None) => Ok(32),
+            ("AES_128", None) => Ok(16),
+            (_, None) => Err(KmsError::validation("key_spec", "must be AES_256 or AES_128")),
+        }
+    }
+}
+
+pub struct GeneratedDataKey {
+    pub ciphertext_blob: Vec<u8>,
+    pub plaintext: SecretBytes,
+    pub key_arn: String,
+}
+
+fn context(field: &'static str, pairs: HashMap<String, String>) -> Result<EncryptionContext, KmsError> {
+    EncryptionContext::new(pairs).map_err(|e| KmsError::validation(field, e.to_string()))
+}
+
+fn check_algorithm(algorithm: &str) -> Result<(), KmsError> {
+    match algorithm {
+        "" | "SYMMETRIC_DEFAULT" => Ok(()),
+        _ => Err(KmsError::validation(
+            "encryption_algorithm",
+            "only SYMMETRIC_DEFAULT is supported",
+        )),
+    }
+}
+
+impl KmsService {
+    pub async fn generate_data_key(
+        &self,
+        key_id: &str,
+        spec: DataKeySpec,
+        encryption_context: HashMap<String, String>,
+    ) -> Result<GeneratedDataKey, KmsError> {
+        let len = spec.len()?;
+        let ctx = context("encryption_context", encryption_context)?;
+        let (key, _) = self.resolve("key_id", key_id)?;
+        self.require_enabled(&key)?;
+        let data_key = SecretBytes::random(len)?;
+        let (ciphertext_blob, plaintext) = self.seal(&key, &ctx, data_key).await?;
+        Ok(GeneratedDataKey {
+            ciphertext_blob,
+            plaintext,
+            key_arn: self.arns.key(&key.key_id),
+        })
+    }
+
+    pub async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: SecretBytes,
+        encryption_context: HashMap<String, String>,
+        algorithm: &str,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(KmsError::validation(
+                "plaintext",
+                format!("must be 1 to {MAX_PLAINTEXT_LEN} bytes"),
+            ));
+        }
+        check_algorithm(algorithm)?;
+        let ctx = context("encryption_context", encryption_context)?;
+        let (key, _) = self.resolve("key_id", key_id)?;
+        self.require_enabled(&key)?;
+        let (blob, _) = self.seal(&key, &ctx, plaintext).await?;
+        Ok((blob, self.arns.key(&key.key_id)))
+    }
+
+    /// Returns the plaintext and the ARN of the key that encrypted it.
+    pub async fn decrypt(
+        &self,
+        ciphertext_blob: &[u8],
+        encryption_context: HashMap<String, String>,
+        key_id: &str,
+        algorithm: &str,
+    ) -> Result<(SecretBytes, String), KmsError> {
+        check_algorithm(algorithm)?;
+        let ctx = context("encryption_context", encryption_context)?;
+        self.unseal(ciphertext_blob, &ctx, "key_id", key_id).await
+    }
+
+    /// Decrypts under the source key and encrypts under the destination key; the plaintext
+    /// never leaves the server. Returns the blob, source ARN and destination ARN.
+    pub async fn re_encrypt(
+        &self,
+        ciphertext_blob: &[u8],
+        source_encryption_context: HashMap<String, String>,
+        source_key_id: &str,
+        destination_key_id: &str,
+        destination_encryption_context: HashMap<String, String>,
+    ) -> Result<(Vec<u8>, String, String), KmsError> {
+        let source_ctx = context("source_encryption_context", source_encryption_context)?;
+        let destination_ctx = context("destination_encryption_context", destination_encryption_context)?;
+        let (destination, _) = self.resolve("destination_key_id", destination_key_id)?;
+        self.require_enabled(&destination)?;
+        let (plaintext, source_arn) = self
+            .unseal(ciphertext_blob, &source_ctx, "source_key_id", source_key_id)
+            .await?;
+        let (blob, _) = self.seal(&destination, &destination_ctx, plaintext).await?;
+        Ok((blob, source_arn, self.arns.key(&destination.key_id)))
+    }
+
+    pub async fn generate_random(&self, number_of_bytes: i32) -> Result<SecretBytes, KmsError> {
+        if !(1..=MAX_RANDOM_BYTES).contains(&number_of_bytes) {
+            return Err(KmsError::validation(
+                "number_of_bytes",
+                format!("must be between 1 and {MAX_RANDOM_BYTES}"),
+            ));
+        }
+        let len = number_of_bytes as usize;
+        Ok(self.hw.run(move |root| root.random(len)).await?)
+    }
+
+    /// Seals `plaintext` under the key's current version; hands the plaintext back so a data
+    /// key can also be returned to the caller.
+    async fn seal(
+        &self,
+        key: &KeyRecord,
+        ctx: &EncryptionContext,
+        plaintext: SecretBytes,
+    ) -> Result<(Vec<u8>, SecretBytes), KmsError> {
+        let current = key
+            .current()
+            .ok_or_else(|| KmsError::Internal(format!("key {} has no versions", key.key_id)))?;
+        let key_id = uuid::Uuid::parse_str(&key.key_id)
+            .map_err(|e| KmsError::Internal(format!("stored key id: {e}")))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)?;
+        let header = Header {
+            key_id,
+            key_version: current.version,
+            nonce,
+        };
+        let aad = header.aad(ctx);
+        let material = current.material.clone();
+        let (sealed, plaintext) = self
+            .hw
+            .run(move |root| {
+                let sealed = root.seal(&material, &nonce, &aad, plaintext.expose())?;
+                Ok((sealed, plaintext))
+            })
+            .await?;
+        Ok((Ciphertext::assemble(&header, &sealed), plaintext))
+    }
+
+    /// Opens a blob. `expected_key` (from the request field `field`), when not empty, must
+    /// name the key that sealed it.
+    async fn unseal(
+        &self,
+        blob: &[u8],
+        ctx: &EncryptionContext,
+        field: &'static str,
+        expected_key: &str,
+    ) -> Result<(SecretBytes, String), KmsError> {
+        if blob.is_empty() {
+            return Err(KmsError::validation("ciphertext_blob", "is required"));
+        }
+        let expected = match expected_key {
+            "" => None,
+            name => Some(self.resolve_id(field, name)?),
+        };
+        let parsed = Ciphertext::parse(blob).map_err(|_| KmsError::InvalidCiphertext)?;
+        let key_id = parsed.header.key_id.to_string();
+        if expected.as_ref().is_some_and(|e| *e != key_id) {
+            return Err(KmsError::IncorrectKey);
+        }
+        // A blob naming a key we do not have is as invalid as a blob with a bad tag.
+        let (key, _) = self.load(&key_id)?.ok_or(KmsError::InvalidCiphertext)?;
+        self.require_enabled(&key)?;
+        let version = key
+            .version(parsed.header.key_version)
+            .ok_or(KmsError::InvalidCiphertext)?;
+        let material = version.material.clone();
+        let nonce = parsed.header.nonce;
+        let aad = parsed.header.aad(ctx);
+        let sealed = parsed.sealed.to_vec();
+        let plaintext = self
+            .hw
+            .run(move |root| root.unseal(&material, &nonce, &aad, &sealed))
+            .await?;
+        Ok((plaintext, self.arns.key(&key.key_id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_key_length_rules() {
+        let spec = |s: &str, n: Option<i32>| DataKeySpec {
+            key_spec: s.into(),
+            number_of_bytes: n,
+        };
+        assert_eq!(spec("AES_256", None).len().unwrap(), 32);
+        assert_eq!(spec("AES_128", None).len().unwrap(), 16);
+        assert_eq!(spec("", Some(1024)).len().unwrap(), 1024);
+        for (bad, field) in [
+            (spec("", None), "key_spec"),
+            (spec("", Some(0)), "number_of_bytes"),
+            (spec("", Some(1025)), "number_of_bytes"),
+            (spec("AES_256", Some(32)), "key_spec"),
+            (spec("RSA_2048", None), "key_spec"),
+        ] {
+            match bad.len() {
+                Err(KmsError::Validation { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected a validation error, got {other:?}"),
+            }
+        }
+    }
+}

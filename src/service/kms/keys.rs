@@ -1,0 +1,245 @@
+//! Key lifecycle: create, describe, list, enable/disable, scheduled deletion, rotation.
+
+use super::{KEY_PREFIX, KmsService, key_storage_key, new_key_id};
+use crate::service::clock::SECONDS_PER_DAY;
+use crate::service::paging::{self, Page};
+use crate::service::KmsError;
+use crate::store::{self, Expect, KeyRecord, KeyState, KeyVersionRecord, Op, Tag};
+
+const MAX_DESCRIPTION: usize = 8192;
+const MAX_TAGS: usize = 50;
+pub const DEFAULT_DELETION_WINDOW_DAYS: i32 = 30;
+
+pub struct NewKey {
+    pub description: String,
+    pub key_usage: String,
+    pub key_spec: String,
+    pub tags: Vec<Tag>,
+}
+
+fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
+    if new.description.len() > MAX_DESCRIPTION {
+        return Err(KmsError::validation(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    if !matches!(new.key_usage.as_str(), "" | "ENCRYPT_DECRYPT") {
+        return Err(KmsError::validation("key_usage", "only ENCRYPT_DECRYPT is supported"));
+    }
+    if !matches!(new.key_spec.as_str(), "" | "SYMMETRIC_DEFAULT") {
+        return Err(KmsError::validation("key_spec", "only SYMMETRIC_DEFAULT is supported"));
+    }
+    if new.tags.len() > MAX_TAGS {
+        return Err(KmsError::validation("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    for tag in &new.tags {
+        if tag.key.is_empty() || tag.key.len() > 128 {
+            return Err(KmsError::validation("tags.tag_key", "1 to 128 characters"));
+        }
+        if tag.value.len() > 256 {
+            return Err(KmsError::validation("tags.tag_value", "at most 256 characters"));
+        }
+    }
+    Ok(())
+}
+
+impl KmsService {
+    pub async fn create_key(&self, new: NewKey) -> Result<KeyRecord, KmsError> {
+        validate_new_key(&new)?;
+        let key_id = new_key_id();
+        let label = format!("keyward {key_id} v1");
+        let material = self.hw.run(move |root| root.create_key(&label)).await?;
+        let now = self.clock.now();
+        let record = KeyRecord {
+            key_id: key_id.clone(),
+            description: new.description,
+            created_at: now,
+            state: KeyState::Enabled,
+            deletion_date: None,
+            pending_window_days: None,
+            origin: self.hw.kind().to_owned(),
+            tags: new.tags,
+            versions: vec![KeyVersionRecord {
+                version: 1,
+                created_at: now,
+                material: material.clone(),
+                on_demand: false,
+            }],
+        };
+        let op = Op::Put {
+            key: key_storage_key(&key_id),
+            value: store::encode(&record),
+            expect: Expect::Absent,
+        };
+        if let Err(e) = self.store.commit(vec![op]).await {
+            // Do not leave material in the token that no record names.
+            let _ = self.hw.run(move |root| root.destroy_key(&material)).await;
+            return Err(e.into());
+        }
+        tracing::info!(key_id = %record.key_id, "created key");
+        Ok(record)
+    }
+
+    pub fn describe_key(&self, key_id: &str) -> Result<KeyRecord, KmsError> {
+        Ok(self.resolve("key_id", key_id)?.0)
+    }
+
+    pub fn list_keys(&self, limit: Option<i32>, marker: &str) -> Result<Page<KeyRecord>, KmsError> {
+        let limit = paging::limit(limit, 100, 1000)?;
+        let after = paging::decode_marker(marker, KEY_PREFIX)?;
+        let mut rows = self.store.scan(KEY_PREFIX, after.as_deref(), limit + 1)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_marker = more.then(|| rows.last().map(|(k, _)| paging::encode_marker(k))).flatten();
+        let items = rows
+            .iter()
+            .map(|(k, v)| store::decode(k, &v.value))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next_marker })
+    }
+
+    pub async fn enable_key(&self, key_id: &str) -> Result<(), KmsError> {
+        self.set_enabled(key_id, KeyState::Enabled).await
+    }
+
+    pub async fn disable_key(&self, key_id: &str) -> Result<(), KmsError> {
+        self.set_enabled(key_id, KeyState::Disabled).await
+    }
+
+    async fn set_enabled(&self, key_id: &str, state: KeyState) -> Result<(), KmsError> {
+        let arns = self.arns.clone();
+        self.update_key(key_id, |record| {
+            if record.state == KeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!(
+                    "{} is pending deletion",
+                    arns.key(&record.key_id)
+                )));
+            }
+            record.state = state;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn schedule_key_deletion(
+        &self,
+        key_id: &str,
+        window_days: Option<i32>,
+    ) -> Result<KeyRecord, KmsError> {
+        let days = window_days.unwrap_or(DEFAULT_DELETION_WINDOW_DAYS);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::validation(
+                "pending_window_in_days",
+                "must be between 7 and 30",
+            ));
+        }
+        let now = self.clock.now();
+        let arns = self.arns.clone();
+        let (record, ()) = self
+            .update_key(key_id, |record| {
+                if record.state == KeyState::PendingDeletion {
+                    return Err(KmsError::InvalidState(format!(
+                        "{} is already pending deletion",
+                        arns.key(&record.key_id)
+                    )));
+                }
+                record.state = KeyState::PendingDeletion;
+                record.deletion_date = Some(now + i64::from(days) * SECONDS_PER_DAY);
+                record.pending_window_days = Some(days);
+                Ok(())
+            })
+            .await?;
+        tracing::info!(key_id = %record.key_id, days, "scheduled key deletion");
+        Ok(record)
+    }
+
+    /// Cancels a scheduled deletion; the key comes back Disabled, as in AWS KMS.
+    pub async fn cancel_key_deletion(&self, key_id: &str) -> Result<KeyRecord, KmsError> {
+        let now = self.clock.now();
+        let arns = self.arns.clone();
+        let (record, ()) = self
+            .update_key(key_id, |record| {
+                let arn = arns.key(&record.key_id);
+                match (record.state, record.deletion_date) {
+                    (KeyState::PendingDeletion, Some(date)) if date > now => {}
+                    // Past its date the material may already be going: too late to cancel.
+                    (KeyState::PendingDeletion, _) => {
+                        return Err(KmsError::InvalidState(format!("{arn} is being deleted")));
+                    }
+                    _ => {
+                        return Err(KmsError::InvalidState(format!("{arn} is not pending deletion")));
+                    }
+                }
+                record.state = KeyState::Disabled;
+                record.deletion_date = None;
+                record.pending_window_days = None;
+                Ok(())
+            })
+            .await?;
+        Ok(record)
+    }
+
+    /// Adds a key version made in the root of trust; new encryptions use it, older versions
+    /// stay to decrypt what they protected.
+    pub async fn rotate_key_on_demand(&self, key_id: &str) -> Result<(KeyRecord, u32), KmsError> {
+        let (record, _) = self.resolve("key_id", key_id)?;
+        self.require_enabled(&record)?;
+        let label = format!("keyward {} rotated", record.key_id);
+        let material = self.hw.run(move |root| root.create_key(&label)).await?;
+        let now = self.clock.now();
+        let arns = self.arns.clone();
+        let outcome = self
+            .update_key(&record.key_id, |record| {
+                if record.state != KeyState::Enabled {
+                    return Err(KmsError::InvalidState(format!(
+                        "{} is not enabled",
+                        arns.key(&record.key_id)
+                    )));
+                }
+                let version = record.versions.last().map_or(1, |v| v.version + 1);
+                record.versions.push(KeyVersionRecord {
+                    version,
+                    created_at: now,
+                    material: material.clone(),
+                    on_demand: true,
+                });
+                Ok(version)
+            })
+            .await;
+        if outcome.is_err() {
+            let material = material.clone();
+            let _ = self.hw.run(move |root| root.destroy_key(&material)).await;
+        }
+        let (record, version) = outcome?;
+        tracing::info!(key_id = %record.key_id, version, "rotated key");
+        Ok((record, version))
+    }
+
+    /// Versions created by rotation (every version after the first), oldest first.
+    pub fn list_key_rotations(
+        &self,
+        key_id: &str,
+        limit: Option<i32>,
+        marker: &str,
+    ) -> Result<(KeyRecord, Page<KeyVersionRecord>), KmsError> {
+        let limit = paging::limit(limit, 100, 1000)?;
+        let (record, _) = self.resolve("key_id", key_id)?;
+        let after: u32 = match marker {
+            "" => 1,
+            m => m.parse().map_err(|_| KmsError::InvalidMarker)?,
+        };
+        let mut items: Vec<KeyVersionRecord> = record
+            .versions
+            .iter()
+            .filter(|v| v.version > after)
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_marker = more.then(|| items.last().map(|v| v.version.to_string())).flatten();
+        Ok((record, Page { items, next_marker }))
+    }
+}

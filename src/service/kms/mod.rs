@@ -1,0 +1,128 @@
+//! The KMS service: key lifecycle, aliases and cryptographic operations with AWS KMS
+//! semantics. Each submodule holds one family of operations.
+
+mod aliases;
+mod crypto;
+mod keys;
+pub mod names;
+mod purge;
+
+pub use crypto::{DataKeySpec, GeneratedDataKey};
+pub use keys::NewKey;
+pub use names::Arns;
+
+use crate::backend::Hardware;
+use crate::service::{Clock, KmsError};
+use crate::store::{self, Expect, KeyRecord, KeyState, Op, Store, StoreError};
+use names::KeyName;
+use std::sync::Arc;
+use uuid::Uuid;
+
+const KEY_PREFIX: &[u8] = b"kms/key/";
+const ALIAS_PREFIX: &[u8] = b"kms/alias/";
+/// Guarded read-modify-write attempts before giving up under contention.
+const MAX_ATTEMPTS: usize = 8;
+
+fn key_storage_key(id: &str) -> Vec<u8> {
+    [KEY_PREFIX, id.as_bytes()].concat()
+}
+
+fn alias_storage_key(alias_name: &str) -> Vec<u8> {
+    [ALIAS_PREFIX, alias_name.as_bytes()].concat()
+}
+
+pub struct KmsService {
+    hw: Hardware,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    arns: Arns,
+}
+
+impl KmsService {
+    pub fn new(hw: Hardware, store: Store, clock: Arc<dyn Clock>, arns: Arns) -> Self {
+        Self {
+            hw,
+            store,
+            clock,
+            arns,
+        }
+    }
+
+    pub fn arns(&self) -> &Arns {
+        &self.arns
+    }
+
+    /// Probes the root of trust: Ok when a request could be served now.
+    pub async fn check_root_of_trust(&self) -> Result<(), KmsError> {
+        Ok(self.hw.run(|root| root.check()).await?)
+    }
+
+    fn load(&self, id: &str) -> Result<Option<(KeyRecord, u64)>, KmsError> {
+        let key = key_storage_key(id);
+        match self.store.get(&key)? {
+            Some(found) => Ok(Some((store::decode(&key, &found.value)?, found.version))),
+            None => Ok(None),
+        }
+    }
+
+    /// Resolves a client's `key_id` (id, ARN, alias, alias ARN) to the key id.
+    fn resolve_id(&self, field: &'static str, input: &str) -> Result<String, KmsError> {
+        match self.arns.parse(field, input)? {
+            KeyName::Id(id) => Ok(id.to_string()),
+            KeyName::Alias(alias) => self
+                .load_alias(&alias)?
+                .map(|(record, _)| record.target_key_id)
+                .ok_or_else(|| KmsError::NotFound(format!("alias {} is not found", self.arns.alias(&alias)))),
+        }
+    }
+
+    /// The key record a client names, with its store version.
+    fn resolve(&self, field: &'static str, input: &str) -> Result<(KeyRecord, u64), KmsError> {
+        let id = self.resolve_id(field, input)?;
+        self.load(&id)?
+            .ok_or_else(|| KmsError::NotFound(format!("key {} does not exist", self.arns.key(&id))))
+    }
+
+    /// Applies `change` to the key named by `input` and commits it, retrying on concurrent
+    /// updates. `change` sees the latest record each attempt.
+    async fn update_key<T>(
+        &self,
+        input: &str,
+        mut change: impl FnMut(&mut KeyRecord) -> Result<T, KmsError>,
+    ) -> Result<(KeyRecord, T), KmsError> {
+        let id = self.resolve_id("key_id", input)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut record, version) = self
+                .load(&id)?
+                .ok_or_else(|| KmsError::NotFound(format!("key {} does not exist", self.arns.key(&id))))?;
+            let out = change(&mut record)?;
+            let op = Op::Put {
+                key: key_storage_key(&id),
+                value: store::encode(&record),
+                expect: Expect::Version(version),
+            };
+            match self.store.commit(vec![op]).await {
+                Ok(()) => return Ok((record, out)),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Internal(format!("key {id}: too many concurrent updates")))
+    }
+
+    /// Refuses keys that may not be used for cryptography right now.
+    fn require_enabled(&self, record: &KeyRecord) -> Result<(), KmsError> {
+        match record.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::Disabled(self.arns.key(&record.key_id))),
+            KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
+                "{} is pending deletion",
+                self.arns.key(&record.key_id)
+            ))),
+        }
+    }
+}
+
+fn new_key_id() -> String {
+    Uuid::new_v4().to_string()
+}

@@ -1,0 +1,57 @@
+//! Destroying keys whose deletion window has ended. Runs from a background task; the schedule
+//! is the key record itself, so a restart loses nothing.
+
+use super::{KEY_PREFIX, KmsService, alias_storage_key, key_storage_key};
+use crate::service::KmsError;
+use crate::store::{self, Expect, KeyRecord, KeyState, Op};
+
+impl KmsService {
+    /// Destroys every key whose deletion date has passed: its material in the root of trust
+    /// first, then its record and aliases. Returns how many keys were destroyed.
+    pub async fn purge_expired_keys(&self) -> Result<usize, KmsError> {
+        let now = self.clock.now();
+        let mut due = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.store.scan(KEY_PREFIX, after.as_deref(), 256)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in rows {
+                let record: KeyRecord = store::decode(&key, &value.value)?;
+                if record.state == KeyState::PendingDeletion
+                    && record.deletion_date.is_some_and(|date| date <= now)
+                {
+                    due.push((record, value.version));
+                }
+            }
+        }
+        let count = due.len();
+        for (record, version) in due {
+            self.destroy(record, version).await?;
+        }
+        Ok(count)
+    }
+
+    async fn destroy(&self, record: KeyRecord, version: u64) -> Result<(), KmsError> {
+        // Past its deletion date a key can no longer be cancelled or used, so destroying the
+        // material before removing the record cannot race with a client. If we crash in
+        // between, the next run destroys again (a no-op) and removes the record.
+        for key_version in &record.versions {
+            let material = key_version.material.clone();
+            self.hw.run(move |root| root.destroy_key(&material)).await?;
+        }
+        let mut ops = vec![Op::Delete {
+            key: key_storage_key(&record.key_id),
+            expect: Expect::Version(version),
+        }];
+        for (alias, alias_version) in self.aliases_of(&record.key_id)? {
+            ops.push(Op::Delete {
+                key: alias_storage_key(&alias.alias_name),
+                expect: Expect::Version(alias_version),
+            });
+        }
+        self.store.commit(ops).await?;
+        tracing::info!(key_id = %record.key_id, "deleted key and its material");
+        Ok(())
+    }
+}
