@@ -29,9 +29,14 @@ fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-fn base64_arg(s: &str) -> Result<Vec<u8>, String> {
+/// A base64 command-line argument, decoded.
+#[derive(Debug, Clone)]
+pub struct Blob(pub Vec<u8>);
+
+fn base64_arg(s: &str) -> Result<Blob, String> {
     STANDARD
         .decode(s.trim())
+        .map(Blob)
         .map_err(|e| format!("not base64: {e}"))
 }
 
@@ -122,7 +127,7 @@ pub enum KmsCommand {
     Decrypt {
         /// The ciphertext blob, base64.
         #[arg(long, value_parser = base64_arg)]
-        ciphertext_blob: Vec<u8>,
+        ciphertext_blob: Blob,
         #[arg(long = "encryption-context", value_parser = key_value)]
         encryption_context: Vec<(String, String)>,
         /// When given, the blob must have been made under this key.
@@ -131,7 +136,7 @@ pub enum KmsCommand {
     },
     ReEncrypt {
         #[arg(long, value_parser = base64_arg)]
-        ciphertext_blob: Vec<u8>,
+        ciphertext_blob: Blob,
         #[arg(long)]
         destination_key_id: String,
         #[arg(long, default_value = "")]
@@ -311,7 +316,7 @@ async fn run(args: KmsArgs) -> Result<(), String> {
         } => call!(
             decrypt,
             pb::DecryptRequest {
-                ciphertext_blob,
+                ciphertext_blob: ciphertext_blob.0,
                 encryption_context: map(encryption_context),
                 key_id,
                 encryption_algorithm: String::new(),
@@ -326,7 +331,7 @@ async fn run(args: KmsArgs) -> Result<(), String> {
         } => call!(
             re_encrypt,
             pb::ReEncryptRequest {
-                ciphertext_blob,
+                ciphertext_blob: ciphertext_blob.0,
                 source_encryption_context: map(source_encryption_context),
                 source_key_id,
                 destination_key_id,

@@ -11,7 +11,8 @@ pub enum Format {
 }
 
 pub fn print<T: Serialize>(format: Format, response: &T) -> Result<(), serde_json::Error> {
-    let value = serde_json::to_value(response)?;
+    let mut value = serde_json::to_value(response)?;
+    drop_nulls(&mut value);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
         Format::Text => {
@@ -21,6 +22,18 @@ pub fn print<T: Serialize>(format: Format, response: &T) -> Result<(), serde_jso
         }
     }
     Ok(())
+}
+
+/// Absent optional fields are left out, as the AWS CLI does.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            fields.retain(|_, v| !v.is_null());
+            fields.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn text(value: &Value, indent: usize, out: &mut String) {

@@ -23,12 +23,19 @@ use errors::{Op, is_stale_handle, translate};
 use pool::SessionPool;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// After the token refuses our PIN, do not try again for this long: retrying on every request
 /// would exhaust a real HSM's PIN retry counter and lock the token.
 const LOGIN_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Least time between two re-initialisations of the module.
+const REINIT_BACKOFF: Duration = Duration::from_secs(1);
+
+fn init_args() -> CInitializeArgs {
+    CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)
+}
 
 pub struct Pkcs11Options {
     pub module: PathBuf,
@@ -58,7 +65,7 @@ pub fn context(module: &Path) -> Result<Pkcs11> {
         return Ok(ctx.clone());
     }
     let ctx = Pkcs11::new(module).map_err(|e| translate(Op::Connect, e))?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+    match ctx.initialize(init_args()) {
         Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
         Err(e) => return Err(translate(Op::Connect, e)),
     }
@@ -74,6 +81,10 @@ pub struct Pkcs11Root {
     /// Object handles by key: finding an object costs three module calls per operation.
     handles: Mutex<HashMap<KeyRef, ObjectHandle>>,
     login_refused_at: Mutex<Option<Instant>>,
+    /// Calls hold it shared; re-initialising the module holds it exclusively, because
+    /// C_Finalize invalidates every session.
+    gate: RwLock<()>,
+    last_reinit: Mutex<Option<Instant>>,
 }
 
 impl Pkcs11Root {
@@ -87,6 +98,8 @@ impl Pkcs11Root {
             pool: SessionPool::default(),
             handles: Mutex::new(HashMap::new()),
             login_refused_at: Mutex::new(None),
+            gate: RwLock::new(()),
+            last_reinit: Mutex::new(None),
         };
         // Two processes starting on one token directory at once have seen a transient
         // CKR_GENERAL_ERROR from SoftHSM: one retry covers it.
@@ -121,11 +134,45 @@ impl Pkcs11Root {
     }
 
     fn with_session<T>(&self, call: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
-        let outcome = self.pool.with(|| self.open_session(), call);
+        let outcome = {
+            let _shared = self
+                .gate
+                .read()
+                .map_err(|_| BackendError::Internal("PKCS#11 gate poisoned".into()))?;
+            self.pool.with(|| self.open_session(), call)
+        };
         if matches!(outcome, Err(BackendError::Unavailable(_))) {
             self.forget_handles();
+            self.reinitialize_if_token_lost();
         }
         outcome
+    }
+
+    /// A module loses a token for good once its storage or device went away (SoftHSM after
+    /// its token directory vanished; network HSMs after a link loss): only C_Finalize and
+    /// C_Initialize make it look again. Done here, under the exclusive gate and at most once
+    /// per REINIT_BACKOFF, so the server recovers without a restart once the token is back.
+    fn reinitialize_if_token_lost(&self) {
+        let Ok(_exclusive) = self.gate.write() else {
+            return;
+        };
+        if token::find_slot(&self.ctx, &self.token).is_ok() {
+            return;
+        }
+        let Ok(mut last) = self.last_reinit.lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < REINIT_BACKOFF) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.pool.clear();
+        // Failures are expected while the token is still missing; the next call retries.
+        let _ = self.ctx.clone().finalize();
+        match self.ctx.initialize(init_args()) {
+            Ok(()) => tracing::info!(token = %self.token, "re-initialised the PKCS#11 module"),
+            Err(e) => tracing::warn!(error = %e, "re-initialising the PKCS#11 module failed"),
+        }
     }
 
     fn forget_handles(&self) {
