@@ -19,6 +19,10 @@ use tonic_health::ServingStatus;
 
 const KMS_SERVICE_NAME: &str = "keyward.v1.KeyManagementService";
 
+/// After the shutdown signal, in-flight requests get this long to finish. Idle HTTP/2
+/// connections would otherwise hold a graceful shutdown open for as long as clients keep them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -108,12 +112,26 @@ impl Keyward {
                 Duration::from_secs(self.config.kms.deletion_check_interval_secs.max(1)),
             )),
         ];
-        let outcome = tonic::transport::Server::builder()
+        let signalled = Arc::new(tokio::sync::Notify::new());
+        let notify = Arc::clone(&signalled);
+        let serve = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(&self.kms))))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                shutdown.await;
+                notify.notify_one();
+            });
+        let outcome = tokio::select! {
+            outcome = serve => outcome,
+            () = async {
+                signalled.notified().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
+                Ok(())
+            }
+        };
         for task in tasks {
             task.abort();
         }

@@ -63,6 +63,7 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
 pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
         let config = prepared.config;
         if prepared.development {
             tracing::warn!(
@@ -80,24 +81,22 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(%address, "serving");
         // Tests and scripts wait for this line to know the server accepts connections.
         println!("keyward listening on {address}");
-        keyward.run(listener, shutdown_signal()).await?;
+        keyward.run(listener, shutdown).await?;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
+/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives before the server runs
+/// is not lost to the default action) and resolves when either arrives.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

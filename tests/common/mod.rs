@@ -1,0 +1,206 @@
+//! Test fixtures: a real `keyward serve` process on 127.0.0.1 with its own data directory and
+//! its own SoftHSM token, and helpers to talk to it.
+#![allow(dead_code)]
+
+use keyward::api::pb::{self, key_management_service_client::KeyManagementServiceClient};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+pub type Kms = KeyManagementServiceClient<Channel>;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server. Killed on drop; `stop` shuts it down gracefully.
+pub struct Server {
+    child: Option<Child>,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    /// The development default on a fresh data directory.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::spawn(data_dir, &[], &[])
+    }
+
+    /// `keyward serve` with extra arguments and environment.
+    pub fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::try_spawn(data_dir, args, env).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
+    /// Starts a server; on failure returns what it printed.
+    pub fn try_spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+        std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+        let log = data_dir.join("server.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| e.to_string())?;
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("KEYWARD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("keyward listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => Ok(Server {
+                child: Some(child),
+                endpoint: format!("http://{addr}"),
+                data_dir: data_dir.to_owned(),
+                log,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                Err(format!(
+                    "exit {status:?}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    pub async fn kms(&self) -> Kms {
+        KeyManagementServiceClient::connect(self.endpoint.clone())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn health(&self) -> i32 {
+        let channel = Channel::from_shared(self.endpoint.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = HealthClient::new(channel);
+        client
+            .check(HealthCheckRequest {
+                service: "keyward.v1.KeyManagementService".into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = child.wait().expect("wait");
+        assert!(exit.success(), "server exited with {exit}; log:\n{}", self.log());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+pub const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+/// Polls `check` until it returns true; panics after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts the gRPC code and the AWS exception name in `x-keyward-error`.
+#[track_caller]
+pub fn assert_error(status: &Status, code: Code, exception: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    let name = status
+        .metadata()
+        .get("x-keyward-error")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(name, Some(exception), "{status:?}");
+}
+
+pub async fn create_key(kms: &mut Kms, description: &str) -> pb::KeyMetadata {
+    kms.create_key(pb::CreateKeyRequest {
+        description: description.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create key")
+    .into_inner()
+    .key_metadata
+    .expect("metadata")
+}
+
+pub async fn encrypt(kms: &mut Kms, key_id: &str, plaintext: &[u8], ctx: &[(&str, &str)]) -> Vec<u8> {
+    kms.encrypt(pb::EncryptRequest {
+        key_id: key_id.into(),
+        plaintext: plaintext.to_vec(),
+        encryption_context: context(ctx),
+        encryption_algorithm: String::new(),
+    })
+    .await
+    .expect("encrypt")
+    .into_inner()
+    .ciphertext_blob
+}
+
+pub async fn decrypt(kms: &mut Kms, blob: &[u8], ctx: &[(&str, &str)]) -> Result<Vec<u8>, Status> {
+    kms.decrypt(pb::DecryptRequest {
+        ciphertext_blob: blob.to_vec(),
+        encryption_context: context(ctx),
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner().plaintext)
+}
+
+pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
