@@ -29,7 +29,11 @@ fn main() -> io::Result<()> {
     let mut builder = tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("keyward_descriptor.bin"))
         .type_attribute(".keyward.v1", "#[derive(serde::Serialize)]")
-        .skip_debug(PLAINTEXT_MESSAGES.iter().map(|m| format!(".keyward.v1.{m}")));
+        .skip_debug(
+            PLAINTEXT_MESSAGES
+                .iter()
+                .map(|m| format!(".keyward.v1.{m}")),
+        );
     for field in BYTES_FIELDS {
         builder = builder.field_attribute(
             format!(".keyward.v1.{field}"),

@@ -143,7 +143,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.region.is_empty()
-            || !self.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(ConfigError::Invalid(
                 "region: letters, digits and '-' only".into(),
@@ -160,7 +163,10 @@ impl Config {
     /// The development default: SoftHSM with a token under `data_dir/softhsm`, created on first
     /// start with random PINs kept in files beside it. Returns the config and the
     /// `SOFTHSM2_CONF` path the process must use.
-    pub fn development(data_dir: &Path, listen: SocketAddr) -> Result<(Self, PathBuf), ConfigError> {
+    pub fn development(
+        data_dir: &Path,
+        listen: SocketAddr,
+    ) -> Result<(Self, PathBuf), ConfigError> {
         let dev_error = |path: &Path| {
             let path = path.to_owned();
             move |source| ConfigError::Dev { path, source }
@@ -323,6 +329,9 @@ mod tests {
         let path = dir.path().join("pin");
         std::fs::write(&path, "s3cret\n").unwrap();
         use secrecy::ExposeSecret;
-        assert_eq!(read_secret(None, Some(&path)).unwrap().expose_secret(), "s3cret");
+        assert_eq!(
+            read_secret(None, Some(&path)).unwrap().expose_secret(),
+            "s3cret"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::api::kms::KmsApi;
 use crate::api::pb::{self, key_management_service_server::KeyManagementServiceServer};
-use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, ensure_token, context};
+use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
 use crate::backend::{BackendError, Hardware, RootOfTrust};
 use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
 use crate::service::kms::Arns;
@@ -76,12 +76,16 @@ impl Keyward {
         Self::open_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    pub async fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+    pub async fn open_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         let store = Store::open(&config.data_dir.join("store"))?;
         let connect_config = config.clone();
-        let (root, sessions) = tokio::task::spawn_blocking(move || connect_root_of_trust(&connect_config))
-            .await
-            .map_err(|e| BackendError::Internal(e.to_string()))??;
+        let (root, sessions) =
+            tokio::task::spawn_blocking(move || connect_root_of_trust(&connect_config))
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))??;
         tracing::info!(kind = root.kind(), sessions, "root of trust connected");
         let arns = Arns {
             region: config.region.clone(),
@@ -96,7 +100,11 @@ impl Keyward {
     }
 
     /// Serves until `shutdown` resolves, then flushes the store.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -117,7 +125,9 @@ impl Keyward {
         let serve = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(&self.kms))))
+            .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(
+                &self.kms,
+            ))))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 notify.notify_one();
@@ -143,7 +153,11 @@ impl Keyward {
 
 /// Keeps the gRPC health status in step with the root of trust: NOT_SERVING while it cannot
 /// be used, SERVING again once it can.
-async fn watch_root_of_trust(kms: Arc<KmsService>, health: tonic_health::server::HealthReporter, every: Duration) {
+async fn watch_root_of_trust(
+    kms: Arc<KmsService>,
+    health: tonic_health::server::HealthReporter,
+    every: Duration,
+) {
     let mut last = None;
     loop {
         let status = match kms.check_root_of_trust().await {

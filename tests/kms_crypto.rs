@@ -15,7 +15,12 @@ async fn data_keys_round_trip_in_every_size() {
     let key = create_key(&mut kms, "k").await;
     let ctx = [("tenant", "acme"), ("purpose", "backup")];
 
-    for (spec, bytes, len) in [("AES_256", None, 32), ("AES_128", None, 16), ("", Some(1), 1), ("", Some(1024), 1024)] {
+    for (spec, bytes, len) in [
+        ("AES_256", None, 32),
+        ("AES_128", None, 16),
+        ("", Some(1), 1),
+        ("", Some(1024), 1024),
+    ] {
         let generated = kms
             .generate_data_key(pb::GenerateDataKeyRequest {
                 key_id: key.key_id.clone(),
@@ -30,7 +35,12 @@ async fn data_keys_round_trip_in_every_size() {
         assert_eq!(generated.key_id, key.arn);
         // Context given in another order decrypts the same.
         let reversed = [("purpose", "backup"), ("tenant", "acme")];
-        assert_eq!(decrypt(&mut kms, &generated.ciphertext_blob, &reversed).await.unwrap(), generated.plaintext);
+        assert_eq!(
+            decrypt(&mut kms, &generated.ciphertext_blob, &reversed)
+                .await
+                .unwrap(),
+            generated.plaintext
+        );
     }
 
     let without = kms
@@ -43,11 +53,15 @@ async fn data_keys_round_trip_in_every_size() {
         .unwrap()
         .into_inner();
     assert_eq!(without.key_id, key.arn);
-    let plaintext = decrypt(&mut kms, &without.ciphertext_blob, &[]).await.unwrap();
+    let plaintext = decrypt(&mut kms, &without.ciphertext_blob, &[])
+        .await
+        .unwrap();
     assert_eq!(plaintext.len(), 32);
 
     // Two data keys are never the same.
-    let a = decrypt(&mut kms, &without.ciphertext_blob, &[]).await.unwrap();
+    let a = decrypt(&mut kms, &without.ciphertext_blob, &[])
+        .await
+        .unwrap();
     let other = kms
         .generate_data_key(pb::GenerateDataKeyRequest {
             key_id: key.key_id.clone(),
@@ -126,8 +140,15 @@ async fn encrypt_decrypt_re_encrypt_and_random() {
     assert_eq!(re.source_key_id, source.arn);
     assert_eq!(re.key_id, destination.arn);
     assert_eq!(&re.ciphertext_blob[1..17], uuid_bytes(&destination.key_id));
-    assert_eq!(decrypt(&mut kms, &re.ciphertext_blob, &[("b", "2")]).await.unwrap(), plaintext);
-    let err = decrypt(&mut kms, &re.ciphertext_blob, &[("a", "1")]).await.unwrap_err();
+    assert_eq!(
+        decrypt(&mut kms, &re.ciphertext_blob, &[("b", "2")])
+            .await
+            .unwrap(),
+        plaintext
+    );
+    let err = decrypt(&mut kms, &re.ciphertext_blob, &[("a", "1")])
+        .await
+        .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "InvalidCiphertextException");
 
     let err = kms
@@ -167,8 +188,17 @@ async fn every_flipped_bit_truncation_and_wrong_context_is_refused() {
     // A second key, so that a flipped key id may land on a key that exists.
     let other = create_key(&mut kms, "other").await;
     let ctx = [("tenant", "acme")];
-    let blob = encrypt(&mut kms, &key.key_id, b"0123456789abcdef0123456789abcdef", &ctx).await;
-    assert_eq!(decrypt(&mut kms, &blob, &ctx).await.unwrap(), b"0123456789abcdef0123456789abcdef");
+    let blob = encrypt(
+        &mut kms,
+        &key.key_id,
+        b"0123456789abcdef0123456789abcdef",
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        decrypt(&mut kms, &blob, &ctx).await.unwrap(),
+        b"0123456789abcdef0123456789abcdef"
+    );
 
     for position in 0..blob.len() {
         for bit in [0x01u8, 0x80] {
@@ -203,7 +233,10 @@ async fn every_flipped_bit_truncation_and_wrong_context_is_refused() {
         let err = decrypt(&mut kms, &blob, &wrong).await.unwrap_err();
         assert_error(&err, Code::InvalidArgument, "InvalidCiphertextException");
         // One message for every cause: nothing to learn from the failure.
-        assert_eq!(err.message(), "the ciphertext is invalid or does not match the encryption context");
+        assert_eq!(
+            err.message(),
+            "the ciphertext is invalid or does not match the encryption context"
+        );
     }
 
     let err = decrypt(&mut kms, &[], &ctx).await.unwrap_err();
@@ -212,7 +245,10 @@ async fn every_flipped_bit_truncation_and_wrong_context_is_refused() {
 
     // The server is still fine.
     assert_eq!(server.health().await, SERVING);
-    assert_eq!(decrypt(&mut kms, &blob, &ctx).await.unwrap(), b"0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        decrypt(&mut kms, &blob, &ctx).await.unwrap(),
+        b"0123456789abcdef0123456789abcdef"
+    );
 }
 
 #[tokio::test]

@@ -31,7 +31,10 @@ async fn create_describe_and_list_with_pagination() {
     assert!(created.enabled);
     assert_eq!(created.origin, "PKCS11");
     assert_eq!(created.current_key_version, 1);
-    assert_eq!(created.arn, format!("arn:keyward:kms:local:000000000000:key/{}", created.key_id));
+    assert_eq!(
+        created.arn,
+        format!("arn:keyward:kms:local:000000000000:key/{}", created.key_id)
+    );
     assert_eq!(created.tags.len(), 1);
 
     // Every form of key reference names the same key.
@@ -48,7 +51,9 @@ async fn create_describe_and_list_with_pagination() {
         "arn:keyward:kms:local:000000000000:alias/orders".to_string(),
     ] {
         let described = kms
-            .describe_key(pb::DescribeKeyRequest { key_id: name.clone() })
+            .describe_key(pb::DescribeKeyRequest {
+                key_id: name.clone(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -94,17 +99,24 @@ async fn disabled_keys_refuse_use_until_enabled() {
     let key = create_key(&mut kms, "k").await;
     let blob = encrypt(&mut kms, &key.key_id, b"payload", &[]).await;
 
-    kms.disable_key(pb::DisableKeyRequest { key_id: key.key_id.clone() })
-        .await
-        .unwrap();
+    kms.disable_key(pb::DisableKeyRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
     let described = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: key.key_id.clone() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
         .key_metadata
         .unwrap();
-    assert_eq!((described.key_state.as_str(), described.enabled), ("Disabled", false));
+    assert_eq!(
+        (described.key_state.as_str(), described.enabled),
+        ("Disabled", false)
+    );
 
     let err = kms
         .generate_data_key(pb::GenerateDataKeyRequest {
@@ -118,14 +130,18 @@ async fn disabled_keys_refuse_use_until_enabled() {
     let err = decrypt(&mut kms, &blob, &[]).await.unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "DisabledException");
     let err = kms
-        .rotate_key_on_demand(pb::RotateKeyOnDemandRequest { key_id: key.key_id.clone() })
+        .rotate_key_on_demand(pb::RotateKeyOnDemandRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "DisabledException");
 
-    kms.enable_key(pb::EnableKeyRequest { key_id: key.key_id.clone() })
-        .await
-        .unwrap();
+    kms.enable_key(pb::EnableKeyRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
     assert_eq!(decrypt(&mut kms, &blob, &[]).await.unwrap(), b"payload");
 }
 
@@ -146,7 +162,11 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
             .await
             .unwrap_err();
         assert_error(&err, Code::InvalidArgument, "ValidationException");
-        assert!(err.message().contains("pending_window_in_days"), "{}", err.message());
+        assert!(
+            err.message().contains("pending_window_in_days"),
+            "{}",
+            err.message()
+        );
     }
 
     let scheduled = kms
@@ -160,14 +180,20 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
     assert_eq!(scheduled.key_state, "PendingDeletion");
     assert_eq!(scheduled.pending_window_in_days, 30);
     let described = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: key.key_id.clone() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
         .key_metadata
         .unwrap();
     assert_eq!(described.deletion_date, Some(scheduled.deletion_date));
-    assert_eq!(scheduled.deletion_date - described.creation_date, 30 * 86_400, "within a second");
+    assert_eq!(
+        scheduled.deletion_date - described.creation_date,
+        30 * 86_400,
+        "within a second"
+    );
 
     let err = decrypt(&mut kms, &blob, &[]).await.unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "KMSInvalidStateException");
@@ -181,7 +207,9 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
         .unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "KMSInvalidStateException");
     let err = kms
-        .enable_key(pb::EnableKeyRequest { key_id: key.key_id.clone() })
+        .enable_key(pb::EnableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "KMSInvalidStateException");
@@ -194,11 +222,15 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
         .unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "KMSInvalidStateException");
 
-    kms.cancel_key_deletion(pb::CancelKeyDeletionRequest { key_id: key.key_id.clone() })
-        .await
-        .unwrap();
+    kms.cancel_key_deletion(pb::CancelKeyDeletionRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
     let described = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: key.key_id.clone() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -207,14 +239,18 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
     assert_eq!(described.key_state, "Disabled");
     assert_eq!(described.deletion_date, None);
     let err = kms
-        .cancel_key_deletion(pb::CancelKeyDeletionRequest { key_id: key.key_id.clone() })
+        .cancel_key_deletion(pb::CancelKeyDeletionRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "KMSInvalidStateException");
 
-    kms.enable_key(pb::EnableKeyRequest { key_id: key.key_id.clone() })
-        .await
-        .unwrap();
+    kms.enable_key(pb::EnableKeyRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
     assert_eq!(decrypt(&mut kms, &blob, &[]).await.unwrap(), b"payload");
 }
 
@@ -226,7 +262,11 @@ async fn aliases_are_created_listed_and_deleted() {
     let a = create_key(&mut kms, "a").await;
     let b = create_key(&mut kms, "b").await;
 
-    for (alias, target) in [("alias/app/one", &a), ("alias/app/two", &a), ("alias/other", &b)] {
+    for (alias, target) in [
+        ("alias/app/one", &a),
+        ("alias/app/two", &a),
+        ("alias/other", &b),
+    ] {
         kms.create_alias(pb::CreateAliasRequest {
             alias_name: alias.into(),
             target_key_id: target.arn.clone(),
@@ -270,7 +310,10 @@ async fn aliases_are_created_listed_and_deleted() {
     let names: Vec<_> = all.aliases.iter().map(|a| a.alias_name.as_str()).collect();
     assert_eq!(names, ["alias/app/one", "alias/app/two", "alias/other"]);
     assert_eq!(all.aliases[2].target_key_id, b.key_id);
-    assert_eq!(all.aliases[2].alias_arn, "arn:keyward:kms:local:000000000000:alias/other");
+    assert_eq!(
+        all.aliases[2].alias_arn,
+        "arn:keyward:kms:local:000000000000:alias/other"
+    );
 
     let of_a = kms
         .list_aliases(pb::ListAliasesRequest {
@@ -295,16 +338,22 @@ async fn aliases_are_created_listed_and_deleted() {
     assert_eq!(rest.aliases[0].alias_name, "alias/app/two");
     assert!(!rest.truncated);
 
-    kms.delete_alias(pb::DeleteAliasRequest { alias_name: "alias/app/one".into() })
-        .await
-        .unwrap();
+    kms.delete_alias(pb::DeleteAliasRequest {
+        alias_name: "alias/app/one".into(),
+    })
+    .await
+    .unwrap();
     let err = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: "alias/app/one".into() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: "alias/app/one".into(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::NotFound, "NotFoundException");
     let err = kms
-        .delete_alias(pb::DeleteAliasRequest { alias_name: "alias/app/one".into() })
+        .delete_alias(pb::DeleteAliasRequest {
+            alias_name: "alias/app/one".into(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::NotFound, "NotFoundException");
@@ -320,7 +369,9 @@ async fn rotation_keeps_old_blobs_and_new_blobs_use_the_new_version() {
     let mut blobs = vec![encrypt(&mut kms, &key.key_id, b"v1", &[("n", "1")]).await];
     for expected_version in [2u32, 3] {
         let rotated = kms
-            .rotate_key_on_demand(pb::RotateKeyOnDemandRequest { key_id: key.arn.clone() })
+            .rotate_key_on_demand(pb::RotateKeyOnDemandRequest {
+                key_id: key.arn.clone(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -333,7 +384,10 @@ async fn rotation_keeps_old_blobs_and_new_blobs_use_the_new_version() {
     assert_eq!(&blobs[0][17..21], &1u32.to_be_bytes());
     for (i, blob) in blobs.iter().enumerate() {
         let expected: &[u8] = if i == 0 { b"v1" } else { b"later" };
-        assert_eq!(decrypt(&mut kms, blob, &[("n", "1")]).await.unwrap(), expected);
+        assert_eq!(
+            decrypt(&mut kms, blob, &[("n", "1")]).await.unwrap(),
+            expected
+        );
     }
 
     let rotations = kms
@@ -344,7 +398,11 @@ async fn rotation_keeps_old_blobs_and_new_blobs_use_the_new_version() {
         .await
         .unwrap()
         .into_inner();
-    let versions: Vec<_> = rotations.rotations.iter().map(|r| (r.key_version, r.rotation_type.as_str())).collect();
+    let versions: Vec<_> = rotations
+        .rotations
+        .iter()
+        .map(|r| (r.key_version, r.rotation_type.as_str()))
+        .collect();
     assert_eq!(versions, [(2, "ON_DEMAND"), (3, "ON_DEMAND")]);
     let first_page = kms
         .list_key_rotations(pb::ListKeyRotationsRequest {
@@ -359,7 +417,9 @@ async fn rotation_keeps_old_blobs_and_new_blobs_use_the_new_version() {
     assert_eq!(first_page.rotations[0].key_version, 2);
 
     let described = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: key.key_id.clone() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -377,28 +437,36 @@ async fn bad_input_is_refused_with_the_field_named() {
     let key = create_key(&mut kms, "k").await;
 
     let err = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: String::new() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "ValidationException");
     assert!(err.message().starts_with("key_id:"), "{}", err.message());
 
     let err = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: "no such key".into() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: "no such key".into(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "ValidationException");
 
     let unknown = "7c1c9a2e-3f2a-4f5e-9b7d-0e7b6a1d2c3b";
     let err = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: unknown.into() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: unknown.into(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::NotFound, "NotFoundException");
     assert!(err.message().contains(unknown));
 
     let err = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: "alias/bad name".into() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: "alias/bad name".into(),
+        })
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "InvalidAliasNameException");
@@ -420,7 +488,11 @@ async fn bad_input_is_refused_with_the_field_named() {
             .await
             .unwrap_err();
         assert_error(&err, Code::InvalidArgument, "ValidationException");
-        assert!(err.message().starts_with(field), "{field}: {}", err.message());
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
     }
 
     for size in [0, 4097] {
@@ -446,7 +518,11 @@ async fn bad_input_is_refused_with_the_field_named() {
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "ValidationException");
-    assert!(err.message().starts_with("encryption_context"), "{}", err.message());
+    assert!(
+        err.message().starts_with("encryption_context"),
+        "{}",
+        err.message()
+    );
 
     for n in [0, 1025] {
         let err = kms

@@ -20,9 +20,11 @@ async fn keys_aliases_and_blobs_survive_a_restart() {
     .await
     .unwrap();
     let before_rotation = encrypt(&mut kms, "alias/durable", b"first", &[("k", "v")]).await;
-    kms.rotate_key_on_demand(pb::RotateKeyOnDemandRequest { key_id: key.key_id.clone() })
-        .await
-        .unwrap();
+    kms.rotate_key_on_demand(pb::RotateKeyOnDemandRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
     let after_rotation = encrypt(&mut kms, "alias/durable", b"second", &[("k", "v")]).await;
     let doomed = create_key(&mut kms, "doomed").await.key_id;
     kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
@@ -36,10 +38,22 @@ async fn keys_aliases_and_blobs_survive_a_restart() {
 
     let server = Server::start(dir.path());
     let mut kms = server.kms().await;
-    assert_eq!(decrypt(&mut kms, &before_rotation, &[("k", "v")]).await.unwrap(), b"first");
-    assert_eq!(decrypt(&mut kms, &after_rotation, &[("k", "v")]).await.unwrap(), b"second");
+    assert_eq!(
+        decrypt(&mut kms, &before_rotation, &[("k", "v")])
+            .await
+            .unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        decrypt(&mut kms, &after_rotation, &[("k", "v")])
+            .await
+            .unwrap(),
+        b"second"
+    );
     let described = kms
-        .describe_key(pb::DescribeKeyRequest { key_id: "alias/durable".into() })
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: "alias/durable".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -47,7 +61,12 @@ async fn keys_aliases_and_blobs_survive_a_restart() {
         .unwrap();
     assert_eq!(described.key_id, key.key_id);
     assert_eq!(described.current_key_version, 2);
-    let keys = kms.list_keys(pb::ListKeysRequest::default()).await.unwrap().into_inner().keys;
+    let keys = kms
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
     assert_eq!(keys.len(), 2);
     let mut states = Vec::new();
     for k in keys {
@@ -95,9 +114,11 @@ async fn losing_the_token_gives_unavailable_and_the_server_recovers_when_it_retu
     })
     .await;
     // Metadata does not need the token.
-    kms.describe_key(pb::DescribeKeyRequest { key_id: key.key_id.clone() })
-        .await
-        .unwrap();
+    kms.describe_key(pb::DescribeKeyRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
 
     std::fs::rename(&moved, &tokens).unwrap();
     wait_for("health SERVING", Duration::from_secs(30), || async {
@@ -115,7 +136,12 @@ async fn a_wrong_pin_stops_the_server_at_start_with_a_clear_message() {
     // First start creates the token and its PIN files.
     Server::start(dir.path()).stop();
     std::fs::write(dir.path().join("softhsm/user.pin"), "0000-not-the-pin").unwrap();
-    let err = Server::try_spawn(dir.path(), &[], &[]).err().expect("must not start");
+    let err = Server::try_spawn(dir.path(), &[], &[])
+        .err()
+        .expect("must not start");
     assert!(err.contains("PIN") || err.contains("Pin"), "{err}");
-    assert!(!err.contains("0000-not-the-pin"), "the PIN must not be printed: {err}");
+    assert!(
+        !err.contains("0000-not-the-pin"),
+        "the PIN must not be printed: {err}"
+    );
 }

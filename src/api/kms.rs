@@ -2,8 +2,8 @@
 
 use super::pb::{self, key_management_service_server::KeyManagementService};
 use crate::crypto::SecretBytes;
-use crate::service::kms::{DataKeySpec, KmsService};
 use crate::service::kms::names::Arns;
+use crate::service::kms::{DataKeySpec, KmsService};
 use crate::store::{AliasRecord, KeyRecord, Tag};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -67,7 +67,10 @@ fn alias_entry(arns: &Arns, alias: AliasRecord) -> pb::AliasListEntry {
 
 #[tonic::async_trait]
 impl KeyManagementService for KmsApi {
-    async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Reply<pb::CreateKeyResponse> {
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> Reply<pb::CreateKeyResponse> {
         let r = request.into_inner();
         let new = crate::service::kms::NewKey {
             description: r.description,
@@ -88,14 +91,20 @@ impl KeyManagementService for KmsApi {
         }))
     }
 
-    async fn describe_key(&self, request: Request<pb::DescribeKeyRequest>) -> Reply<pb::DescribeKeyResponse> {
+    async fn describe_key(
+        &self,
+        request: Request<pb::DescribeKeyRequest>,
+    ) -> Reply<pb::DescribeKeyResponse> {
         let key = self.kms.describe_key(&request.into_inner().key_id)?;
         Ok(Response::new(pb::DescribeKeyResponse {
             key_metadata: Some(key_metadata(self.kms.arns(), &key)),
         }))
     }
 
-    async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Reply<pb::ListKeysResponse> {
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Reply<pb::ListKeysResponse> {
         let r = request.into_inner();
         let page = self.kms.list_keys(r.limit, &r.marker)?;
         let arns = self.kms.arns();
@@ -113,12 +122,18 @@ impl KeyManagementService for KmsApi {
         }))
     }
 
-    async fn enable_key(&self, request: Request<pb::EnableKeyRequest>) -> Reply<pb::EnableKeyResponse> {
+    async fn enable_key(
+        &self,
+        request: Request<pb::EnableKeyRequest>,
+    ) -> Reply<pb::EnableKeyResponse> {
         self.kms.enable_key(&request.into_inner().key_id).await?;
         Ok(Response::new(pb::EnableKeyResponse {}))
     }
 
-    async fn disable_key(&self, request: Request<pb::DisableKeyRequest>) -> Reply<pb::DisableKeyResponse> {
+    async fn disable_key(
+        &self,
+        request: Request<pb::DisableKeyRequest>,
+    ) -> Reply<pb::DisableKeyResponse> {
         self.kms.disable_key(&request.into_inner().key_id).await?;
         Ok(Response::new(pb::DisableKeyResponse {}))
     }
@@ -144,7 +159,10 @@ impl KeyManagementService for KmsApi {
         &self,
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Reply<pb::CancelKeyDeletionResponse> {
-        let key = self.kms.cancel_key_deletion(&request.into_inner().key_id).await?;
+        let key = self
+            .kms
+            .cancel_key_deletion(&request.into_inner().key_id)
+            .await?;
         Ok(Response::new(pb::CancelKeyDeletionResponse {
             key_id: self.kms.arns().key(&key.key_id),
         }))
@@ -154,7 +172,10 @@ impl KeyManagementService for KmsApi {
         &self,
         request: Request<pb::RotateKeyOnDemandRequest>,
     ) -> Reply<pb::RotateKeyOnDemandResponse> {
-        let (key, key_version) = self.kms.rotate_key_on_demand(&request.into_inner().key_id).await?;
+        let (key, key_version) = self
+            .kms
+            .rotate_key_on_demand(&request.into_inner().key_id)
+            .await?;
         Ok(Response::new(pb::RotateKeyOnDemandResponse {
             key_id: key.key_id,
             key_version,
@@ -174,7 +195,12 @@ impl KeyManagementService for KmsApi {
                 .map(|v| pb::RotationsListEntry {
                     key_id: key.key_id.clone(),
                     rotation_date: v.created_at,
-                    rotation_type: if v.on_demand { "ON_DEMAND" } else { "AUTOMATIC" }.into(),
+                    rotation_type: if v.on_demand {
+                        "ON_DEMAND"
+                    } else {
+                        "AUTOMATIC"
+                    }
+                    .into(),
                     key_version: v.version,
                 })
                 .collect(),
@@ -183,23 +209,40 @@ impl KeyManagementService for KmsApi {
         }))
     }
 
-    async fn create_alias(&self, request: Request<pb::CreateAliasRequest>) -> Reply<pb::CreateAliasResponse> {
+    async fn create_alias(
+        &self,
+        request: Request<pb::CreateAliasRequest>,
+    ) -> Reply<pb::CreateAliasResponse> {
         let r = request.into_inner();
-        self.kms.create_alias(&r.alias_name, &r.target_key_id).await?;
+        self.kms
+            .create_alias(&r.alias_name, &r.target_key_id)
+            .await?;
         Ok(Response::new(pb::CreateAliasResponse {}))
     }
 
-    async fn delete_alias(&self, request: Request<pb::DeleteAliasRequest>) -> Reply<pb::DeleteAliasResponse> {
-        self.kms.delete_alias(&request.into_inner().alias_name).await?;
+    async fn delete_alias(
+        &self,
+        request: Request<pb::DeleteAliasRequest>,
+    ) -> Reply<pb::DeleteAliasResponse> {
+        self.kms
+            .delete_alias(&request.into_inner().alias_name)
+            .await?;
         Ok(Response::new(pb::DeleteAliasResponse {}))
     }
 
-    async fn list_aliases(&self, request: Request<pb::ListAliasesRequest>) -> Reply<pb::ListAliasesResponse> {
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> Reply<pb::ListAliasesResponse> {
         let r = request.into_inner();
         let page = self.kms.list_aliases(&r.key_id, r.limit, &r.marker)?;
         let arns = self.kms.arns();
         Ok(Response::new(pb::ListAliasesResponse {
-            aliases: page.items.into_iter().map(|a| alias_entry(arns, a)).collect(),
+            aliases: page
+                .items
+                .into_iter()
+                .map(|a| alias_entry(arns, a))
+                .collect(),
             truncated: page.next_marker.is_some(),
             next_marker: page.next_marker.unwrap_or_default(),
         }))
@@ -214,7 +257,10 @@ impl KeyManagementService for KmsApi {
             key_spec: r.key_spec,
             number_of_bytes: r.number_of_bytes,
         };
-        let key = self.kms.generate_data_key(&r.key_id, spec, r.encryption_context).await?;
+        let key = self
+            .kms
+            .generate_data_key(&r.key_id, spec, r.encryption_context)
+            .await?;
         Ok(Response::new(pb::GenerateDataKeyResponse {
             ciphertext_blob: key.ciphertext_blob,
             // prost owns the bytes from here on and does not zeroize them: the price of the
@@ -233,7 +279,10 @@ impl KeyManagementService for KmsApi {
             key_spec: r.key_spec,
             number_of_bytes: r.number_of_bytes,
         };
-        let key = self.kms.generate_data_key(&r.key_id, spec, r.encryption_context).await?;
+        let key = self
+            .kms
+            .generate_data_key(&r.key_id, spec, r.encryption_context)
+            .await?;
         Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
             ciphertext_blob: key.ciphertext_blob,
             key_id: key.key_arn,
@@ -262,7 +311,12 @@ impl KeyManagementService for KmsApi {
         let r = request.into_inner();
         let (plaintext, key_id) = self
             .kms
-            .decrypt(&r.ciphertext_blob, r.encryption_context, &r.key_id, &r.encryption_algorithm)
+            .decrypt(
+                &r.ciphertext_blob,
+                r.encryption_context,
+                &r.key_id,
+                &r.encryption_algorithm,
+            )
             .await?;
         Ok(Response::new(pb::DecryptResponse {
             key_id,
@@ -271,7 +325,10 @@ impl KeyManagementService for KmsApi {
         }))
     }
 
-    async fn re_encrypt(&self, request: Request<pb::ReEncryptRequest>) -> Reply<pb::ReEncryptResponse> {
+    async fn re_encrypt(
+        &self,
+        request: Request<pb::ReEncryptRequest>,
+    ) -> Reply<pb::ReEncryptResponse> {
         let r = request.into_inner();
         let (ciphertext_blob, source_key_id, key_id) = self
             .kms
@@ -294,7 +351,10 @@ impl KeyManagementService for KmsApi {
         &self,
         request: Request<pb::GenerateRandomRequest>,
     ) -> Reply<pb::GenerateRandomResponse> {
-        let bytes = self.kms.generate_random(request.into_inner().number_of_bytes).await?;
+        let bytes = self
+            .kms
+            .generate_random(request.into_inner().number_of_bytes)
+            .await?;
         Ok(Response::new(pb::GenerateRandomResponse {
             plaintext: bytes.into_vec(),
         }))

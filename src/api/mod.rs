@@ -9,7 +9,8 @@ pub mod pb {
     tonic::include_proto!("keyward.v1");
 
     /// For gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("keyward_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("keyward_descriptor");
 }
 
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -51,7 +52,10 @@ mod tests {
             encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
         };
         let shown = format!("{response:?}");
-        assert!(!shown.contains("top secret") && !shown.contains("116, 111, 112"), "{shown}");
+        assert!(
+            !shown.contains("top secret") && !shown.contains("116, 111, 112"),
+            "{shown}"
+        );
         assert!(shown.contains("[REDACTED; 10]"), "{shown}");
     }
 }

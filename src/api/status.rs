@@ -40,9 +40,11 @@ impl From<KmsError> for Status {
                 status(Code::InvalidArgument, "IncorrectKeyException", message)
             }
             KmsError::Disabled(_) => status(Code::FailedPrecondition, "DisabledException", message),
-            KmsError::InvalidState(_) => {
-                status(Code::FailedPrecondition, "KMSInvalidStateException", message)
-            }
+            KmsError::InvalidState(_) => status(
+                Code::FailedPrecondition,
+                "KMSInvalidStateException",
+                message,
+            ),
             KmsError::Unavailable(detail) => {
                 tracing::warn!(%detail, "root of trust unavailable");
                 status(
@@ -53,7 +55,11 @@ impl From<KmsError> for Status {
             }
             KmsError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                status(Code::Internal, "KMSInternalException", "internal error".into())
+                status(
+                    Code::Internal,
+                    "KMSInternalException",
+                    "internal error".into(),
+                )
             }
         }
     }
@@ -76,7 +82,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let status = Status::from(KmsError::validation("number_of_bytes", "must be between 1 and 1024"));
+        let status = Status::from(KmsError::validation(
+            "number_of_bytes",
+            "must be between 1 and 1024",
+        ));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().starts_with("number_of_bytes:"));
     }

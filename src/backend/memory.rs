@@ -14,8 +14,13 @@ pub struct MemoryRoot {
 
 impl MemoryRoot {
     fn cipher(&self, key: &KeyRef) -> Result<Aes256Gcm> {
-        let keys = self.keys.lock().map_err(|_| BackendError::Internal("poisoned".into()))?;
-        let bytes = keys.get(key).ok_or_else(|| BackendError::KeyMissing(key.clone()))?;
+        let keys = self
+            .keys
+            .lock()
+            .map_err(|_| BackendError::Internal("poisoned".into()))?;
+        let bytes = keys
+            .get(key)
+            .ok_or_else(|| BackendError::KeyMissing(key.clone()))?;
         Aes256Gcm::new_from_slice(bytes.expose()).map_err(|e| BackendError::Internal(e.to_string()))
     }
 }
@@ -27,25 +32,44 @@ impl RootOfTrust for MemoryRoot {
 
     fn create_key(&self, _label: &str) -> Result<KeyRef> {
         let key = KeyRef(uuid::Uuid::new_v4().simple().to_string());
-        let material = SecretBytes::random(32).map_err(|e| BackendError::Internal(e.to_string()))?;
-        let mut keys = self.keys.lock().map_err(|_| BackendError::Internal("poisoned".into()))?;
+        let material =
+            SecretBytes::random(32).map_err(|e| BackendError::Internal(e.to_string()))?;
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| BackendError::Internal("poisoned".into()))?;
         keys.insert(key.clone(), material);
         Ok(key)
     }
 
     fn destroy_key(&self, key: &KeyRef) -> Result<()> {
-        let mut keys = self.keys.lock().map_err(|_| BackendError::Internal("poisoned".into()))?;
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| BackendError::Internal("poisoned".into()))?;
         keys.remove(key);
         Ok(())
     }
 
-    fn seal(&self, key: &KeyRef, nonce: &[u8; NONCE_LEN], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>> {
+    fn seal(
+        &self,
+        key: &KeyRef,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        pt: &[u8],
+    ) -> Result<Vec<u8>> {
         self.cipher(key)?
             .encrypt(&Nonce::from(*nonce), Payload { msg: pt, aad })
             .map_err(|_| BackendError::Internal("seal failed".into()))
     }
 
-    fn unseal(&self, key: &KeyRef, nonce: &[u8; NONCE_LEN], aad: &[u8], ct: &[u8]) -> Result<SecretBytes> {
+    fn unseal(
+        &self,
+        key: &KeyRef,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ct: &[u8],
+    ) -> Result<SecretBytes> {
         self.cipher(key)?
             .decrypt(&Nonce::from(*nonce), Payload { msg: ct, aad })
             .map(SecretBytes::new)

@@ -13,7 +13,12 @@ use tonic::transport::Channel;
 #[derive(Debug, Args)]
 pub struct KmsArgs {
     /// Server address.
-    #[arg(long, env = "KEYWARD_ENDPOINT", default_value = "http://127.0.0.1:7443", global = true)]
+    #[arg(
+        long,
+        env = "KEYWARD_ENDPOINT",
+        default_value = "http://127.0.0.1:7443",
+        global = true
+    )]
     pub endpoint: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "json", global = true)]
@@ -84,25 +89,40 @@ pub enum KmsCommand {
         #[arg(long = "tag", value_parser = key_value)]
         tags: Vec<(String, String)>,
     },
-    DescribeKey { key_id: String },
+    DescribeKey {
+        key_id: String,
+    },
     ListKeys(#[command(flatten)] Paging),
-    EnableKey { key_id: String },
-    DisableKey { key_id: String },
+    EnableKey {
+        key_id: String,
+    },
+    DisableKey {
+        key_id: String,
+    },
     ScheduleKeyDeletion {
         key_id: String,
         /// 7-30 days [default: 30].
         #[arg(long)]
         pending_window_in_days: Option<i32>,
     },
-    CancelKeyDeletion { key_id: String },
-    RotateKeyOnDemand { key_id: String },
+    CancelKeyDeletion {
+        key_id: String,
+    },
+    RotateKeyOnDemand {
+        key_id: String,
+    },
     ListKeyRotations {
         key_id: String,
         #[command(flatten)]
         paging: Paging,
     },
-    CreateAlias { alias_name: String, target_key_id: String },
-    DeleteAlias { alias_name: String },
+    CreateAlias {
+        alias_name: String,
+        target_key_id: String,
+    },
+    DeleteAlias {
+        alias_name: String,
+    },
     ListAliases {
         /// Only the aliases of this key.
         #[arg(long, default_value = "")]
@@ -116,7 +136,11 @@ pub enum KmsCommand {
     Encrypt {
         key_id: String,
         /// Plaintext as text.
-        #[arg(long, required_unless_present = "plaintext_file", conflicts_with = "plaintext_file")]
+        #[arg(
+            long,
+            required_unless_present = "plaintext_file",
+            conflicts_with = "plaintext_file"
+        )]
         plaintext: Option<String>,
         /// Plaintext read from a file (raw bytes).
         #[arg(long)]
@@ -147,7 +171,9 @@ pub enum KmsCommand {
         destination_encryption_context: Vec<(String, String)>,
     },
     /// Random bytes from the root of trust's generator (base64).
-    GenerateRandom { number_of_bytes: i32 },
+    GenerateRandom {
+        number_of_bytes: i32,
+    },
 }
 
 fn map(pairs: Vec<(String, String)>) -> HashMap<String, String> {
@@ -155,7 +181,10 @@ fn map(pairs: Vec<(String, String)>) -> HashMap<String, String> {
 }
 
 pub fn main(args: KmsArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -192,7 +221,11 @@ async fn run(args: KmsArgs) -> Result<(), String> {
     let format = args.output;
     macro_rules! call {
         ($method:ident, $request:expr) => {{
-            let response = client.$method($request).await.map_err(describe)?.into_inner();
+            let response = client
+                .$method($request)
+                .await
+                .map_err(describe)?
+                .into_inner();
             output::print(format, &response).map_err(|e| e.to_string())
         }};
     }
@@ -208,7 +241,9 @@ async fn run(args: KmsArgs) -> Result<(), String> {
                 ..Default::default()
             }
         ),
-        KmsCommand::DescribeKey { key_id } => call!(describe_key, pb::DescribeKeyRequest { key_id }),
+        KmsCommand::DescribeKey { key_id } => {
+            call!(describe_key, pb::DescribeKeyRequest { key_id })
+        }
         KmsCommand::ListKeys(p) => call!(
             list_keys,
             pb::ListKeysRequest {
@@ -232,7 +267,10 @@ async fn run(args: KmsArgs) -> Result<(), String> {
             call!(cancel_key_deletion, pb::CancelKeyDeletionRequest { key_id })
         }
         KmsCommand::RotateKeyOnDemand { key_id } => {
-            call!(rotate_key_on_demand, pb::RotateKeyOnDemandRequest { key_id })
+            call!(
+                rotate_key_on_demand,
+                pb::RotateKeyOnDemandRequest { key_id }
+            )
         }
         KmsCommand::ListKeyRotations { key_id, paging } => call!(
             list_key_rotations,
@@ -339,7 +377,10 @@ async fn run(args: KmsArgs) -> Result<(), String> {
             }
         ),
         KmsCommand::GenerateRandom { number_of_bytes } => {
-            call!(generate_random, pb::GenerateRandomRequest { number_of_bytes })
+            call!(
+                generate_random,
+                pb::GenerateRandomRequest { number_of_bytes }
+            )
         }
     }
 }

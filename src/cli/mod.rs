@@ -7,7 +7,11 @@ pub mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, about = "Hardware-rooted key management service")]
+#[command(
+    name = "keyward",
+    version,
+    about = "Hardware-rooted key management service"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

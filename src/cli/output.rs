@@ -70,10 +70,9 @@ fn text(value: &Value, indent: usize, out: &mut String) {
 fn scalar(name: &str, value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Number(n) if name.ends_with("_date") => n
-            .as_i64()
-            .map(rfc3339)
-            .unwrap_or_else(|| n.to_string()),
+        Value::Number(n) if name.ends_with("_date") => {
+            n.as_i64().map(rfc3339).unwrap_or_else(|| n.to_string())
+        }
         other => other.to_string(),
     }
 }
@@ -119,8 +118,14 @@ mod tests {
         });
         let mut out = String::new();
         text(&value, 0, &mut out);
-        assert!(out.contains("key_metadata:\n  key_id: k1\n  creation_date: 1970-01-01T00:00:00Z\n"), "{out}");
+        assert!(
+            out.contains("key_metadata:\n  key_id: k1\n  creation_date: 1970-01-01T00:00:00Z\n"),
+            "{out}"
+        );
         assert!(!out.contains("description"), "{out}");
-        assert!(out.contains("aliases:\n  -\n    alias_name: alias/a\n"), "{out}");
+        assert!(
+            out.contains("aliases:\n  -\n    alias_name: alias/a\n"),
+            "{out}"
+        );
     }
 }

@@ -45,10 +45,14 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
             })
         }
         None => {
-            let listen = args
-                .listen
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7443))));
-            let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("keyward-data"));
+            let listen = args.listen.unwrap_or_else(|| {
+                DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7443)))
+            });
+            let data_dir = args
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("keyward-data"));
             let (config, softhsm_conf) = Config::development(&data_dir, listen)?;
             Ok(Prepared {
                 config,
@@ -61,7 +65,9 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
 
 /// Runs the prepared server on a new runtime; returns when it has shut down.
 pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let config = prepared.config;

@@ -34,7 +34,11 @@ impl EncryptionContext {
     }
 
     fn encoded_len(&self) -> usize {
-        4 + self.0.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>()
+        4 + self
+            .0
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum::<usize>()
     }
 
     /// Appends the canonical encoding: pair count, then each key and value as

@@ -29,6 +29,9 @@ pub fn limit(value: Option<i32>, default: usize, max: usize) -> Result<usize, Km
     match value {
         None => Ok(default),
         Some(n) if n >= 1 && (n as usize) <= max => Ok(n as usize),
-        Some(_) => Err(KmsError::validation("limit", format!("must be between 1 and {max}"))),
+        Some(_) => Err(KmsError::validation(
+            "limit",
+            format!("must be between 1 and {max}"),
+        )),
     }
 }

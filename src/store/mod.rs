@@ -42,8 +42,15 @@ pub enum Expect {
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8>, expect: Expect },
-    Delete { key: Vec<u8>, expect: Expect },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expect: Expect,
+    },
+    Delete {
+        key: Vec<u8>,
+        expect: Expect,
+    },
 }
 
 #[derive(Clone)]
@@ -183,13 +190,19 @@ mod tests {
     async fn guarded_commits_are_all_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.commit(vec![put("a", "1", Expect::Absent)]).await.unwrap();
+        store
+            .commit(vec![put("a", "1", Expect::Absent)])
+            .await
+            .unwrap();
         let a = store.get(b"a").unwrap().unwrap();
         assert_eq!((a.value.as_slice(), a.version), (&b"1"[..], 1));
 
         // The second op's expectation fails: the first must not be applied either.
         let err = store
-            .commit(vec![put("b", "2", Expect::Absent), put("a", "x", Expect::Version(7))])
+            .commit(vec![
+                put("b", "2", Expect::Absent),
+                put("a", "x", Expect::Version(7)),
+            ])
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
@@ -212,7 +225,10 @@ mod tests {
             .collect();
         store.commit(ops).await.unwrap();
         let first = store.scan(b"k/", None, 2).unwrap();
-        assert_eq!(first.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(), [b"k/1", b"k/2"]);
+        assert_eq!(
+            first.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
+            [b"k/1", b"k/2"]
+        );
         let rest = store.scan(b"k/", Some(b"k/2"), 10).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].0, b"k/3");
@@ -223,7 +239,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.commit(vec![put("a", "1", Expect::Absent)]).await.unwrap();
+            store
+                .commit(vec![put("a", "1", Expect::Absent)])
+                .await
+                .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.get(b"a").unwrap().unwrap().value, b"1");

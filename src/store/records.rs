@@ -20,7 +20,9 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<T> {
         reason,
     };
     match raw.split_first() {
-        Some((&FORMAT_V1, body)) => serde_json::from_slice(body).map_err(|e| corrupt(e.to_string())),
+        Some((&FORMAT_V1, body)) => {
+            serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
+        }
         Some((other, _)) => Err(corrupt(format!("unknown record format {other}"))),
         None => Err(corrupt("empty record".into())),
     }

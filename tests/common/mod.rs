@@ -37,7 +37,11 @@ impl Server {
     }
 
     /// Starts a server; on failure returns what it printed.
-    pub fn try_spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+    pub fn try_spawn(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
         let log = data_dir.join("server.log");
         let log_file = std::fs::OpenOptions::new()
@@ -126,7 +130,11 @@ impl Server {
             .expect("kill");
         assert!(status.success());
         let exit = child.wait().expect("wait");
-        assert!(exit.success(), "server exited with {exit}; log:\n{}", self.log());
+        assert!(
+            exit.success(),
+            "server exited with {exit}; log:\n{}",
+            self.log()
+        );
     }
 }
 
@@ -140,7 +148,8 @@ impl Drop for Server {
 }
 
 pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-pub const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+pub const NOT_SERVING: i32 =
+    tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
 
 /// Polls `check` until it returns true; panics after `timeout`.
 pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
@@ -178,7 +187,12 @@ pub async fn create_key(kms: &mut Kms, description: &str) -> pb::KeyMetadata {
     .expect("metadata")
 }
 
-pub async fn encrypt(kms: &mut Kms, key_id: &str, plaintext: &[u8], ctx: &[(&str, &str)]) -> Vec<u8> {
+pub async fn encrypt(
+    kms: &mut Kms,
+    key_id: &str,
+    plaintext: &[u8],
+    ctx: &[(&str, &str)],
+) -> Vec<u8> {
     kms.encrypt(pb::EncryptRequest {
         key_id: key_id.into(),
         plaintext: plaintext.to_vec(),
@@ -202,5 +216,8 @@ pub async fn decrypt(kms: &mut Kms, blob: &[u8], ctx: &[(&str, &str)]) -> Result
 }
 
 pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

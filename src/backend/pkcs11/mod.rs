@@ -331,14 +331,26 @@ impl RootOfTrust for Pkcs11Root {
         }
     }
 
-    fn seal(&self, key: &KeyRef, nonce: &[u8; NONCE_LEN], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>> {
+    fn seal(
+        &self,
+        key: &KeyRef,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        pt: &[u8],
+    ) -> Result<Vec<u8>> {
         self.with_key(key, Op::Seal, |session, handle| {
             let mut iv = *nonce;
             session.encrypt(&gcm(&mut iv, aad)?, handle, pt)
         })
     }
 
-    fn unseal(&self, key: &KeyRef, nonce: &[u8; NONCE_LEN], aad: &[u8], sealed: &[u8]) -> Result<SecretBytes> {
+    fn unseal(
+        &self,
+        key: &KeyRef,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretBytes> {
         self.with_key(key, Op::Unseal, |session, handle| {
             let mut iv = *nonce;
             session

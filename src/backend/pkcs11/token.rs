@@ -49,6 +49,11 @@ pub(super) fn find_slot(ctx: &Pkcs11, selector: &TokenSelector) -> Result<Slot> 
 /// Initialises a token with this label in a free slot unless one exists, and sets its user
 /// PIN. Development only: production tokens are provisioned by their operators.
 pub fn ensure_token(ctx: &Pkcs11, label: &str, so_pin: &AuthPin, user_pin: &AuthPin) -> Result<()> {
+    // Two starts in one process must not both claim the free slot.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _creating = CREATING
+        .lock()
+        .map_err(|_| BackendError::Internal("token creation lock poisoned".into()))?;
     let selector = TokenSelector::Label(label.to_owned());
     if find_slot(ctx, &selector).is_ok() {
         return Ok(());

@@ -7,7 +7,10 @@ use crate::service::paging::{self, Page};
 use crate::store::{self, AliasRecord, Expect, KeyState, Op};
 
 impl KmsService {
-    pub(super) fn load_alias(&self, alias_name: &str) -> Result<Option<(AliasRecord, u64)>, KmsError> {
+    pub(super) fn load_alias(
+        &self,
+        alias_name: &str,
+    ) -> Result<Option<(AliasRecord, u64)>, KmsError> {
         let key = alias_storage_key(alias_name);
         match self.store.get(&key)? {
             Some(found) => Ok(Some((store::decode(&key, &found.value)?, found.version))),
@@ -15,7 +18,11 @@ impl KmsService {
         }
     }
 
-    pub async fn create_alias(&self, alias_name: &str, target_key_id: &str) -> Result<(), KmsError> {
+    pub async fn create_alias(
+        &self,
+        alias_name: &str,
+        target_key_id: &str,
+    ) -> Result<(), KmsError> {
         if alias_name.is_empty() {
             return Err(KmsError::validation("alias_name", "is required"));
         }
@@ -56,9 +63,12 @@ impl KmsService {
         ];
         match self.store.commit(ops).await {
             Ok(()) => Ok(()),
-            Err(crate::store::StoreError::Conflict(what)) if what.starts_with("kms/alias/") => Err(
-                KmsError::AlreadyExists(format!("alias {} already exists", self.arns.alias(alias_name))),
-            ),
+            Err(crate::store::StoreError::Conflict(what)) if what.starts_with("kms/alias/") => {
+                Err(KmsError::AlreadyExists(format!(
+                    "alias {} already exists",
+                    self.arns.alias(alias_name)
+                )))
+            }
             Err(crate::store::StoreError::Conflict(_)) => Err(KmsError::Internal(
                 "the target key changed during CreateAlias; retry".into(),
             )),
@@ -84,9 +94,10 @@ impl KmsService {
             }])
             .await
             .map_err(|e| match e {
-                crate::store::StoreError::Conflict(_) => {
-                    KmsError::NotFound(format!("alias {} is not found", self.arns.alias(alias_name)))
-                }
+                crate::store::StoreError::Conflict(_) => KmsError::NotFound(format!(
+                    "alias {} is not found",
+                    self.arns.alias(alias_name)
+                )),
                 other => other.into(),
             })
     }
@@ -114,16 +125,19 @@ impl KmsService {
                 after = Some(key);
                 if target.as_ref().is_none_or(|t| *t == record.target_key_id) {
                     if items.len() == limit {
-                        let next_marker = items
-                            .last()
-                            .map(|r: &AliasRecord| paging::encode_marker(&alias_storage_key(&r.alias_name)));
+                        let next_marker = items.last().map(|r: &AliasRecord| {
+                            paging::encode_marker(&alias_storage_key(&r.alias_name))
+                        });
                         return Ok(Page { items, next_marker });
                     }
                     items.push(record);
                 }
             }
             if exhausted {
-                return Ok(Page { items, next_marker: None });
+                return Ok(Page {
+                    items,
+                    next_marker: None,
+                });
             }
         }
     }

@@ -39,7 +39,10 @@ impl DataKeySpec {
             )),
             ("AES_256", None) => Ok(32),
             ("AES_128", None) => Ok(16),
-            (_, None) => Err(KmsError::validation("key_spec", "must be AES_256 or AES_128")),
+            (_, None) => Err(KmsError::validation(
+                "key_spec",
+                "must be AES_256 or AES_128",
+            )),
         }
     }
 }
@@ -50,7 +53,10 @@ pub struct GeneratedDataKey {
     pub key_arn: String,
 }
 
-fn context(field: &'static str, pairs: HashMap<String, String>) -> Result<EncryptionContext, KmsError> {
+fn context(
+    field: &'static str,
+    pairs: HashMap<String, String>,
+) -> Result<EncryptionContext, KmsError> {
     EncryptionContext::new(pairs).map_err(|e| KmsError::validation(field, e.to_string()))
 }
 
@@ -129,7 +135,10 @@ impl KmsService {
         destination_encryption_context: HashMap<String, String>,
     ) -> Result<(Vec<u8>, String, String), KmsError> {
         let source_ctx = context("source_encryption_context", source_encryption_context)?;
-        let destination_ctx = context("destination_encryption_context", destination_encryption_context)?;
+        let destination_ctx = context(
+            "destination_encryption_context",
+            destination_encryption_context,
+        )?;
         let (destination, _) = self.resolve("destination_key_id", destination_key_id)?;
         self.require_enabled(&destination)?;
         let (plaintext, source_arn) = self

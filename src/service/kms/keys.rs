@@ -1,9 +1,9 @@
 //! Key lifecycle: create, describe, list, enable/disable, scheduled deletion, rotation.
 
 use super::{KEY_PREFIX, KmsService, key_storage_key, new_key_id};
+use crate::service::KmsError;
 use crate::service::clock::SECONDS_PER_DAY;
 use crate::service::paging::{self, Page};
-use crate::service::KmsError;
 use crate::store::{self, Expect, KeyRecord, KeyState, KeyVersionRecord, Op, Tag};
 
 const MAX_DESCRIPTION: usize = 8192;
@@ -25,20 +25,32 @@ fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
         ));
     }
     if !matches!(new.key_usage.as_str(), "" | "ENCRYPT_DECRYPT") {
-        return Err(KmsError::validation("key_usage", "only ENCRYPT_DECRYPT is supported"));
+        return Err(KmsError::validation(
+            "key_usage",
+            "only ENCRYPT_DECRYPT is supported",
+        ));
     }
     if !matches!(new.key_spec.as_str(), "" | "SYMMETRIC_DEFAULT") {
-        return Err(KmsError::validation("key_spec", "only SYMMETRIC_DEFAULT is supported"));
+        return Err(KmsError::validation(
+            "key_spec",
+            "only SYMMETRIC_DEFAULT is supported",
+        ));
     }
     if new.tags.len() > MAX_TAGS {
-        return Err(KmsError::validation("tags", format!("at most {MAX_TAGS} tags")));
+        return Err(KmsError::validation(
+            "tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
     }
     for tag in &new.tags {
         if tag.key.is_empty() || tag.key.len() > 128 {
             return Err(KmsError::validation("tags.tag_key", "1 to 128 characters"));
         }
         if tag.value.len() > 256 {
-            return Err(KmsError::validation("tags.tag_value", "at most 256 characters"));
+            return Err(KmsError::validation(
+                "tags.tag_value",
+                "at most 256 characters",
+            ));
         }
     }
     Ok(())
@@ -91,7 +103,9 @@ impl KmsService {
         let mut rows = self.store.scan(KEY_PREFIX, after.as_deref(), limit + 1)?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next_marker = more.then(|| rows.last().map(|(k, _)| paging::encode_marker(k))).flatten();
+        let next_marker = more
+            .then(|| rows.last().map(|(k, _)| paging::encode_marker(k)))
+            .flatten();
         let items = rows
             .iter()
             .map(|(k, v)| store::decode(k, &v.value))
@@ -169,7 +183,9 @@ impl KmsService {
                         return Err(KmsError::InvalidState(format!("{arn} is being deleted")));
                     }
                     _ => {
-                        return Err(KmsError::InvalidState(format!("{arn} is not pending deletion")));
+                        return Err(KmsError::InvalidState(format!(
+                            "{arn} is not pending deletion"
+                        )));
                     }
                 }
                 record.state = KeyState::Disabled;
@@ -239,7 +255,9 @@ impl KmsService {
             .collect();
         let more = items.len() > limit;
         items.truncate(limit);
-        let next_marker = more.then(|| items.last().map(|v| v.version.to_string())).flatten();
+        let next_marker = more
+            .then(|| items.last().map(|v| v.version.to_string()))
+            .flatten();
         Ok((record, Page { items, next_marker }))
     }
 }

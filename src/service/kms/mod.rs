@@ -72,7 +72,9 @@ impl KmsService {
             KeyName::Alias(alias) => self
                 .load_alias(&alias)?
                 .map(|(record, _)| record.target_key_id)
-                .ok_or_else(|| KmsError::NotFound(format!("alias {} is not found", self.arns.alias(&alias)))),
+                .ok_or_else(|| {
+                    KmsError::NotFound(format!("alias {} is not found", self.arns.alias(&alias)))
+                }),
         }
     }
 
@@ -92,9 +94,9 @@ impl KmsService {
     ) -> Result<(KeyRecord, T), KmsError> {
         let id = self.resolve_id("key_id", input)?;
         for _ in 0..MAX_ATTEMPTS {
-            let (mut record, version) = self
-                .load(&id)?
-                .ok_or_else(|| KmsError::NotFound(format!("key {} does not exist", self.arns.key(&id))))?;
+            let (mut record, version) = self.load(&id)?.ok_or_else(|| {
+                KmsError::NotFound(format!("key {} does not exist", self.arns.key(&id)))
+            })?;
             let out = change(&mut record)?;
             let op = Op::Put {
                 key: key_storage_key(&id),
@@ -107,7 +109,9 @@ impl KmsService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Internal(format!("key {id}: too many concurrent updates")))
+        Err(KmsError::Internal(format!(
+            "key {id}: too many concurrent updates"
+        )))
     }
 
     /// Refuses keys that may not be used for cryptography right now.

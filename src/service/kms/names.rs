@@ -23,11 +23,17 @@ pub struct Arns {
 
 impl Arns {
     pub fn key(&self, key_id: &str) -> String {
-        format!("arn:keyward:kms:{}:{}:key/{key_id}", self.region, self.account_id)
+        format!(
+            "arn:keyward:kms:{}:{}:key/{key_id}",
+            self.region, self.account_id
+        )
     }
 
     pub fn alias(&self, alias_name: &str) -> String {
-        format!("arn:keyward:kms:{}:{}:{alias_name}", self.region, self.account_id)
+        format!(
+            "arn:keyward:kms:{}:{}:{alias_name}",
+            self.region, self.account_id
+        )
     }
 
     pub fn parse(&self, field: &'static str, input: &str) -> Result<KeyName, KmsError> {
@@ -62,7 +68,10 @@ impl Arns {
         if resource.starts_with(ALIAS_PREFIX) {
             return validate_alias(resource).map(|()| KeyName::Alias((*resource).to_owned()));
         }
-        Err(KmsError::validation(field, "ARN names neither a key nor an alias"))
+        Err(KmsError::validation(
+            field,
+            "ARN names neither a key nor an alias",
+        ))
     }
 }
 
@@ -124,7 +133,10 @@ mod tests {
         let arns = arns();
         let text = id.to_string();
         assert_eq!(arns.parse("key_id", &text).unwrap(), KeyName::Id(id));
-        assert_eq!(arns.parse("key_id", &arns.key(&text)).unwrap(), KeyName::Id(id));
+        assert_eq!(
+            arns.parse("key_id", &arns.key(&text)).unwrap(),
+            KeyName::Id(id)
+        );
         assert_eq!(
             arns.parse("key_id", "alias/app/db").unwrap(),
             KeyName::Alias("alias/app/db".into())
@@ -138,7 +150,12 @@ mod tests {
     #[test]
     fn malformed_names_are_refused_with_the_field() {
         let arns = arns();
-        for bad in ["", "not-a-key", "arn:aws:kms:local:000000000000:key/x", "ABC"] {
+        for bad in [
+            "",
+            "not-a-key",
+            "arn:aws:kms:local:000000000000:key/x",
+            "ABC",
+        ] {
             match arns.parse("key_id", bad) {
                 Err(KmsError::Validation { field, .. }) => assert_eq!(field, "key_id"),
                 other => panic!("{bad:?} gave {other:?}"),
@@ -146,8 +163,16 @@ mod tests {
         }
         let upper = Uuid::new_v4().to_string().to_uppercase();
         assert!(arns.parse("key_id", &upper).is_err());
-        for bad in ["alias/", "alias/has space", "alias/aws/x", &format!("alias/{}", "a".repeat(251))] {
-            assert!(matches!(validate_alias(bad), Err(KmsError::InvalidAliasName(_))), "{bad}");
+        for bad in [
+            "alias/",
+            "alias/has space",
+            "alias/aws/x",
+            &format!("alias/{}", "a".repeat(251)),
+        ] {
+            assert!(
+                matches!(validate_alias(bad), Err(KmsError::InvalidAliasName(_))),
+                "{bad}"
+            );
         }
         assert!(validate_alias(&format!("alias/{}", "a".repeat(250))).is_ok());
     }
@@ -155,6 +180,9 @@ mod tests {
     #[test]
     fn arns_of_another_region_are_not_found() {
         let other = format!("arn:keyward:kms:eu:000000000000:key/{}", Uuid::new_v4());
-        assert!(matches!(arns().parse("key_id", &other), Err(KmsError::NotFound(_))));
+        assert!(matches!(
+            arns().parse("key_id", &other),
+            Err(KmsError::NotFound(_))
+        ));
     }
 }

@@ -1,0 +1,120 @@
+//! The README's first session, through the `keyward` client against a real server.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+
+fn keyward(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("kms")
+        .args(args)
+        .env("KEYWARD_ENDPOINT", &server.endpoint)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn json(server: &Server, args: &[&str]) -> Value {
+    let (ok, stdout, stderr) = keyward(server, args);
+    assert!(ok, "keyward kms {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn first_session_create_key_generate_data_key_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+
+    let created = json(&server, &["create-key", "--description", "my first key"]);
+    let key_id = created["key_metadata"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&server, &["create-alias", "alias/first", &key_id]);
+
+    let generated = json(
+        &server,
+        &[
+            "generate-data-key",
+            "alias/first",
+            "--encryption-context",
+            "app=demo",
+        ],
+    );
+    let blob = generated["ciphertext_blob"].as_str().unwrap();
+    let plaintext = generated["plaintext"].as_str().unwrap();
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(plaintext)
+        .unwrap();
+    assert_eq!(key.len(), 32);
+
+    let decrypted = json(
+        &server,
+        &[
+            "decrypt",
+            "--ciphertext-blob",
+            blob,
+            "--encryption-context",
+            "app=demo",
+        ],
+    );
+    assert_eq!(decrypted["plaintext"].as_str(), Some(plaintext));
+    assert!(decrypted["key_id"].as_str().unwrap().ends_with(&key_id));
+
+    let encrypted = json(&server, &["encrypt", "alias/first", "--plaintext", "hello"]);
+    let decrypted = json(
+        &server,
+        &[
+            "decrypt",
+            "--ciphertext-blob",
+            encrypted["ciphertext_blob"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(decrypted["plaintext"].as_str(), Some("aGVsbG8="));
+
+    let (ok, text, _) = keyward(
+        &server,
+        &["--output", "text", "describe-key", "alias/first"],
+    );
+    assert!(ok);
+    assert!(text.contains(&format!("key_id: {key_id}")), "{text}");
+    assert!(text.contains("key_state: Enabled"), "{text}");
+    assert!(
+        text.contains("creation_date: 20"),
+        "dates are RFC 3339 in text: {text}"
+    );
+
+    // A wrong context: a clear error on stderr and a failing exit code.
+    let (ok, stdout, stderr) = keyward(&server, &["decrypt", "--ciphertext-blob", blob]);
+    assert!(!ok);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with("error: InvalidCiphertextException:"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = keyward(&server, &["describe-key", "alias/missing"]);
+    assert!(!ok);
+    assert!(stderr.starts_with("error: NotFoundException:"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_endpoint_is_reported_not_panicked() {
+    let out = Command::new(BIN)
+        .args(["kms", "--endpoint", "http://127.0.0.1:1", "list-keys"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: cannot connect to http://127.0.0.1:1"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,155 @@
+//! What the token itself holds: master keys locked in (sensitive, non-extractable), and key
+//! material destroyed once a deletion window ends — also across a restart.
+//!
+//! These tests run the service in-process to look into the token and to control the clock.
+//! SoftHSM reads SOFTHSM2_CONF once per process, so every test in this binary shares one token
+//! directory (set up once) and has its own store.
+
+use keyward::backend::BackendError;
+use keyward::backend::KeyRef;
+use keyward::backend::pkcs11::{KeyAttributes, Pkcs11Options, Pkcs11Root, TokenSelector};
+use keyward::config::{Config, DEV_TOKEN_LABEL, read_secret};
+use keyward::server::Keyward;
+use keyward::service::KmsError;
+use keyward::service::clock::{ManualClock, SECONDS_PER_DAY};
+use keyward::service::kms::NewKey;
+use std::sync::{Arc, OnceLock};
+
+struct SharedToken {
+    _dir: tempfile::TempDir,
+    base: Config,
+}
+
+fn shared_token() -> &'static SharedToken {
+    static TOKEN: OnceLock<SharedToken> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, conf) = Config::development(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        // SAFETY: set once, before this process loads the PKCS#11 module; other tests of this
+        // binary wait on the OnceLock and do not read the environment meanwhile.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", conf) };
+        SharedToken { _dir: dir, base }
+    })
+}
+
+/// A config on the shared token with a store of its own.
+fn config(store_dir: &std::path::Path) -> Config {
+    let mut config = shared_token().base.clone();
+    config.data_dir = store_dir.to_owned();
+    config
+}
+
+fn inspector(config: &Config) -> Pkcs11Root {
+    let keyward::config::RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust;
+    Pkcs11Root::connect(Pkcs11Options {
+        module: p.module.clone(),
+        token: TokenSelector::Label(DEV_TOKEN_LABEL.into()),
+        pin: read_secret(None, p.pin_file.as_deref()).unwrap(),
+    })
+    .unwrap()
+}
+
+fn new_key(description: &str) -> NewKey {
+    NewKey {
+        description: description.into(),
+        key_usage: String::new(),
+        key_spec: String::new(),
+        tags: Vec::new(),
+    }
+}
+
+fn materials(kms: &keyward::service::KmsService, key_id: &str) -> Vec<KeyRef> {
+    kms.describe_key(key_id)
+        .unwrap()
+        .versions
+        .into_iter()
+        .map(|v| v.material)
+        .collect()
+}
+
+#[tokio::test]
+async fn master_keys_are_sensitive_non_extractable_token_objects() {
+    let store = tempfile::tempdir().unwrap();
+    let config = config(store.path());
+    let keyward = Keyward::open(config.clone()).await.unwrap();
+    let key = keyward.kms.create_key(new_key("locked in")).await.unwrap();
+    keyward.kms.rotate_key_on_demand(&key.key_id).await.unwrap();
+
+    let token = inspector(&config);
+    let versions = materials(&keyward.kms, &key.key_id);
+    assert_eq!(versions.len(), 2);
+    for material in versions {
+        let attributes = token.key_attributes(&material).unwrap();
+        assert_eq!(
+            attributes,
+            KeyAttributes {
+                sensitive: Some(true),
+                extractable: Some(false),
+                token: Some(true),
+                value_readable: false,
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
+    let store = tempfile::tempdir().unwrap();
+    let config = config(store.path());
+    let start = 1_800_000_000;
+    let clock = Arc::new(ManualClock::new(start));
+    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
+        .await
+        .unwrap();
+    let kms = Arc::clone(&keyward.kms);
+    let doomed = kms.create_key(new_key("doomed")).await.unwrap();
+    kms.rotate_key_on_demand(&doomed.key_id).await.unwrap();
+    kms.create_alias("alias/doomed", &doomed.key_id)
+        .await
+        .unwrap();
+    let survivor = kms.create_key(new_key("survivor")).await.unwrap();
+    let doomed_material = materials(&kms, &doomed.key_id);
+
+    kms.schedule_key_deletion(&doomed.key_id, Some(7))
+        .await
+        .unwrap();
+    clock.advance(7 * SECONDS_PER_DAY - 1);
+    assert_eq!(kms.purge_expired_keys().await.unwrap(), 0, "not yet due");
+
+    // Restart: a new service on the same store, with time moved past the deletion date.
+    drop(kms);
+    drop(keyward);
+    clock.advance(1);
+    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
+        .await
+        .unwrap();
+    let kms = Arc::clone(&keyward.kms);
+    assert!(matches!(
+        kms.cancel_key_deletion(&doomed.key_id).await,
+        Err(KmsError::InvalidState(_))
+    ));
+    assert_eq!(kms.purge_expired_keys().await.unwrap(), 1);
+
+    assert!(matches!(
+        kms.describe_key(&doomed.key_id),
+        Err(KmsError::NotFound(_))
+    ));
+    assert!(matches!(
+        kms.describe_key("alias/doomed"),
+        Err(KmsError::NotFound(_))
+    ));
+    let token = inspector(&config);
+    for material in doomed_material {
+        assert!(
+            matches!(
+                token.key_attributes(&material),
+                Err(BackendError::KeyMissing(_))
+            ),
+            "{material:?} must be gone from the token"
+        );
+    }
+    for material in materials(&kms, &survivor.key_id) {
+        assert!(token.key_attributes(&material).is_ok());
+    }
+    assert_eq!(kms.purge_expired_keys().await.unwrap(), 0);
+}
