@@ -23,6 +23,10 @@
 //! `x-keyward-error` in one place ([`api::status`]).
 
 #![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod api;
 pub mod backend;
