@@ -16,12 +16,27 @@ const BYTES_FIELDS: &[&str] = &[
     "GenerateRandomResponse.plaintext",
 ];
 
+/// Optional bytes fields: base64 too.
+const OPTIONAL_BYTES_FIELDS: &[&str] = &[
+    "CreateSecretRequest.secret_binary",
+    "GetSecretValueResponse.secret_binary",
+    "SecretValueEntry.secret_binary",
+    "PutSecretValueRequest.secret_binary",
+    "UpdateSecretRequest.secret_binary",
+];
+
 /// Messages that carry plaintext: their `Debug` is written by hand and redacts it.
 const PLAINTEXT_MESSAGES: &[&str] = &[
     "GenerateDataKeyResponse",
     "EncryptRequest",
     "DecryptResponse",
     "GenerateRandomResponse",
+    "CreateSecretRequest",
+    "GetSecretValueResponse",
+    "SecretValueEntry",
+    "PutSecretValueRequest",
+    "UpdateSecretRequest",
+    "GetRandomPasswordResponse",
 ];
 
 fn main() -> io::Result<()> {
@@ -40,7 +55,19 @@ fn main() -> io::Result<()> {
             "#[serde(serialize_with = \"crate::api::base64_field\")]",
         );
     }
-    builder.compile_protos(&["proto/keyward/v1/kms.proto"], &["proto"])?;
+    for field in OPTIONAL_BYTES_FIELDS {
+        builder = builder.field_attribute(
+            format!(".keyward.v1.{field}"),
+            "#[serde(serialize_with = \"crate::api::base64_optional_field\")]",
+        );
+    }
+    builder.compile_protos(
+        &[
+            "proto/keyward/v1/kms.proto",
+            "proto/keyward/v1/secrets.proto",
+        ],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -3,11 +3,16 @@
 //! background tasks (root-of-trust health, expired-key purge) meanwhile.
 
 use crate::api::kms::KmsApi;
-use crate::api::pb::{self, key_management_service_server::KeyManagementServiceServer};
+use crate::api::pb::{
+    self, key_management_service_server::KeyManagementServiceServer,
+    secrets_manager_service_server::SecretsManagerServiceServer,
+};
+use crate::api::secrets::SecretsApi;
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
 use crate::backend::{BackendError, Hardware, RootOfTrust};
 use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
 use crate::service::kms::Arns;
+use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
 use crate::store::{Store, StoreError};
 use std::future::Future;
@@ -17,7 +22,10 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
-const KMS_SERVICE_NAME: &str = "keyward.v1.KeyManagementService";
+const SERVICE_NAMES: [&str; 2] = [
+    "keyward.v1.KeyManagementService",
+    "keyward.v1.SecretsManagerService",
+];
 
 /// After the shutdown signal, in-flight requests get this long to finish. Idle HTTP/2
 /// connections would otherwise hold a graceful shutdown open for as long as clients keep them.
@@ -35,11 +43,14 @@ pub enum StartError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot prepare the secrets service: {0}")]
+    Secrets(#[from] SecretsError),
 }
 
 /// Everything a running server owns.
 pub struct Keyward {
     pub kms: Arc<KmsService>,
+    pub secrets: Arc<SecretsService>,
     store: Store,
     config: Config,
 }
@@ -91,9 +102,17 @@ impl Keyward {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };
-        let kms = KmsService::new(Hardware::new(root, sessions), store.clone(), clock, arns);
+        let kms = Arc::new(KmsService::new(
+            Hardware::new(root, sessions),
+            store.clone(),
+            Arc::clone(&clock),
+            arns,
+        ));
+        let secrets = Arc::new(SecretsService::new(Arc::clone(&kms), store.clone(), clock));
+        secrets.ensure_default_key().await?;
         Ok(Self {
-            kms: Arc::new(kms),
+            kms,
+            secrets,
             store,
             config,
         })
@@ -115,8 +134,9 @@ impl Keyward {
                 health,
                 Duration::from_millis(self.config.health.check_interval_ms.max(100)),
             )),
-            tokio::spawn(purge_expired_keys(
+            tokio::spawn(purge_expired(
                 Arc::clone(&self.kms),
+                Arc::clone(&self.secrets),
                 Duration::from_secs(self.config.kms.deletion_check_interval_secs.max(1)),
             )),
         ];
@@ -128,6 +148,9 @@ impl Keyward {
             .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(
                 &self.kms,
             ))))
+            .add_service(SecretsManagerServiceServer::new(SecretsApi::new(
+                Arc::clone(&self.secrets),
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 notify.notify_one();
@@ -174,19 +197,27 @@ async fn watch_root_of_trust(
                 tracing::info!(%status, "health changed");
             }
             health.set_service_status("", status).await;
-            health.set_service_status(KMS_SERVICE_NAME, status).await;
+            for name in SERVICE_NAMES {
+                health.set_service_status(name, status).await;
+            }
             last = Some(status);
         }
         tokio::time::sleep(every).await;
     }
 }
 
-async fn purge_expired_keys(kms: Arc<KmsService>, every: Duration) {
+/// Destroys keys and secrets whose deletion windows have ended.
+async fn purge_expired(kms: Arc<KmsService>, secrets: Arc<SecretsService>, every: Duration) {
     loop {
         match kms.purge_expired_keys().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(keys = n, "purged keys past their deletion date"),
             Err(e) => tracing::warn!(error = %e, "purging expired keys failed; will retry"),
+        }
+        match secrets.purge_deleted().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(secrets = n, "purged secrets past their recovery window"),
+            Err(e) => tracing::warn!(error = %e, "purging deleted secrets failed; will retry"),
         }
         tokio::time::sleep(every).await;
     }

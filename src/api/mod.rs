@@ -2,6 +2,7 @@
 //! domain errors to `tonic::Status`.
 
 pub mod kms;
+pub mod secrets;
 pub mod status;
 
 /// Generated from `proto/keyward/v1/*.proto`.
@@ -21,24 +22,80 @@ pub fn base64_field<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result
     serializer.serialize_str(&STANDARD.encode(bytes))
 }
 
-/// `Debug` for messages that carry plaintext: the plaintext is shown as its length only.
+/// Serialises an optional bytes field as base64 (or null).
+pub fn base64_optional_field<S: serde::Serializer>(
+    bytes: &Option<Vec<u8>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// How a secret field appears in `Debug`: its length only.
+struct Redacted(Option<usize>);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(len) => write!(f, "[REDACTED; {len}]"),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+trait SecretField {
+    fn redacted(&self) -> Redacted;
+}
+
+impl SecretField for Vec<u8> {
+    fn redacted(&self) -> Redacted {
+        Redacted(Some(self.len()))
+    }
+}
+
+impl SecretField for String {
+    fn redacted(&self) -> Redacted {
+        Redacted(Some(self.len()))
+    }
+}
+
+impl<T: AsRef<[u8]>> SecretField for Option<T> {
+    fn redacted(&self) -> Redacted {
+        Redacted(self.as_ref().map(|v| v.as_ref().len()))
+    }
+}
+
+/// `Debug` for messages that carry plaintext: secret fields are shown as their length only.
 macro_rules! redacted_debug {
-    ($ty:ident { $($field:ident),* } secret $secret:ident) => {
+    ($ty:ident { $($field:ident),* } secret { $($secret:ident),+ }) => {
         impl fmt::Debug for pb::$ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($ty))
                     $(.field(stringify!($field), &self.$field))*
-                    .field(stringify!($secret), &format_args!("[REDACTED; {}]", self.$secret.len()))
+                    $(.field(stringify!($secret), &self.$secret.redacted()))+
                     .finish()
             }
         }
     };
 }
 
-redacted_debug!(GenerateDataKeyResponse { ciphertext_blob, key_id } secret plaintext);
-redacted_debug!(EncryptRequest { key_id, encryption_context, encryption_algorithm } secret plaintext);
-redacted_debug!(DecryptResponse { key_id, encryption_algorithm } secret plaintext);
-redacted_debug!(GenerateRandomResponse {} secret plaintext);
+redacted_debug!(GenerateDataKeyResponse { ciphertext_blob, key_id } secret { plaintext });
+redacted_debug!(EncryptRequest { key_id, encryption_context, encryption_algorithm } secret { plaintext });
+redacted_debug!(DecryptResponse { key_id, encryption_algorithm } secret { plaintext });
+redacted_debug!(GenerateRandomResponse {} secret { plaintext });
+redacted_debug!(CreateSecretRequest { name, client_request_token, description, kms_key_id, tags }
+    secret { secret_binary, secret_string });
+redacted_debug!(GetSecretValueResponse { arn, name, version_id, version_stages, created_date }
+    secret { secret_binary, secret_string });
+redacted_debug!(SecretValueEntry { arn, name, version_id, version_stages, created_date }
+    secret { secret_binary, secret_string });
+redacted_debug!(PutSecretValueRequest { secret_id, client_request_token, version_stages }
+    secret { secret_binary, secret_string });
+redacted_debug!(UpdateSecretRequest { secret_id, client_request_token, description, kms_key_id }
+    secret { secret_binary, secret_string });
+redacted_debug!(GetRandomPasswordResponse {} secret { random_password });
 
 #[cfg(test)]
 mod tests {

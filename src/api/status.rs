@@ -4,6 +4,7 @@
 //! the log.
 
 use crate::service::KmsError;
+use crate::service::secrets::SecretsError;
 use tonic::{Code, Status, metadata::MetadataValue};
 
 pub const ERROR_METADATA: &str = "x-keyward-error";
@@ -63,6 +64,60 @@ impl From<KmsError> for Status {
             }
         }
     }
+}
+
+impl From<SecretsError> for Status {
+    fn from(err: SecretsError) -> Self {
+        let message = err.to_string();
+        match err {
+            SecretsError::NotFound(_) => {
+                status(Code::NotFound, "ResourceNotFoundException", message)
+            }
+            SecretsError::Exists(_) => {
+                status(Code::AlreadyExists, "ResourceExistsException", message)
+            }
+            SecretsError::InvalidParameter { .. } => {
+                status(Code::InvalidArgument, "InvalidParameterException", message)
+            }
+            SecretsError::InvalidRequest(_) => {
+                status(Code::FailedPrecondition, "InvalidRequestException", message)
+            }
+            SecretsError::DecryptionFailure(_) => {
+                status(Code::FailedPrecondition, "DecryptionFailure", message)
+            }
+            SecretsError::EncryptionFailure(_) => {
+                status(Code::FailedPrecondition, "EncryptionFailure", message)
+            }
+            SecretsError::LimitExceeded(_) => {
+                status(Code::ResourceExhausted, "LimitExceededException", message)
+            }
+            SecretsError::Unavailable(detail) => {
+                tracing::warn!(%detail, "root of trust unavailable");
+                status(
+                    Code::Unavailable,
+                    "InternalServiceError",
+                    "the root of trust is unavailable; retry later".into(),
+                )
+            }
+            SecretsError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                status(
+                    Code::Internal,
+                    "InternalServiceError",
+                    "internal error".into(),
+                )
+            }
+        }
+    }
+}
+
+/// The AWS exception name a status carries.
+pub fn exception_name(status: &Status) -> &str {
+    status
+        .metadata()
+        .get(ERROR_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("InternalServiceError")
 }
 
 #[cfg(test)]

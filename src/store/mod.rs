@@ -8,7 +8,10 @@
 
 mod records;
 
-pub use records::{AliasRecord, KeyRecord, KeyState, KeyVersionRecord, Tag, decode, encode};
+pub use records::{
+    AliasRecord, KeyRecord, KeyState, KeyVersionRecord, SecretRecord, SecretValueRecord,
+    SecretVersionMeta, Tag, decode, encode,
+};
 
 use std::path::Path;
 

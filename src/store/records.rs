@@ -116,3 +116,48 @@ mod tests {
         ));
     }
 }
+
+/// A secret and the metadata of all its versions: one record, so label moves across versions
+/// are one guarded write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// Internal id, fixed for the life of this secret (a re-created name gets a new one).
+    pub id: String,
+    pub name: String,
+    pub arn: String,
+    pub description: String,
+    /// As the client gave it; empty for the default key.
+    pub kms_key_id: String,
+    pub created_at: i64,
+    pub last_changed_at: i64,
+    /// Start of the day (UTC) of the last read.
+    pub last_accessed_day: Option<i64>,
+    /// Set while deletion is scheduled.
+    pub deletion_date: Option<i64>,
+    pub tags: Vec<Tag>,
+    /// Oldest first.
+    pub versions: Vec<SecretVersionMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersionMeta {
+    pub version_id: String,
+    pub created_at: i64,
+    pub stages: Vec<String>,
+    pub last_accessed_day: Option<i64>,
+    /// ARN of the KMS key that wraps this version's data key; empty while it has no value.
+    pub kms_key_arn: String,
+    pub has_value: bool,
+}
+
+/// A version's value as stored: the data key wrapped by KMS and the value sealed under it.
+/// Nothing here is plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretValueRecord {
+    /// "string" or "binary".
+    pub kind: String,
+    /// KMS ciphertext blob of the data key, base64.
+    pub wrapped_key: String,
+    /// GCM nonce followed by ciphertext and tag, base64.
+    pub sealed: String,
+}

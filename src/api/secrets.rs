@@ -1,0 +1,404 @@
+//! `SecretsManagerService` handlers: convert the request, call the domain, convert back.
+
+use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
+use crate::service::secrets::{
+    BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, SecretUpdate, SecretValue,
+    SecretsService, Value,
+};
+use crate::store::{SecretRecord, Tag};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct SecretsApi {
+    secrets: Arc<SecretsService>,
+}
+
+impl SecretsApi {
+    pub fn new(secrets: Arc<SecretsService>) -> Self {
+        Self { secrets }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn tags_in(tags: Vec<pb::SecretTag>) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|t| Tag {
+            key: t.key,
+            value: t.value,
+        })
+        .collect()
+}
+
+fn tags_out(tags: &[Tag]) -> Vec<pb::SecretTag> {
+    tags.iter()
+        .map(|t| pb::SecretTag {
+            key: t.key.clone(),
+            value: t.value.clone(),
+        })
+        .collect()
+}
+
+fn filters_in(filters: Vec<pb::Filter>) -> Vec<Filter> {
+    filters
+        .into_iter()
+        .map(|f| Filter {
+            key: f.key,
+            values: f.values,
+        })
+        .collect()
+}
+
+/// Labelled versions only (SPEC rule 7).
+fn stages_map(record: &SecretRecord) -> HashMap<String, pb::VersionStages> {
+    record
+        .versions
+        .iter()
+        .filter(|v| !v.stages.is_empty())
+        .map(|v| {
+            (
+                v.version_id.clone(),
+                pb::VersionStages {
+                    stages: v.stages.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The value's two protobuf fields. The copies belong to prost from here and are not
+/// zeroized: a limit of the protobuf stack.
+fn value_out(value: Value) -> (Option<String>, Option<Vec<u8>>) {
+    match value {
+        Value::String(bytes) => (
+            Some(String::from_utf8_lossy(bytes.expose()).into_owned()),
+            None,
+        ),
+        Value::Binary(bytes) => (None, Some(bytes.into_vec())),
+    }
+}
+
+fn value_entry(v: SecretValue) -> pb::SecretValueEntry {
+    let (secret_string, secret_binary) = value_out(v.value);
+    pb::SecretValueEntry {
+        arn: v.arn,
+        name: v.name,
+        version_id: v.version_id,
+        secret_binary,
+        secret_string,
+        version_stages: v.version_stages,
+        created_date: v.created_date,
+    }
+}
+
+fn list_entry(record: &SecretRecord) -> pb::SecretListEntry {
+    pb::SecretListEntry {
+        arn: record.arn.clone(),
+        name: record.name.clone(),
+        description: record.description.clone(),
+        kms_key_id: record.kms_key_id.clone(),
+        rotation_enabled: false,
+        last_changed_date: Some(record.last_changed_at),
+        last_accessed_date: record.last_accessed_day,
+        deleted_date: record.deletion_date,
+        tags: tags_out(&record.tags),
+        secret_versions_to_stages: stages_map(record),
+        created_date: record.created_at,
+    }
+}
+
+#[tonic::async_trait]
+impl SecretsManagerService for SecretsApi {
+    async fn create_secret(
+        &self,
+        request: Request<pb::CreateSecretRequest>,
+    ) -> Reply<pb::CreateSecretResponse> {
+        let r = request.into_inner();
+        let written = self
+            .secrets
+            .create_secret(NewSecret {
+                name: r.name,
+                client_request_token: r.client_request_token,
+                description: r.description,
+                kms_key_id: r.kms_key_id,
+                value: Value::from_fields(r.secret_string, r.secret_binary)?,
+                tags: tags_in(r.tags),
+            })
+            .await?;
+        Ok(Response::new(pb::CreateSecretResponse {
+            arn: written.arn,
+            name: written.name,
+            version_id: written.version_id,
+        }))
+    }
+
+    async fn get_secret_value(
+        &self,
+        request: Request<pb::GetSecretValueRequest>,
+    ) -> Reply<pb::GetSecretValueResponse> {
+        let r = request.into_inner();
+        let v = self
+            .secrets
+            .get_secret_value(&r.secret_id, &r.version_id, &r.version_stage)
+            .await?;
+        let (secret_string, secret_binary) = value_out(v.value);
+        Ok(Response::new(pb::GetSecretValueResponse {
+            arn: v.arn,
+            name: v.name,
+            version_id: v.version_id,
+            secret_binary,
+            secret_string,
+            version_stages: v.version_stages,
+            created_date: v.created_date,
+        }))
+    }
+
+    async fn batch_get_secret_value(
+        &self,
+        request: Request<pb::BatchGetSecretValueRequest>,
+    ) -> Reply<pb::BatchGetSecretValueResponse> {
+        let r = request.into_inner();
+        let (items, next) = self
+            .secrets
+            .batch_get_secret_value(
+                r.secret_id_list,
+                filters_in(r.filters),
+                r.max_results,
+                &r.next_token,
+            )
+            .await?;
+        let mut response = pb::BatchGetSecretValueResponse {
+            next_token: next.unwrap_or_default(),
+            ..Default::default()
+        };
+        for item in items {
+            match item {
+                BatchItem::Value(v) => response.secret_values.push(value_entry(v)),
+                BatchItem::Error { secret_id, error } => {
+                    let status = Status::from(error);
+                    response.errors.push(pb::ApiErrorType {
+                        secret_id,
+                        error_code: super::status::exception_name(&status).to_owned(),
+                        message: status.message().to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn put_secret_value(
+        &self,
+        request: Request<pb::PutSecretValueRequest>,
+    ) -> Reply<pb::PutSecretValueResponse> {
+        let r = request.into_inner();
+        let stages = (!r.version_stages.is_empty()).then_some(r.version_stages);
+        let written = self
+            .secrets
+            .put_secret_value(
+                &r.secret_id,
+                &r.client_request_token,
+                Value::from_fields(r.secret_string, r.secret_binary)?,
+                stages,
+            )
+            .await?;
+        Ok(Response::new(pb::PutSecretValueResponse {
+            arn: written.arn,
+            name: written.name,
+            version_id: written.version_id.unwrap_or_default(),
+            version_stages: written.version_stages,
+        }))
+    }
+
+    async fn update_secret(
+        &self,
+        request: Request<pb::UpdateSecretRequest>,
+    ) -> Reply<pb::UpdateSecretResponse> {
+        let r = request.into_inner();
+        let written = self
+            .secrets
+            .update_secret(SecretUpdate {
+                secret_id: r.secret_id,
+                client_request_token: r.client_request_token,
+                description: r.description,
+                kms_key_id: r.kms_key_id,
+                value: Value::from_fields(r.secret_string, r.secret_binary)?,
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateSecretResponse {
+            arn: written.arn,
+            name: written.name,
+            version_id: written.version_id,
+        }))
+    }
+
+    async fn update_secret_version_stage(
+        &self,
+        request: Request<pb::UpdateSecretVersionStageRequest>,
+    ) -> Reply<pb::UpdateSecretVersionStageResponse> {
+        let r = request.into_inner();
+        let (arn, name) = self
+            .secrets
+            .update_secret_version_stage(
+                &r.secret_id,
+                &r.version_stage,
+                &r.remove_from_version_id,
+                &r.move_to_version_id,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateSecretVersionStageResponse {
+            arn,
+            name,
+        }))
+    }
+
+    async fn describe_secret(
+        &self,
+        request: Request<pb::DescribeSecretRequest>,
+    ) -> Reply<pb::DescribeSecretResponse> {
+        let record = self
+            .secrets
+            .describe_secret(&request.into_inner().secret_id)?;
+        let entry = list_entry(&record);
+        Ok(Response::new(pb::DescribeSecretResponse {
+            arn: entry.arn,
+            name: entry.name,
+            description: entry.description,
+            kms_key_id: entry.kms_key_id,
+            rotation_enabled: entry.rotation_enabled,
+            last_changed_date: entry.last_changed_date,
+            last_accessed_date: entry.last_accessed_date,
+            deleted_date: entry.deleted_date,
+            tags: entry.tags,
+            version_ids_to_stages: entry.secret_versions_to_stages,
+            created_date: entry.created_date,
+        }))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> Reply<pb::ListSecretsResponse> {
+        let r = request.into_inner();
+        let (records, next) = self.secrets.list_records(ListOptions {
+            include_planned_deletion: r.include_planned_deletion,
+            max_results: r.max_results,
+            next_token: r.next_token,
+            filters: filters_in(r.filters),
+            sort_order: r.sort_order,
+        })?;
+        Ok(Response::new(pb::ListSecretsResponse {
+            secret_list: records.iter().map(list_entry).collect(),
+            next_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_secret_version_ids(
+        &self,
+        request: Request<pb::ListSecretVersionIdsRequest>,
+    ) -> Reply<pb::ListSecretVersionIdsResponse> {
+        let r = request.into_inner();
+        let (record, versions, next) = self.secrets.list_secret_version_ids(
+            &r.secret_id,
+            r.max_results,
+            &r.next_token,
+            r.include_deprecated,
+        )?;
+        Ok(Response::new(pb::ListSecretVersionIdsResponse {
+            versions: versions
+                .into_iter()
+                .map(|v| pb::SecretVersionsListEntry {
+                    version_id: v.version_id,
+                    version_stages: v.stages,
+                    last_accessed_date: v.last_accessed_day,
+                    created_date: v.created_at,
+                    kms_key_ids: if v.kms_key_arn.is_empty() {
+                        vec![]
+                    } else {
+                        vec![v.kms_key_arn]
+                    },
+                })
+                .collect(),
+            next_token: next.unwrap_or_default(),
+            arn: record.arn,
+            name: record.name,
+        }))
+    }
+
+    async fn delete_secret(
+        &self,
+        request: Request<pb::DeleteSecretRequest>,
+    ) -> Reply<pb::DeleteSecretResponse> {
+        let r = request.into_inner();
+        let (arn, name, deletion_date) = self
+            .secrets
+            .delete_secret(
+                &r.secret_id,
+                r.recovery_window_in_days,
+                r.force_delete_without_recovery,
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteSecretResponse {
+            arn,
+            name,
+            deletion_date,
+        }))
+    }
+
+    async fn restore_secret(
+        &self,
+        request: Request<pb::RestoreSecretRequest>,
+    ) -> Reply<pb::RestoreSecretResponse> {
+        let (arn, name) = self
+            .secrets
+            .restore_secret(&request.into_inner().secret_id)
+            .await?;
+        Ok(Response::new(pb::RestoreSecretResponse { arn, name }))
+    }
+
+    async fn tag_resource(
+        &self,
+        request: Request<pb::TagResourceRequest>,
+    ) -> Reply<pb::TagResourceResponse> {
+        let r = request.into_inner();
+        self.secrets
+            .tag_resource(&r.secret_id, tags_in(r.tags))
+            .await?;
+        Ok(Response::new(pb::TagResourceResponse {}))
+    }
+
+    async fn untag_resource(
+        &self,
+        request: Request<pb::UntagResourceRequest>,
+    ) -> Reply<pb::UntagResourceResponse> {
+        let r = request.into_inner();
+        self.secrets
+            .untag_resource(&r.secret_id, r.tag_keys)
+            .await?;
+        Ok(Response::new(pb::UntagResourceResponse {}))
+    }
+
+    async fn get_random_password(
+        &self,
+        request: Request<pb::GetRandomPasswordRequest>,
+    ) -> Reply<pb::GetRandomPasswordResponse> {
+        let r = request.into_inner();
+        let password = self
+            .secrets
+            .get_random_password(PasswordOptions {
+                password_length: r.password_length,
+                exclude_characters: r.exclude_characters,
+                exclude_numbers: r.exclude_numbers,
+                exclude_punctuation: r.exclude_punctuation,
+                exclude_uppercase: r.exclude_uppercase,
+                exclude_lowercase: r.exclude_lowercase,
+                include_space: r.include_space,
+                require_each_included_type: r.require_each_included_type,
+            })
+            .await?;
+        Ok(Response::new(pb::GetRandomPasswordResponse {
+            random_password: String::from_utf8_lossy(password.expose()).into_owned(),
+        }))
+    }
+}

@@ -1,0 +1,79 @@
+//! AES-256-GCM in software, for secret values under a data key. Sealed form: 12-byte nonce,
+//! ciphertext, 16-byte tag.
+
+use super::SecretBytes;
+use super::envelope::{NONCE_LEN, TAG_LEN};
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+
+/// Sealing or opening failed; deliberately without detail.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("authenticated decryption failed")]
+pub struct AeadError;
+
+pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AeadError> {
+    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| AeadError)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|_| AeadError)?;
+    let sealed = cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| AeadError)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, AeadError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(AeadError);
+    }
+    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| AeadError)?;
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| AeadError)?;
+    cipher
+        .decrypt(&Nonce::from(nonce), Payload { msg: body, aad })
+        .map(SecretBytes::new)
+        .map_err(|_| AeadError)
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_flip_fails() {
+        let key = SecretBytes::random(32).unwrap();
+        let sealed = seal(&key, b"aad", b"value").unwrap();
+        assert_eq!(open(&key, b"aad", &sealed).unwrap().expose(), b"value");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert_eq!(open(&key, b"aad", &bad).unwrap_err(), AeadError);
+        }
+        assert!(open(&key, b"other", &sealed).is_err());
+        assert!(open(&key, b"aad", &sealed[..20]).is_err());
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

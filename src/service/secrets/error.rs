@@ -1,0 +1,86 @@
+//! The secrets domain's errors, one variant per AWS Secrets Manager exception.
+
+use crate::service::KmsError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// ResourceNotFoundException.
+    #[error("{0}")]
+    NotFound(String),
+    /// ResourceExistsException.
+    #[error("{0}")]
+    Exists(String),
+    /// InvalidParameterException: the message starts with the field's name.
+    #[error("{field}: {reason}")]
+    InvalidParameter { field: &'static str, reason: String },
+    /// InvalidRequestException: the secret's state forbids the call.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// DecryptionFailure: the KMS key cannot decrypt (disabled, deleted) or the stored value is
+    /// damaged.
+    #[error("{0}")]
+    DecryptionFailure(String),
+    /// EncryptionFailure: the KMS key cannot encrypt (disabled, missing).
+    #[error("{0}")]
+    EncryptionFailure(String),
+    /// LimitExceededException.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// InternalServiceError, retryable: the root of trust is unavailable.
+    #[error("root of trust unavailable: {0}")]
+    Unavailable(String),
+    /// InternalServiceError. Detail for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SecretsError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidParameter {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// A KMS failure while unwrapping a stored data key.
+    pub fn from_kms_read(err: KmsError, secret: &str) -> Self {
+        match err {
+            KmsError::Unavailable(detail) => Self::Unavailable(detail),
+            KmsError::Disabled(key) => {
+                Self::DecryptionFailure(format!("{secret}: the KMS key {key} is disabled"))
+            }
+            KmsError::InvalidState(reason) => {
+                Self::DecryptionFailure(format!("{secret}: the KMS key cannot be used: {reason}"))
+            }
+            KmsError::InvalidCiphertext | KmsError::IncorrectKey | KmsError::NotFound(_) => {
+                Self::DecryptionFailure(format!(
+                    "{secret}: the stored data key cannot be decrypted"
+                ))
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+
+    /// A KMS failure while generating or re-wrapping a data key.
+    pub fn from_kms_write(err: KmsError) -> Self {
+        match err {
+            KmsError::Unavailable(detail) => Self::Unavailable(detail),
+            KmsError::Disabled(key) => {
+                Self::EncryptionFailure(format!("the KMS key {key} is disabled"))
+            }
+            KmsError::InvalidState(reason) | KmsError::NotFound(reason) => {
+                Self::EncryptionFailure(format!("kms_key_id: {reason}"))
+            }
+            KmsError::Validation { reason, .. } => Self::invalid("kms_key_id", reason),
+            KmsError::InvalidAliasName(reason) => Self::invalid("kms_key_id", reason),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for SecretsError {
+    fn from(err: StoreError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}

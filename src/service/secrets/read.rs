@@ -1,0 +1,273 @@
+//! Reads: GetSecretValue, BatchGetSecretValue, DescribeSecret, ListSecretVersionIds.
+
+use super::labels::{self, CURRENT};
+use super::values::Value;
+use super::{SecretsError, SecretsService, limits, secret_key};
+use crate::store::{self, Expect, Op, SecretRecord};
+
+pub struct SecretValue {
+    pub arn: String,
+    pub name: String,
+    pub version_id: String,
+    pub value: Value,
+    pub version_stages: Vec<String>,
+    pub created_date: i64,
+}
+
+/// One entry of a batch: the value, or the error for that secret alone.
+pub enum BatchItem {
+    Value(SecretValue),
+    Error {
+        secret_id: String,
+        error: SecretsError,
+    },
+}
+
+impl SecretsService {
+    /// SPEC rule 8: AWSCURRENT by default; version id and stage must agree when both given.
+    pub async fn get_secret_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        version_stage: &str,
+    ) -> Result<SecretValue, SecretsError> {
+        if !version_id.is_empty() {
+            limits::version_id("version_id", version_id)?;
+        }
+        if !version_stage.is_empty() {
+            limits::label("version_stage", version_stage)?;
+        }
+        let (record, _) = self.resolve_live(secret_id)?;
+        let at = pick_version(&record, version_id, version_stage)?;
+        let meta = &record.versions[at];
+        if !meta.has_value {
+            return Err(SecretsError::NotFound(format!(
+                "Secrets Manager can't find the specified secret value for version {} of {}",
+                meta.version_id, record.name
+            )));
+        }
+        let stored = self.load_value_record(&record, &meta.version_id)?;
+        let value = self
+            .open(&record.arn, &record.name, &meta.version_id, &stored)
+            .await?;
+        self.note_access(&record, at).await;
+        Ok(SecretValue {
+            arn: record.arn.clone(),
+            name: record.name.clone(),
+            version_id: meta.version_id.clone(),
+            value,
+            version_stages: meta.stages.clone(),
+            created_date: meta.created_at,
+        })
+    }
+
+    fn load_value_record(
+        &self,
+        record: &SecretRecord,
+        version_id: &str,
+    ) -> Result<crate::store::SecretValueRecord, SecretsError> {
+        let key = super::value_key(record, version_id);
+        let damaged = || {
+            SecretsError::DecryptionFailure(format!(
+                "{}: the stored value of version {version_id} is damaged or missing",
+                record.name
+            ))
+        };
+        let found = self.store.get(&key)?.ok_or_else(damaged)?;
+        store::decode(&key, &found.value).map_err(|_| damaged())
+    }
+
+    /// Records the access date (day resolution): at most one write per secret per day, and
+    /// never a reason to fail the read.
+    async fn note_access(&self, record: &SecretRecord, at: usize) {
+        let today = self.today();
+        if record.last_accessed_day == Some(today)
+            && record.versions[at].last_accessed_day == Some(today)
+        {
+            return;
+        }
+        let _writer = self.lock(&record.name).lock().await;
+        let Ok((mut fresh, version)) = self.resolve(&record.arn) else {
+            return;
+        };
+        fresh.last_accessed_day = Some(today);
+        if let Some(v) = fresh
+            .versions
+            .iter_mut()
+            .find(|v| v.version_id == record.versions[at].version_id)
+        {
+            v.last_accessed_day = Some(today);
+        }
+        let op = Op::Put {
+            key: secret_key(&fresh.name),
+            value: store::encode(&fresh),
+            expect: Expect::Version(version),
+        };
+        if let Err(e) = self.store.commit(vec![op]).await {
+            tracing::debug!(error = %e, "could not record the access date");
+        }
+    }
+
+    /// Up to 20 secrets by id (errors per secret), or a page of the secrets matching filters.
+    pub async fn batch_get_secret_value(
+        &self,
+        secret_ids: Vec<String>,
+        filters: Vec<super::Filter>,
+        max_results: Option<i32>,
+        next_token: &str,
+    ) -> Result<(Vec<BatchItem>, Option<String>), SecretsError> {
+        match (secret_ids.is_empty(), filters.is_empty()) {
+            (false, false) => {
+                return Err(SecretsError::invalid(
+                    "secret_id_list",
+                    "give secret_id_list or filters, not both",
+                ));
+            }
+            (true, true) => {
+                return Err(SecretsError::invalid(
+                    "secret_id_list",
+                    "give secret_id_list or filters",
+                ));
+            }
+            (false, true) => {
+                if !limits::BATCH_IDS.contains(&secret_ids.len()) {
+                    return Err(SecretsError::invalid(
+                        "secret_id_list",
+                        "1 to 20 secret ids",
+                    ));
+                }
+                if max_results.is_some() || !next_token.is_empty() {
+                    return Err(SecretsError::invalid(
+                        "max_results",
+                        "max_results and next_token go with filters only",
+                    ));
+                }
+                let mut items = Vec::with_capacity(secret_ids.len());
+                for id in secret_ids {
+                    items.push(match self.get_secret_value(&id, "", "").await {
+                        Ok(value) => BatchItem::Value(value),
+                        Err(error) => BatchItem::Error {
+                            secret_id: id,
+                            error,
+                        },
+                    });
+                }
+                Ok((items, None))
+            }
+            (true, false) => {
+                let limit = match max_results {
+                    Some(n) if !(1..=20).contains(&n) => {
+                        return Err(SecretsError::invalid(
+                            "max_results",
+                            "must be between 1 and 20",
+                        ));
+                    }
+                    n => n.unwrap_or(20),
+                };
+                let options = super::ListOptions {
+                    include_planned_deletion: false,
+                    max_results: Some(limit),
+                    next_token: next_token.to_owned(),
+                    filters,
+                    sort_order: String::new(),
+                };
+                let (records, next) = self.list_records(options)?;
+                let mut items = Vec::with_capacity(records.len());
+                for record in records {
+                    items.push(match self.get_secret_value(&record.arn, "", "").await {
+                        Ok(value) => BatchItem::Value(value),
+                        Err(error) => BatchItem::Error {
+                            secret_id: record.arn,
+                            error,
+                        },
+                    });
+                }
+                Ok((items, next))
+            }
+        }
+    }
+
+    /// The secret's record (deleted or not, as AWS's DescribeSecret).
+    pub fn describe_secret(&self, secret_id: &str) -> Result<SecretRecord, SecretsError> {
+        Ok(self.resolve(secret_id)?.0)
+    }
+
+    /// Versions newest first; deprecated (unlabelled) ones only when asked (SPEC rule 7).
+    pub fn list_secret_version_ids(
+        &self,
+        secret_id: &str,
+        max_results: Option<i32>,
+        next_token: &str,
+        include_deprecated: bool,
+    ) -> Result<
+        (
+            SecretRecord,
+            Vec<crate::store::SecretVersionMeta>,
+            Option<String>,
+        ),
+        SecretsError,
+    > {
+        let limit = limits::page_size(max_results, 100)?;
+        let (record, _) = self.resolve_live(secret_id)?;
+        let mut versions: Vec<_> = record
+            .versions
+            .iter()
+            .rev()
+            .filter(|v| include_deprecated || !v.stages.is_empty())
+            .cloned()
+            .collect();
+        let start = match next_token {
+            "" => 0,
+            token => {
+                let after = versions
+                    .iter()
+                    .position(|v| v.version_id == token)
+                    .ok_or_else(|| {
+                        SecretsError::invalid("next_token", "not a token this listing returned")
+                    })?;
+                after + 1
+            }
+        };
+        let mut page: Vec<_> = versions.drain(start..).take(limit + 1).collect();
+        let next = (page.len() > limit).then(|| page[limit - 1].version_id.clone());
+        page.truncate(limit);
+        Ok((record, page, next))
+    }
+}
+
+fn pick_version(
+    record: &SecretRecord,
+    version_id: &str,
+    stage: &str,
+) -> Result<usize, SecretsError> {
+    let by_id = if version_id.is_empty() {
+        None
+    } else {
+        Some(labels::index(&record.versions, version_id).ok_or_else(|| {
+            SecretsError::NotFound(format!("version {version_id} of {} not found", record.name))
+        })?)
+    };
+    let label = if stage.is_empty() && by_id.is_none() {
+        CURRENT
+    } else {
+        stage
+    };
+    let by_label = if label.is_empty() {
+        None
+    } else {
+        Some(labels::holder(&record.versions, label).ok_or_else(|| {
+            SecretsError::NotFound(format!(
+                "no version of {} has the label {label}",
+                record.name
+            ))
+        })?)
+    };
+    match (by_id, by_label) {
+        (Some(a), Some(b)) if a != b => Err(SecretsError::NotFound(format!(
+            "version {version_id} of {} does not have the label {label}",
+            record.name
+        ))),
+        (Some(at), _) | (None, Some(at)) => Ok(at),
+        (None, None) => Err(SecretsError::Internal("no version selected".into())),
+    }
+}
