@@ -309,10 +309,19 @@ async fn aliases_are_created_listed_and_deleted() {
         .unwrap()
         .into_inner();
     let names: Vec<_> = all.aliases.iter().map(|a| a.alias_name.as_str()).collect();
-    assert_eq!(names, ["alias/app/one", "alias/app/two", "alias/other"]);
-    assert_eq!(all.aliases[2].target_key_id, b.key_id);
+    // The secrets service's default key has the third.
     assert_eq!(
-        all.aliases[2].alias_arn,
+        names,
+        [
+            "alias/app/one",
+            "alias/app/two",
+            "alias/keyward/secretsmanager",
+            "alias/other"
+        ]
+    );
+    assert_eq!(all.aliases[3].target_key_id, b.key_id);
+    assert_eq!(
+        all.aliases[3].alias_arn,
         "arn:keyward:kms:local:000000000000:alias/other"
     );
 
