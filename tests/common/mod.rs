@@ -221,3 +221,138 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+pub mod secrets {
+    //! Helpers for the secrets API.
+    use keyward::api::pb::{self, secrets_manager_service_client::SecretsManagerServiceClient};
+    use std::collections::BTreeMap;
+    use tonic::Status;
+    use tonic::transport::Channel;
+
+    pub type Sm = SecretsManagerServiceClient<Channel>;
+
+    pub async fn client(server: &super::Server) -> Sm {
+        SecretsManagerServiceClient::connect(server.endpoint.clone())
+            .await
+            .expect("connect")
+    }
+
+    /// A 32-character token from a short tag, so tests read well.
+    pub fn token(tag: &str) -> String {
+        format!("{tag:-<32}")
+    }
+
+    pub async fn create(sm: &mut Sm, name: &str, value: Option<&str>) -> pb::CreateSecretResponse {
+        try_create(sm, name, value, "")
+            .await
+            .expect("create secret")
+    }
+
+    pub async fn try_create(
+        sm: &mut Sm,
+        name: &str,
+        value: Option<&str>,
+        token: &str,
+    ) -> Result<pb::CreateSecretResponse, Status> {
+        sm.create_secret(pb::CreateSecretRequest {
+            name: name.into(),
+            client_request_token: token.into(),
+            secret_string: value.map(str::to_owned),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn put(
+        sm: &mut Sm,
+        secret: &str,
+        token: &str,
+        value: &str,
+        stages: &[&str],
+    ) -> Result<pb::PutSecretValueResponse, Status> {
+        sm.put_secret_value(pb::PutSecretValueRequest {
+            secret_id: secret.into(),
+            client_request_token: token.into(),
+            secret_string: Some(value.into()),
+            version_stages: stages.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn get(
+        sm: &mut Sm,
+        secret: &str,
+        version_id: &str,
+        stage: &str,
+    ) -> Result<pb::GetSecretValueResponse, Status> {
+        sm.get_secret_value(pb::GetSecretValueRequest {
+            secret_id: secret.into(),
+            version_id: version_id.into(),
+            version_stage: stage.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    pub async fn value(sm: &mut Sm, secret: &str, stage: &str) -> String {
+        get(sm, secret, "", stage)
+            .await
+            .expect("get secret value")
+            .secret_string
+            .expect("a string value")
+    }
+
+    /// Every version (deprecated too) with its sorted labels.
+    pub async fn stages(sm: &mut Sm, secret: &str) -> BTreeMap<String, Vec<String>> {
+        let listed = sm
+            .list_secret_version_ids(pb::ListSecretVersionIdsRequest {
+                secret_id: secret.into(),
+                include_deprecated: true,
+                ..Default::default()
+            })
+            .await
+            .expect("list versions")
+            .into_inner();
+        listed
+            .versions
+            .into_iter()
+            .map(|v| {
+                let mut s = v.version_stages;
+                s.sort();
+                (v.version_id, s)
+            })
+            .collect()
+    }
+
+    /// `[(version, [labels])]` as a map, for exact comparisons.
+    pub fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(v, s)| {
+                let mut s: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+                s.sort();
+                (v.to_string(), s)
+            })
+            .collect()
+    }
+
+    pub async fn move_stage(
+        sm: &mut Sm,
+        secret: &str,
+        stage: &str,
+        move_to: &str,
+        remove_from: &str,
+    ) -> Result<(), Status> {
+        sm.update_secret_version_stage(pb::UpdateSecretVersionStageRequest {
+            secret_id: secret.into(),
+            version_stage: stage.into(),
+            remove_from_version_id: remove_from.into(),
+            move_to_version_id: move_to.into(),
+        })
+        .await
+        .map(|_| ())
+    }
+}
