@@ -120,6 +120,13 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL: a crash, with no chance to flush anything.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(mut self) {
         let mut child = self.child.take().expect("running");
@@ -305,26 +312,31 @@ pub mod secrets {
             .expect("a string value")
     }
 
-    /// Every version (deprecated too) with its sorted labels.
+    /// Every version (deprecated too) with its sorted labels, through every page.
     pub async fn stages(sm: &mut Sm, secret: &str) -> BTreeMap<String, Vec<String>> {
-        let listed = sm
-            .list_secret_version_ids(pb::ListSecretVersionIdsRequest {
-                secret_id: secret.into(),
-                include_deprecated: true,
-                ..Default::default()
-            })
-            .await
-            .expect("list versions")
-            .into_inner();
-        listed
-            .versions
-            .into_iter()
-            .map(|v| {
+        let mut all = BTreeMap::new();
+        let mut next_token = String::new();
+        loop {
+            let listed = sm
+                .list_secret_version_ids(pb::ListSecretVersionIdsRequest {
+                    secret_id: secret.into(),
+                    include_deprecated: true,
+                    next_token: next_token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list versions")
+                .into_inner();
+            for v in listed.versions {
                 let mut s = v.version_stages;
                 s.sort();
-                (v.version_id, s)
-            })
-            .collect()
+                all.insert(v.version_id, s);
+            }
+            if listed.next_token.is_empty() {
+                return all;
+            }
+            next_token = listed.next_token;
+        }
     }
 
     /// `[(version, [labels])]` as a map, for exact comparisons.

@@ -118,7 +118,14 @@ impl SecretsService {
             let Some((last, _)) = rows.last() else { break };
             start = Some(last.clone());
             for (key, value) in rows {
-                let record: SecretRecord = store::decode(&key, &value.value)?;
+                // One damaged record must not hide every other secret.
+                let record: SecretRecord = match store::decode(&key, &value.value) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::error!(error = %e, "skipping a damaged secret record");
+                        continue;
+                    }
+                };
                 if (options.include_planned_deletion || record.deletion_date.is_none())
                     && options.filters.iter().all(|f| matches(&record, f))
                 {

@@ -145,8 +145,10 @@ impl SecretsService {
         let key = secret_key(name);
         match self.store.get(&key)? {
             Some(found) => {
-                let record = store::decode(&key, &found.value)
-                    .map_err(|e| SecretsError::Internal(format!("secret {name}: {e}")))?;
+                let record = store::decode(&key, &found.value).map_err(|e| {
+                    tracing::error!(secret = name, error = %e, "damaged secret record");
+                    SecretsError::DecryptionFailure(format!("{name}: the stored record is damaged"))
+                })?;
                 Ok(Some((record, found.version)))
             }
             None => Ok(None),
