@@ -1,7 +1,6 @@
-//! What the token itself holds: master keys locked in (sensitive, non-extractable), and key
-//! material destroyed once a deletion window ends — also across a restart.
-//!
-//! These tests run the service in-process to look into the token and to control the clock.
+//! Tests that run the service in-process, to look into the token or to move the clock: master
+//! keys locked in (sensitive, non-extractable); key material destroyed once a deletion window
+//! ends; secrets purged once their recovery window ends — each also across a restart.
 //! SoftHSM reads SOFTHSM2_CONF once per process, so every test in this binary shares one token
 //! directory (set up once) and has its own store.
 
@@ -152,4 +151,60 @@ async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
         assert!(token.key_attributes(&material).is_ok());
     }
     assert_eq!(kms.purge_expired_keys().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
+    use keyward::crypto::SecretBytes;
+    use keyward::service::secrets::{NewSecret, SecretsError, Value};
+    let store_dir = tempfile::tempdir().unwrap();
+    let config = config(store_dir.path());
+    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
+        .await
+        .unwrap();
+    let value = || Some(Value::String(SecretBytes::new(b"v".to_vec())));
+    for name in ["doomed", "kept"] {
+        keyward
+            .secrets
+            .create_secret(NewSecret {
+                name: name.into(),
+                client_request_token: String::new(),
+                description: String::new(),
+                kms_key_id: String::new(),
+                value: value(),
+                tags: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let doomed = keyward.secrets.describe_secret("doomed").unwrap();
+    keyward
+        .secrets
+        .delete_secret("doomed", Some(7), false)
+        .await
+        .unwrap();
+    clock.advance(7 * SECONDS_PER_DAY - 1);
+    assert_eq!(
+        keyward.secrets.purge_deleted().await.unwrap(),
+        0,
+        "not yet due"
+    );
+    drop(keyward);
+
+    clock.advance(1);
+    let keyward = Keyward::open_with_clock(config, clock.clone())
+        .await
+        .unwrap();
+    assert_eq!(keyward.secrets.purge_deleted().await.unwrap(), 1);
+    assert!(matches!(
+        keyward.secrets.describe_secret("doomed"),
+        Err(SecretsError::NotFound(_))
+    ));
+    assert!(keyward.secrets.describe_secret("kept").is_ok());
+    // Its values and wrapped keys are gone from the store too.
+    drop(keyward);
+    let store = keyward::store::Store::open(&store_dir.path().join("store")).unwrap();
+    let prefix = format!("sm/value/{}/", doomed.id);
+    assert!(store.scan(prefix.as_bytes(), None, 10).unwrap().is_empty());
 }
