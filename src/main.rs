@@ -1,5 +1,5 @@
 use clap::Parser;
-use keyward::cli::{Cli, Command, kms, serve};
+use keyward::cli::{Cli, Command, kms, secrets, serve};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -31,5 +31,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Kms(args) => kms::main(args),
+        Command::Secrets(args) => secrets::main(args),
     }
 }

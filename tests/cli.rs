@@ -152,3 +152,145 @@ async fn reflection_lists_the_services() {
     );
     assert_eq!(server.health().await, SERVING);
 }
+
+fn secrets(server: &Server, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("secrets")
+        .args(args)
+        .env("KEYWARD_ENDPOINT", &server.endpoint)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn secrets_json(server: &Server, args: &[&str]) -> Value {
+    let (ok, stdout, stderr) = secrets(server, args, None);
+    assert!(ok, "keyward secrets {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn secrets_session_from_the_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+
+    let created = secrets_json(
+        &server,
+        &[
+            "create-secret",
+            "--name",
+            "prod/db",
+            "--secret-string",
+            "first",
+        ],
+    );
+    let first = created["version_id"].as_str().unwrap().to_owned();
+    // The value from standard input: never on the command line or in shell history.
+    let (ok, stdout, stderr) = secrets(
+        &server,
+        &["put", "prod/db", "--value", "-"],
+        Some("second\n"),
+    );
+    assert!(ok, "{stderr}");
+    let second: Value = serde_json::from_str(&stdout).unwrap();
+    let second = second["version_id"].as_str().unwrap().to_owned();
+
+    let (ok, stdout, _) = secrets(&server, &["get", "prod/db"], None);
+    assert!(ok);
+    assert_eq!(stdout, "second\n");
+    let (ok, stdout, _) = secrets(
+        &server,
+        &["get", "prod/db", "--version-stage", "AWSPREVIOUS"],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(stdout, "first\n");
+
+    // Roll back by hand: AWSCURRENT back to the first version; AWSPREVIOUS follows.
+    secrets_json(
+        &server,
+        &[
+            "update-secret-version-stage",
+            "--secret-id",
+            "prod/db",
+            "--version-stage",
+            "AWSCURRENT",
+            "--move-to-version-id",
+            &first,
+            "--remove-from-version-id",
+            &second,
+        ],
+    );
+    let described = secrets_json(&server, &["describe-secret", "--secret-id", "prod/db"]);
+    assert_eq!(
+        described["version_ids_to_stages"][&first]["stages"],
+        serde_json::json!(["AWSCURRENT"])
+    );
+    assert_eq!(
+        described["version_ids_to_stages"][&second]["stages"],
+        serde_json::json!(["AWSPREVIOUS"])
+    );
+    let got = secrets_json(
+        &server,
+        &[
+            "get-secret-value",
+            "--secret-id",
+            "prod/db",
+            "--version-stage",
+            "AWSPREVIOUS",
+        ],
+    );
+    assert_eq!(got["secret_string"], "second");
+
+    let deleted = secrets_json(
+        &server,
+        &[
+            "delete-secret",
+            "--secret-id",
+            "prod/db",
+            "--recovery-window-in-days",
+            "7",
+        ],
+    );
+    assert!(deleted["deletion_date"].as_i64().unwrap() > 0);
+    let (ok, _, stderr) = secrets(&server, &["get", "prod/db"], None);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error: InvalidRequestException:"),
+        "{stderr}"
+    );
+    secrets_json(&server, &["restore-secret", "--secret-id", "prod/db"]);
+    let (ok, stdout, _) = secrets(&server, &["get", "prod/db"], None);
+    assert!(ok);
+    assert_eq!(stdout, "first\n");
+
+    let listed = secrets_json(&server, &["list-secrets", "--filter", "name=prod/"]);
+    assert_eq!(listed["secret_list"][0]["name"], "prod/db");
+    let password = secrets_json(&server, &["get-random-password", "--password-length", "20"]);
+    assert_eq!(password["random_password"].as_str().unwrap().len(), 20);
+    let (ok, text, _) = secrets(
+        &server,
+        &[
+            "--output",
+            "text",
+            "describe-secret",
+            "--secret-id",
+            "prod/db",
+        ],
+        None,
+    );
+    assert!(ok);
+    assert!(text.contains("name: prod/db"), "{text}");
+}

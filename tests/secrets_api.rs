@@ -331,7 +331,7 @@ async fn batch_get_reports_errors_per_secret_and_pages_by_filter() {
 async fn random_passwords_follow_their_options() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let mut sm = client(&server).await;
+    let sm = client(&server).await;
     let password = |request: pb::GetRandomPasswordRequest| {
         let mut sm = sm.clone();
         async move {

@@ -2,13 +2,11 @@
 
 use super::output::{self, Format};
 use crate::api::pb::{self, key_management_service_client::KeyManagementServiceClient};
-use crate::api::status::ERROR_METADATA;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use clap::{Args, Subcommand};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tonic::transport::Channel;
 
 #[derive(Debug, Args)]
 pub struct KmsArgs {
@@ -181,42 +179,11 @@ fn map(pairs: Vec<(String, String)>) -> HashMap<String, String> {
 }
 
 pub fn main(args: KmsArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Formats a failed call as `ExceptionName: message`.
-fn describe(status: tonic::Status) -> String {
-    let name = status
-        .metadata()
-        .get(ERROR_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:?}", status.code()));
-    format!("{name}: {}", status.message())
+    super::client::run_client(|| run(args))
 }
 
 async fn run(args: KmsArgs) -> Result<(), String> {
-    let channel = Channel::from_shared(args.endpoint.clone())
-        .map_err(|e| format!("invalid --endpoint {:?}: {e}", args.endpoint))?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.endpoint))?;
+    let channel = super::client::connect(&args.endpoint).await?;
     let mut client = KeyManagementServiceClient::new(channel);
     let format = args.output;
     macro_rules! call {
@@ -224,7 +191,7 @@ async fn run(args: KmsArgs) -> Result<(), String> {
             let response = client
                 .$method($request)
                 .await
-                .map_err(describe)?
+                .map_err(super::client::describe)?
                 .into_inner();
             output::print(format, &response).map_err(|e| e.to_string())
         }};

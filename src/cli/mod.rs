@@ -1,7 +1,9 @@
 //! The `keyward` command line: `serve` runs the server; the other groups are gRPC clients.
 
+pub mod client;
 pub mod kms;
 pub mod output;
+pub mod secrets;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,4 +25,6 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Key management client (AWS KMS operations).
     Kms(kms::KmsArgs),
+    /// Secrets client (AWS Secrets Manager operations).
+    Secrets(secrets::SecretsArgs),
 }

@@ -117,18 +117,14 @@ impl SecretsService {
         next_token: &str,
     ) -> Result<(Vec<BatchItem>, Option<String>), SecretsError> {
         match (secret_ids.is_empty(), filters.is_empty()) {
-            (false, false) => {
-                return Err(SecretsError::invalid(
-                    "secret_id_list",
-                    "give secret_id_list or filters, not both",
-                ));
-            }
-            (true, true) => {
-                return Err(SecretsError::invalid(
-                    "secret_id_list",
-                    "give secret_id_list or filters",
-                ));
-            }
+            (false, false) => Err(SecretsError::invalid(
+                "secret_id_list",
+                "give secret_id_list or filters, not both",
+            )),
+            (true, true) => Err(SecretsError::invalid(
+                "secret_id_list",
+                "give secret_id_list or filters",
+            )),
             (false, true) => {
                 if !limits::BATCH_IDS.contains(&secret_ids.len()) {
                     return Err(SecretsError::invalid(
