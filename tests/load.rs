@@ -107,3 +107,69 @@ async fn generate_data_key_and_decrypt_under_load() {
     println!("Decrypt          {CLIENTS} clients: {decrypt_rate:>7.0} ops/s");
     assert_eq!(server.health().await, SERVING);
 }
+
+/// Runs `op` from `clients` tasks over 8 connections for RUN; returns ops/s.
+async fn secrets_rate<F, Fut>(server: &Server, clients: usize, op: F) -> f64
+where
+    F: Fn(common::secrets::Sm, usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS.min(clients) {
+        channels.push(common::secrets::client(server).await);
+    }
+    let deadline = Instant::now() + RUN;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let sm = channels[c % channels.len()].clone();
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                op(sm.clone(), c, done).await;
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load run: cargo test --release --test load -- --ignored --nocapture"]
+async fn get_and_put_secret_value_under_load() {
+    use common::secrets::*;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut sm = client(&server).await;
+    create(&mut sm, "hot", Some(&"v".repeat(1024))).await;
+    for clients in [1, CLIENTS] {
+        let get_rate = secrets_rate(&server, clients, |mut sm, _, _| async move {
+            let v = value(&mut sm, "hot", "").await;
+            assert_eq!(v.len(), 1024);
+        })
+        .await;
+        println!("GetSecretValue   {clients:>2} clients: {get_rate:>7.0} ops/s (1 KiB value)");
+        // Each client writes its own secrets, a new one every 150 versions (a secret holds at
+        // most 200 versions younger than a day).
+        let put_rate = secrets_rate(&server, clients, move |mut sm, c, i| async move {
+            let name = format!("own/{clients}/{c}/{}", i / 150);
+            if i % 150 == 0 {
+                create(&mut sm, &name, Some("initial")).await;
+            } else {
+                let tok = format!("{c:0>8}-{i:0>24}");
+                put(&mut sm, &name, &tok, "new value", &[]).await.unwrap();
+            }
+        })
+        .await;
+        println!(
+            "PutSecretValue   {clients:>2} clients: {put_rate:>7.0} ops/s (durable, one secret per client)"
+        );
+    }
+    assert_eq!(server.health().await, SERVING);
+}

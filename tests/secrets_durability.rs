@@ -290,3 +290,38 @@ async fn damage_on_disk_is_reported_for_that_secret_only() {
     assert!(!names.contains(&"metadata"));
     assert_eq!(server.health().await, SERVING);
 }
+
+#[tokio::test]
+async fn sixty_four_writers_on_their_own_secrets_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut writers = Vec::new();
+    for w in 0..64 {
+        let mut sm = client(&server).await;
+        writers.push(tokio::spawn(async move {
+            let name = format!("own/{w}");
+            create(&mut sm, &name, Some("initial")).await;
+            for i in 0..5 {
+                put(
+                    &mut sm,
+                    &name,
+                    &token(&format!("w{w}-{i}")),
+                    &format!("{w}-{i}"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut sm = client(&server).await;
+    for w in 0..64 {
+        assert_eq!(
+            value(&mut sm, &format!("own/{w}"), "").await,
+            format!("{w}-4")
+        );
+    }
+}
