@@ -7,7 +7,8 @@
 //! - [`backend`]: roots of trust (PKCS#11 today); the only code touching hardware crates, and
 //!   [`backend::Hardware`], the single async boundary every hardware call goes through.
 //! - [`store`]: sled behind a narrow key-value interface; the only code touching sled.
-//! - [`service`]: domain logic with AWS KMS semantics; never sees tonic or sled.
+//! - [`service`]: domain logic with AWS KMS and Secrets Manager semantics; never sees tonic or
+//!   sled. Secrets get their data keys from the KMS service, like any other client.
 //! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
 //! - [`cli`]: the `keyward` command: `serve` and the client subcommands.
@@ -18,7 +19,8 @@
 //! [`service::KmsService`]. The service resolves the key in the store, checks its state,
 //! generates data keys from the OS CSPRNG and asks the root of trust, through
 //! [`backend::Hardware::run`], to seal or unseal under the master key version (one hardware call
-//! per request). Writes are committed atomically and flushed before the reply. Errors travel
+//! per request). A secret's value is sealed in software under a data key obtained that way.
+//! Writes are committed atomically and flushed (group commit) before the reply. Errors travel
 //! back as [`service::KmsError`] and become a `tonic::Status` with the AWS exception name in
 //! `x-keyward-error` in one place ([`api::status`]).
 
