@@ -42,3 +42,12 @@ pub async fn connect(endpoint: &str) -> Result<Channel, String> {
 pub fn describe(status: tonic::Status) -> String {
     format!("{}: {}", exception_name(&status), status.message())
 }
+
+/// Prints a successful reply in the chosen format, or turns the failure into the error line.
+pub fn print_reply<T: serde::Serialize>(
+    reply: Result<tonic::Response<T>, tonic::Status>,
+    format: super::output::Format,
+) -> Result<(), String> {
+    let response = reply.map_err(describe)?.into_inner();
+    super::output::print(format, &response).map_err(|e| e.to_string())
+}

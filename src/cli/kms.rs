@@ -1,6 +1,6 @@
 //! `keyward kms <command>`: one subcommand per KeyManagementService RPC.
 
-use super::output::{self, Format};
+use super::output::Format;
 use crate::api::pb::{self, key_management_service_client::KeyManagementServiceClient};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use clap::{Args, Subcommand};
@@ -187,14 +187,9 @@ async fn run(args: KmsArgs) -> Result<(), String> {
     let mut client = KeyManagementServiceClient::new(channel);
     let format = args.output;
     macro_rules! call {
-        ($method:ident, $request:expr) => {{
-            let response = client
-                .$method($request)
-                .await
-                .map_err(super::client::describe)?
-                .into_inner();
-            output::print(format, &response).map_err(|e| e.to_string())
-        }};
+        ($method:ident, $request:expr) => {
+            super::client::print_reply(client.$method($request).await, format)
+        };
     }
     match args.command {
         KmsCommand::CreateKey { description, tags } => call!(

@@ -1,7 +1,7 @@
 //! `keyward secrets <command>`: one subcommand per SecretsManagerService RPC, named as the
 //! `aws secretsmanager` commands, plus the short forms `get` and `put`.
 
-use super::output::{self, Format};
+use super::output::Format;
 use crate::api::pb::{self, secrets_manager_service_client::SecretsManagerServiceClient};
 use clap::{Args, Subcommand};
 use std::io::Read;
@@ -251,14 +251,9 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
     let mut client = SecretsManagerServiceClient::new(channel);
     let format = args.output;
     macro_rules! call {
-        ($method:ident, $request:expr) => {{
-            let response = client
-                .$method($request)
-                .await
-                .map_err(super::client::describe)?
-                .into_inner();
-            output::print(format, &response).map_err(|e| e.to_string())
-        }};
+        ($method:ident, $request:expr) => {
+            super::client::print_reply(client.$method($request).await, format)
+        };
     }
     match args.command {
         SecretsCommand::Get {

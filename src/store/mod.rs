@@ -134,6 +134,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_all(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>> {
+        self.scan(prefix, None, usize::MAX)
+    }
+
     /// Applies all operations atomically if every expectation holds, then flushes.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};

@@ -145,19 +145,12 @@ impl KmsService {
     /// Every alias pointing at `key_id` (used when the key is purged).
     pub(super) fn aliases_of(&self, key_id: &str) -> Result<Vec<(AliasRecord, u64)>, KmsError> {
         let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = self.store.scan(ALIAS_PREFIX, after.as_deref(), 256)?;
-            if rows.is_empty() {
-                return Ok(out);
-            }
-            for (key, value) in rows {
-                let record: AliasRecord = store::decode(&key, &value.value)?;
-                if record.target_key_id == key_id {
-                    out.push((record, value.version));
-                }
-                after = Some(key);
+        for (key, value) in self.store.scan_all(ALIAS_PREFIX)? {
+            let record: AliasRecord = store::decode(&key, &value.value)?;
+            if record.target_key_id == key_id {
+                out.push((record, value.version));
             }
         }
+        Ok(out)
     }
 }

@@ -11,18 +11,12 @@ impl KmsService {
     pub async fn purge_expired_keys(&self) -> Result<usize, KmsError> {
         let now = self.clock.now();
         let mut due = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = self.store.scan(KEY_PREFIX, after.as_deref(), 256)?;
-            let Some((last, _)) = rows.last() else { break };
-            after = Some(last.clone());
-            for (key, value) in rows {
-                let record: KeyRecord = store::decode(&key, &value.value)?;
-                if record.state == KeyState::PendingDeletion
-                    && record.deletion_date.is_some_and(|date| date <= now)
-                {
-                    due.push((record, value.version));
-                }
+        for (key, value) in self.store.scan_all(KEY_PREFIX)? {
+            let record: KeyRecord = store::decode(&key, &value.value)?;
+            if record.state == KeyState::PendingDeletion
+                && record.deletion_date.is_some_and(|date| date <= now)
+            {
+                due.push((record, value.version));
             }
         }
         let count = due.len();

@@ -75,19 +75,13 @@ impl SecretsService {
     pub async fn purge_deleted(&self) -> Result<usize, SecretsError> {
         let now = self.clock.now();
         let mut due = Vec::new();
-        let mut start: Option<Vec<u8>> = None;
-        loop {
-            let rows = self.store.scan(SECRET_PREFIX, start.as_deref(), 512)?;
-            let Some((last, _)) = rows.last() else { break };
-            start = Some(last.clone());
-            for (key, value) in rows {
-                match store::decode::<SecretRecord>(&key, &value.value) {
-                    Ok(record) if record.deletion_date.is_some_and(|d| d <= now) => {
-                        due.push(record.name)
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "skipping a damaged secret record"),
+        for (key, value) in self.store.scan_all(SECRET_PREFIX)? {
+            match store::decode::<SecretRecord>(&key, &value.value) {
+                Ok(record) if record.deletion_date.is_some_and(|d| d <= now) => {
+                    due.push(record.name)
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping a damaged secret record"),
             }
         }
         let mut purged = 0;
@@ -112,16 +106,15 @@ impl SecretsService {
             key: secret_key(&record.name),
             expect: Expect::Version(version),
         }];
-        let mut start: Option<Vec<u8>> = None;
-        loop {
-            let rows = self.store.scan(&prefix, start.as_deref(), 512)?;
-            let Some((last, _)) = rows.last() else { break };
-            start = Some(last.clone());
-            ops.extend(rows.into_iter().map(|(key, _)| Op::Delete {
-                key,
-                expect: Expect::Any,
-            }));
-        }
+        ops.extend(
+            self.store
+                .scan_all(&prefix)?
+                .into_iter()
+                .map(|(key, _)| Op::Delete {
+                    key,
+                    expect: Expect::Any,
+                }),
+        );
         self.store.commit(ops).await?;
         Ok(())
     }

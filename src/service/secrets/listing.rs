@@ -112,25 +112,19 @@ impl SecretsService {
         // The listing reads every record: fine for the thousands of secrets of a site; an
         // index by creation date is the next step if that changes.
         let mut records = Vec::new();
-        let mut start: Option<Vec<u8>> = None;
-        loop {
-            let rows = self.store.scan(SECRET_PREFIX, start.as_deref(), 512)?;
-            let Some((last, _)) = rows.last() else { break };
-            start = Some(last.clone());
-            for (key, value) in rows {
-                // One damaged record must not hide every other secret.
-                let record: SecretRecord = match store::decode(&key, &value.value) {
-                    Ok(record) => record,
-                    Err(e) => {
-                        tracing::error!(error = %e, "skipping a damaged secret record");
-                        continue;
-                    }
-                };
-                if (options.include_planned_deletion || record.deletion_date.is_none())
-                    && options.filters.iter().all(|f| matches(&record, f))
-                {
-                    records.push(record);
+        for (key, value) in self.store.scan_all(SECRET_PREFIX)? {
+            // One damaged record must not hide every other secret.
+            let record: SecretRecord = match store::decode(&key, &value.value) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping a damaged secret record");
+                    continue;
                 }
+            };
+            if (options.include_planned_deletion || record.deletion_date.is_none())
+                && options.filters.iter().all(|f| matches(&record, f))
+            {
+                records.push(record);
             }
         }
         records.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
