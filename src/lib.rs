@@ -11,7 +11,8 @@
 //!   sled. Secrets get their data keys from the KMS service, like any other client.
 //! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
-//! - [`cli`]: the `keyward` command: `serve` and the client subcommands.
+//! - [`bench`]: the load generator behind `keyward bench`.
+//! - [`cli`]: the `keyward` command: `serve`, the client subcommands and `bench`.
 //!
 //! # Request flow
 //!
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use keyward::cli::{Cli, Command, kms, secrets, serve};
+use keyward::cli::{Cli, Command, bench, kms, secrets, serve};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -32,5 +32,6 @@ fn main() -> ExitCode {
         }
         Command::Kms(args) => kms::main(args),
         Command::Secrets(args) => secrets::main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }

@@ -1,5 +1,6 @@
 //! The `keyward` command line: `serve` runs the server; the other groups are gRPC clients.
 
+pub mod bench;
 pub mod client;
 pub mod kms;
 pub mod output;
@@ -27,4 +28,6 @@ pub enum Command {
     Kms(kms::KmsArgs),
     /// Secrets client (AWS Secrets Manager operations).
     Secrets(secrets::SecretsArgs),
+    /// Load a running server and report throughput and latency.
+    Bench(bench::BenchArgs),
 }

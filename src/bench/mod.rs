@@ -1,0 +1,361 @@
+//! `keyward bench`: a load generator against a running server, in the binary so that it
+//! measures the real client path (tonic, HTTP/2, the server's hardware boundary).
+//!
+//! It prepares what its operation needs (a KMS key, a blob, secrets), runs `concurrency` workers
+//! over a few connections for a duration or a number of requests, and reports throughput,
+//! latency percentiles and errors by AWS exception name.
+
+pub mod report;
+
+use crate::api::pb::{
+    self, key_management_service_client::KeyManagementServiceClient,
+    secrets_manager_service_client::SecretsManagerServiceClient,
+};
+use crate::api::status::exception_name;
+use clap::ValueEnum;
+use report::Report;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Op {
+    GenerateDataKey,
+    Decrypt,
+    Encrypt,
+    GetSecretValue,
+    PutSecretValue,
+    CreateSecret,
+    /// 80 % GetSecretValue, 10 % GenerateDataKey, 5 % Decrypt, 5 % PutSecretValue.
+    Mixed,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Self::GenerateDataKey => "generate-data-key",
+            Self::Decrypt => "decrypt",
+            Self::Encrypt => "encrypt",
+            Self::GetSecretValue => "get-secret-value",
+            Self::PutSecretValue => "put-secret-value",
+            Self::CreateSecret => "create-secret",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub op: Op,
+    pub concurrency: usize,
+    pub connections: usize,
+    /// Stop after this many requests (else after `duration`).
+    pub requests: Option<u64>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub value_size: usize,
+}
+
+/// What the workers use, made once before the run.
+struct Target {
+    key_id: String,
+    blob: Vec<u8>,
+    hot_secret: String,
+    value: String,
+    /// Distinguishes this run's secrets from earlier runs' on the same server.
+    run: String,
+}
+
+#[derive(Clone)]
+struct Clients {
+    kms: KeyManagementServiceClient<Channel>,
+    sm: SecretsManagerServiceClient<Channel>,
+}
+
+const BENCH_KEY_ALIAS: &str = "alias/keyward/bench";
+/// A secret holds at most 200 versions younger than a day: writers move on after this many.
+const VERSIONS_PER_SECRET: u64 = 150;
+
+async fn prepare(clients: &mut Clients, options: &Options) -> Result<Target, String> {
+    let describe = |e: tonic::Status| format!("{}: {}", exception_name(&e), e.message());
+    let key_id = match clients
+        .kms
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: BENCH_KEY_ALIAS.into(),
+        })
+        .await
+    {
+        Ok(found) => found
+            .into_inner()
+            .key_metadata
+            .map(|m| m.key_id)
+            .unwrap_or_default(),
+        Err(_) => {
+            let created = clients
+                .kms
+                .create_key(pb::CreateKeyRequest {
+                    description: "keyward bench".into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .key_metadata
+                .map(|m| m.key_id)
+                .unwrap_or_default();
+            clients
+                .kms
+                .create_alias(pb::CreateAliasRequest {
+                    alias_name: BENCH_KEY_ALIAS.into(),
+                    target_key_id: created.clone(),
+                })
+                .await
+                .map_err(describe)?;
+            created
+        }
+    };
+    let blob = clients
+        .kms
+        .generate_data_key(pb::GenerateDataKeyRequest {
+            key_id: key_id.clone(),
+            key_spec: "AES_256".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(describe)?
+        .into_inner()
+        .ciphertext_blob;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let value = "v".repeat(options.value_size.clamp(1, 65_536));
+    let hot_secret = format!("bench/{run}/hot");
+    clients
+        .sm
+        .create_secret(pb::CreateSecretRequest {
+            name: hot_secret.clone(),
+            secret_string: Some(value.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(describe)?;
+    Ok(Target {
+        key_id,
+        blob,
+        hot_secret,
+        value,
+        run,
+    })
+}
+
+/// One request of `op`; `worker` and `n` (the worker's request count) name what it writes.
+async fn request(
+    clients: &mut Clients,
+    target: &Target,
+    op: Op,
+    worker: usize,
+    n: u64,
+) -> Result<(), tonic::Status> {
+    // In a mixed run each kind of request counts its own requests, so writes still start
+    // each secret with a create.
+    let (op, n) = match op {
+        Op::Mixed => match n % 20 {
+            0 | 1 => (Op::GenerateDataKey, n),
+            2 => (Op::Decrypt, n),
+            3 => (Op::PutSecretValue, n / 20),
+            _ => (Op::GetSecretValue, n),
+        },
+        op => (op, n),
+    };
+    match op {
+        Op::GenerateDataKey => clients
+            .kms
+            .generate_data_key(pb::GenerateDataKeyRequest {
+                key_id: target.key_id.clone(),
+                key_spec: "AES_256".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Op::Decrypt => clients
+            .kms
+            .decrypt(pb::DecryptRequest {
+                ciphertext_blob: target.blob.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Op::Encrypt => clients
+            .kms
+            .encrypt(pb::EncryptRequest {
+                key_id: target.key_id.clone(),
+                plaintext: target.value.as_bytes()[..target.value.len().min(4096)].to_vec(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Op::GetSecretValue => clients
+            .sm
+            .get_secret_value(pb::GetSecretValueRequest {
+                secret_id: target.hot_secret.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Op::PutSecretValue => {
+            let name = format!("bench/{}/w{worker}/{}", target.run, n / VERSIONS_PER_SECRET);
+            let token = format!("{}-{worker:0>8}-{n:0>20}", target.run);
+            if n % VERSIONS_PER_SECRET == 0 {
+                clients
+                    .sm
+                    .create_secret(pb::CreateSecretRequest {
+                        name,
+                        client_request_token: token,
+                        secret_string: Some(target.value.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            } else {
+                clients
+                    .sm
+                    .put_secret_value(pb::PutSecretValueRequest {
+                        secret_id: name,
+                        client_request_token: token,
+                        secret_string: Some(target.value.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            }
+        }
+        Op::CreateSecret | Op::Mixed => clients
+            .sm
+            .create_secret(pb::CreateSecretRequest {
+                name: format!("bench/{}/c/{worker}/{n}", target.run),
+                secret_string: Some(target.value.clone()),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+    }
+}
+
+/// The AWS exception name, or the gRPC code for failures that never reached a handler.
+fn error_name(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get(crate::api::status::ERROR_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:?}", status.code()))
+}
+
+struct WorkerResult {
+    samples: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Runs the bench against `endpoint` and returns its report.
+pub async fn run(endpoint: &str, options: Options) -> Result<Report, String> {
+    let mut connections = Vec::new();
+    for _ in 0..options.connections.clamp(1, options.concurrency.max(1)) {
+        let channel = crate::cli::client::connect(endpoint).await?;
+        connections.push(Clients {
+            kms: KeyManagementServiceClient::new(channel.clone()),
+            sm: SecretsManagerServiceClient::new(channel),
+        });
+    }
+    let target = Arc::new(prepare(&mut connections[0], &options).await?);
+
+    if options.requests.is_none() && !options.warmup.is_zero() {
+        let warm_until = Instant::now() + options.warmup;
+        let mut warmers = Vec::new();
+        for worker in 0..options.concurrency {
+            let mut clients = connections[worker % connections.len()].clone();
+            let target = Arc::clone(&target);
+            let op = options.op;
+            warmers.push(tokio::spawn(async move {
+                let mut n = 1_000_000_000;
+                while Instant::now() < warm_until {
+                    let _ = request(&mut clients, &target, op, worker, n).await;
+                    n += 1;
+                }
+            }));
+        }
+        for warmer in warmers {
+            let _ = warmer.await;
+        }
+    }
+
+    let claimed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = done.load(Ordering::Relaxed);
+                eprint!("\r  {:>9} ops/s   {:>10} done ", now - last, now);
+                last = now;
+            }
+        })
+    });
+    let mut workers = Vec::new();
+    for worker in 0..options.concurrency.max(1) {
+        let mut clients = connections[worker % connections.len()].clone();
+        let target = Arc::clone(&target);
+        let (claimed, done) = (Arc::clone(&claimed), Arc::clone(&done));
+        let (op, requests) = (options.op, options.requests);
+        workers.push(tokio::spawn(async move {
+            let mut result = WorkerResult {
+                samples: Vec::new(),
+                errors: BTreeMap::new(),
+            };
+            let mut n = 0;
+            loop {
+                let more = match requests {
+                    Some(total) => claimed.fetch_add(1, Ordering::Relaxed) < total,
+                    None => Instant::now() < deadline,
+                };
+                if !more {
+                    return result;
+                }
+                let sent = Instant::now();
+                match request(&mut clients, &target, op, worker, n).await {
+                    Ok(()) => result.samples.push(sent.elapsed().as_micros() as u64),
+                    Err(status) => *result.errors.entry(error_name(&status)).or_default() += 1,
+                }
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut samples = Vec::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for worker in workers {
+        let result = worker
+            .await
+            .map_err(|e| format!("bench worker failed: {e}"))?;
+        samples.extend(result.samples);
+        for (name, count) in result.errors {
+            *errors.entry(name).or_default() += count;
+        }
+    }
+    let elapsed = started.elapsed();
+    if let Some(progress) = progress {
+        progress.abort();
+        eprintln!();
+    }
+    Ok(Report::new(
+        options.op.name(),
+        options.concurrency,
+        elapsed,
+        samples,
+        errors,
+    ))
+}

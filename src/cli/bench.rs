@@ -1,0 +1,98 @@
+//! `keyward bench`: runs a load against a server and prints the report.
+
+use crate::bench::{self, Op, Options};
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Server address.
+    #[arg(
+        long,
+        env = "KEYWARD_ENDPOINT",
+        default_value = "http://127.0.0.1:7443"
+    )]
+    pub endpoint: String,
+    /// Operation to load the server with.
+    #[arg(long, value_enum, default_value = "generate-data-key")]
+    pub op: Op,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the requests share.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// How long to measure (`10s`, `500ms`, `2m`), unless --requests is given.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many requests instead of after --duration (no warm-up).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Warm-up before measuring, with --duration.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Size of secret values and Encrypt plaintexts, in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub value_size: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `250ms`, `10s`, `2m`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit in {text:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+pub fn main(args: BenchArgs) -> ExitCode {
+    super::client::run_client(|| async move {
+        let options = Options {
+            op: args.op,
+            concurrency: args.concurrency.max(1),
+            connections: args.connections.max(1),
+            requests: args.requests,
+            duration: args.duration,
+            warmup: args.warmup,
+            value_size: args.value_size,
+        };
+        let report = bench::run(&args.endpoint, options).await?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+        } else {
+            print!("{}", report.text());
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! `keyward bench` against a real server: a short bounded run per operation, and the report
+//! parses and adds up. No timing is asserted.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(server: &Server, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(["--endpoint", &server.endpoint, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn every_operation_runs_its_requests_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for op in [
+        "generate-data-key",
+        "decrypt",
+        "encrypt",
+        "get-secret-value",
+        "put-secret-value",
+        "create-secret",
+        "mixed",
+    ] {
+        let report = bench(&server, &["--op", op, "--requests", "160", "--concurrency", "8"]);
+        assert_eq!(report["op"], op);
+        assert_eq!(report["requests"], 160, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        let latency = &report["latency_us"];
+        let p50 = latency["p50"].as_u64().unwrap();
+        assert!(p50 > 0 && p50 <= latency["p99"].as_u64().unwrap(), "{report}");
+        assert!(latency["p99"].as_u64() <= latency["max"].as_u64());
+        assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    // Put rolls over to a new secret before a secret's version limit.
+    let report = bench(&server, &["--op", "put-secret-value", "--requests", "400", "--concurrency", "1"]);
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+}
+
+#[test]
+fn failures_are_counted_by_exception_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let first = bench(&server, &["--op", "decrypt", "--requests", "10"]);
+    assert_eq!(first["errors"], serde_json::json!({}));
+    // Disable the bench key: every request now fails with DisabledException.
+    let out = Command::new(BIN)
+        .args(["kms", "--endpoint", &server.endpoint, "disable-key", "alias/keyward/bench"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(BIN)
+        .args(["bench", "--endpoint", &server.endpoint, "--json", "--op", "encrypt", "--requests", "20"])
+        .output()
+        .unwrap();
+    // Preparing needs the key for a data key: the bench stops with the reason.
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DisabledException"));
+}
+
+#[test]
+fn a_duration_run_with_warm_up_stops_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let report = bench(
+        &server,
+        &["--op", "generate-data-key", "--duration", "300ms", "--warmup", "100ms", "--concurrency", "4"],
+    );
+    assert!(report["requests"].as_u64().unwrap() > 0);
+    let seconds = report["seconds"].as_f64().unwrap();
+    assert!((0.3..5.0).contains(&seconds), "{report}");
+}
