@@ -15,7 +15,11 @@ fn bench(server: &Server, args: &[&str]) -> Value {
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -32,18 +36,34 @@ fn every_operation_runs_its_requests_and_reports() {
         "create-secret",
         "mixed",
     ] {
-        let report = bench(&server, &["--op", op, "--requests", "160", "--concurrency", "8"]);
+        let report = bench(
+            &server,
+            &["--op", op, "--requests", "160", "--concurrency", "8"],
+        );
         assert_eq!(report["op"], op);
         assert_eq!(report["requests"], 160, "{report}");
         assert_eq!(report["errors"], serde_json::json!({}), "{report}");
         let latency = &report["latency_us"];
         let p50 = latency["p50"].as_u64().unwrap();
-        assert!(p50 > 0 && p50 <= latency["p99"].as_u64().unwrap(), "{report}");
+        assert!(
+            p50 > 0 && p50 <= latency["p99"].as_u64().unwrap(),
+            "{report}"
+        );
         assert!(latency["p99"].as_u64() <= latency["max"].as_u64());
         assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
     }
     // Put rolls over to a new secret before a secret's version limit.
-    let report = bench(&server, &["--op", "put-secret-value", "--requests", "400", "--concurrency", "1"]);
+    let report = bench(
+        &server,
+        &[
+            "--op",
+            "put-secret-value",
+            "--requests",
+            "400",
+            "--concurrency",
+            "1",
+        ],
+    );
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
 }
 
@@ -55,12 +75,27 @@ fn failures_are_counted_by_exception_name() {
     assert_eq!(first["errors"], serde_json::json!({}));
     // Disable the bench key: every request now fails with DisabledException.
     let out = Command::new(BIN)
-        .args(["kms", "--endpoint", &server.endpoint, "disable-key", "alias/keyward/bench"])
+        .args([
+            "kms",
+            "--endpoint",
+            &server.endpoint,
+            "disable-key",
+            "alias/keyward/bench",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let out = Command::new(BIN)
-        .args(["bench", "--endpoint", &server.endpoint, "--json", "--op", "encrypt", "--requests", "20"])
+        .args([
+            "bench",
+            "--endpoint",
+            &server.endpoint,
+            "--json",
+            "--op",
+            "encrypt",
+            "--requests",
+            "20",
+        ])
         .output()
         .unwrap();
     // Preparing needs the key for a data key: the bench stops with the reason.
@@ -74,7 +109,16 @@ fn a_duration_run_with_warm_up_stops_on_time() {
     let server = Server::start(dir.path());
     let report = bench(
         &server,
-        &["--op", "generate-data-key", "--duration", "300ms", "--warmup", "100ms", "--concurrency", "4"],
+        &[
+            "--op",
+            "generate-data-key",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--concurrency",
+            "4",
+        ],
     );
     assert!(report["requests"].as_u64().unwrap() > 0);
     let seconds = report["seconds"].as_f64().unwrap();

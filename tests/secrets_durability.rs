@@ -116,7 +116,8 @@ async fn acknowledged_writes_survive_a_crash() {
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().versions.len() > 40)
+            // Up to four writes may commit without their reply arriving before the kill.
+            .map(|r| r.into_inner().versions.len() > 48)
             .unwrap_or(false)
         }
     })
