@@ -46,6 +46,34 @@ pub struct Config {
     pub kms: KmsConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Unwrapped data keys kept in memory; 0 turns the cache off.
+    #[serde(default = "default_cache_entries")]
+    pub data_key_cache_entries: usize,
+    #[serde(default = "default_cache_seconds")]
+    pub data_key_cache_seconds: u64,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            data_key_cache_entries: default_cache_entries(),
+            data_key_cache_seconds: default_cache_seconds(),
+        }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    10_000
+}
+fn default_cache_seconds() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +234,7 @@ impl Config {
             }),
             kms: KmsConfig::default(),
             health: HealthConfig::default(),
+            secrets: SecretsConfig::default(),
         };
         Ok((config, conf))
     }

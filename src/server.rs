@@ -102,12 +102,18 @@ impl Keyward {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };
-        let kms = Arc::new(KmsService::new(
-            Hardware::new(root, sessions),
-            store.clone(),
-            Arc::clone(&clock),
-            arns,
-        ));
+        let kms = Arc::new(
+            KmsService::new(
+                Hardware::new(root, sessions),
+                store.clone(),
+                Arc::clone(&clock),
+                arns,
+            )
+            .with_data_key_cache(
+                config.secrets.data_key_cache_entries,
+                Duration::from_secs(config.secrets.data_key_cache_seconds),
+            ),
+        );
         let secrets = Arc::new(SecretsService::new(Arc::clone(&kms), store.clone(), clock));
         secrets.ensure_default_key().await?;
         Ok(Self {

@@ -435,7 +435,9 @@ async fn the_kms_key_behind_a_secret() {
         .versions;
     assert!(versions.iter().all(|v| v.kms_key_ids == [own.arn.clone()]));
 
-    // A disabled key: reads fail with DecryptionFailure, writes with EncryptionFailure.
+    // A disabled key: reads fail with DecryptionFailure (even with the data key cached by the
+    // read just before), writes with EncryptionFailure.
+    assert_eq!(value(&mut sm, "keyed", "").await, "v2");
     kms.disable_key(pb::DisableKeyRequest {
         key_id: own.key_id.clone(),
     })

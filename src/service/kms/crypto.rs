@@ -124,6 +124,32 @@ impl KmsService {
         self.unseal(ciphertext_blob, &ctx, "key_id", key_id).await
     }
 
+    /// Like [`Self::decrypt`] for data keys the server itself stored (secret values): answered
+    /// from the data-key cache when it can, after checking the key may be used.
+    pub async fn decrypt_data_key(
+        &self,
+        ciphertext_blob: &[u8],
+        encryption_context: HashMap<String, String>,
+    ) -> Result<std::sync::Arc<SecretBytes>, KmsError> {
+        let ctx = context("encryption_context", encryption_context)?;
+        let mut id = ciphertext_blob.to_vec();
+        ctx.encode_into(&mut id);
+        let now = std::time::Instant::now();
+        if let Some(key) = self.data_keys.get(&id, now) {
+            let parsed =
+                Ciphertext::parse(ciphertext_blob).map_err(|_| KmsError::InvalidCiphertext)?;
+            let (record, _) = self
+                .load(&parsed.header.key_id.to_string())?
+                .ok_or(KmsError::InvalidCiphertext)?;
+            self.require_enabled(&record)?;
+            return Ok(key);
+        }
+        let (plaintext, _) = self.unseal(ciphertext_blob, &ctx, "key_id", "").await?;
+        let key = std::sync::Arc::new(plaintext);
+        self.data_keys.insert(id, std::sync::Arc::clone(&key), now);
+        Ok(key)
+    }
+
     /// Decrypts under the source key and encrypts under the destination key; the plaintext
     /// never leaves the server. Returns the blob, source ARN and destination ARN.
     pub async fn re_encrypt(

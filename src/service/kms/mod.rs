@@ -2,6 +2,7 @@
 //! semantics. Each submodule holds one family of operations.
 
 mod aliases;
+pub mod cache;
 mod crypto;
 mod keys;
 pub mod names;
@@ -36,6 +37,7 @@ pub struct KmsService {
     store: Store,
     clock: Arc<dyn Clock>,
     arns: Arns,
+    data_keys: cache::DataKeyCache,
 }
 
 impl KmsService {
@@ -45,7 +47,19 @@ impl KmsService {
             store,
             clock,
             arns,
+            data_keys: cache::DataKeyCache::new(0, std::time::Duration::ZERO),
         }
+    }
+
+    /// Keeps up to `entries` unwrapped data keys for `max_age` (see [`cache`]); 0 is off.
+    pub fn with_data_key_cache(mut self, entries: usize, max_age: std::time::Duration) -> Self {
+        self.data_keys = cache::DataKeyCache::new(entries, max_age);
+        self
+    }
+
+    /// Data-key cache (hits, misses) since start.
+    pub fn data_key_cache_stats(&self) -> (u64, u64) {
+        self.data_keys.stats()
     }
 
     pub fn arns(&self) -> &Arns {

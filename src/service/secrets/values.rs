@@ -137,9 +137,9 @@ impl SecretsService {
             .decode(&record.wrapped_key)
             .map_err(|_| damaged())?;
         let sealed = STANDARD.decode(&record.sealed).map_err(|_| damaged())?;
-        let (data_key, _) = self
+        let data_key = self
             .kms
-            .decrypt(&wrapped, binding(arn, version_id), "", "")
+            .decrypt_data_key(&wrapped, binding(arn, version_id))
             .await
             .map_err(|e| SecretsError::from_kms_read(e, name))?;
         let plaintext =
