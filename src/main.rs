@@ -14,14 +14,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            for (name, value) in &prepared.env {
-                // SAFETY: no other thread exists yet (the runtime starts in `serve::run`), so
-                // nothing can read the environment concurrently.
-                #[allow(unsafe_code)]
-                unsafe {
-                    std::env::set_var(name, value);
-                }
-            }
+            set_env(&prepared.env);
             match serve::run(prepared) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -32,6 +25,37 @@ fn main() -> ExitCode {
         }
         Command::Kms(args) => kms::main(args),
         Command::Secrets(args) => secrets::main(args),
-        Command::Bench(args) => bench::main(args),
+        Command::Bench(args) if args.ceiling => {
+            // The ceiling opens the server's token, so it needs the server's configuration and,
+            // for the development default, its SoftHSM environment.
+            let serve_args = serve::ServeArgs {
+                config: args.config.clone(),
+                listen: None,
+                data_dir: args.data_dir.clone(),
+            };
+            match serve::prepare(serve_args) {
+                Ok(prepared) => {
+                    set_env(&prepared.env);
+                    bench::main(args, Some(prepared.config))
+                }
+                Err(e) => {
+                    eprintln!("keyward bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(args) => bench::main(args, None),
+    }
+}
+
+/// Sets what the PKCS#11 module reads at initialisation (`SOFTHSM2_CONF`).
+fn set_env(env: &[(&'static str, std::path::PathBuf)]) {
+    for (name, value) in env {
+        // SAFETY: called from `main` before any runtime or other thread exists, so nothing can
+        // read the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(name, value);
+        }
     }
 }

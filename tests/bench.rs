@@ -124,3 +124,37 @@ fn a_duration_run_with_warm_up_stops_on_time() {
     let seconds = report["seconds"].as_f64().unwrap();
     assert!((0.3..5.0).contains(&seconds), "{report}");
 }
+
+#[test]
+fn ceilings_are_measured_on_the_servers_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for (op, ceiling) in [
+        ("generate-data-key", "root-of-trust seal"),
+        ("decrypt", "root-of-trust unseal"),
+        ("get-secret-value", "empty RPC"),
+    ] {
+        let report = bench(
+            &server,
+            &[
+                "--op",
+                op,
+                "--requests",
+                "100",
+                "--concurrency",
+                "4",
+                "--ceiling",
+                "--ceiling-duration",
+                "200ms",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        assert_eq!(report["ceiling"]["name"], ceiling, "{report}");
+        let ceiling_ops = report["ceiling"]["ops_per_sec"].as_f64().unwrap();
+        let ratio = report["ceiling"]["ratio"].as_f64().unwrap();
+        assert!(ceiling_ops > 0.0 && ratio > 0.0, "{report}");
+        let expected = report["ops_per_sec"].as_f64().unwrap() / ceiling_ops;
+        assert!((ratio - expected).abs() < 1e-9, "{report}");
+    }
+}

@@ -5,6 +5,7 @@
 //! over a few connections for a duration or a number of requests, and reports throughput,
 //! latency percentiles and errors by AWS exception name.
 
+pub mod ceiling;
 pub mod report;
 
 use crate::api::pb::{
@@ -34,6 +35,17 @@ pub enum Op {
 }
 
 impl Op {
+    /// The ceiling this operation's throughput is compared with, if any.
+    pub fn ceiling(self, c: &ceiling::Ceilings) -> Option<(&'static str, f64)> {
+        match self {
+            Self::GenerateDataKey | Self::Encrypt => Some(("root-of-trust seal", c.root_seal_ops)),
+            Self::Decrypt => Some(("root-of-trust unseal", c.root_unseal_ops)),
+            // With the data-key cache warm a read makes no hardware call.
+            Self::GetSecretValue => Some(("empty RPC", c.empty_rpc_ops)),
+            Self::PutSecretValue | Self::CreateSecret | Self::Mixed => None,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::GenerateDataKey => "generate-data-key",

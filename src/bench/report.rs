@@ -14,6 +14,17 @@ pub struct Report {
     pub latency_us: Latency,
     /// Failed requests by AWS exception name (or gRPC code when none).
     pub errors: BTreeMap<String, u64>,
+    /// Set with --ceiling: what this figure is compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<Compared>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Compared {
+    pub name: String,
+    pub ops_per_sec: f64,
+    /// The operation's throughput divided by the ceiling.
+    pub ratio: f64,
 }
 
 #[derive(Debug, Default, Serialize, PartialEq)]
@@ -67,7 +78,20 @@ impl Report {
             },
             latency_us: Latency::of(&mut samples),
             errors,
+            ceiling: None,
         }
+    }
+
+    pub fn compare(&mut self, name: &str, ceiling_ops: f64) {
+        self.ceiling = Some(Compared {
+            name: name.to_owned(),
+            ops_per_sec: ceiling_ops,
+            ratio: if ceiling_ops > 0.0 {
+                self.ops_per_sec / ceiling_ops
+            } else {
+                0.0
+            },
+        });
     }
 
     pub fn text(&self) -> String {
@@ -90,6 +114,12 @@ impl Report {
         }
         for (name, count) in &self.errors {
             out.push_str(&format!("  errors      {count} {name}\n"));
+        }
+        if let Some(c) = &self.ceiling {
+            out.push_str(&format!(
+                "  ceiling     {:.0} ops/s ({}); ratio {:.2}\n",
+                c.ops_per_sec, c.name, c.ratio
+            ));
         }
         out
     }

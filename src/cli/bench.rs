@@ -38,6 +38,19 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also measure the ceilings on the server's own token (raw seal/unseal with as many
+    /// threads as it has sessions) and the empty-RPC rate, and report the ratio.
+    #[arg(long)]
+    pub ceiling: bool,
+    /// With --ceiling: the server's configuration file (else the development default).
+    #[arg(long, env = "KEYWARD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// With --ceiling: the server's data directory.
+    #[arg(long, env = "KEYWARD_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// With --ceiling: how long each ceiling is measured.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub ceiling_duration: Duration,
 }
 
 /// `250ms`, `10s`, `2m`, or a number of seconds.
@@ -58,8 +71,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
 }
 
-pub fn main(args: BenchArgs) -> ExitCode {
+/// `config`: the server's configuration, when ceilings are to be measured on its token (the
+/// caller has set the environment its module needs).
+pub fn main(args: BenchArgs, config: Option<crate::config::Config>) -> ExitCode {
     super::client::run_client(|| async move {
+        let ceilings = match config {
+            Some(config) => Some(measure_ceilings(&args, config).await?),
+            None => None,
+        };
         let options = Options {
             op: args.op,
             concurrency: args.concurrency.max(1),
@@ -69,7 +88,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
             warmup: args.warmup,
             value_size: args.value_size,
         };
-        let report = bench::run(&args.endpoint, options).await?;
+        let mut report = bench::run(&args.endpoint, options).await?;
+        if let Some((name, ops)) = ceilings.as_ref().and_then(|c| args.op.ceiling(c)) {
+            report.compare(name, ops);
+        }
         if args.json {
             println!(
                 "{}",
@@ -80,6 +102,30 @@ pub fn main(args: BenchArgs) -> ExitCode {
         }
         Ok(())
     })
+}
+
+async fn measure_ceilings(
+    args: &BenchArgs,
+    config: crate::config::Config,
+) -> Result<bench::ceiling::Ceilings, String> {
+    let duration = args.ceiling_duration;
+    let (sessions, root_seal_ops, root_unseal_ops) =
+        tokio::task::spawn_blocking(move || bench::ceiling::root_of_trust(&config, duration))
+            .await
+            .map_err(|e| e.to_string())??;
+    let empty_rpc_ops =
+        bench::ceiling::empty_rpc(&args.endpoint, args.concurrency, args.connections, duration)
+            .await?;
+    let ceilings = bench::ceiling::Ceilings {
+        sessions,
+        root_seal_ops,
+        root_unseal_ops,
+        empty_rpc_ops,
+    };
+    eprintln!(
+        "ceilings: root-of-trust seal {root_seal_ops:.0} ops/s, unseal {root_unseal_ops:.0} ops/s ({sessions} threads); empty RPC {empty_rpc_ops:.0} ops/s"
+    );
+    Ok(ceilings)
 }
 
 #[cfg(test)]
