@@ -50,15 +50,7 @@ async fn create_describe_and_list_with_pagination() {
         "alias/orders".to_string(),
         "arn:keyward:kms:local:000000000000:alias/orders".to_string(),
     ] {
-        let described = kms
-            .describe_key(pb::DescribeKeyRequest {
-                key_id: name.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .key_metadata
-            .unwrap();
+        let described = describe(&mut kms, &name).await;
         assert_eq!(described.key_id, created.key_id, "{name}");
         assert_eq!(described.description, "orders database");
     }
@@ -105,15 +97,7 @@ async fn disabled_keys_refuse_use_until_enabled() {
     })
     .await
     .unwrap();
-    let described = kms
-        .describe_key(pb::DescribeKeyRequest {
-            key_id: key.key_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut kms, &key.key_id).await;
     assert_eq!(
         (described.key_state.as_str(), described.enabled),
         ("Disabled", false)
@@ -180,15 +164,7 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
         .into_inner();
     assert_eq!(scheduled.key_state, "PendingDeletion");
     assert_eq!(scheduled.pending_window_in_days, 30);
-    let described = kms
-        .describe_key(pb::DescribeKeyRequest {
-            key_id: key.key_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut kms, &key.key_id).await;
     assert_eq!(described.deletion_date, Some(scheduled.deletion_date));
     // Thirty days after scheduling, which happened within seconds of creation.
     let window = scheduled.deletion_date - described.creation_date - 30 * 86_400;
@@ -226,15 +202,7 @@ async fn scheduled_deletion_refuses_use_and_cancel_restores_disabled() {
     })
     .await
     .unwrap();
-    let described = kms
-        .describe_key(pb::DescribeKeyRequest {
-            key_id: key.key_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut kms, &key.key_id).await;
     assert_eq!(described.key_state, "Disabled");
     assert_eq!(described.deletion_date, None);
     let err = kms
@@ -424,15 +392,7 @@ async fn rotation_keeps_old_blobs_and_new_blobs_use_the_new_version() {
     assert!(first_page.truncated);
     assert_eq!(first_page.rotations[0].key_version, 2);
 
-    let described = kms
-        .describe_key(pb::DescribeKeyRequest {
-            key_id: key.key_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut kms, &key.key_id).await;
     assert_eq!(described.current_key_version, 3);
     assert!(described.last_rotation_date.is_some());
 }

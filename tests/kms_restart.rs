@@ -50,15 +50,7 @@ async fn keys_aliases_and_blobs_survive_a_restart() {
             .unwrap(),
         b"second"
     );
-    let described = kms
-        .describe_key(pb::DescribeKeyRequest {
-            key_id: "alias/durable".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut kms, "alias/durable").await;
     assert_eq!(described.key_id, key.key_id);
     assert_eq!(described.current_key_version, 2);
     let keys = kms
@@ -71,13 +63,7 @@ async fn keys_aliases_and_blobs_survive_a_restart() {
     assert_eq!(keys.len(), 3);
     let mut states = Vec::new();
     for k in keys {
-        let m = kms
-            .describe_key(pb::DescribeKeyRequest { key_id: k.key_id })
-            .await
-            .unwrap()
-            .into_inner()
-            .key_metadata
-            .unwrap();
+        let m = describe(&mut kms, &k.key_id).await;
         states.push(m.key_state);
     }
     states.sort();

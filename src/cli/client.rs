@@ -6,6 +6,22 @@ use std::future::Future;
 use std::process::ExitCode;
 use tonic::transport::Channel;
 
+/// Options every client command group takes.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(
+        long,
+        env = "KEYWARD_ENDPOINT",
+        default_value = "http://127.0.0.1:7443",
+        global = true
+    )]
+    pub endpoint: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json", global = true)]
+    pub output: super::output::Format,
+}
+
 pub fn run_client<F, Fut>(command: F) -> ExitCode
 where
     F: FnOnce() -> Fut,

@@ -1,6 +1,5 @@
 //! `keyward kms <command>`: one subcommand per KeyManagementService RPC.
 
-use super::output::Format;
 use crate::api::pb::{self, key_management_service_client::KeyManagementServiceClient};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use clap::{Args, Subcommand};
@@ -10,17 +9,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct KmsArgs {
-    /// Server address.
-    #[arg(
-        long,
-        env = "KEYWARD_ENDPOINT",
-        default_value = "http://127.0.0.1:7443",
-        global = true
-    )]
-    pub endpoint: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "json", global = true)]
-    pub output: Format,
+    #[command(flatten)]
+    pub client: super::client::ClientArgs,
     #[command(subcommand)]
     pub command: KmsCommand,
 }
@@ -183,9 +173,9 @@ pub fn main(args: KmsArgs) -> ExitCode {
 }
 
 async fn run(args: KmsArgs) -> Result<(), String> {
-    let channel = super::client::connect(&args.endpoint).await?;
+    let channel = super::client::connect(&args.client.endpoint).await?;
     let mut client = KeyManagementServiceClient::new(channel);
-    let format = args.output;
+    let format = args.client.output;
     macro_rules! call {
         ($method:ident, $request:expr) => {
             super::client::print_reply(client.$method($request).await, format)

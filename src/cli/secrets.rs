@@ -1,7 +1,6 @@
 //! `keyward secrets <command>`: one subcommand per SecretsManagerService RPC, named as the
 //! `aws secretsmanager` commands, plus the short forms `get` and `put`.
 
-use super::output::Format;
 use crate::api::pb::{self, secrets_manager_service_client::SecretsManagerServiceClient};
 use clap::{Args, Subcommand};
 use std::io::Read;
@@ -10,17 +9,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct SecretsArgs {
-    /// Server address.
-    #[arg(
-        long,
-        env = "KEYWARD_ENDPOINT",
-        default_value = "http://127.0.0.1:7443",
-        global = true
-    )]
-    pub endpoint: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "json", global = true)]
-    pub output: Format,
+    #[command(flatten)]
+    pub client: super::client::ClientArgs,
     #[command(subcommand)]
     pub command: SecretsCommand,
 }
@@ -247,9 +237,9 @@ pub fn main(args: SecretsArgs) -> ExitCode {
 }
 
 async fn run(args: SecretsArgs) -> Result<(), String> {
-    let channel = super::client::connect(&args.endpoint).await?;
+    let channel = super::client::connect(&args.client.endpoint).await?;
     let mut client = SecretsManagerServiceClient::new(channel);
-    let format = args.output;
+    let format = args.client.output;
     macro_rules! call {
         ($method:ident, $request:expr) => {
             super::client::print_reply(client.$method($request).await, format)

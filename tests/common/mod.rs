@@ -194,6 +194,17 @@ pub async fn create_key(kms: &mut Kms, description: &str) -> pb::KeyMetadata {
     .expect("metadata")
 }
 
+pub async fn describe(kms: &mut Kms, key_id: &str) -> pb::KeyMetadata {
+    kms.describe_key(pb::DescribeKeyRequest {
+        key_id: key_id.into(),
+    })
+    .await
+    .expect("describe key")
+    .into_inner()
+    .key_metadata
+    .expect("metadata")
+}
+
 pub async fn encrypt(
     kms: &mut Kms,
     key_id: &str,
