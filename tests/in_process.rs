@@ -48,6 +48,35 @@ fn inspector(config: &Config) -> Pkcs11Root {
     .unwrap()
 }
 
+/// sled releases its directory lock when its background threads notice the database was
+/// dropped, a moment after `drop`: retry while the lock is still held.
+async fn wait_for_lock<T, E, F, Fut>(mut open: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match open().await {
+            Ok(opened) => return opened,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "store still locked: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    }
+}
+
+/// The service again on the same store and token, as after a restart.
+async fn reopen(config: &Config, clock: &Arc<ManualClock>) -> Keyward {
+    wait_for_lock(|| Keyward::open_with_clock(config.clone(), clock.clone())).await
+}
+
 fn new_key(description: &str) -> NewKey {
     NewKey {
         description: description.into(),
@@ -119,9 +148,7 @@ async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
     drop(kms);
     drop(keyward);
     clock.advance(1);
-    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
-        .await
-        .unwrap();
+    let keyward = reopen(&config, &clock).await;
     let kms = Arc::clone(&keyward.kms);
     assert!(matches!(
         kms.cancel_key_deletion(&doomed.key_id).await,
@@ -193,9 +220,7 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     drop(keyward);
 
     clock.advance(1);
-    let keyward = Keyward::open_with_clock(config, clock.clone())
-        .await
-        .unwrap();
+    let keyward = reopen(&config, &clock).await;
     assert_eq!(keyward.secrets.purge_deleted().await.unwrap(), 1);
     assert!(matches!(
         keyward.secrets.describe_secret("doomed"),
@@ -204,7 +229,8 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     assert!(keyward.secrets.describe_secret("kept").is_ok());
     // Its values and wrapped keys are gone from the store too.
     drop(keyward);
-    let store = keyward::store::Store::open(&store_dir.path().join("store")).unwrap();
+    let store_path = store_dir.path().join("store");
+    let store = wait_for_lock(|| async { keyward::store::Store::open(&store_path) }).await;
     let prefix = format!("sm/value/{}/", doomed.id);
     assert!(store.scan(prefix.as_bytes(), None, 10).unwrap().is_empty());
 }
