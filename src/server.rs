@@ -134,11 +134,15 @@ impl Keyward {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
+        // Health is known before the first request is served.
+        let initial = root_of_trust_status(&self.kms, ServingStatus::Unknown).await;
+        set_health(&health, initial).await;
         let tasks = [
             tokio::spawn(watch_root_of_trust(
                 Arc::clone(&self.kms),
                 health,
                 Duration::from_millis(self.config.health.check_interval_ms.max(100)),
+                initial,
             )),
             tokio::spawn(purge_expired(
                 Arc::clone(&self.kms),
@@ -199,29 +203,36 @@ async fn watch_root_of_trust(
     kms: Arc<KmsService>,
     health: tonic_health::server::HealthReporter,
     every: Duration,
+    mut last: ServingStatus,
 ) {
-    let mut last = None;
     loop {
-        let status = match kms.check_root_of_trust().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(e) => {
-                if last != Some(ServingStatus::NotServing) {
-                    tracing::warn!(error = %e, "root of trust check failed");
-                }
-                ServingStatus::NotServing
-            }
-        };
-        if last != Some(status) {
-            if last.is_some() {
-                tracing::info!(%status, "health changed");
-            }
-            health.set_service_status("", status).await;
-            for name in SERVICE_NAMES {
-                health.set_service_status(name, status).await;
-            }
-            last = Some(status);
-        }
         tokio::time::sleep(every).await;
+        let status = root_of_trust_status(&kms, last).await;
+        if status != last {
+            tracing::info!(%status, "health changed");
+            set_health(&health, status).await;
+            last = status;
+        }
+    }
+}
+
+/// SERVING when the root of trust answers; `last` only decides whether a failure is news.
+async fn root_of_trust_status(kms: &KmsService, last: ServingStatus) -> ServingStatus {
+    match kms.check_root_of_trust().await {
+        Ok(()) => ServingStatus::Serving,
+        Err(e) => {
+            if last != ServingStatus::NotServing {
+                tracing::warn!(error = %e, "root of trust check failed");
+            }
+            ServingStatus::NotServing
+        }
+    }
+}
+
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
     }
 }
 

@@ -13,7 +13,6 @@ pub mod memory;
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// Opaque, non-secret name of a master key version inside the root of trust (for PKCS#11 the
 /// object's CKA_ID in hex). Stored in the key record.
@@ -68,20 +67,46 @@ pub trait RootOfTrust: Send + Sync + 'static {
 }
 
 /// The async boundary in front of a root of trust: every hardware call goes through
-/// [`Hardware::run`], which waits for one of `concurrency` permits (the session pool size) and
-/// runs the call on tokio's blocking pool.
+/// [`Hardware::run`], which hands it to one of `concurrency` dedicated threads (as many as the
+/// session pool) and awaits the answer. Dedicated threads, not tokio's blocking pool: the pool
+/// has no bound that matches the sessions, and its hand-off costs more per call.
 #[derive(Clone)]
 pub struct Hardware {
     root: Arc<dyn RootOfTrust>,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
+
+type Job = Box<dyn FnOnce(&dyn RootOfTrust) + Send>;
 
 impl Hardware {
     pub fn new(root: Arc<dyn RootOfTrust>, concurrency: usize) -> Self {
-        Self {
-            root,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..concurrency.max(1) {
+            let queue = Arc::clone(&queue);
+            let root = Arc::clone(&root);
+            let spawned = std::thread::Builder::new()
+                .name(format!("keyward-hw-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The guard is dropped before the call: other threads take jobs meanwhile.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panicking call must not take the thread (and a session's worth of
+                        // capacity) with it; its caller sees the dropped answer as an error.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            job(root.as_ref())
+                        }));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a hardware thread");
+            }
         }
+        Self { root, jobs }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -93,16 +118,15 @@ impl Hardware {
         T: Send + 'static,
         F: FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,
     {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| BackendError::Unavailable("hardware boundary closed".into()))?;
-        let root = Arc::clone(&self.root);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            call(root.as_ref())
-        })
-        .await
-        .map_err(|e| BackendError::Internal(format!("hardware task failed: {e}")))?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |root| {
+            let _ = answer.send(call(root));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| BackendError::Unavailable("hardware threads stopped".into()))?;
+        answered.await.map_err(|_| {
+            BackendError::Internal("a hardware call failed without an answer".into())
+        })?
     }
 }

@@ -98,7 +98,9 @@ impl Store {
     /// server on the same directory fails here.
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(Self {
-            db: sled::Config::new().path(dir).open()?,
+            // Every commit flushes (group commit): sled's own periodic flusher thread would add
+            // nothing but a thread holding the database open after it is dropped.
+            db: sled::Config::new().path(dir).flush_every_ms(None).open()?,
             durability: Default::default(),
         })
     }
@@ -285,7 +287,20 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        // sled lets go of its lock a moment after the last handle is dropped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let store = loop {
+            match Store::open(dir.path()) {
+                Ok(store) => break store,
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && e.to_string().contains("acquire lock") =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(store.get(b"a").unwrap().unwrap().value, b"1");
     }
 }
