@@ -48,6 +48,86 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub rotation: RotationConfig,
+}
+
+/// The rotation scheduler, and the exec rotators RotateSecret may name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    #[serde(default = "default_rotation_check_ms")]
+    pub check_interval_ms: u64,
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_secs: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
+    #[serde(default = "default_step_timeout")]
+    pub step_timeout_secs: u64,
+    #[serde(default)]
+    pub exec: std::collections::BTreeMap<String, ExecRotatorConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRotatorConfig {
+    /// Absolute path of the program.
+    pub command: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default = "default_exec_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: default_rotation_check_ms(),
+            retry_initial_secs: default_retry_initial(),
+            retry_max_secs: default_retry_max(),
+            step_timeout_secs: default_step_timeout(),
+            exec: Default::default(),
+        }
+    }
+}
+
+impl RotationConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry_initial_secs == 0 || self.retry_max_secs < self.retry_initial_secs {
+            return Err(ConfigError::Invalid(
+                "rotation: retry_initial_secs must be at least 1 and at most retry_max_secs".into(),
+            ));
+        }
+        for (name, exec) in &self.exec {
+            if !exec.command.is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "rotation.exec.{name}.command must be an absolute path"
+                )));
+            }
+            if exec.timeout_secs == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "rotation.exec.{name}.timeout_secs must be at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_rotation_check_ms() -> u64 {
+    60_000
+}
+fn default_retry_initial() -> u64 {
+    60
+}
+fn default_retry_max() -> u64 {
+    3600
+}
+fn default_step_timeout() -> u64 {
+    300
+}
+fn default_exec_timeout() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +160,9 @@ fn default_cache_seconds() -> u64 {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RootOfTrustConfig {
     Pkcs11(Pkcs11Config),
+    /// The development default's SoftHSM token under `data_dir/softhsm`, created on first
+    /// start: for trying settings (rotators, ...) without setting up a token. Never production.
+    Development,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,8 +266,10 @@ impl Config {
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ConfigError::Invalid("account_id: exactly 12 digits".into()));
         }
+        self.rotation.validate()?;
         match &self.root_of_trust {
             RootOfTrustConfig::Pkcs11(p) => p.validate(),
+            RootOfTrustConfig::Development => Ok(()),
         }
     }
 
@@ -195,6 +280,33 @@ impl Config {
         data_dir: &Path,
         listen: SocketAddr,
     ) -> Result<(Self, PathBuf), ConfigError> {
+        let (root_of_trust, conf) = Self::development_token(data_dir)?;
+        let config = Config {
+            listen,
+            data_dir: data_dir.to_owned(),
+            region: default_region(),
+            account_id: default_account(),
+            root_of_trust,
+            kms: KmsConfig::default(),
+            health: HealthConfig::default(),
+            secrets: SecretsConfig::default(),
+            rotation: RotationConfig::default(),
+        };
+        Ok((config, conf))
+    }
+
+    /// Resolves `type = "development"` to the SoftHSM token it stands for. Returns the
+    /// `SOFTHSM2_CONF` path the process must use, if any.
+    pub fn resolve_development(&mut self) -> Result<Option<PathBuf>, ConfigError> {
+        if !matches!(self.root_of_trust, RootOfTrustConfig::Development) {
+            return Ok(None);
+        }
+        let (root_of_trust, conf) = Self::development_token(&self.data_dir)?;
+        self.root_of_trust = root_of_trust;
+        Ok(Some(conf))
+    }
+
+    fn development_token(data_dir: &Path) -> Result<(RootOfTrustConfig, PathBuf), ConfigError> {
         let dev_error = |path: &Path| {
             let path = path.to_owned();
             move |source| ConfigError::Dev { path, source }
@@ -218,25 +330,16 @@ impl Config {
         let module = std::env::var_os("KEYWARD_PKCS11_MODULE")
             .map(PathBuf::from)
             .unwrap_or_else(default_module);
-        let config = Config {
-            listen,
-            data_dir: data_dir.to_owned(),
-            region: default_region(),
-            account_id: default_account(),
-            root_of_trust: RootOfTrustConfig::Pkcs11(Pkcs11Config {
-                module,
-                token_label: Some(DEV_TOKEN_LABEL.into()),
-                token_serial: None,
-                pin_env: None,
-                pin_file: Some(user_pin),
-                sessions: default_sessions(),
-                initialize_token_so_pin_file: Some(so_pin),
-            }),
-            kms: KmsConfig::default(),
-            health: HealthConfig::default(),
-            secrets: SecretsConfig::default(),
-        };
-        Ok((config, conf))
+        let root = RootOfTrustConfig::Pkcs11(Pkcs11Config {
+            module,
+            token_label: Some(DEV_TOKEN_LABEL.into()),
+            token_serial: None,
+            pin_env: None,
+            pin_file: Some(user_pin),
+            sessions: default_sessions(),
+            initialize_token_so_pin_file: Some(so_pin),
+        });
+        Ok((root, conf))
     }
 }
 
@@ -337,7 +440,9 @@ mod tests {
         let config = Config::parse(Path::new("t.toml"), MINIMAL).unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.region, "local");
-        let RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust;
+        let RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust else {
+            panic!("not pkcs11")
+        };
         assert_eq!(p.sessions, 4);
         assert_eq!(p.module, PathBuf::from(DEFAULT_SOFTHSM_MODULE));
     }

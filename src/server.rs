@@ -1,6 +1,6 @@
 //! Assembling and running the server: open the store and the root of trust, serve gRPC
-//! (KMS, health, reflection) on a listener until the shutdown future resolves, and run the
-//! background tasks (root-of-trust health, expired-key purge) meanwhile.
+//! (KMS, secrets, health, reflection) on a listener until the shutdown future resolves, and run
+//! the background tasks (root-of-trust health, expired-key purge, rotation) meanwhile.
 
 use crate::api::kms::KmsApi;
 use crate::api::pb::{
@@ -12,6 +12,7 @@ use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, 
 use crate::backend::{BackendError, Hardware, RootOfTrust};
 use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
 use crate::service::kms::Arns;
+use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Scheduler};
 use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
 use crate::store::{Store, StoreError};
@@ -53,6 +54,7 @@ pub struct Keyward {
     pub secrets: Arc<SecretsService>,
     store: Store,
     config: Config,
+    clock: Arc<dyn Clock>,
 }
 
 /// Connects to the configured root of trust. Blocking: call before or off the executor.
@@ -79,6 +81,10 @@ pub fn connect_root_of_trust(config: &Config) -> Result<(Arc<dyn RootOfTrust>, u
             })?;
             Ok((Arc::new(root), p.sessions))
         }
+        RootOfTrustConfig::Development => Err(ConfigError::Invalid(
+            "the development root of trust must be resolved before connecting".into(),
+        )
+        .into()),
     }
 }
 
@@ -114,13 +120,17 @@ impl Keyward {
                 Duration::from_secs(config.secrets.data_key_cache_seconds),
             ),
         );
-        let secrets = Arc::new(SecretsService::new(Arc::clone(&kms), store.clone(), clock));
+        let secrets = Arc::new(
+            SecretsService::new(Arc::clone(&kms), store.clone(), Arc::clone(&clock))
+                .with_exec_rotators(config.rotation.exec.keys().cloned()),
+        );
         secrets.ensure_default_key().await?;
         Ok(Self {
             kms,
             secrets,
             store,
             config,
+            clock,
         })
     }
 
@@ -137,7 +147,13 @@ impl Keyward {
         // Health is known before the first request is served.
         let initial = root_of_trust_status(&self.kms, ServingStatus::Unknown).await;
         set_health(&health, initial).await;
+        let endpoint = listener
+            .local_addr()
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
+        let scheduler = self.scheduler(endpoint);
         let tasks = [
+            tokio::spawn(scheduler.run()),
             tokio::spawn(watch_root_of_trust(
                 Arc::clone(&self.kms),
                 health,
@@ -181,6 +197,37 @@ impl Keyward {
         self.store.flush()?;
         tracing::info!("stopped");
         Ok(outcome?)
+    }
+}
+
+impl Keyward {
+    /// The rotation scheduler for this server; exec rotators reach it at `endpoint`.
+    fn scheduler(&self, endpoint: String) -> Scheduler {
+        let rotation = &self.config.rotation;
+        let exec = rotation
+            .exec
+            .iter()
+            .map(|(name, exec)| {
+                let settings = ExecSettings {
+                    command: exec.command.clone(),
+                    args: exec.args.clone(),
+                    timeout: Duration::from_secs(exec.timeout_secs),
+                };
+                (name.clone(), settings)
+            })
+            .collect();
+        Scheduler {
+            secrets: Arc::clone(&self.secrets),
+            kms: Arc::clone(&self.kms),
+            rotators: Rotators::new(exec, endpoint),
+            settings: RotationSettings {
+                check_interval: Duration::from_millis(rotation.check_interval_ms.max(10)),
+                retry_initial_secs: rotation.retry_initial_secs as i64,
+                retry_max_secs: rotation.retry_max_secs as i64,
+                step_timeout: Duration::from_secs(rotation.step_timeout_secs.max(1)),
+            },
+            clock: Arc::clone(&self.clock),
+        }
     }
 }
 

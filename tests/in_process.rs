@@ -39,7 +39,9 @@ fn config(store_dir: &std::path::Path) -> Config {
 }
 
 fn inspector(config: &Config) -> Pkcs11Root {
-    let keyward::config::RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust;
+    let keyward::config::RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust else {
+        panic!("the shared token is PKCS#11")
+    };
     Pkcs11Root::connect(Pkcs11Options {
         module: p.module.clone(),
         token: TokenSelector::Label(DEV_TOKEN_LABEL.into()),

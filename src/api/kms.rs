@@ -182,6 +182,40 @@ impl KeyManagementService for KmsApi {
         }))
     }
 
+    async fn enable_key_rotation(
+        &self,
+        request: Request<pb::EnableKeyRotationRequest>,
+    ) -> Reply<pb::EnableKeyRotationResponse> {
+        let r = request.into_inner();
+        self.kms
+            .enable_key_rotation(&r.key_id, r.rotation_period_in_days)
+            .await?;
+        Ok(Response::new(pb::EnableKeyRotationResponse {}))
+    }
+
+    async fn disable_key_rotation(
+        &self,
+        request: Request<pb::DisableKeyRotationRequest>,
+    ) -> Reply<pb::DisableKeyRotationResponse> {
+        self.kms
+            .disable_key_rotation(&request.into_inner().key_id)
+            .await?;
+        Ok(Response::new(pb::DisableKeyRotationResponse {}))
+    }
+
+    async fn get_key_rotation_status(
+        &self,
+        request: Request<pb::GetKeyRotationStatusRequest>,
+    ) -> Reply<pb::GetKeyRotationStatusResponse> {
+        let status = self.kms.key_rotation_status(&request.into_inner().key_id)?;
+        Ok(Response::new(pb::GetKeyRotationStatusResponse {
+            key_rotation_enabled: status.enabled,
+            key_id: self.kms.arns().key(&status.key_id),
+            rotation_period_in_days: status.period_days,
+            next_rotation_date: status.next_rotation_at,
+        }))
+    }
+
     async fn list_key_rotations(
         &self,
         request: Request<pb::ListKeyRotationsRequest>,

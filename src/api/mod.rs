@@ -2,6 +2,7 @@
 //! domain errors to `tonic::Status`.
 
 pub mod kms;
+mod rotation;
 pub mod secrets;
 pub mod status;
 

@@ -2,8 +2,8 @@
 
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
 use crate::service::secrets::{
-    BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, SecretUpdate, SecretValue,
-    SecretsService, Value,
+    BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, RotateRequest, SecretUpdate,
+    SecretValue, SecretsService, Value,
 };
 use crate::store::{SecretRecord, Tag};
 use std::collections::HashMap;
@@ -93,12 +93,18 @@ fn value_entry(v: SecretValue) -> pb::SecretValueEntry {
 }
 
 fn list_entry(record: &SecretRecord) -> pb::SecretListEntry {
+    let rotation = super::rotation::fields_out(record.rotation.as_ref());
     pb::SecretListEntry {
         arn: record.arn.clone(),
         name: record.name.clone(),
         description: record.description.clone(),
         kms_key_id: record.kms_key_id.clone(),
-        rotation_enabled: false,
+        rotation_enabled: rotation.enabled,
+        rotation_rules: rotation.rules,
+        last_rotated_date: rotation.last_rotated_date,
+        next_rotation_date: rotation.next_rotation_date,
+        rotator: rotation.rotator,
+        rotation_status: rotation.status,
         last_changed_date: Some(record.last_changed_at),
         last_accessed_date: record.last_accessed_day,
         deleted_date: record.deletion_date,
@@ -273,6 +279,11 @@ impl SecretsManagerService for SecretsApi {
             tags: entry.tags,
             version_ids_to_stages: entry.secret_versions_to_stages,
             created_date: entry.created_date,
+            rotation_rules: entry.rotation_rules,
+            last_rotated_date: entry.last_rotated_date,
+            next_rotation_date: entry.next_rotation_date,
+            rotator: entry.rotator,
+            rotation_status: entry.rotation_status,
         }))
     }
 
@@ -399,6 +410,43 @@ impl SecretsManagerService for SecretsApi {
             .await?;
         Ok(Response::new(pb::GetRandomPasswordResponse {
             random_password: String::from_utf8_lossy(password.expose()).into_owned(),
+        }))
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<pb::RotateSecretRequest>,
+    ) -> Reply<pb::RotateSecretResponse> {
+        let r = request.into_inner();
+        let (arn, name, version_id) = self
+            .secrets
+            .rotate_secret(RotateRequest {
+                secret_id: r.secret_id,
+                client_request_token: r.client_request_token,
+                rules: r.rotation_rules.map(super::rotation::rules_in),
+                rotator: r.rotator.map(super::rotation::rotator_in).transpose()?,
+                rotate_immediately: r.rotate_immediately.unwrap_or(true),
+            })
+            .await?;
+        Ok(Response::new(pb::RotateSecretResponse {
+            arn,
+            name,
+            version_id: version_id.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_rotate_secret(
+        &self,
+        request: Request<pb::CancelRotateSecretRequest>,
+    ) -> Reply<pb::CancelRotateSecretResponse> {
+        let (arn, name, version_id) = self
+            .secrets
+            .cancel_rotate_secret(&request.into_inner().secret_id)
+            .await?;
+        Ok(Response::new(pb::CancelRotateSecretResponse {
+            arn,
+            name,
+            version_id: version_id.unwrap_or_default(),
         }))
     }
 }

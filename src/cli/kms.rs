@@ -104,6 +104,18 @@ pub enum KmsCommand {
         #[command(flatten)]
         paging: Paging,
     },
+    /// Rotate the key automatically every N days (90-2560, default 365).
+    EnableKeyRotation {
+        key_id: String,
+        #[arg(long)]
+        rotation_period_in_days: Option<i32>,
+    },
+    DisableKeyRotation {
+        key_id: String,
+    },
+    GetKeyRotationStatus {
+        key_id: String,
+    },
     CreateAlias {
         alias_name: String,
         target_key_id: String,
@@ -224,6 +236,26 @@ async fn run(args: KmsArgs) -> Result<(), String> {
                 pb::RotateKeyOnDemandRequest { key_id }
             )
         }
+        KmsCommand::EnableKeyRotation {
+            key_id,
+            rotation_period_in_days,
+        } => call!(
+            enable_key_rotation,
+            pb::EnableKeyRotationRequest {
+                key_id,
+                rotation_period_in_days
+            }
+        ),
+        KmsCommand::DisableKeyRotation { key_id } => {
+            call!(
+                disable_key_rotation,
+                pb::DisableKeyRotationRequest { key_id }
+            )
+        }
+        KmsCommand::GetKeyRotationStatus { key_id } => call!(
+            get_key_rotation_status,
+            pb::GetKeyRotationStatusRequest { key_id }
+        ),
         KmsCommand::ListKeyRotations { key_id, paging } => call!(
             list_key_rotations,
             pb::ListKeyRotationsRequest {

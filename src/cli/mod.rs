@@ -4,6 +4,7 @@ pub mod bench;
 pub mod client;
 pub mod kms;
 pub mod output;
+mod rotate;
 pub mod secrets;
 pub mod serve;
 

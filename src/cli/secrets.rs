@@ -212,6 +212,14 @@ pub enum SecretsCommand {
         #[arg(long = "tag-key", required = true)]
         tag_keys: Vec<String>,
     },
+    /// Rotate a secret now (and set its schedule and rotator), e.g.
+    /// `keyward secrets rotate db/app --schedule "rate(30 days)" --rotator postgresql`.
+    Rotate(super::rotate::RotateArgs),
+    /// Turn rotation off and stop the rotation in flight; labels stay where they are.
+    CancelRotateSecret {
+        #[arg(long)]
+        secret_id: String,
+    },
     GetRandomPassword {
         #[arg(long)]
         password_length: Option<i64>,
@@ -452,6 +460,11 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                 }
             )
         }
+        SecretsCommand::Rotate(rotate) => call!(rotate_secret, rotate.request()?),
+        SecretsCommand::CancelRotateSecret { secret_id } => call!(
+            cancel_rotate_secret,
+            pb::CancelRotateSecretRequest { secret_id }
+        ),
         SecretsCommand::GetRandomPassword {
             password_length,
             exclude_characters,
@@ -478,7 +491,7 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
 }
 
 /// The CLI always sends a token (SPEC Idempotency 1), as the AWS CLI does.
-fn token_or_new(token: String) -> String {
+pub(super) fn token_or_new(token: String) -> String {
     if token.is_empty() {
         uuid::Uuid::new_v4().to_string()
     } else {

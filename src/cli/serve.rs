@@ -38,10 +38,14 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
             if let Some(dir) = args.data_dir {
                 config.data_dir = dir;
             }
+            let softhsm_conf = config.resolve_development()?;
             Ok(Prepared {
+                development: softhsm_conf.is_some(),
+                env: softhsm_conf
+                    .map(|conf| ("SOFTHSM2_CONF", conf))
+                    .into_iter()
+                    .collect(),
                 config,
-                env: Vec::new(),
-                development: false,
             })
         }
         None => {

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod error;
 pub mod kms;
 pub mod paging;
+pub mod rotation;
 pub mod secrets;
 
 pub use clock::{Clock, SystemClock};

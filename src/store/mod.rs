@@ -9,7 +9,8 @@
 mod records;
 
 pub use records::{
-    AliasRecord, KeyRecord, KeyState, KeyVersionRecord, SecretRecord, SecretValueRecord,
+    AliasRecord, InFlight, KeyRecord, KeyRotation, KeyState, KeyVersionRecord, PasswordPolicy,
+    PostgresStrategy, RotationRecord, RotationStep, RotatorSpec, SecretRecord, SecretValueRecord,
     SecretVersionMeta, Tag, decode, encode,
 };
 

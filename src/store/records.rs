@@ -73,6 +73,15 @@ pub struct KeyRecord {
     pub tags: Vec<Tag>,
     /// Oldest first; the last is the one new encryptions use.
     pub versions: Vec<KeyVersionRecord>,
+    /// Automatic rotation, when enabled.
+    #[serde(default)]
+    pub rotation: Option<KeyRotation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    pub period_days: i32,
+    pub next_rotation_at: i64,
 }
 
 impl KeyRecord {
@@ -137,6 +146,115 @@ pub struct SecretRecord {
     pub tags: Vec<Tag>,
     /// Oldest first.
     pub versions: Vec<SecretVersionMeta>,
+    /// Absent until RotateSecret is first called.
+    #[serde(default)]
+    pub rotation: Option<RotationRecord>,
+}
+
+/// A secret's rotation: its schedule, its rotator, and the rotation in flight if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationRecord {
+    /// False after CancelRotateSecret, or when rotation was only ever run once without rules.
+    pub enabled: bool,
+    pub automatically_after_days: Option<i64>,
+    pub schedule_expression: Option<String>,
+    pub duration: Option<String>,
+    pub rotator: RotatorSpec,
+    pub last_rotated_at: Option<i64>,
+    /// Start of the next window while enabled.
+    pub next_rotation_at: Option<i64>,
+    pub in_flight: Option<InFlight>,
+}
+
+impl RotationRecord {
+    /// When the scheduler next has something to do for this secret.
+    pub fn due_at(&self) -> Option<i64> {
+        match &self.in_flight {
+            Some(flight) => Some(flight.retry_at),
+            None if self.enabled => self.next_rotation_at,
+            None => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationStep {
+    CreateSecret,
+    SetSecret,
+    TestSecret,
+    FinishSecret,
+}
+
+impl RotationStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateSecret => "create_secret",
+            Self::SetSecret => "set_secret",
+            Self::TestSecret => "test_secret",
+            Self::FinishSecret => "finish_secret",
+        }
+    }
+
+    pub fn next(self) -> Option<Self> {
+        match self {
+            Self::CreateSecret => Some(Self::SetSecret),
+            Self::SetSecret => Some(Self::TestSecret),
+            Self::TestSecret => Some(Self::FinishSecret),
+            Self::FinishSecret => None,
+        }
+    }
+}
+
+/// A rotation started and not finished: persisted after every step, so a restart resumes it at
+/// the step that has not yet succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The pending version's id.
+    pub token: String,
+    pub step: RotationStep,
+    pub started_at: i64,
+    pub failed_attempts: u32,
+    pub last_error: Option<String>,
+    /// Not before this time (now, or after a failure's backoff).
+    pub retry_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RotatorSpec {
+    Generated {
+        password: PasswordPolicy,
+        template: Option<String>,
+    },
+    Postgresql {
+        strategy: PostgresStrategy,
+        admin_secret_id: Option<String>,
+        password: PasswordPolicy,
+    },
+    Exec {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresStrategy {
+    SingleUser,
+    AlternatingUsers,
+}
+
+/// GetRandomPassword's options, also kept for rotators that generate passwords.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordPolicy {
+    pub password_length: Option<i64>,
+    pub exclude_characters: String,
+    pub exclude_numbers: bool,
+    pub exclude_punctuation: bool,
+    pub exclude_uppercase: bool,
+    pub exclude_lowercase: bool,
+    pub include_space: bool,
+    pub require_each_included_type: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

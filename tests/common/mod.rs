@@ -240,6 +240,9 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
         .collect()
 }
 
+pub mod postgres;
+pub mod rotation;
+
 pub mod secrets {
     //! Helpers for the secrets API.
     use keyward::api::pb::{self, secrets_manager_service_client::SecretsManagerServiceClient};

@@ -78,6 +78,7 @@ impl KmsService {
                 material: material.clone(),
                 on_demand: false,
             }],
+            rotation: None,
         };
         let op = Op::Put {
             key: key_storage_key(&key_id),
@@ -200,6 +201,15 @@ impl KmsService {
     /// Adds a key version made in the root of trust; new encryptions use it, older versions
     /// stay to decrypt what they protected.
     pub async fn rotate_key_on_demand(&self, key_id: &str) -> Result<(KeyRecord, u32), KmsError> {
+        self.add_key_version(key_id, true).await
+    }
+
+    /// A new version in the root of trust, on demand or by the rotation schedule.
+    pub(super) async fn add_key_version(
+        &self,
+        key_id: &str,
+        on_demand: bool,
+    ) -> Result<(KeyRecord, u32), KmsError> {
         let (record, _) = self.resolve("key_id", key_id)?;
         self.require_enabled(&record)?;
         let label = format!("keyward {} rotated", record.key_id);
@@ -219,8 +229,11 @@ impl KmsService {
                     version,
                     created_at: now,
                     material: material.clone(),
-                    on_demand: true,
+                    on_demand,
                 });
+                if !on_demand {
+                    super::rotation::schedule_next(record, now);
+                }
                 Ok(version)
             })
             .await;

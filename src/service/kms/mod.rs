@@ -7,10 +7,12 @@ mod crypto;
 mod keys;
 pub mod names;
 mod purge;
+mod rotation;
 
 pub use crypto::{DataKeySpec, GeneratedDataKey};
 pub use keys::NewKey;
 pub use names::Arns;
+pub use rotation::RotationStatus as KeyRotationStatus;
 
 use crate::backend::Hardware;
 use crate::service::{Clock, KmsError};

@@ -40,6 +40,11 @@ fn attach(versions: &mut [SecretVersionMeta], at: usize, label: &str) -> Result<
     Ok(())
 }
 
+/// Takes `label` off whichever version has it.
+pub fn remove_label(versions: &mut [SecretVersionMeta], label: &str) {
+    detach(versions, label);
+}
+
 /// Rule 1: a label sits on one version; attaching it anywhere removes it from its holder.
 /// Rules 3, 4, 6: when AWSCURRENT leaves a version, AWSPREVIOUS goes to that version.
 pub fn move_label(

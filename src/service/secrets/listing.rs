@@ -179,6 +179,7 @@ mod tests {
                 })
                 .collect(),
             versions: Vec::new(),
+            rotation: None,
         }
     }
 

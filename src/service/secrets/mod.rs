@@ -9,6 +9,7 @@ pub mod limits;
 mod listing;
 mod password;
 mod read;
+mod rotation;
 mod values;
 mod write;
 
@@ -16,6 +17,7 @@ pub use error::SecretsError;
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
 pub use read::{BatchItem, SecretValue};
+pub use rotation::{Next, RotateRequest, RotationRules};
 pub use values::Value;
 pub use write::{NewSecret, SecretUpdate};
 
@@ -52,6 +54,10 @@ pub struct SecretsService {
     /// Writers to one secret take its stripe, so concurrent writes queue instead of retrying
     /// on conflicts; the guarded commit stays as the correctness check.
     locks: Vec<tokio::sync::Mutex<()>>,
+    /// Exec rotators the configuration names: RotateSecret accepts only these.
+    exec_rotators: std::collections::BTreeSet<String>,
+    /// Tells the rotation scheduler that a rotation was requested.
+    rotation_wake: Arc<tokio::sync::Notify>,
 }
 
 impl SecretsService {
@@ -65,7 +71,15 @@ impl SecretsService {
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            exec_rotators: Default::default(),
+            rotation_wake: Default::default(),
         }
+    }
+
+    /// The exec rotators RotateSecret may name.
+    pub fn with_exec_rotators(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.exec_rotators = names.into_iter().collect();
+        self
     }
 
     /// Creates the default KMS key and its alias unless they exist.

@@ -9,17 +9,7 @@ const DIGITS: &str = "0123456789";
 /// AWS's punctuation set.
 const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
-#[derive(Debug, Clone, Default)]
-pub struct PasswordOptions {
-    pub password_length: Option<i64>,
-    pub exclude_characters: String,
-    pub exclude_numbers: bool,
-    pub exclude_punctuation: bool,
-    pub exclude_uppercase: bool,
-    pub exclude_lowercase: bool,
-    pub include_space: bool,
-    pub require_each_included_type: Option<bool>,
-}
+pub use crate::store::PasswordPolicy as PasswordOptions;
 
 /// The character classes in use, each without the excluded characters.
 fn classes(options: &PasswordOptions) -> Vec<Vec<char>> {

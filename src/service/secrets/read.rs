@@ -61,7 +61,7 @@ impl SecretsService {
         })
     }
 
-    fn load_value_record(
+    pub(super) fn load_value_record(
         &self,
         record: &SecretRecord,
         version_id: &str,

@@ -43,7 +43,7 @@ pub struct Written {
     pub version_stages: Vec<String>,
 }
 
-fn version_id_for(token: &str) -> String {
+pub(super) fn version_id_for(token: &str) -> String {
     if token.is_empty() {
         uuid::Uuid::new_v4().to_string()
     } else {
@@ -61,7 +61,7 @@ fn merge_tags(existing: &mut Vec<Tag>, new: Vec<Tag>) {
 }
 
 impl SecretsService {
-    async fn commit(&self, ops: Vec<Op>) -> Result<(), SecretsError> {
+    pub(super) async fn commit(&self, ops: Vec<Op>) -> Result<(), SecretsError> {
         match self.store.commit(ops).await {
             Ok(()) => Ok(()),
             // Writers hold the stripe lock, so a conflict means another node or a bug.
@@ -156,6 +156,7 @@ impl SecretsService {
             deletion_date: None,
             tags: Vec::new(),
             versions: Vec::new(),
+            rotation: None,
         };
         merge_tags(&mut record.tags, new.tags);
         let mut ops = Vec::new();
@@ -232,7 +233,7 @@ impl SecretsService {
 
     /// Writes a new version (or fills a version that has no value yet), applying label rules
     /// 2-4 and idempotency rules 2-3. `change` edits the record in the same commit.
-    async fn write_version(
+    pub(super) async fn write_version(
         &self,
         snapshot: &SecretRecord,
         version_id: &str,
@@ -580,6 +581,7 @@ mod tests {
                     has_value: true,
                 })
                 .collect(),
+            rotation: None,
         }
     }
 

@@ -1,0 +1,535 @@
+//! RotateSecret and CancelRotateSecret, and the state changes the rotation scheduler makes as
+//! a rotation moves through its four steps (SPEC-secrets.md "Rotation", rules 1-6).
+//!
+//! A rotation's progress lives in the secret's record (`RotationRecord::in_flight`) and is
+//! committed after every step, together with an entry in a due-time index, so the scheduler
+//! finds due work without reading every secret and a restart resumes where it stopped.
+
+use super::labels::{self, CURRENT, PENDING};
+use super::values::Value;
+use super::{SecretsError, SecretsService, limits, secret_key};
+use crate::service::rotation::schedule::Schedule;
+use crate::store::{
+    self, Expect, InFlight, Op, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
+    SecretVersionMeta,
+};
+
+const DUE_PREFIX: &[u8] = b"sm/rotation-due/";
+
+/// Most versions a secret may hold (as for writes): a rotation adds one.
+const MAX_VERSIONS: usize = 200;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationRules {
+    pub automatically_after_days: Option<i64>,
+    pub schedule_expression: Option<String>,
+    pub duration: Option<String>,
+}
+
+impl RotationRules {
+    pub fn schedule(&self) -> Result<Schedule, SecretsError> {
+        Schedule::parse(
+            self.automatically_after_days,
+            self.schedule_expression.as_deref(),
+            self.duration.as_deref(),
+        )
+        .map_err(|e| SecretsError::invalid("rotation_rules", e.to_string()))
+    }
+
+    fn of(rotation: &RotationRecord) -> Self {
+        Self {
+            automatically_after_days: rotation.automatically_after_days,
+            schedule_expression: rotation.schedule_expression.clone(),
+            duration: rotation.duration.clone(),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.automatically_after_days.is_some() || self.schedule_expression.is_some()
+    }
+}
+
+pub struct RotateRequest {
+    pub secret_id: String,
+    pub client_request_token: String,
+    pub rules: Option<RotationRules>,
+    pub rotator: Option<RotatorSpec>,
+    pub rotate_immediately: bool,
+}
+
+/// What the scheduler should do next for one secret.
+pub enum Next {
+    Nothing,
+    /// Run `flight.step` of the rotation in flight.
+    Step {
+        record: Box<SecretRecord>,
+        flight: InFlight,
+        rotator: RotatorSpec,
+    },
+}
+
+fn due_key(due: i64, name: &str) -> Vec<u8> {
+    [
+        DUE_PREFIX,
+        format!("{:020}/", due.max(0)).as_bytes(),
+        name.as_bytes(),
+    ]
+    .concat()
+}
+
+/// The index entries to change when a record's rotation goes from `old` to `new`.
+fn due_ops(name: &str, old: Option<&RotationRecord>, new: Option<&RotationRecord>) -> Vec<Op> {
+    let old_due = old.and_then(RotationRecord::due_at);
+    let new_due = new.and_then(RotationRecord::due_at);
+    let mut ops = Vec::new();
+    if old_due == new_due {
+        return ops;
+    }
+    if let Some(due) = old_due {
+        ops.push(Op::Delete {
+            key: due_key(due, name),
+            expect: Expect::Any,
+        });
+    }
+    if let Some(due) = new_due {
+        ops.push(Op::Put {
+            key: due_key(due, name),
+            value: Vec::new(),
+            expect: Expect::Any,
+        });
+    }
+    ops
+}
+
+/// Where AWSPENDING sits on a version other than AWSCURRENT's: a rotation not finished.
+fn unfinished_pending(record: &SecretRecord) -> Option<usize> {
+    let pending = labels::holder(&record.versions, PENDING)?;
+    (labels::holder(&record.versions, CURRENT) != Some(pending)).then_some(pending)
+}
+
+fn start_flight(token: &str, now: i64) -> InFlight {
+    InFlight {
+        token: token.to_owned(),
+        step: RotationStep::CreateSecret,
+        started_at: now,
+        failed_attempts: 0,
+        last_error: None,
+        retry_at: now,
+    }
+}
+
+fn next_window_start(rotation: &RotationRecord, after: i64) -> Option<i64> {
+    if !rotation.enabled {
+        return None;
+    }
+    RotationRules::of(rotation)
+        .schedule()
+        .ok()?
+        .next_window(after)
+        .map(|w| w.start)
+}
+
+impl SecretsService {
+    /// Commits `record` (read at `version`) and moves its due-index entry along.
+    async fn commit_rotation(
+        &self,
+        before: Option<&RotationRecord>,
+        record: &SecretRecord,
+        version: u64,
+    ) -> Result<(), SecretsError> {
+        let mut ops = due_ops(&record.name, before, record.rotation.as_ref());
+        ops.push(Op::Put {
+            key: secret_key(&record.name),
+            value: store::encode(record),
+            expect: Expect::Version(version),
+        });
+        self.commit(ops).await
+    }
+
+    /// RotateSecret: stores the rules and rotator, and (by default) starts a rotation whose
+    /// pending version is the token. Returns the secret's ARN and name and the pending version.
+    pub async fn rotate_secret(
+        &self,
+        request: RotateRequest,
+    ) -> Result<(String, String, Option<String>), SecretsError> {
+        limits::token(&request.client_request_token)?;
+        if let Some(rules) = &request.rules {
+            rules.schedule()?;
+        }
+        if let Some(rotator) = &request.rotator {
+            self.check_rotator(rotator)?;
+        }
+        let (snapshot, _) = self.resolve_live(&request.secret_id)?;
+        let _writer = self.lock(&snapshot.name).lock().await;
+        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let before = record.rotation.clone();
+        let now = self.clock.now();
+
+        if let Some(at) = unfinished_pending(&record) {
+            let pending_id = record.versions[at].version_id.clone();
+            let flight = before.as_ref().and_then(|r| r.in_flight.as_ref());
+            if flight.is_some_and(|f| f.token == request.client_request_token) {
+                // A retried request for the rotation already under way.
+                return Ok((record.arn, record.name, Some(pending_id)));
+            }
+            // SPEC Rotation 3: refuse, and make sure the scheduler takes that rotation up again.
+            if let Some(rotation) = record.rotation.as_mut()
+                && rotation.in_flight.is_none()
+            {
+                rotation.in_flight = Some(start_flight(&pending_id, now));
+                self.commit_rotation(before.as_ref(), &record, version)
+                    .await?;
+                self.rotation_wake.notify_one();
+            }
+            return Err(SecretsError::InvalidRequest(format!(
+                "a previous rotation of {} isn't complete (version {pending_id} still has AWSPENDING); that rotation will be reattempted",
+                record.name
+            )));
+        }
+
+        let rotator = match (request.rotator, &before) {
+            (Some(rotator), _) => rotator,
+            (None, Some(existing)) => existing.rotator.clone(),
+            (None, None) => {
+                return Err(SecretsError::invalid(
+                    "rotator",
+                    "this secret has no rotator yet: name one",
+                ));
+            }
+        };
+        let rules = request
+            .rules
+            .or_else(|| before.as_ref().map(RotationRules::of))
+            .unwrap_or_default();
+        let mut rotation = RotationRecord {
+            enabled: rules.is_set(),
+            automatically_after_days: rules.automatically_after_days,
+            schedule_expression: rules.schedule_expression.clone(),
+            duration: rules.duration.clone(),
+            rotator,
+            last_rotated_at: before.as_ref().and_then(|r| r.last_rotated_at),
+            next_rotation_at: None,
+            in_flight: None,
+        };
+        let mut started = None;
+        if request.rotate_immediately {
+            let token = super::write::version_id_for(&request.client_request_token);
+            if labels::index(&record.versions, &token).is_some() {
+                return Err(SecretsError::Exists(format!(
+                    "version {token} of {} already exists; use a new client_request_token",
+                    record.name
+                )));
+            }
+            if record.versions.len() >= MAX_VERSIONS {
+                return Err(SecretsError::LimitExceeded(format!(
+                    "{} has {MAX_VERSIONS} versions",
+                    record.name
+                )));
+            }
+            // SPEC Rotation 1: the pending version exists first, labelled, without a value.
+            record.versions.push(SecretVersionMeta {
+                version_id: token.clone(),
+                created_at: now,
+                stages: Vec::new(),
+                last_accessed_day: None,
+                kms_key_arn: String::new(),
+                has_value: false,
+            });
+            let at = record.versions.len() - 1;
+            labels::move_label(&mut record.versions, PENDING, at)?;
+            rotation.in_flight = Some(start_flight(&token, now));
+            started = Some(token);
+        }
+        rotation.next_rotation_at = next_window_start(&rotation, now);
+        record.rotation = Some(rotation);
+        record.last_changed_at = now;
+        self.commit_rotation(before.as_ref(), &record, version)
+            .await?;
+        self.rotation_wake.notify_one();
+        tracing::info!(secret = %record.name, pending = ?started, "rotation configured");
+        Ok((record.arn, record.name, started))
+    }
+
+    /// CancelRotateSecret (SPEC Rotation 5): rotation off, the rotation in flight stopped,
+    /// labels untouched. Returns the ARN, name and the version a stopped rotation left.
+    pub async fn cancel_rotate_secret(
+        &self,
+        secret_id: &str,
+    ) -> Result<(String, String, Option<String>), SecretsError> {
+        let (snapshot, _) = self.resolve_live(secret_id)?;
+        let _writer = self.lock(&snapshot.name).lock().await;
+        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let before = record.rotation.clone();
+        let Some(rotation) = record.rotation.as_mut() else {
+            return Err(SecretsError::InvalidRequest(format!(
+                "{} has no rotation configured",
+                record.name
+            )));
+        };
+        let stopped = rotation.in_flight.take().map(|f| f.token);
+        rotation.enabled = false;
+        rotation.next_rotation_at = None;
+        self.commit_rotation(before.as_ref(), &record, version)
+            .await?;
+        tracing::info!(secret = %record.name, stopped = ?stopped, "rotation cancelled");
+        Ok((record.arn, record.name, stopped))
+    }
+
+    fn check_rotator(&self, rotator: &RotatorSpec) -> Result<(), SecretsError> {
+        match rotator {
+            RotatorSpec::Exec { name } if !self.exec_rotators.contains(name) => {
+                Err(SecretsError::invalid(
+                    "rotator",
+                    format!("no exec rotator named {name:?} in the server's configuration"),
+                ))
+            }
+            RotatorSpec::Postgresql {
+                strategy: store::PostgresStrategy::AlternatingUsers,
+                admin_secret_id: None,
+                ..
+            } => Err(SecretsError::invalid(
+                "rotator",
+                "alternating-users needs admin_secret_id",
+            )),
+            RotatorSpec::Generated {
+                template: Some(template),
+                ..
+            } => crate::service::rotation::rotators::check_template(template)
+                .map_err(|e| SecretsError::invalid("rotator", e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Names of secrets with rotation work due at `now`, oldest due first.
+    pub async fn rotations_due(&self, now: i64, limit: usize) -> Result<Vec<String>, SecretsError> {
+        let mut names = Vec::new();
+        for (key, _) in self.store.scan(DUE_PREFIX, None, limit)? {
+            let rest = &key[DUE_PREFIX.len()..];
+            let Some((due, name)) = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(due, name)| Some((due.parse::<i64>().ok()?, name)))
+            else {
+                continue;
+            };
+            if due > now {
+                break;
+            }
+            match self.load_by_name(name)? {
+                Some((record, _))
+                    if record.rotation.as_ref().and_then(RotationRecord::due_at) == Some(due) =>
+                {
+                    names.push(name.to_owned());
+                }
+                // The secret was purged or its schedule moved on: the entry is stale.
+                _ => {
+                    self.commit(vec![Op::Delete {
+                        key,
+                        expect: Expect::Any,
+                    }])
+                    .await?;
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// For the scheduler: opens a scheduled rotation whose window has come (resuming an
+    /// unfinished one if AWSPENDING is left over), and returns the step due now, if any.
+    pub async fn next_rotation_step(&self, name: &str) -> Result<Next, SecretsError> {
+        let _writer = self.lock(name).lock().await;
+        let Some((mut record, version)) = self.load_by_name(name)? else {
+            return Ok(Next::Nothing);
+        };
+        let Some(before) = record.rotation.clone() else {
+            return Ok(Next::Nothing);
+        };
+        let now = self.clock.now();
+        if record.deletion_date.is_some() {
+            return Ok(Next::Nothing);
+        }
+        if before.in_flight.is_none() {
+            let Some(due) = before
+                .next_rotation_at
+                .filter(|&t| before.enabled && t <= now)
+            else {
+                return Ok(Next::Nothing);
+            };
+            let window = RotationRules::of(&before).schedule()?.duration_secs();
+            if now >= due + window {
+                tracing::info!(
+                    secret = name,
+                    "the rotation window passed while the server was down; rotating once now"
+                );
+            }
+            let token = match unfinished_pending(&record) {
+                Some(at) => record.versions[at].version_id.clone(),
+                None => {
+                    let token = uuid::Uuid::new_v4().to_string();
+                    record.versions.push(SecretVersionMeta {
+                        version_id: token.clone(),
+                        created_at: now,
+                        stages: Vec::new(),
+                        last_accessed_day: None,
+                        kms_key_arn: String::new(),
+                        has_value: false,
+                    });
+                    let at = record.versions.len() - 1;
+                    labels::move_label(&mut record.versions, PENDING, at)?;
+                    token
+                }
+            };
+            if let Some(rotation) = record.rotation.as_mut() {
+                rotation.in_flight = Some(start_flight(&token, now));
+                rotation.next_rotation_at = next_window_start(rotation, now);
+            }
+            record.last_changed_at = now;
+            self.commit_rotation(Some(&before), &record, version)
+                .await?;
+            tracing::info!(secret = name, version = %token, "scheduled rotation started");
+        }
+        match record.rotation.as_ref() {
+            Some(RotationRecord {
+                in_flight: Some(flight),
+                rotator,
+                ..
+            }) if flight.retry_at <= now => Ok(Next::Step {
+                flight: flight.clone(),
+                rotator: rotator.clone(),
+                record: Box::new(record.clone()),
+            }),
+            _ => Ok(Next::Nothing),
+        }
+    }
+
+    /// Records that `step` of the rotation `token` succeeded. After finish_secret, AWSCURRENT
+    /// moves to the new version (AWSPREVIOUS follows) and AWSPENDING leaves it, in the same
+    /// commit that ends the rotation. Nothing happens if the rotation was cancelled meanwhile.
+    pub async fn rotation_step_done(
+        &self,
+        name: &str,
+        token: &str,
+        step: RotationStep,
+    ) -> Result<(), SecretsError> {
+        let _writer = self.lock(name).lock().await;
+        let Some((mut record, version)) = self.load_by_name(name)? else {
+            return Ok(());
+        };
+        let before = record.rotation.clone();
+        if !before
+            .as_ref()
+            .and_then(|r| r.in_flight.as_ref())
+            .is_some_and(|f| f.token == token && f.step == step)
+        {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        match step.next() {
+            Some(next) => {
+                if let Some(flight) = record.rotation.as_mut().and_then(|r| r.in_flight.as_mut()) {
+                    flight.step = next;
+                    flight.failed_attempts = 0;
+                    flight.last_error = None;
+                    flight.retry_at = now;
+                }
+            }
+            None => {
+                let at = labels::index(&record.versions, token)
+                    .filter(|&at| record.versions[at].has_value)
+                    .ok_or_else(|| {
+                        SecretsError::InvalidRequest(format!(
+                            "version {token} of {name} has no value to make current"
+                        ))
+                    })?;
+                labels::move_label(&mut record.versions, CURRENT, at)?;
+                record.versions[at].stages.retain(|s| s != PENDING);
+                if let Some(rotation) = record.rotation.as_mut() {
+                    rotation.in_flight = None;
+                    rotation.last_rotated_at = Some(now);
+                    rotation.next_rotation_at = next_window_start(rotation, now);
+                }
+                record.last_changed_at = now;
+                tracing::info!(secret = name, version = token, "rotation finished");
+            }
+        }
+        self.commit_rotation(before.as_ref(), &record, version)
+            .await
+    }
+
+    /// Records a failed attempt at the current step; the next is not before `retry_at`.
+    pub async fn rotation_step_failed(
+        &self,
+        name: &str,
+        token: &str,
+        error: &str,
+        retry_after: impl FnOnce(u32) -> i64,
+    ) -> Result<u32, SecretsError> {
+        let _writer = self.lock(name).lock().await;
+        let Some((mut record, version)) = self.load_by_name(name)? else {
+            return Ok(0);
+        };
+        let before = record.rotation.clone();
+        let now = self.clock.now();
+        let Some(flight) = record
+            .rotation
+            .as_mut()
+            .and_then(|r| r.in_flight.as_mut())
+            .filter(|f| f.token == token)
+        else {
+            return Ok(0);
+        };
+        flight.failed_attempts += 1;
+        flight.last_error = Some(error.to_owned());
+        flight.retry_at = now + retry_after(flight.failed_attempts);
+        let attempts = flight.failed_attempts;
+        self.commit_rotation(before.as_ref(), &record, version)
+            .await?;
+        Ok(attempts)
+    }
+
+    /// create_secret: stores `value` in the pending version under AWSPENDING, unless that
+    /// version already has one (a repeated step).
+    pub async fn store_pending_value(
+        &self,
+        name: &str,
+        token: &str,
+        value: Value,
+    ) -> Result<(), SecretsError> {
+        let (snapshot, _) = self.resolve_live(name)?;
+        if labels::index(&snapshot.versions, token)
+            .is_some_and(|at| snapshot.versions[at].has_value)
+        {
+            return Ok(());
+        }
+        self.write_version(&snapshot, token, value, Some(&[PENDING.to_owned()]), None)
+            .await?;
+        Ok(())
+    }
+
+    /// The value of version `version_id`, if that version exists and has one.
+    pub async fn version_value(
+        &self,
+        record: &SecretRecord,
+        version_id: &str,
+    ) -> Result<Option<Value>, SecretsError> {
+        match labels::index(&record.versions, version_id) {
+            Some(at) if record.versions[at].has_value => {
+                let stored = self.load_value_record(record, version_id)?;
+                Ok(Some(
+                    self.open(&record.arn, &record.name, version_id, &stored)
+                        .await?,
+                ))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The id of the version holding `label`, if any.
+    pub fn label_holder(record: &SecretRecord, label: &str) -> Option<String> {
+        labels::holder(&record.versions, label).map(|at| record.versions[at].version_id.clone())
+    }
+
+    pub fn rotation_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.rotation_wake)
+    }
+}

@@ -1,0 +1,479 @@
+//! Rotation through a real server on 127.0.0.1 (SPEC-secrets.md "Rotation", rules 1-6): the
+//! generated and exec rotators, failures that leave AWSCURRENT alone, the incomplete-rotation
+//! check, cancellation, a crash in the middle of a rotation, and the KMS key-rotation API.
+
+mod common;
+
+use common::rotation::{
+    self, describe, exec, generated, rotate, schedule, wait_failed, wait_rotated,
+};
+use common::secrets::{self, expect, stages, token};
+use common::*;
+use keyward::api::pb;
+use std::path::Path;
+use tonic::Code;
+
+/// An exec rotator that logs "<step> <token>" to steps.log beside itself, prints
+/// "value-for-<token>" at create_secret, checks that set_secret receives that value on stdin,
+/// blocks once in set_secret while `block-set` exists, and fails test_secret while `fail-test`
+/// exists.
+fn recorder(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("recorder.sh");
+    rotation::script(
+        &path,
+        r#"here=$(dirname "$0")
+input=$(cat)
+echo "$KEYWARD_STEP $KEYWARD_TOKEN" >> "$here/steps.log"
+case "$KEYWARD_STEP" in
+  create_secret) echo "value-for-$KEYWARD_TOKEN" ;;
+  set_secret)
+    if [ -e "$here/block-set" ]; then
+      rm "$here/block-set"; echo $$ > "$here/set.pid"; touch "$here/set-reached"; sleep 60
+    fi
+    case "$input" in
+      *"\"pending\":{\"secret_string\":\"value-for-$KEYWARD_TOKEN\"}"*) ;;
+      *) echo "set_secret did not receive the pending value" >&2; exit 3 ;;
+    esac ;;
+  test_secret)
+    if [ -e "$here/fail-test" ]; then echo "the target refused the new value" >&2; exit 1; fi ;;
+esac"#,
+    );
+    path
+}
+
+fn steps(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("steps.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn expected_steps(token: &str, steps: &[&str]) -> Vec<String> {
+    steps.iter().map(|s| format!("{s} {token}")).collect()
+}
+
+#[tokio::test]
+async fn generated_rotation_moves_the_labels_and_reports_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = rotation::server(dir.path(), "");
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(
+        &mut sm,
+        "app/db",
+        Some(r#"{"username":"app","password":"old"}"#),
+    )
+    .await
+    .version_id
+    .unwrap();
+
+    let t = token("gen");
+    let template = r#"{"username":"app","password":"{{generate}}"}"#;
+    let reply = rotate(
+        &mut sm,
+        "app/db",
+        &t,
+        Some(generated(template)),
+        Some(schedule("rate(30 days)")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.version_id, t);
+    wait_rotated(&mut sm, "app/db", &t).await;
+
+    // SPEC Rotation 2-3: AWSCURRENT on the new version, AWSPREVIOUS on the old, no AWSPENDING.
+    assert_eq!(
+        stages(&mut sm, "app/db").await,
+        expect(&[(&first, &["AWSPREVIOUS"]), (&t, &["AWSCURRENT"])])
+    );
+    let value: serde_json::Value =
+        serde_json::from_str(&secrets::value(&mut sm, "app/db", "AWSCURRENT").await).unwrap();
+    assert_eq!(value["username"], "app");
+    let password = value["password"].as_str().unwrap();
+    assert_eq!(password.len(), 32);
+    assert_ne!(password, "old");
+
+    let d = describe(&mut sm, "app/db").await;
+    assert!(d.rotation_enabled);
+    assert_eq!(
+        d.rotation_rules.unwrap().schedule_expression,
+        "rate(30 days)"
+    );
+    let last = d.last_rotated_date.expect("last_rotated_date");
+    let day = 86_400;
+    assert_eq!(d.next_rotation_date, Some(last - last % day + 30 * day));
+    assert!(matches!(
+        d.rotator.and_then(|r| r.kind),
+        Some(pb::rotator_config::Kind::Generated(_))
+    ));
+
+    // A second rotation keeps the rules and rotator; the first value's version is now unlabelled.
+    let t2 = token("gen2");
+    rotate(&mut sm, "app/db", &t2, None, None).await.unwrap();
+    wait_rotated(&mut sm, "app/db", &t2).await;
+    assert_eq!(
+        stages(&mut sm, "app/db").await,
+        expect(&[
+            (&first, &[]),
+            (&t, &["AWSPREVIOUS"]),
+            (&t2, &["AWSCURRENT"])
+        ])
+    );
+}
+
+#[tokio::test]
+async fn bad_rotation_requests_are_refused_with_the_aws_exceptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = rotation::server(dir.path(), "");
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "s", Some("v")).await;
+    let g = || Some(generated(""));
+
+    for (rules, what) in [
+        (
+            schedule("rate(1 hours)"),
+            "more often than every four hours",
+        ),
+        (
+            schedule("cron(0 0 1 * 2 *)"),
+            "day-of-month and day-of-week",
+        ),
+        (schedule("every day"), "not a schedule"),
+    ] {
+        let err = rotate(&mut sm, "s", &token("bad"), g(), Some(rules))
+            .await
+            .unwrap_err();
+        assert_error(&err, Code::InvalidArgument, "InvalidParameterException");
+        assert!(
+            err.message().starts_with("rotation_rules"),
+            "{what}: {}",
+            err.message()
+        );
+    }
+    let err = rotate(&mut sm, "s", &token("x"), Some(exec("nope")), None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "InvalidParameterException");
+    assert!(
+        err.message().contains("no exec rotator named \"nope\""),
+        "{}",
+        err.message()
+    );
+    let err = rotate(&mut sm, "s", &token("x"), None, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "InvalidParameterException");
+    let err = sm
+        .cancel_rotate_secret(pb::CancelRotateSecretRequest {
+            secret_id: "s".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "InvalidRequestException");
+    let err = rotate(&mut sm, "missing", &token("x"), g(), None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "ResourceNotFoundException");
+
+    // Nothing was created by the refused requests.
+    assert_eq!(stages(&mut sm, "s").await.len(), 1);
+
+    // SPEC Deletion 2: a secret marked for deletion does not rotate.
+    sm.delete_secret(pb::DeleteSecretRequest {
+        secret_id: "s".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = rotate(&mut sm, "s", &token("x"), g(), None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "InvalidRequestException");
+}
+
+#[tokio::test]
+async fn exec_steps_arrive_in_order_and_a_failure_leaves_awscurrent_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = recorder(dir.path());
+    let server = rotation::server(dir.path(), &rotation::exec_table("recorder", &script, 10));
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(&mut sm, "svc", Some("v0"))
+        .await
+        .version_id
+        .unwrap();
+
+    std::fs::write(dir.path().join("fail-test"), "").unwrap();
+    let t = token("exec");
+    rotate(&mut sm, "svc", &t, Some(exec("recorder")), None)
+        .await
+        .unwrap();
+    let status = wait_failed(&mut sm, "svc", "test_secret").await;
+    assert_eq!(status.version_id, t);
+    assert!(
+        status
+            .last_error
+            .contains("the target refused the new value"),
+        "{status:?}"
+    );
+
+    // SPEC Rotation 4: clients still read the old value; AWSPENDING holds the new one.
+    assert_eq!(secrets::value(&mut sm, "svc", "AWSCURRENT").await, "v0");
+    assert_eq!(
+        secrets::value(&mut sm, "svc", "AWSPENDING").await,
+        format!("value-for-{t}")
+    );
+    assert_eq!(
+        stages(&mut sm, "svc").await,
+        expect(&[(&first, &["AWSCURRENT"]), (&t, &["AWSPENDING"])])
+    );
+
+    // SPEC Rotation 3: another rotation is refused while this one is unfinished.
+    let err = rotate(&mut sm, "svc", &token("other"), None, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "InvalidRequestException");
+    assert!(
+        err.message().contains("isn't complete"),
+        "{}",
+        err.message()
+    );
+    // The same token again is the same rotation: accepted, nothing new.
+    assert_eq!(
+        rotate(&mut sm, "svc", &t, None, None)
+            .await
+            .unwrap()
+            .version_id,
+        t
+    );
+
+    // The target recovers; the scheduler's retry finishes the rotation.
+    std::fs::remove_file(dir.path().join("fail-test")).unwrap();
+    wait_rotated(&mut sm, "svc", &t).await;
+    assert_eq!(
+        secrets::value(&mut sm, "svc", "AWSCURRENT").await,
+        format!("value-for-{t}")
+    );
+    assert_eq!(
+        stages(&mut sm, "svc").await,
+        expect(&[(&first, &["AWSPREVIOUS"]), (&t, &["AWSCURRENT"])])
+    );
+    let log = steps(dir.path());
+    let failures = log.iter().filter(|l| l.starts_with("test_secret")).count();
+    assert!(failures >= 2, "{log:?}");
+    let mut expected = expected_steps(&t, &["create_secret", "set_secret"]);
+    expected.extend(expected_steps(&t, &vec!["test_secret"; failures]));
+    expected.extend(expected_steps(&t, &["finish_secret"]));
+    assert_eq!(log, expected);
+}
+
+#[tokio::test]
+async fn a_hanging_exec_rotator_is_stopped_at_its_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let hang = dir.path().join("hang.sh");
+    // The program leaves a child behind: the whole process group must go.
+    rotation::script(
+        &hang,
+        r#"sleep 300 & echo $! > "$(dirname "$0")/sleep.pid"; wait"#,
+    );
+    let server = rotation::server(dir.path(), &rotation::exec_table("hang", &hang, 1));
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "svc", Some("v0")).await;
+
+    rotate(&mut sm, "svc", &token("hang"), Some(exec("hang")), None)
+        .await
+        .unwrap();
+    let status = wait_failed(&mut sm, "svc", "create_secret").await;
+    assert!(
+        status.last_error.contains("still running after 1s"),
+        "{status:?}"
+    );
+    assert_eq!(secrets::value(&mut sm, "svc", "AWSCURRENT").await, "v0");
+
+    let pid = std::fs::read_to_string(dir.path().join("sleep.pid")).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    wait_for(
+        "the program's child to be killed",
+        std::time::Duration::from_secs(10),
+        || {
+            // Gone, or a zombie waiting for init to reap it.
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            let dead = state.is_empty()
+                || state
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'));
+            async move { dead }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_crash_mid_rotation_resumes_after_restart_and_rotates_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = recorder(dir.path());
+    let table = rotation::exec_table("recorder", &script, 30);
+    let server = rotation::server(dir.path(), &table);
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(&mut sm, "svc", Some("v0"))
+        .await
+        .version_id
+        .unwrap();
+
+    std::fs::write(dir.path().join("block-set"), "").unwrap();
+    let t = token("crash");
+    rotate(&mut sm, "svc", &t, Some(exec("recorder")), None)
+        .await
+        .unwrap();
+    wait_for("set_secret to start", ROTATION_WAIT, || {
+        let reached = dir.path().join("set-reached").exists();
+        async move { reached }
+    })
+    .await;
+    server.kill();
+    // The killed server's program would sleep on: end it as a crash would.
+    let pid = std::fs::read_to_string(dir.path().join("set.pid")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", pid.trim())])
+        .status();
+
+    let server = rotation::server(dir.path(), &table);
+    let mut sm = secrets::client(&server).await;
+    wait_rotated(&mut sm, "svc", &t).await;
+    assert_eq!(
+        stages(&mut sm, "svc").await,
+        expect(&[(&first, &["AWSPREVIOUS"]), (&t, &["AWSCURRENT"])])
+    );
+    assert_eq!(
+        secrets::value(&mut sm, "svc", "AWSCURRENT").await,
+        format!("value-for-{t}")
+    );
+    // create_secret's success was recorded before the crash: it did not run again.
+    assert_eq!(
+        steps(dir.path()),
+        expected_steps(
+            &t,
+            &[
+                "create_secret",
+                "set_secret",
+                "set_secret",
+                "test_secret",
+                "finish_secret"
+            ]
+        )
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_the_rotation_and_leaves_the_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = recorder(dir.path());
+    let server = rotation::server(dir.path(), &rotation::exec_table("recorder", &script, 10));
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(&mut sm, "svc", Some("v0"))
+        .await
+        .version_id
+        .unwrap();
+    std::fs::write(dir.path().join("fail-test"), "").unwrap();
+    let t = token("cancel");
+    rotate(
+        &mut sm,
+        "svc",
+        &t,
+        Some(exec("recorder")),
+        Some(schedule("rate(10 days)")),
+    )
+    .await
+    .unwrap();
+    wait_failed(&mut sm, "svc", "test_secret").await;
+
+    let reply = sm
+        .cancel_rotate_secret(pb::CancelRotateSecretRequest {
+            secret_id: "svc".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.version_id, t);
+    let d = describe(&mut sm, "svc").await;
+    assert!(!d.rotation_enabled);
+    assert!(d.rotation_status.is_none());
+    assert_eq!(d.next_rotation_date, None);
+    // SPEC Rotation 5: labels stay; the next RotateSecret reports the unfinished rotation.
+    assert_eq!(
+        stages(&mut sm, "svc").await,
+        expect(&[(&first, &["AWSCURRENT"]), (&t, &["AWSPENDING"])])
+    );
+    let err = rotate(&mut sm, "svc", &token("again"), None, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "InvalidRequestException");
+}
+
+#[tokio::test]
+async fn key_rotation_settings_follow_aws_kms() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut kms = server.kms().await;
+    let key = create_key(&mut kms, "rotating").await;
+    let status = |kms: &mut Kms| {
+        let key_id = key.key_id.clone();
+        let mut kms = kms.clone();
+        async move {
+            kms.get_key_rotation_status(pb::GetKeyRotationStatusRequest { key_id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    assert!(!status(&mut kms).await.key_rotation_enabled);
+
+    for days in [89, 2561] {
+        let err = kms
+            .enable_key_rotation(pb::EnableKeyRotationRequest {
+                key_id: key.key_id.clone(),
+                rotation_period_in_days: Some(days),
+            })
+            .await
+            .unwrap_err();
+        assert_error(&err, Code::InvalidArgument, "ValidationException");
+    }
+    kms.enable_key_rotation(pb::EnableKeyRotationRequest {
+        key_id: key.key_id.clone(),
+        rotation_period_in_days: None,
+    })
+    .await
+    .unwrap();
+    let s = status(&mut kms).await;
+    assert!(s.key_rotation_enabled);
+    assert_eq!(s.rotation_period_in_days, Some(365));
+    assert_eq!(s.next_rotation_date, Some(key.creation_date + 365 * 86_400));
+
+    kms.disable_key(pb::DisableKeyRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
+    let err = kms
+        .disable_key_rotation(pb::DisableKeyRotationRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "DisabledException");
+    kms.enable_key(pb::EnableKeyRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
+    kms.disable_key_rotation(pb::DisableKeyRotationRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
+    let s = status(&mut kms).await;
+    assert!(!s.key_rotation_enabled);
+    assert_eq!(s.next_rotation_date, None);
+}
+
+const ROTATION_WAIT: std::time::Duration = rotation::ROTATION_TIMEOUT;
