@@ -201,8 +201,9 @@ impl Keyward {
 }
 
 impl Keyward {
-    /// The rotation scheduler for this server; exec rotators reach it at `endpoint`.
-    fn scheduler(&self, endpoint: String) -> Scheduler {
+    /// The rotation scheduler for this server; exec rotators reach it at `endpoint`. `run`
+    /// runs one in the background; tests drive one pass at a time.
+    pub fn scheduler(&self, endpoint: String) -> Scheduler {
         let rotation = &self.config.rotation;
         let exec = rotation
             .exec

@@ -236,3 +236,128 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     let prefix = format!("sm/value/{}/", doomed.id);
     assert!(store.scan(prefix.as_bytes(), None, 10).unwrap().is_empty());
 }
+
+/// 2026-03-01T10:00:00Z.
+const MARCH_1_10AM: i64 = 1_772_359_200;
+
+/// SPEC Rotation 6: a daily 02:00 UTC window rotates once when it opens, once more after a
+/// downtime that missed several windows (not once per missed window), and the persisted
+/// schedule survives a restart. KMS keys rotate on the same scheduler.
+#[tokio::test]
+async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
+    use keyward::crypto::SecretBytes;
+    use keyward::service::secrets::{NewSecret, RotateRequest, RotationRules, Value};
+    use keyward::store::{PasswordPolicy, RotatorSpec};
+    let store_dir = tempfile::tempdir().unwrap();
+    let config = config(store_dir.path());
+    let clock = Arc::new(ManualClock::new(MARCH_1_10AM));
+    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
+        .await
+        .unwrap();
+    keyward
+        .secrets
+        .create_secret(NewSecret {
+            name: "nightly".into(),
+            client_request_token: String::new(),
+            description: String::new(),
+            kms_key_id: String::new(),
+            value: Some(Value::String(SecretBytes::new(b"v0".to_vec()))),
+            tags: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let (_, _, started) = keyward
+        .secrets
+        .rotate_secret(RotateRequest {
+            secret_id: "nightly".into(),
+            client_request_token: String::new(),
+            rules: Some(RotationRules {
+                automatically_after_days: None,
+                schedule_expression: Some("cron(0 2 * * ? *)".into()),
+                duration: Some("3h".into()),
+            }),
+            rotator: Some(RotatorSpec::Generated {
+                password: PasswordPolicy::default(),
+                template: None,
+            }),
+            rotate_immediately: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(started, None);
+    let key = keyward.kms.create_key(new_key("yearly")).await.unwrap();
+    keyward
+        .kms
+        .enable_key_rotation(&key.key_id, Some(90))
+        .await
+        .unwrap();
+
+    let hour = 3600;
+    let march_2_2am = MARCH_1_10AM + 16 * hour;
+    let rotations = |k: &Keyward| {
+        let record = k.secrets.describe_secret("nightly").unwrap();
+        let rotation = record.rotation.clone().unwrap();
+        (
+            record.versions.len() - 1,
+            rotation.last_rotated_at,
+            rotation.next_rotation_at,
+        )
+    };
+    assert_eq!(rotations(&keyward), (0, None, Some(march_2_2am)));
+
+    let scheduler = keyward.scheduler(String::new());
+    clock.advance(march_2_2am - 1 - clock_now(&clock));
+    scheduler.pass().await;
+    assert_eq!(rotations(&keyward).0, 0, "the window has not opened");
+    clock.advance(1);
+    scheduler.pass().await;
+    scheduler.pass().await;
+    let next = march_2_2am + 24 * hour;
+    assert_eq!(rotations(&keyward), (1, Some(march_2_2am), Some(next)));
+    let record = keyward.secrets.describe_secret("nightly").unwrap();
+    let stages: Vec<Vec<String>> = record.versions.iter().map(|v| v.stages.clone()).collect();
+    assert_eq!(stages, [vec!["AWSPREVIOUS"], vec!["AWSCURRENT"]]);
+    drop(scheduler);
+    drop(keyward);
+
+    // Down for three days and five hours: three windows missed, one rotation on return.
+    clock.advance(3 * 24 * hour + 5 * hour);
+    let keyward = reopen(&config, &clock).await;
+    let scheduler = keyward.scheduler(String::new());
+    scheduler.pass().await;
+    scheduler.pass().await;
+    let now = clock_now(&clock);
+    assert_eq!(
+        rotations(&keyward),
+        (2, Some(now), Some(march_2_2am + 4 * 24 * hour))
+    );
+
+    // The key was due 90 days after its creation: one automatic rotation, then not again.
+    assert_eq!(
+        keyward
+            .kms
+            .describe_key(&key.key_id)
+            .unwrap()
+            .versions
+            .len(),
+        1
+    );
+    clock.advance(90 * SECONDS_PER_DAY);
+    scheduler.pass().await;
+    scheduler.pass().await;
+    let record = keyward.kms.describe_key(&key.key_id).unwrap();
+    assert_eq!(record.versions.len(), 2);
+    assert!(!record.versions[1].on_demand);
+    let status = keyward.kms.key_rotation_status(&key.key_id).unwrap();
+    assert_eq!(
+        status.next_rotation_at,
+        Some(clock_now(&clock) + 90 * SECONDS_PER_DAY)
+    );
+    // The secret, 90 days behind its schedule, rotated once more in the same passes.
+    assert_eq!(rotations(&keyward).0, 3);
+}
+
+fn clock_now(clock: &ManualClock) -> i64 {
+    use keyward::service::Clock;
+    clock.now()
+}

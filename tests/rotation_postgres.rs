@@ -1,0 +1,203 @@
+//! The PostgreSQL rotator against a real PostgreSQL (a throwaway cluster per test on
+//! 127.0.0.1): both strategies change the password in the database, the old one stops working
+//! (single user) or keeps working until the next rotation (alternating users), and a database
+//! that is down fails set_secret without touching AWSCURRENT until the scheduler's retry
+//! completes the rotation.
+
+mod common;
+
+use common::postgres::Postgres;
+use common::rotation::{self, postgresql, rotate, wait_failed, wait_rotated};
+use common::secrets::{self, Sm, expect, stages, token};
+use common::*;
+use tonic::Code;
+
+fn credentials(pg: &Postgres, user: &str, password: &str) -> String {
+    credentials_in(pg, "postgres", user, password)
+}
+
+fn credentials_in(pg: &Postgres, dbname: &str, user: &str, password: &str) -> String {
+    serde_json::json!({
+        "engine": "postgres",
+        "host": "127.0.0.1",
+        "port": pg.port,
+        "username": user,
+        "password": password,
+        "dbname": dbname,
+    })
+    .to_string()
+}
+
+/// (username, password) of the version holding `stage`.
+async fn login_of(sm: &mut Sm, secret: &str, stage: &str) -> (String, String) {
+    let value: serde_json::Value =
+        serde_json::from_str(&secrets::value(sm, secret, stage).await).unwrap();
+    (
+        value["username"].as_str().unwrap().to_owned(),
+        value["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn single_user_rotation_changes_the_password_in_the_database() {
+    let pg = Postgres::start();
+    pg.create_user("app", "first-password");
+    let dir = tempfile::tempdir().unwrap();
+    let server = rotation::server(dir.path(), "");
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(
+        &mut sm,
+        "db/app",
+        Some(&credentials(&pg, "app", "first-password")),
+    )
+    .await
+    .version_id
+    .unwrap();
+
+    let t = token("single");
+    rotate(
+        &mut sm,
+        "db/app",
+        &t,
+        Some(postgresql("single-user", "")),
+        None,
+    )
+    .await
+    .unwrap();
+    wait_rotated(&mut sm, "db/app", &t).await;
+
+    let (user, password) = login_of(&mut sm, "db/app", "AWSCURRENT").await;
+    assert_eq!(user, "app");
+    assert_ne!(password, "first-password");
+    assert!(
+        pg.can_login("app", &password),
+        "the new password is refused"
+    );
+    assert!(
+        !pg.can_login("app", "first-password"),
+        "the old password still works"
+    );
+    assert_eq!(
+        stages(&mut sm, "db/app").await,
+        expect(&[(&first, &["AWSPREVIOUS"]), (&t, &["AWSCURRENT"])])
+    );
+    // The stored verifier is SCRAM: the password itself never reached the database.
+    let stored = pg.superuser_sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'");
+    assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
+}
+
+#[tokio::test]
+async fn alternating_users_keep_the_current_credentials_working_throughout() {
+    let pg = Postgres::start();
+    pg.create_user("app", "app-password-0");
+    // create_user gives "app" a database of its own, where it may create tables.
+    pg.psql_db(
+        "app",
+        "app",
+        "app-password-0",
+        "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = rotation::server(dir.path(), "");
+    let mut sm = secrets::client(&server).await;
+    secrets::create(
+        &mut sm,
+        "db/admin",
+        Some(&credentials(&pg, &pg.superuser, &pg.superuser_password)),
+    )
+    .await;
+    secrets::create(
+        &mut sm,
+        "db/app",
+        Some(&credentials_in(&pg, "app", "app", "app-password-0")),
+    )
+    .await;
+
+    let mut held = login_of(&mut sm, "db/app", "AWSCURRENT").await;
+    for (round, expected_user) in [(1, "app_clone"), (2, "app")] {
+        let t = token(&format!("alt{round}"));
+        let rotator = (round == 1).then(|| postgresql("alternating-users", "db/admin"));
+        rotate(&mut sm, "db/app", &t, rotator, None).await.unwrap();
+        // An application holding AWSCURRENT keeps logging in while the rotation runs.
+        loop {
+            assert!(
+                pg.can_login(&held.0, &held.1),
+                "round {round}: {} was locked out",
+                held.0
+            );
+            let d = rotation::describe(&mut sm, "db/app").await;
+            if d.rotation_status.is_none() {
+                break;
+            }
+        }
+        wait_rotated(&mut sm, "db/app", &t).await;
+        let (user, password) = login_of(&mut sm, "db/app", "AWSCURRENT").await;
+        assert_eq!(user, expected_user);
+        assert!(pg.can_login(&user, &password));
+        // The clone reaches the original user's tables through its membership.
+        assert_eq!(
+            pg.psql_db("app", &user, &password, "SELECT count(*) FROM orders")
+                .unwrap(),
+            "1"
+        );
+        // The credentials clients held before (now AWSPREVIOUS) still work.
+        assert!(pg.can_login(&held.0, &held.1));
+        assert_eq!(login_of(&mut sm, "db/app", "AWSPREVIOUS").await, held);
+        held = (user, password);
+    }
+    // Two rotations on, the very first password of "app" has been replaced.
+    assert!(!pg.can_login("app", "app-password-0"));
+}
+
+#[tokio::test]
+async fn a_database_outage_fails_set_secret_and_the_retry_completes_the_rotation() {
+    let pg = Postgres::start();
+    pg.create_user("app", "first-password");
+    let dir = tempfile::tempdir().unwrap();
+    let server = rotation::server(dir.path(), "");
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(
+        &mut sm,
+        "db/app",
+        Some(&credentials(&pg, "app", "first-password")),
+    )
+    .await
+    .version_id
+    .unwrap();
+
+    pg.stop();
+    let t = token("outage");
+    rotate(
+        &mut sm,
+        "db/app",
+        &t,
+        Some(postgresql("single-user", "")),
+        None,
+    )
+    .await
+    .unwrap();
+    let status = wait_failed(&mut sm, "db/app", "set_secret").await;
+    assert!(status.last_error.contains("cannot log in"), "{status:?}");
+    assert!(!status.last_error.contains("first-password"), "{status:?}");
+
+    // AWSCURRENT is unchanged and readable; AWSPENDING stays on the pending version.
+    assert_eq!(
+        login_of(&mut sm, "db/app", "AWSCURRENT").await,
+        ("app".to_owned(), "first-password".to_owned())
+    );
+    assert_eq!(
+        stages(&mut sm, "db/app").await,
+        expect(&[(&first, &["AWSCURRENT"]), (&t, &["AWSPENDING"])])
+    );
+    let err = rotate(&mut sm, "db/app", &token("impatient"), None, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "InvalidRequestException");
+
+    pg.start_again();
+    wait_rotated(&mut sm, "db/app", &t).await;
+    let (_, password) = login_of(&mut sm, "db/app", "AWSCURRENT").await;
+    assert!(pg.can_login("app", &password));
+    assert!(!pg.can_login("app", "first-password"));
+}
