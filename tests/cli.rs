@@ -294,3 +294,82 @@ fn secrets_session_from_the_readme() {
     assert!(ok);
     assert!(text.contains("name: prod/db"), "{text}");
 }
+
+#[test]
+fn rotation_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    secrets_json(
+        &server,
+        &[
+            "create-secret",
+            "--name",
+            "app/token",
+            "--secret-string",
+            "t0",
+        ],
+    );
+    let rotated = secrets_json(
+        &server,
+        &[
+            "rotate",
+            "app/token",
+            "--rotator",
+            "generated",
+            "--password-length",
+            "20",
+            "--schedule",
+            "rate(7 days)",
+        ],
+    );
+    let version = rotated["version_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let d = secrets_json(&server, &["describe-secret", "--secret-id", "app/token"]);
+        if d["rotation_status"].is_null()
+            && d["version_ids_to_stages"][&version]["stages"] == serde_json::json!(["AWSCURRENT"])
+        {
+            assert_eq!(d["rotation_enabled"], true);
+            assert_eq!(d["rotation_rules"]["schedule_expression"], "rate(7 days)");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rotation: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (ok, value, _) = secrets(&server, &["get", "app/token"], None);
+    assert!(ok);
+    assert_eq!(value.trim_end().len(), 20);
+
+    let (ok, _, stderr) = secrets(
+        &server,
+        &["rotate", "app/token", "--rotator", "magic"],
+        None,
+    );
+    assert!(!ok);
+    assert!(stderr.contains("unknown rotator \"magic\""), "{stderr}");
+
+    let cancelled = secrets_json(
+        &server,
+        &["cancel-rotate-secret", "--secret-id", "app/token"],
+    );
+    assert_eq!(cancelled["name"], "app/token");
+    let d = secrets_json(&server, &["describe-secret", "--secret-id", "app/token"]);
+    assert_eq!(d["rotation_enabled"], false);
+
+    let key = json(&server, &["create-key"])["key_metadata"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(
+        &server,
+        &[
+            "enable-key-rotation",
+            &key,
+            "--rotation-period-in-days",
+            "180",
+        ],
+    );
+    let status = json(&server, &["get-key-rotation-status", &key]);
+    assert_eq!(status["key_rotation_enabled"], true);
+    assert_eq!(status["rotation_period_in_days"], 180);
+}

@@ -59,7 +59,7 @@ impl Scheduler {
         }
     }
 
-    /// One pass over due work; true when a full batch was due (more may be waiting).
+    /// One pass over due work; true when a full batch was due and moved (more may wait).
     pub async fn pass(&self) -> bool {
         match self.kms.rotate_due_keys().await {
             Ok(0) => {}
@@ -73,14 +73,17 @@ impl Scheduler {
                 return false;
             }
         };
+        let mut moved = false;
         for name in &names {
-            self.advance(name).await;
+            moved |= self.advance(name).await;
         }
-        names.len() == BATCH
+        moved && names.len() == BATCH
     }
 
-    /// Runs the due steps of one secret's rotation until it finishes, fails or must wait.
-    async fn advance(&self, name: &str) {
+    /// Runs the due steps of one secret's rotation until it finishes, fails or must wait;
+    /// true if any step ran.
+    async fn advance(&self, name: &str) -> bool {
+        let mut ran = false;
         loop {
             let (record, flight, rotator) = match self.secrets.next_rotation_step(name).await {
                 Ok(Next::Step {
@@ -88,13 +91,14 @@ impl Scheduler {
                     flight,
                     rotator,
                 }) => (record, flight, rotator),
-                Ok(Next::Nothing) => return,
+                Ok(Next::Nothing) => return ran,
                 Err(e) => {
                     tracing::warn!(secret = name, error = %e, "cannot start the rotation step; will retry");
-                    return;
+                    return ran;
                 }
             };
             let step = flight.step.as_str();
+            ran = true;
             match self.run_step(&record, &flight, &rotator).await {
                 Ok(()) => {
                     tracing::info!(secret = name, version = %flight.token, step, "rotation step done");
@@ -104,7 +108,7 @@ impl Scheduler {
                         .await
                     {
                         tracing::warn!(secret = name, step, error = %e, "cannot record the rotation step; will retry");
-                        return;
+                        return ran;
                     }
                 }
                 Err(e) => {
@@ -116,7 +120,7 @@ impl Scheduler {
                         })
                         .await;
                     tracing::warn!(secret = name, version = %flight.token, step, attempts = ?attempts, error = %message, "rotation step failed; AWSCURRENT is unchanged; will retry");
-                    return;
+                    return ran;
                 }
             }
         }

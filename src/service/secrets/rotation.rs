@@ -77,6 +77,12 @@ fn due_key(due: i64, name: &str) -> Vec<u8> {
     .concat()
 }
 
+fn parse_due_key(key: &[u8]) -> Option<(i64, &str)> {
+    let rest = std::str::from_utf8(key.strip_prefix(DUE_PREFIX)?).ok()?;
+    let (due, name) = rest.split_once('/')?;
+    Some((due.parse().ok()?, name))
+}
+
 /// The index entries to change when a record's rotation goes from `old` to `new`.
 fn due_ops(name: &str, old: Option<&RotationRecord>, new: Option<&RotationRecord>) -> Vec<Op> {
     let old_due = old.and_then(RotationRecord::due_at);
@@ -165,13 +171,20 @@ impl SecretsService {
         let before = record.rotation.clone();
         let now = self.clock.now();
 
+        if let Some(flight) = before.as_ref().and_then(|r| r.in_flight.as_ref()) {
+            if flight.token == request.client_request_token {
+                // A retried request for the rotation already under way.
+                return Ok((record.arn, record.name, Some(flight.token.clone())));
+            }
+            return Err(SecretsError::InvalidRequest(format!(
+                "a previous rotation of {} isn't complete (version {} is at {}); it will be reattempted",
+                record.name,
+                flight.token,
+                flight.step.as_str()
+            )));
+        }
         if let Some(at) = unfinished_pending(&record) {
             let pending_id = record.versions[at].version_id.clone();
-            let flight = before.as_ref().and_then(|r| r.in_flight.as_ref());
-            if flight.is_some_and(|f| f.token == request.client_request_token) {
-                // A retried request for the rotation already under way.
-                return Ok((record.arn, record.name, Some(pending_id)));
-            }
             // SPEC Rotation 3: refuse, and make sure the scheduler takes that rotation up again.
             if let Some(rotation) = record.rotation.as_mut()
                 && rotation.in_flight.is_none()
@@ -300,34 +313,41 @@ impl SecretsService {
         }
     }
 
-    /// Names of secrets with rotation work due at `now`, oldest due first.
+    /// Up to `limit` names of secrets with rotation work due at `now`, oldest due first.
+    /// Secrets marked for deletion keep their entries (a restore resumes them) but are passed
+    /// over; entries whose secret is gone or whose schedule moved on are removed.
     pub async fn rotations_due(&self, now: i64, limit: usize) -> Result<Vec<String>, SecretsError> {
         let mut names = Vec::new();
-        for (key, _) in self.store.scan(DUE_PREFIX, None, limit)? {
-            let rest = &key[DUE_PREFIX.len()..];
-            let Some((due, name)) = std::str::from_utf8(rest)
-                .ok()
-                .and_then(|r| r.split_once('/'))
-                .and_then(|(due, name)| Some((due.parse::<i64>().ok()?, name)))
-            else {
-                continue;
-            };
-            if due > now {
+        let mut after: Option<Vec<u8>> = None;
+        while names.len() < limit {
+            let page = self.store.scan(DUE_PREFIX, after.as_deref(), limit)?;
+            let Some((last, _)) = page.last() else {
                 break;
-            }
-            match self.load_by_name(name)? {
-                Some((record, _))
-                    if record.rotation.as_ref().and_then(RotationRecord::due_at) == Some(due) =>
-                {
-                    names.push(name.to_owned());
+            };
+            after = Some(last.clone());
+            for (key, _) in page {
+                let Some((due, name)) = parse_due_key(&key) else {
+                    continue;
+                };
+                if due > now || names.len() == limit {
+                    return Ok(names);
                 }
-                // The secret was purged or its schedule moved on: the entry is stale.
-                _ => {
-                    self.commit(vec![Op::Delete {
-                        key,
-                        expect: Expect::Any,
-                    }])
-                    .await?;
+                match self.load_by_name(name)? {
+                    Some((record, _))
+                        if record.rotation.as_ref().and_then(RotationRecord::due_at)
+                            == Some(due) =>
+                    {
+                        if record.deletion_date.is_none() {
+                            names.push(name.to_owned());
+                        }
+                    }
+                    _ => {
+                        self.commit(vec![Op::Delete {
+                            key: key.clone(),
+                            expect: Expect::Any,
+                        }])
+                        .await?;
+                    }
                 }
             }
         }
