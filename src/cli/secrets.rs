@@ -214,6 +214,7 @@ pub enum SecretsCommand {
     },
     /// Rotate a secret now (and set its schedule and rotator), e.g.
     /// `keyward secrets rotate db/app --schedule "rate(30 days)" --rotator postgresql`.
+    #[command(visible_alias = "rotate-secret")]
     Rotate(super::rotate::RotateArgs),
     /// Turn rotation off and stop the rotation in flight; labels stay where they are.
     CancelRotateSecret {

@@ -131,11 +131,13 @@ impl Credentials {
             .dbname(&self.dbname)
             .connect_timeout(CONNECT_TIMEOUT)
             .application_name("keyward-rotation");
-        // The driver's errors name the user and the cause, never the password.
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
             failed(format!(
-                "cannot log in to {}:{} as {}: {e}",
-                self.host, self.port, self.username
+                "cannot log in to {}:{} as {}: {}",
+                self.host,
+                self.port,
+                self.username,
+                describe(&e)
             ))
         })?;
         tokio::spawn(async move {
@@ -144,6 +146,18 @@ impl Credentials {
             }
         });
         Ok(client)
+    }
+}
+
+/// The driver's error with its cause: the server's message ("password authentication failed
+/// for user ...") or the I/O error. Neither ever contains a password.
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
     }
 }
 
@@ -173,7 +187,7 @@ async fn execute(
     client
         .batch_execute(sql)
         .await
-        .map_err(|e| failed(format!("{what}: {e}")))
+        .map_err(|e| failed(format!("{what}: {}", describe(&e))))
 }
 
 /// The other user of an alternating pair.
@@ -236,7 +250,13 @@ impl Postgresql {
                 &[&pending.username],
             )
             .await
-            .map_err(|e| failed(format!("looking up role {}: {e}", pending.username)))?
+            .map_err(|e| {
+                failed(format!(
+                    "looking up role {}: {}",
+                    pending.username,
+                    describe(&e)
+                ))
+            })?
             .is_some();
         let password = verifier(&pending.password)?;
         let sql = if exists {
@@ -303,10 +323,13 @@ impl Rotator for Postgresql {
         Box::pin(async move {
             let pending = Credentials::parse(ctx.pending()?, "pending")?;
             let client = pending.connect().await?;
-            client
-                .simple_query("SELECT 1")
-                .await
-                .map_err(|e| failed(format!("test query as {}: {e}", pending.username)))?;
+            client.simple_query("SELECT 1").await.map_err(|e| {
+                failed(format!(
+                    "test query as {}: {}",
+                    pending.username,
+                    describe(&e)
+                ))
+            })?;
             Ok(())
         })
     }
