@@ -553,3 +553,58 @@ impl SecretsService {
         std::sync::Arc::clone(&self.rotation_wake)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PasswordPolicy;
+
+    fn rotation(enabled: bool, next: Option<i64>, retry_at: Option<i64>) -> RotationRecord {
+        RotationRecord {
+            enabled,
+            automatically_after_days: Some(1),
+            schedule_expression: None,
+            duration: None,
+            rotator: RotatorSpec::Generated {
+                password: PasswordPolicy::default(),
+                template: None,
+            },
+            last_rotated_at: None,
+            next_rotation_at: next,
+            in_flight: retry_at.map(|at| InFlight {
+                retry_at: at,
+                ..start_flight("t", 0)
+            }),
+        }
+    }
+
+    #[test]
+    fn due_keys_sort_by_time_and_parse_back() {
+        let early = due_key(99, "b/x");
+        let late = due_key(1_000, "a");
+        assert!(early < late, "keys must sort by due time, not name");
+        assert_eq!(parse_due_key(&early), Some((99, "b/x")));
+        assert_eq!(parse_due_key(b"sm/rotation-due/junk"), None);
+    }
+
+    #[test]
+    fn the_index_follows_the_due_time() {
+        // A rotation in flight is due at its retry time, whatever the schedule says.
+        assert_eq!(rotation(true, Some(50), Some(7)).due_at(), Some(7));
+        assert_eq!(rotation(true, Some(50), None).due_at(), Some(50));
+        assert_eq!(rotation(false, Some(50), None).due_at(), None);
+        let moved = due_ops(
+            "s",
+            Some(&rotation(true, Some(50), None)),
+            Some(&rotation(true, Some(80), None)),
+        );
+        assert!(
+            matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
+            if *old == due_key(50, "s") && *new == due_key(80, "s"))
+        );
+        let same = rotation(true, Some(50), None);
+        assert!(due_ops("s", Some(&same), Some(&same)).is_empty());
+        let off = due_ops("s", Some(&same), Some(&rotation(false, None, None)));
+        assert!(matches!(&off[..], [Op::Delete { .. }]));
+    }
+}
