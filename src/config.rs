@@ -160,6 +160,7 @@ fn default_cache_seconds() -> u64 {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RootOfTrustConfig {
     Pkcs11(Pkcs11Config),
+    Tpm(TpmConfig),
     /// The development default's SoftHSM token under `data_dir/softhsm`, created on first
     /// start: for trying settings (rotators, ...) without setting up a token. Never production.
     Development,
@@ -180,6 +181,67 @@ pub struct Pkcs11Config {
     /// at start if none exists.
     #[serde(default)]
     pub initialize_token_so_pin_file: Option<PathBuf>,
+}
+
+/// A TPM 2.0 root of trust (see hsm-config/tpm.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmConfig {
+    /// `device:/dev/tpmrm0` on a server; `swtpm:host=127.0.0.1,port=N` for swtpm.
+    pub tcti: String,
+    /// The owner hierarchy's authorization value, from an environment variable or a file.
+    /// Neither: empty (the state of a TPM nobody has taken ownership of).
+    pub owner_auth_env: Option<String>,
+    pub owner_auth_file: Option<PathBuf>,
+    /// A persistent SRK (e.g. 0x81000001). Unset: re-created from the standard ECC P-256
+    /// template at start (deterministic for a given TPM).
+    pub srk_handle: Option<u32>,
+    /// Default mode of new keys: "resident" or "sealed-kek".
+    #[serde(default = "default_tpm_key_mode")]
+    pub key_mode: String,
+    /// PCRs (SHA-256 bank) new keys are bound to unless a request names others. Default none.
+    #[serde(default)]
+    pub pcrs: Vec<u8>,
+    /// Salted HMAC sessions, so data keys cross the bus encrypted. Default: on for `device:`
+    /// TCTIs, off otherwise.
+    pub parameter_encryption: Option<bool>,
+}
+
+fn default_tpm_key_mode() -> String {
+    "resident".into()
+}
+
+impl TpmConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.key_mode.as_str(), "resident" | "sealed-kek") {
+            return Err(ConfigError::Invalid(
+                "root_of_trust.key_mode: \"resident\" or \"sealed-kek\"".into(),
+            ));
+        }
+        if self.owner_auth_env.is_some() && self.owner_auth_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "root_of_trust: give at most one of owner_auth_env and owner_auth_file".into(),
+            ));
+        }
+        if let Some(pcr) = self.pcrs.iter().find(|&&p| p > 23) {
+            return Err(ConfigError::Invalid(format!(
+                "root_of_trust.pcrs: {pcr} is not a PCR (0-23)"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn owner_auth(&self) -> Result<Option<SecretString>, ConfigError> {
+        match (&self.owner_auth_env, &self.owner_auth_file) {
+            (None, None) => Ok(None),
+            (env, file) => read_secret(env.as_deref(), file.as_deref()).map(Some),
+        }
+    }
+
+    pub fn parameter_encryption(&self) -> bool {
+        self.parameter_encryption
+            .unwrap_or_else(|| self.tcti.starts_with("device:"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +331,7 @@ impl Config {
         self.rotation.validate()?;
         match &self.root_of_trust {
             RootOfTrustConfig::Pkcs11(p) => p.validate(),
+            RootOfTrustConfig::Tpm(t) => t.validate(),
             RootOfTrustConfig::Development => Ok(()),
         }
     }
@@ -349,7 +412,7 @@ fn write_random_pin(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    let pin: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let pin = crate::crypto::hex::encode(&bytes);
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -400,7 +463,7 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretStrin
         return match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
             _ => Err(ConfigError::Invalid(format!(
-                "the PIN environment variable {var} is not set"
+                "the environment variable {var} (a PIN or authorization value) is not set"
             ))),
         };
     }
@@ -414,13 +477,15 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretStrin
         let pin = text.trim_end_matches(['\n', '\r']);
         if pin.is_empty() {
             return Err(ConfigError::Invalid(format!(
-                "the PIN file {} is empty",
+                "the secret file {} is empty",
                 path.display()
             )));
         }
         return Ok(SecretString::from(pin.to_owned()));
     }
-    Err(ConfigError::Invalid("no PIN source configured".into()))
+    Err(ConfigError::Invalid(
+        "no PIN or authorization source configured".into(),
+    ))
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sets what the PKCS#11 module reads at initialisation (`SOFTHSM2_CONF`).
+/// Sets what native libraries read once, at initialisation (`SOFTHSM2_CONF`, `TSS2_LOG`).
 fn set_env(env: &[(&'static str, std::path::PathBuf)]) {
     for (name, value) in env {
         // SAFETY: called from `main` before any runtime or other thread exists, so nothing can

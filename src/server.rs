@@ -9,6 +9,7 @@ use crate::api::pb::{
 };
 use crate::api::secrets::SecretsApi;
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
+use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
 use crate::backend::{BackendError, Hardware, RootOfTrust};
 use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
 use crate::service::kms::Arns;
@@ -46,6 +47,42 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot prepare the secrets service: {0}")]
     Secrets(#[from] SecretsError),
+    #[error("{0}")]
+    IdentityChanged(String),
+}
+
+const IDENTITY_KEY: &[u8] = b"rot/identity";
+
+/// Records the root of trust's identity (a TPM's SRK Name) at the first start and refuses to
+/// start on another: keys made by a cleared or swapped TPM's predecessor cannot work, and
+/// failing every request later would look like corrupt data.
+async fn check_identity(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
+    use crate::crypto::hex;
+    use crate::store::{Expect, Op};
+    let Some(identity) = root.identity() else {
+        return Ok(());
+    };
+    let current = format!("{}:{}", root.kind(), hex::encode(&identity));
+    match store.get(IDENTITY_KEY)? {
+        Some(recorded) if recorded.value == current.as_bytes() => Ok(()),
+        Some(recorded) => Err(StartError::IdentityChanged(format!(
+            "the root of trust is not the one this data directory was created with: recorded {}, found {current}. \
+             The TPM was cleared or replaced, so the keys in this data directory cannot be used. \
+             Restore the original TPM (or its state), or start with a new data directory",
+            String::from_utf8_lossy(&recorded.value)
+        ))),
+        None => {
+            tracing::info!(identity = %current, "recording the root of trust's identity");
+            store
+                .commit(vec![Op::Put {
+                    key: IDENTITY_KEY.to_vec(),
+                    value: current.into_bytes(),
+                    expect: Expect::Absent,
+                }])
+                .await?;
+            Ok(())
+        }
+    }
 }
 
 /// Everything a running server owns.
@@ -81,6 +118,20 @@ pub fn connect_root_of_trust(config: &Config) -> Result<(Arc<dyn RootOfTrust>, u
             })?;
             Ok((Arc::new(root), p.sessions))
         }
+        RootOfTrustConfig::Tpm(t) => {
+            let key_mode = TpmKeyMode::parse(&t.key_mode)
+                .ok_or_else(|| ConfigError::Invalid("root_of_trust.key_mode".into()))?;
+            let root = TpmRoot::connect(TpmOptions {
+                tcti: t.tcti.clone(),
+                owner_auth: t.owner_auth()?,
+                srk_handle: t.srk_handle,
+                default_mode: key_mode,
+                default_pcrs: t.pcrs.clone(),
+                parameter_encryption: t.parameter_encryption(),
+            })?;
+            // One ESAPI context, one owner thread: more hardware threads would only queue.
+            Ok((Arc::new(root), 1))
+        }
         RootOfTrustConfig::Development => Err(ConfigError::Invalid(
             "the development root of trust must be resolved before connecting".into(),
         )
@@ -104,6 +155,7 @@ impl Keyward {
                 .await
                 .map_err(|e| BackendError::Internal(e.to_string()))??;
         tracing::info!(kind = root.kind(), sessions, "root of trust connected");
+        check_identity(&store, root.as_ref()).await?;
         let arns = Arns {
             region: config.region.clone(),
             account_id: config.account_id.clone(),

@@ -85,6 +85,7 @@ fn new_key(description: &str) -> NewKey {
         key_usage: String::new(),
         key_spec: String::new(),
         tags: Vec::new(),
+        protection: Default::default(),
     }
 }
 

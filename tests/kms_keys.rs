@@ -29,7 +29,14 @@ async fn create_describe_and_list_with_pagination() {
         .unwrap();
     assert_eq!(created.key_state, "Enabled");
     assert!(created.enabled);
-    assert_eq!(created.origin, "PKCS11");
+    match tpm_mode() {
+        None => assert_eq!(created.origin, "PKCS11"),
+        Some(mode) => {
+            assert_eq!(created.origin, "TPM");
+            assert_eq!(created.tpm_key_mode, mode);
+            assert!(created.tpm_pcrs.is_empty());
+        }
+    }
     assert_eq!(created.current_key_version, 1);
     assert_eq!(
         created.arn,

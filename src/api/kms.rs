@@ -1,6 +1,7 @@
 //! `KeyManagementService` handlers: convert the request, call the domain, convert back.
 
 use super::pb::{self, key_management_service_server::KeyManagementService};
+use crate::backend::KeyProtection;
 use crate::crypto::SecretBytes;
 use crate::service::kms::names::Arns;
 use crate::service::kms::{DataKeySpec, KmsService};
@@ -52,6 +53,8 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
                 tag_value: t.value.clone(),
             })
             .collect(),
+        tpm_key_mode: key.protection.mode.clone(),
+        tpm_pcrs: key.protection.pcrs.iter().map(|&p| u32::from(p)).collect(),
     }
 }
 
@@ -84,6 +87,14 @@ impl KeyManagementService for KmsApi {
                     value: t.tag_value,
                 })
                 .collect(),
+            protection: KeyProtection {
+                mode: r.tpm_key_mode,
+                pcrs: r
+                    .tpm_pcrs
+                    .into_iter()
+                    .map(|p| u8::try_from(p).unwrap_or(u8::MAX))
+                    .collect(),
+            },
         };
         let key = self.kms.create_key(new).await?;
         Ok(Response::new(pb::CreateKeyResponse {

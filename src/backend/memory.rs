@@ -1,9 +1,8 @@
 //! A software root of trust for unit tests only: keys live in process memory. Never compiled
 //! into the server.
 
-use super::{BackendError, KeyRef, Result, RootOfTrust};
-use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, aead::Aead, aead::Payload};
+use super::{BackendError, KeyProtection, KeyRef, Result, RootOfTrust};
+use crate::crypto::{SecretBytes, aead, envelope::NONCE_LEN};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -13,15 +12,14 @@ pub struct MemoryRoot {
 }
 
 impl MemoryRoot {
-    fn cipher(&self, key: &KeyRef) -> Result<Aes256Gcm> {
+    fn material(&self, key: &KeyRef) -> Result<SecretBytes> {
         let keys = self
             .keys
             .lock()
             .map_err(|_| BackendError::Internal("poisoned".into()))?;
-        let bytes = keys
-            .get(key)
-            .ok_or_else(|| BackendError::KeyMissing(key.clone()))?;
-        Aes256Gcm::new_from_slice(bytes.expose()).map_err(|e| BackendError::Internal(e.to_string()))
+        keys.get(key)
+            .map(|bytes| SecretBytes::new(bytes.expose().to_vec()))
+            .ok_or_else(|| BackendError::KeyMissing(key.clone()))
     }
 }
 
@@ -30,7 +28,7 @@ impl RootOfTrust for MemoryRoot {
         "MEMORY"
     }
 
-    fn create_key(&self, _label: &str) -> Result<KeyRef> {
+    fn create_key(&self, _label: &str, _: &KeyProtection) -> Result<KeyRef> {
         let key = KeyRef(uuid::Uuid::new_v4().simple().to_string());
         let material =
             SecretBytes::random(32).map_err(|e| BackendError::Internal(e.to_string()))?;
@@ -58,8 +56,7 @@ impl RootOfTrust for MemoryRoot {
         aad: &[u8],
         pt: &[u8],
     ) -> Result<Vec<u8>> {
-        self.cipher(key)?
-            .encrypt(&Nonce::from(*nonce), Payload { msg: pt, aad })
+        aead::seal_with_nonce(self.material(key)?.expose(), nonce, aad, pt)
             .map_err(|_| BackendError::Internal("seal failed".into()))
     }
 
@@ -70,9 +67,7 @@ impl RootOfTrust for MemoryRoot {
         aad: &[u8],
         ct: &[u8],
     ) -> Result<SecretBytes> {
-        self.cipher(key)?
-            .decrypt(&Nonce::from(*nonce), Payload { msg: ct, aad })
-            .map(SecretBytes::new)
+        aead::open_with_nonce(self.material(key)?.expose(), nonce, aad, ct)
             .map_err(|_| BackendError::InvalidCiphertext)
     }
 

@@ -6,6 +6,7 @@
 //! the async executor and bounds how many run at once.
 
 pub mod pkcs11;
+pub mod tpm;
 
 #[cfg(test)]
 pub mod memory;
@@ -31,8 +32,26 @@ pub enum BackendError {
     /// The key record names an object the root of trust does not hold.
     #[error("key material {0:?} not found in the root of trust")]
     KeyMissing(KeyRef),
+    /// The key is bound to platform measurements (PCRs) that have changed since it was made.
+    #[error("the platform state changed: {0}")]
+    PlatformStateChanged(String),
+    /// The request asks for something this root of trust does not offer.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("root of trust error: {0}")]
     Internal(String),
+}
+
+/// How a key is protected where the root of trust offers a choice (a TPM's key modes and PCR
+/// binding). Kept in the key record, so every version of a key is made the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyProtection {
+    /// "resident" or "sealed-kek" on a TPM; empty elsewhere.
+    #[serde(default)]
+    pub mode: String,
+    /// PCR indices whose values at creation the key is bound to; empty: not bound.
+    #[serde(default)]
+    pub pcrs: Vec<u8>,
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -41,8 +60,25 @@ pub type Result<T> = std::result::Result<T, BackendError>;
 pub trait RootOfTrust: Send + Sync + 'static {
     /// "PKCS11", "TPM", ...: reported as a key's origin.
     fn kind(&self) -> &'static str;
-    /// Creates a new non-extractable AES-256 master key version; `label` is for operators.
-    fn create_key(&self, label: &str) -> Result<KeyRef>;
+    /// A stable name of this device's key hierarchy (a TPM's SRK Name), recorded at the first
+    /// start so a cleared or swapped device is noticed. None when there is nothing to check.
+    fn identity(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The protection a new key gets when `requested` is asked for (defaults filled in), or
+    /// `Unsupported`. Roots of trust without choices accept only the default.
+    fn resolve_protection(&self, requested: &KeyProtection) -> Result<KeyProtection> {
+        if *requested == KeyProtection::default() {
+            Ok(KeyProtection::default())
+        } else {
+            Err(BackendError::Unsupported(format!(
+                "key modes and PCR binding need a TPM root of trust; this one is {}",
+                self.kind()
+            )))
+        }
+    }
+    /// Creates a new non-extractable master key version; `label` is for operators.
+    fn create_key(&self, label: &str, protection: &KeyProtection) -> Result<KeyRef>;
     /// Destroys a master key version. Destroying a key that is already gone succeeds.
     fn destroy_key(&self, key: &KeyRef) -> Result<()>;
     /// AES-256-GCM inside the root of trust: returns ciphertext followed by the 16-byte tag.

@@ -49,7 +49,7 @@ pub fn root_of_trust(config: &Config, duration: Duration) -> Result<(usize, f64,
     let (root, sessions): (Arc<dyn RootOfTrust>, usize) =
         crate::server::connect_root_of_trust(config).map_err(|e| e.to_string())?;
     let key = root
-        .create_key("keyward bench ceiling")
+        .create_key("keyward bench ceiling", &Default::default())
         .map_err(|e| e.to_string())?;
     let nonce = [7u8; NONCE_LEN];
     // The same AAD size as a real request: the header and an empty encryption context.

@@ -1,7 +1,7 @@
 //! `keyward serve`: resolves the configuration (file or development default) and runs the
 //! server until SIGINT or SIGTERM.
 
-use crate::config::{Config, DEFAULT_LISTEN};
+use crate::config::{Config, DEFAULT_LISTEN, RootOfTrustConfig};
 use crate::server::{Keyward, StartError};
 use clap::Args;
 use std::net::SocketAddr;
@@ -39,12 +39,20 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
                 config.data_dir = dir;
             }
             let softhsm_conf = config.resolve_development()?;
+            let mut env: Vec<(&'static str, PathBuf)> = softhsm_conf
+                .iter()
+                .map(|conf| ("SOFTHSM2_CONF", conf.clone()))
+                .collect();
+            // tpm2-tss logs expected refusals (a PCR policy no longer met) as ERROR lines on
+            // stderr; Keyward reports them itself. An explicit TSS2_LOG wins.
+            if matches!(config.root_of_trust, RootOfTrustConfig::Tpm(_))
+                && std::env::var_os("TSS2_LOG").is_none()
+            {
+                env.push(("TSS2_LOG", PathBuf::from("all+none")));
+            }
             Ok(Prepared {
                 development: softhsm_conf.is_some(),
-                env: softhsm_conf
-                    .map(|conf| ("SOFTHSM2_CONF", conf))
-                    .into_iter()
-                    .collect(),
+                env,
                 config,
             })
         }

@@ -43,6 +43,38 @@ pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes,
         .map_err(|_| AeadError)
 }
 
+/// AES-256-GCM with a caller-chosen nonce: ciphertext then tag (the envelope's sealed form).
+pub fn seal_with_nonce(
+    key: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, AeadError> {
+    Aes256Gcm::new_from_slice(key)
+        .map_err(|_| AeadError)?
+        .encrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| AeadError)
+}
+
+pub fn open_with_nonce(
+    key: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<SecretBytes, AeadError> {
+    Aes256Gcm::new_from_slice(key)
+        .map_err(|_| AeadError)?
+        .decrypt(&Nonce::from(*nonce), Payload { msg: sealed, aad })
+        .map(SecretBytes::new)
+        .map_err(|_| AeadError)
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -9,6 +9,9 @@
 //!     33   n+16 AES-256-GCM ciphertext of the n plaintext bytes, then the 16-byte tag
 //! ```
 //!
+//! (A TPM's `resident` keys put the sealed object holding the GCM key before the ciphertext;
+//! the root of trust reads its own part, this module only bounds the total.)
+//!
 //! The AAD given to the root of trust is the 33-byte header followed by the canonical
 //! encryption context, so changing any header byte, or presenting another context, fails
 //! authentication inside the hardware.
@@ -22,8 +25,10 @@ pub const TAG_LEN: usize = 16;
 pub const HEADER_LEN: usize = 1 + 16 + 4 + NONCE_LEN;
 /// The largest plaintext a blob may carry (Encrypt's limit; data keys are at most 1024 bytes).
 pub const MAX_PLAINTEXT_LEN: usize = 4096;
+/// Room for what a root of trust adds beside the ciphertext (a TPM's sealed-object blobs).
+pub const MAX_WRAPPING_LEN: usize = 1024;
 pub const MIN_BLOB_LEN: usize = HEADER_LEN + TAG_LEN + 1;
-pub const MAX_BLOB_LEN: usize = HEADER_LEN + TAG_LEN + MAX_PLAINTEXT_LEN;
+pub const MAX_BLOB_LEN: usize = HEADER_LEN + TAG_LEN + MAX_PLAINTEXT_LEN + MAX_WRAPPING_LEN;
 
 /// A blob that is not a Keyward ciphertext. Deliberately carries no detail: the caller
 /// reports every decryption failure the same way.

@@ -4,6 +4,7 @@
 pub mod aead;
 pub mod context;
 pub mod envelope;
+pub mod hex;
 pub mod secret;
 
 pub use context::EncryptionContext;

@@ -62,6 +62,10 @@ impl From<BackendError> for KmsError {
             BackendError::KeyMissing(key) => {
                 Self::Unavailable(format!("key material {} missing", key.0))
             }
+            BackendError::PlatformStateChanged(detail) => Self::InvalidState(format!(
+                "the platform state changed since the key was made ({detail}); the key refuses use until the measured state is back"
+            )),
+            BackendError::Unsupported(reason) => Self::validation("tpm_key_mode", reason),
             BackendError::Internal(detail) => Self::Internal(detail),
         }
     }

@@ -76,6 +76,9 @@ pub struct KeyRecord {
     /// Automatic rotation, when enabled.
     #[serde(default)]
     pub rotation: Option<KeyRotation>,
+    /// How the root of trust protects every version of this key.
+    #[serde(default)]
+    pub protection: crate::backend::KeyProtection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,12 +23,68 @@ pub struct Server {
     pub endpoint: String,
     pub data_dir: PathBuf,
     log: PathBuf,
+    /// The TPM behind it when the suite runs on swtpm; dropped after the server.
+    pub swtpm: Option<swtpm::Swtpm>,
+}
+
+/// The root of trust the suite runs on, from `KEYWARD_TEST_ROOT`: `softhsm` (default),
+/// `tpm-resident` or `tpm-sealed-kek`. `softhsm/run-tests` runs the suite on each.
+pub fn tpm_mode() -> Option<&'static str> {
+    match std::env::var("KEYWARD_TEST_ROOT").as_deref() {
+        Ok("tpm-resident") => Some("resident"),
+        Ok("tpm-sealed-kek") => Some("sealed-kek"),
+        Ok("softhsm") | Err(_) => None,
+        Ok(other) => panic!("KEYWARD_TEST_ROOT={other}: softhsm, tpm-resident or tpm-sealed-kek"),
+    }
+}
+
+/// The `[root_of_trust]` table for a server on `data_dir`, and the swtpm behind it when the
+/// suite runs on a TPM. The TPM's state sits beside the data directory, so a server restarted
+/// on the same directory finds the same TPM.
+pub fn root_of_trust(data_dir: &Path) -> (String, Option<swtpm::Swtpm>) {
+    match tpm_mode() {
+        None => ("[root_of_trust]\ntype = \"development\"\n".into(), None),
+        Some(mode) => {
+            let tpm = swtpm::Swtpm::start(&data_dir.with_extension("swtpm"));
+            let table = tpm_table(&tpm, mode, "");
+            (table, Some(tpm))
+        }
+    }
+}
+
+/// A `[root_of_trust]` table for `tpm` in `mode`, plus `extra` lines.
+pub fn tpm_table(tpm: &swtpm::Swtpm, mode: &str, extra: &str) -> String {
+    format!(
+        "[root_of_trust]\ntype = \"tpm\"\ntcti = \"{}\"\nkey_mode = \"{mode}\"\n{extra}\n",
+        tpm.tcti()
+    )
 }
 
 impl Server {
-    /// The development default on a fresh data directory.
+    /// The development default on a fresh data directory; on a TPM run, a server on swtpm.
     pub fn start(data_dir: &Path) -> Server {
-        Self::spawn(data_dir, &[], &[])
+        if tpm_mode().is_none() {
+            return Self::spawn(data_dir, &[], &[]);
+        }
+        Self::with_config(data_dir, "")
+    }
+
+    /// A server whose config file has the suite's root of trust and `extra` (TOML).
+    pub fn with_config(data_dir: &Path, extra: &str) -> Server {
+        let (table, tpm) = root_of_trust(data_dir);
+        let config = data_dir.with_extension("toml");
+        std::fs::write(
+            &config,
+            format!("data_dir = \"{}\"\n{table}\n{extra}\n", data_dir.display()),
+        )
+        .expect("write config");
+        let mut server = Self::spawn(
+            data_dir,
+            &["--config", config.to_str().expect("utf-8")],
+            &[],
+        );
+        server.swtpm = tpm;
+        server
     }
 
     /// `keyward serve` with extra arguments and environment.
@@ -81,6 +137,7 @@ impl Server {
                 endpoint: format!("http://{addr}"),
                 data_dir: data_dir.to_owned(),
                 log,
+                swtpm: None,
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -242,6 +299,7 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
 
 pub mod postgres;
 pub mod rotation;
+pub mod swtpm;
 
 pub mod secrets {
     //! Helpers for the secrets API.

@@ -12,26 +12,14 @@ use tonic::Status;
 /// How long a rotation may take in a test before it counts as stuck.
 pub const ROTATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A server on the development token, with a fast scheduler (checks every 100 ms, retries after
-/// 1 s) and `extra` appended to its configuration (e.g. `[rotation.exec.NAME]` tables).
+/// A server on the suite's root of trust, with a fast scheduler (checks every 100 ms, retries
+/// after 1 s) and `extra` appended to its configuration (e.g. `[rotation.exec.NAME]` tables).
 pub fn server(dir: &Path, extra: &str) -> Server {
-    let data = dir.join("data");
-    let config = dir.join("keyward.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{}\"\n\
-             [root_of_trust]\ntype = \"development\"\n\
-             [rotation]\ncheck_interval_ms = 100\nretry_initial_secs = 1\nretry_max_secs = 2\n\
-             {extra}\n",
-            data.display()
+    Server::with_config(
+        &dir.join("data"),
+        &format!(
+            "[rotation]\ncheck_interval_ms = 100\nretry_initial_secs = 1\nretry_max_secs = 2\n{extra}"
         ),
-    )
-    .expect("write config");
-    Server::spawn(
-        &data,
-        &["--config", config.to_str().expect("utf-8 path")],
-        &[],
     )
 }
 

@@ -10,7 +10,7 @@ mod token;
 
 pub use token::{TokenSelector, ensure_token};
 
-use crate::backend::{BackendError, KeyRef, Result, RootOfTrust};
+use crate::backend::{BackendError, KeyProtection, KeyRef, Result, RootOfTrust};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
@@ -269,18 +269,8 @@ pub struct KeyAttributes {
 }
 
 fn key_id_bytes(key: &KeyRef) -> Result<Vec<u8>> {
-    let text = key.0.as_bytes();
-    if text.len() % 2 != 0 {
-        return Err(BackendError::Internal(format!("malformed key ref {key:?}")));
-    }
-    text.chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 16).ok())
-                .ok_or_else(|| BackendError::Internal(format!("malformed key ref {key:?}")))
-        })
-        .collect()
+    crate::crypto::hex::decode(&key.0)
+        .ok_or_else(|| BackendError::Internal(format!("malformed key ref {key:?}")))
 }
 
 fn gcm<'a>(iv: &'a mut [u8; NONCE_LEN], aad: &'a [u8]) -> cryptoki::error::Result<Mechanism<'a>> {
@@ -292,9 +282,9 @@ impl RootOfTrust for Pkcs11Root {
         "PKCS11"
     }
 
-    fn create_key(&self, label: &str) -> Result<KeyRef> {
+    fn create_key(&self, label: &str, _: &KeyProtection) -> Result<KeyRef> {
         let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
-        let key = KeyRef(id.expose().iter().map(|b| format!("{b:02x}")).collect());
+        let key = KeyRef(crate::crypto::hex::encode(id.expose()));
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),

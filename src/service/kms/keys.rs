@@ -1,6 +1,7 @@
 //! Key lifecycle: create, describe, list, enable/disable, scheduled deletion, rotation.
 
 use super::{KEY_PREFIX, KmsService, key_storage_key, new_key_id};
+use crate::backend::KeyProtection;
 use crate::service::KmsError;
 use crate::service::clock::SECONDS_PER_DAY;
 use crate::service::paging::{self, Page};
@@ -15,6 +16,8 @@ pub struct NewKey {
     pub key_usage: String,
     pub key_spec: String,
     pub tags: Vec<Tag>,
+    /// TPM key mode and PCR binding; default: the root of trust's defaults.
+    pub protection: KeyProtection,
 }
 
 fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
@@ -61,7 +64,14 @@ impl KmsService {
         validate_new_key(&new)?;
         let key_id = new_key_id();
         let label = format!("keyward {key_id} v1");
-        let material = self.hw.run(move |root| root.create_key(&label)).await?;
+        let requested = new.protection.clone();
+        let (material, protection) = self
+            .hw
+            .run(move |root| {
+                let protection = root.resolve_protection(&requested)?;
+                Ok((root.create_key(&label, &protection)?, protection))
+            })
+            .await?;
         let now = self.clock.now();
         let record = KeyRecord {
             key_id: key_id.clone(),
@@ -79,6 +89,7 @@ impl KmsService {
                 on_demand: false,
             }],
             rotation: None,
+            protection,
         };
         let op = Op::Put {
             key: key_storage_key(&key_id),
@@ -213,7 +224,11 @@ impl KmsService {
         let (record, _) = self.resolve("key_id", key_id)?;
         self.require_enabled(&record)?;
         let label = format!("keyward {} rotated", record.key_id);
-        let material = self.hw.run(move |root| root.create_key(&label)).await?;
+        let protection = record.protection.clone();
+        let material = self
+            .hw
+            .run(move |root| root.create_key(&label, &protection))
+            .await?;
         let now = self.clock.now();
         let arns = self.arns.clone();
         let outcome = self

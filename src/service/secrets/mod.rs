@@ -97,6 +97,7 @@ impl SecretsService {
                 key_usage: String::new(),
                 key_spec: String::new(),
                 tags: Vec::new(),
+                protection: Default::default(),
             })
             .await
             .map_err(SecretsError::from_kms_write)?;
