@@ -463,7 +463,7 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretStrin
         return match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
             _ => Err(ConfigError::Invalid(format!(
-                "the environment variable {var} (a PIN or authorization value) is not set"
+                "the environment variable {var} is not set (it should hold a PIN or authorization value)"
             ))),
         };
     }

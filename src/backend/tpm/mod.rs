@@ -46,6 +46,7 @@ struct KeyProtectionDefaults {
 impl TpmRoot {
     /// Starts the owner thread and connects: flushes leftovers, finds or makes the SRK.
     pub fn connect(options: TpmOptions) -> Result<Self> {
+        let (tcti, encrypted) = (options.tcti.clone(), options.parameter_encryption);
         let defaults = KeyProtectionDefaults {
             mode: options.default_mode,
             pcrs: options.default_pcrs.clone(),
@@ -67,6 +68,13 @@ impl TpmRoot {
             .recv()
             .map_err(|_| BackendError::Internal("the TPM thread stopped".into()))??
             .ok_or_else(|| BackendError::Internal("connected without an SRK name".into()))?;
+        tracing::info!(
+            %tcti,
+            parameter_encryption = encrypted,
+            default_mode = defaults.mode.as_str(),
+            srk_name = %crate::crypto::hex::encode(&identity),
+            "TPM connected"
+        );
         Ok(Self {
             jobs,
             identity,
