@@ -76,6 +76,12 @@ pub enum KmsCommand {
         /// Tag KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = key_value)]
         tags: Vec<(String, String)>,
+        /// TPM only: "resident" or "sealed-kek" [default: the server's key_mode].
+        #[arg(long, default_value = "")]
+        tpm_key_mode: String,
+        /// TPM only: bind the key to these PCRs' current values, e.g. 7,17.
+        #[arg(long, value_delimiter = ',')]
+        tpm_pcrs: Vec<u32>,
     },
     DescribeKey {
         key_id: String,
@@ -194,7 +200,12 @@ async fn run(args: KmsArgs) -> Result<(), String> {
         };
     }
     match args.command {
-        KmsCommand::CreateKey { description, tags } => call!(
+        KmsCommand::CreateKey {
+            description,
+            tags,
+            tpm_key_mode,
+            tpm_pcrs,
+        } => call!(
             create_key,
             pb::CreateKeyRequest {
                 description,
@@ -202,6 +213,8 @@ async fn run(args: KmsArgs) -> Result<(), String> {
                     .into_iter()
                     .map(|(tag_key, tag_value)| pb::Tag { tag_key, tag_value })
                     .collect(),
+                tpm_key_mode,
+                tpm_pcrs,
                 ..Default::default()
             }
         ),
