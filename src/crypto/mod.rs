@@ -5,6 +5,7 @@ pub mod aead;
 pub mod context;
 pub mod envelope;
 pub mod hex;
+pub mod locked;
 pub mod secret;
 
 pub use context::EncryptionContext;

@@ -8,6 +8,7 @@ use super::errors::{Failure, classify};
 use super::keyref::{Mode, TpmKey};
 use super::objects;
 use crate::backend::{BackendError, KeyProtection, Result};
+use crate::crypto::locked::LockedKey;
 use crate::crypto::{SecretBytes, aead, envelope::NONCE_LEN};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -57,8 +58,8 @@ pub struct Device {
     conn: Option<Conn>,
     /// The SRK's Name at the first connection.
     identity: Option<Vec<u8>>,
-    /// Unsealed `sealed-kek` keys by their blob. Zeroized when dropped.
-    keks: HashMap<Vec<u8>, SecretBytes>,
+    /// Unsealed `sealed-kek` keys by their blob: pinned in RAM, zeroized when dropped.
+    keks: HashMap<Vec<u8>, LockedKey>,
 }
 
 fn wrapper(kind: WrapperErrorKind) -> Error {
@@ -433,23 +434,25 @@ impl Device {
     }
 
     /// A sealed-kek key's key: unsealed once, then kept.
-    fn kek(&mut self, key: &TpmKey) -> Result<SecretBytes> {
-        if let Some(kek) = self.keks.get(&key.blob) {
-            return Ok(SecretBytes::new(kek.expose().to_vec()));
+    fn kek(&mut self, key: &TpmKey) -> Result<&LockedKey> {
+        if !self.keks.contains_key(&key.blob) {
+            let bound = key.bound();
+            let unsealed = self.run(internal, |c| {
+                let srk = c.srk;
+                let selection = if bound {
+                    Some(selection(&key.pcrs)?)
+                } else {
+                    None
+                };
+                c.unseal(srk, &key.blob, selection.as_ref())
+            })?;
+            let kek = LockedKey::new(unsealed.expose())
+                .ok_or_else(|| BackendError::Internal("a sealed key is not 32 bytes".into()))?;
+            self.keks.insert(key.blob.clone(), kek);
         }
-        let bound = key.bound();
-        let kek = self.run(internal, |c| {
-            let srk = c.srk;
-            let selection = if bound {
-                Some(selection(&key.pcrs)?)
-            } else {
-                None
-            };
-            c.unseal(srk, &key.blob, selection.as_ref())
-        })?;
         self.keks
-            .insert(key.blob.clone(), SecretBytes::new(kek.expose().to_vec()));
-        Ok(kek)
+            .get(&key.blob)
+            .ok_or_else(|| BackendError::Internal("sealed key cache".into()))
     }
 
     pub fn seal(

@@ -1,0 +1,87 @@
+//! A 256-bit key pinned in RAM: kept out of swap and core dumps' reach as far as the OS allows
+//! (mlock), zeroized on drop. For keys that live in memory for the server's lifetime (a TPM's
+//! `sealed-kek` keys).
+
+use zeroize::Zeroize;
+
+pub const KEY_LEN: usize = 32;
+
+/// One key per page: munlock works on whole pages and does not nest, so two keys sharing a
+/// page would unlock each other.
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+pub struct LockedKey {
+    page: Box<Page>,
+    locked: bool,
+}
+
+impl LockedKey {
+    /// Copies `key` (32 bytes) into a locked page; None for another length.
+    pub fn new(key: &[u8]) -> Option<Self> {
+        if key.len() != KEY_LEN {
+            return None;
+        }
+        let mut page = Box::new(Page([0; 4096]));
+        page.0[..KEY_LEN].copy_from_slice(key);
+        let locked = lock(&page.0);
+        if !locked {
+            tracing::warn!("cannot mlock a key page (RLIMIT_MEMLOCK?); the key may be swapped out");
+        }
+        Some(Self { page, locked })
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.page.0[..KEY_LEN]
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+}
+
+impl Drop for LockedKey {
+    fn drop(&mut self) {
+        self.page.0.zeroize();
+        if self.locked {
+            unlock(&self.page.0);
+        }
+    }
+}
+
+impl std::fmt::Debug for LockedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockedKey(<redacted>)")
+    }
+}
+
+#[allow(unsafe_code)]
+fn lock(page: &[u8; 4096]) -> bool {
+    // SAFETY: the pointer and length describe one live, page-aligned allocation owned by the
+    // caller; mlock changes only how the kernel pages it, never its contents.
+    unsafe { libc::mlock(page.as_ptr().cast(), page.len()) == 0 }
+}
+
+#[allow(unsafe_code)]
+fn unlock(page: &[u8; 4096]) {
+    // SAFETY: as for `lock`; called once, before the allocation is freed.
+    unsafe {
+        libc::munlock(page.as_ptr().cast(), page.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_the_key_pinned_and_page_aligned() {
+        let key = LockedKey::new(&[7; 32]).unwrap();
+        assert_eq!(key.expose(), &[7; 32]);
+        assert_eq!(key.expose().as_ptr() as usize % 4096, 0);
+        assert_eq!(format!("{key:?}"), "LockedKey(<redacted>)");
+        // Root and ordinary users alike may lock a page under the default RLIMIT_MEMLOCK.
+        assert!(key.is_locked());
+        assert!(LockedKey::new(&[0; 16]).is_none());
+    }
+}
