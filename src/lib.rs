@@ -3,12 +3,15 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration and the development default.
-//! - [`crypto`]: secret buffers, the canonical encryption context, the ciphertext envelope.
-//! - [`backend`]: roots of trust (PKCS#11 today); the only code touching hardware crates, and
-//!   [`backend::Hardware`], the single async boundary every hardware call goes through.
+//! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
+//!   encryption context, the ciphertext envelope, software AES-GCM.
+//! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
+//!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
+//!   through.
 //! - [`store`]: sled behind a narrow key-value interface; the only code touching sled.
 //! - [`service`]: domain logic with AWS KMS and Secrets Manager semantics; never sees tonic or
-//!   sled. Secrets get their data keys from the KMS service, like any other client.
+//!   sled. Secrets get their data keys from the KMS service, like any other client; rotation
+//!   (schedules, rotators, the scheduler) drives both.
 //! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
 //! - [`bench`]: the load generator behind `keyward bench`.
@@ -25,6 +28,8 @@
 //! back as [`service::KmsError`] and become a `tonic::Status` with the AWS exception name in
 //! `x-keyward-error` in one place ([`api::status`]).
 
+// The only unsafe code: mlock/munlock of key pages (crypto::locked), and the environment set
+// before any thread starts (main.rs).
 #![deny(unsafe_code)]
 #![cfg_attr(
     not(test),

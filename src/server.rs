@@ -177,6 +177,7 @@ impl Keyward {
                 .with_exec_rotators(config.rotation.exec.keys().cloned()),
         );
         secrets.ensure_default_key().await?;
+        secrets.ensure_indexes().await?;
         Ok(Self {
             kms,
             secrets,

@@ -362,3 +362,78 @@ fn clock_now(clock: &ManualClock) -> i64 {
     use keyward::service::Clock;
     clock.now()
 }
+
+/// A store written before the secret indexes existed gets them once, at the next start; the
+/// start after that reads no record, and listing and the purge see every secret.
+#[tokio::test]
+async fn a_store_from_before_the_indexes_is_indexed_once() {
+    use keyward::crypto::SecretBytes;
+    use keyward::service::secrets::{ListOptions, NewSecret, Value};
+    use keyward::store::{Expect, Op, Store};
+    let store_dir = tempfile::tempdir().unwrap();
+    let config = config(store_dir.path());
+    let clock = Arc::new(ManualClock::new(MARCH_1_10AM));
+    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
+        .await
+        .unwrap();
+    for name in ["a", "b", "c"] {
+        clock.advance(1);
+        keyward
+            .secrets
+            .create_secret(NewSecret {
+                name: name.into(),
+                client_request_token: String::new(),
+                description: String::new(),
+                kms_key_id: String::new(),
+                value: Some(Value::String(SecretBytes::new(b"v".to_vec()))),
+                tags: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+    keyward
+        .secrets
+        .delete_secret("b", Some(7), false)
+        .await
+        .unwrap();
+    drop(keyward);
+
+    // Make it an old store: no index entries, no marker.
+    let store_path = store_dir.path().join("store");
+    let store = wait_for_lock(|| async { Store::open(&store_path) }).await;
+    let mut ops = Vec::new();
+    for prefix in ["sm/created/", "sm/deleting/", "sm/indexes-v1"] {
+        for (key, _) in store.scan_all(prefix.as_bytes()).unwrap() {
+            ops.push(Op::Delete {
+                key,
+                expect: Expect::Any,
+            });
+        }
+    }
+    assert_eq!(ops.len(), 5);
+    store.commit(ops).await.unwrap();
+    drop(store);
+
+    let keyward = reopen(&config, &clock).await;
+    assert_eq!(
+        keyward.secrets.ensure_indexes().await.unwrap(),
+        0,
+        "built at start"
+    );
+    let listed = |k: &Keyward| {
+        k.secrets
+            .list_records(ListOptions {
+                include_planned_deletion: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&keyward), ["a", "b", "c"]);
+    clock.advance(7 * SECONDS_PER_DAY);
+    assert_eq!(keyward.secrets.purge_deleted().await.unwrap(), 1);
+    assert_eq!(listed(&keyward), ["a", "c"]);
+}

@@ -137,6 +137,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Like `scan`, in reverse key order, strictly before `start_before` when given.
+    pub fn scan_rev(
+        &self,
+        prefix: &[u8],
+        start_before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Versioned)>> {
+        let mut out = Vec::new();
+        let iter = match start_before {
+            Some(before) => self.db.range(prefix.to_vec()..before.to_vec()),
+            None => self.db.scan_prefix(prefix),
+        };
+        for entry in iter.rev() {
+            let (key, raw) = entry?;
+            if !key.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push((key.to_vec(), split(&key, &raw)?));
+        }
+        Ok(out)
+    }
+
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_all(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>> {
         self.scan(prefix, None, usize::MAX)

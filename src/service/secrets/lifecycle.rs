@@ -1,7 +1,8 @@
 //! Deletion (SPEC Deletion 1-4): scheduled with a recovery window or forced, restore, and the
 //! purge that removes data and wrapped keys for good once the window ends.
 
-use super::{SECRET_PREFIX, SecretsError, SecretsService, limits, secret_key, value_prefix};
+use super::indexes::{self, DELETING_PREFIX};
+use super::{SecretsError, SecretsService, limits, secret_key, value_prefix};
 use crate::service::clock::SECONDS_PER_DAY;
 use crate::store::{self, Expect, Op, SecretRecord};
 
@@ -43,60 +44,85 @@ impl SecretsService {
         }
         let date = now + days * SECONDS_PER_DAY;
         record.deletion_date = Some(date);
-        self.store
-            .commit(vec![Op::Put {
-                key: secret_key(&record.name),
-                value: store::encode(&record),
-                expect: Expect::Version(version),
-            }])
-            .await?;
+        let mut ops = vec![Op::Put {
+            key: secret_key(&record.name),
+            value: store::encode(&record),
+            expect: Expect::Version(version),
+        }];
+        ops.extend(indexes::move_entry(
+            DELETING_PREFIX,
+            &record.name,
+            None,
+            Some(date),
+        ));
+        self.store.commit(ops).await?;
         tracing::info!(secret = %record.name, days, "scheduled secret deletion");
         Ok((record.arn, record.name, date))
     }
 
     pub async fn restore_secret(&self, secret_id: &str) -> Result<(String, String), SecretsError> {
-        let mut names = (String::new(), String::new());
-        self.change_record(secret_id, |record| {
-            if record.deletion_date.is_none() {
-                return Err(SecretsError::InvalidRequest(format!(
-                    "secret {} is not marked for deletion",
-                    record.name
-                )));
-            }
-            record.deletion_date = None;
-            names = (record.arn.clone(), record.name.clone());
-            Ok(())
-        })
-        .await?;
-        Ok(names)
+        let (snapshot, _) = self.resolve(secret_id)?;
+        let _writer = self.lock(&snapshot.name).lock().await;
+        let (mut record, version) = self.resolve(&snapshot.arn)?;
+        let Some(date) = record.deletion_date.take() else {
+            return Err(SecretsError::InvalidRequest(format!(
+                "secret {} is not marked for deletion",
+                record.name
+            )));
+        };
+        let mut ops = vec![Op::Put {
+            key: secret_key(&record.name),
+            value: store::encode(&record),
+            expect: Expect::Version(version),
+        }];
+        ops.extend(indexes::move_entry(
+            DELETING_PREFIX,
+            &record.name,
+            Some(date),
+            None,
+        ));
+        self.store.commit(ops).await?;
+        Ok((record.arn, record.name))
     }
 
-    /// Removes every secret whose recovery window has ended; returns how many.
+    /// Removes every secret whose recovery window has ended; returns how many. Reads only the
+    /// deletion index up to now, never every secret.
     pub async fn purge_deleted(&self) -> Result<usize, SecretsError> {
         let now = self.clock.now();
-        let mut due = Vec::new();
-        for (key, value) in self.store.scan_all(SECRET_PREFIX)? {
-            match store::decode::<SecretRecord>(&key, &value.value) {
-                Ok(record) if record.deletion_date.is_some_and(|d| d <= now) => {
-                    due.push(record.name)
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "skipping a damaged secret record"),
-            }
-        }
         let mut purged = 0;
-        for name in due {
-            let _writer = self.lock(&name).lock().await;
-            // Re-check under the lock: a restore may have won the race.
-            if let Some((record, version)) = self.load_by_name(&name)?
-                && record.deletion_date.is_some_and(|d| d <= now)
-            {
-                self.erase(&record, version).await?;
-                tracing::info!(secret = %name, "purged secret after its recovery window");
-                purged += 1;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.store.scan(DELETING_PREFIX, after.as_deref(), 256)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(purged);
+            };
+            after = Some(last.clone());
+            for (key, _) in page {
+                let Some((date, name)) = indexes::parse_time_key(DELETING_PREFIX, &key) else {
+                    continue;
+                };
+                if date > now {
+                    return Ok(purged);
+                }
+                let _writer = self.lock(name).lock().await;
+                // Re-check under the lock: a restore may have won the race.
+                match self.load_by_name(name)? {
+                    Some((record, version)) if record.deletion_date == Some(date) => {
+                        self.erase(&record, version).await?;
+                        tracing::info!(secret = %name, "purged secret after its recovery window");
+                        purged += 1;
+                    }
+                    _ => {
+                        self.store
+                            .commit(vec![Op::Delete {
+                                key: key.clone(),
+                                expect: Expect::Any,
+                            }])
+                            .await?;
+                    }
+                }
             }
         }
-        Ok(purged)
     }
 
     /// Deletes the record and every stored value (sealed values and wrapped keys) at once.
@@ -106,6 +132,7 @@ impl SecretsService {
             key: secret_key(&record.name),
             expect: Expect::Version(version),
         }];
+        ops.extend(indexes::remove_entries_of(record));
         ops.extend(
             self.store
                 .scan_all(&prefix)?

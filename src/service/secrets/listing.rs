@@ -1,11 +1,12 @@
-//! ListSecrets: filters, sort order and pagination over all secret records.
+//! ListSecrets: filters, sort order and pagination, walking the creation index.
 //!
 //! Filters follow AWS: keys `name`, `description`, `tag-key`, `tag-value`, `all`; each value is
 //! a case-sensitive prefix, a leading `!` negates it; values of one filter are alternatives
 //! (OR), filters combine with AND. `all` matches any of the four fields.
 
-use super::{SECRET_PREFIX, SecretsError, SecretsService, limits};
-use crate::store::{self, SecretRecord};
+use super::indexes::{self, CREATED_PREFIX};
+use super::{SecretsError, SecretsService, limits};
+use crate::store::SecretRecord;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 #[derive(Debug, Clone)]
@@ -79,12 +80,15 @@ fn matches(record: &SecretRecord, filter: &Filter) -> bool {
         })
 }
 
-/// Position in the sorted listing: (created, name) of the last secret returned.
+/// Index entries read per step while filling a page.
+const STEP: usize = 256;
+
+/// Position in the listing: the creation-index key of the last secret returned.
 fn encode_token(record: &SecretRecord) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", record.created_at, record.name))
 }
 
-fn decode_token(token: &str) -> Result<Option<(i64, String)>, SecretsError> {
+fn decode_token(token: &str) -> Result<Option<Vec<u8>>, SecretsError> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -92,11 +96,15 @@ fn decode_token(token: &str) -> Result<Option<(i64, String)>, SecretsError> {
     let text =
         String::from_utf8(URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
     let (created, name) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Some((created.parse().map_err(|_| bad())?, name.to_owned())))
+    let created = created.parse().map_err(|_| bad())?;
+    Ok(Some(indexes::time_key(CREATED_PREFIX, created, name)))
 }
 
 impl SecretsService {
-    /// One page of matching secrets, in creation order, and the token for the next page.
+    /// One page of matching secrets, in creation order (ties by name), and the token for the
+    /// next page. Walks the creation index from the token and reads records only until the
+    /// page is full: a page costs what it returns (plus what the filters reject), never a
+    /// read of every secret.
     pub fn list_records(
         &self,
         options: ListOptions,
@@ -108,46 +116,41 @@ impl SecretsService {
             "desc" => true,
             _ => return Err(SecretsError::invalid("sort_order", "must be asc or desc")),
         };
-        let after = decode_token(&options.next_token)?;
-        // The listing reads every record: fine for the thousands of secrets of a site; an
-        // index by creation date is the next step if that changes.
+        let mut cursor = decode_token(&options.next_token)?;
         let mut records = Vec::new();
-        for (key, value) in self.store.scan_all(SECRET_PREFIX)? {
-            // One damaged record must not hide every other secret.
-            let record: SecretRecord = match store::decode(&key, &value.value) {
-                Ok(record) => record,
-                Err(e) => {
-                    tracing::error!(error = %e, "skipping a damaged secret record");
-                    continue;
-                }
+        while records.len() <= limit {
+            let step = if descending {
+                self.store
+                    .scan_rev(CREATED_PREFIX, cursor.as_deref(), STEP)?
+            } else {
+                self.store.scan(CREATED_PREFIX, cursor.as_deref(), STEP)?
             };
-            if (options.include_planned_deletion || record.deletion_date.is_none())
-                && options.filters.iter().all(|f| matches(&record, f))
-            {
-                records.push(record);
+            let Some((last, _)) = step.last() else {
+                break;
+            };
+            cursor = Some(last.clone());
+            for (key, _) in step {
+                let Some((created, name)) = indexes::parse_time_key(CREATED_PREFIX, &key) else {
+                    continue;
+                };
+                // One damaged record must not hide every other secret.
+                let record = match self.load_by_name(name) {
+                    Ok(Some((record, _))) if record.created_at == created => record,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "skipping a damaged secret record");
+                        continue;
+                    }
+                };
+                if (options.include_planned_deletion || record.deletion_date.is_none())
+                    && options.filters.iter().all(|f| matches(&record, f))
+                {
+                    records.push(record);
+                    if records.len() > limit {
+                        break;
+                    }
+                }
             }
-        }
-        records.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
-        if descending {
-            records.reverse();
-        }
-        if let Some((created, name)) = after {
-            let position = records
-                .iter()
-                .position(|r| r.created_at == created && r.name == name)
-                .map(|p| p + 1)
-                .unwrap_or_else(|| {
-                    // The secret was deleted meanwhile: continue after where it stood.
-                    records
-                        .iter()
-                        .position(|r| {
-                            let ord =
-                                (r.created_at, r.name.as_str()).cmp(&(created, name.as_str()));
-                            if descending { ord.is_lt() } else { ord.is_gt() }
-                        })
-                        .unwrap_or(records.len())
-                });
-            records.drain(..position);
         }
         let next = (records.len() > limit).then(|| encode_token(&records[limit - 1]));
         records.truncate(limit);

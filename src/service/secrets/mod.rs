@@ -3,6 +3,7 @@
 //! value is sealed in software under a fresh data key from the secret's KMS key.
 
 mod error;
+mod indexes;
 pub mod labels;
 mod lifecycle;
 pub mod limits;

@@ -5,6 +5,7 @@
 //! committed after every step, together with an entry in a due-time index, so the scheduler
 //! finds due work without reading every secret and a restart resumes where it stopped.
 
+use super::indexes::{self, ROTATION_DUE_PREFIX};
 use super::labels::{self, CURRENT, PENDING};
 use super::values::Value;
 use super::{SecretsError, SecretsService, limits, secret_key};
@@ -13,8 +14,6 @@ use crate::store::{
     self, Expect, InFlight, Op, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
     SecretVersionMeta,
 };
-
-const DUE_PREFIX: &[u8] = b"sm/rotation-due/";
 
 /// Most versions a secret may hold (as for writes): a rotation adds one.
 const MAX_VERSIONS: usize = 200;
@@ -68,43 +67,14 @@ pub enum Next {
     },
 }
 
-fn due_key(due: i64, name: &str) -> Vec<u8> {
-    [
-        DUE_PREFIX,
-        format!("{:020}/", due.max(0)).as_bytes(),
-        name.as_bytes(),
-    ]
-    .concat()
-}
-
-fn parse_due_key(key: &[u8]) -> Option<(i64, &str)> {
-    let rest = std::str::from_utf8(key.strip_prefix(DUE_PREFIX)?).ok()?;
-    let (due, name) = rest.split_once('/')?;
-    Some((due.parse().ok()?, name))
-}
-
-/// The index entries to change when a record's rotation goes from `old` to `new`.
+/// The due-index changes when a record's rotation goes from `old` to `new`.
 fn due_ops(name: &str, old: Option<&RotationRecord>, new: Option<&RotationRecord>) -> Vec<Op> {
-    let old_due = old.and_then(RotationRecord::due_at);
-    let new_due = new.and_then(RotationRecord::due_at);
-    let mut ops = Vec::new();
-    if old_due == new_due {
-        return ops;
-    }
-    if let Some(due) = old_due {
-        ops.push(Op::Delete {
-            key: due_key(due, name),
-            expect: Expect::Any,
-        });
-    }
-    if let Some(due) = new_due {
-        ops.push(Op::Put {
-            key: due_key(due, name),
-            value: Vec::new(),
-            expect: Expect::Any,
-        });
-    }
-    ops
+    indexes::move_entry(
+        ROTATION_DUE_PREFIX,
+        name,
+        old.and_then(RotationRecord::due_at),
+        new.and_then(RotationRecord::due_at),
+    )
 }
 
 /// Where AWSPENDING sits on a version other than AWSCURRENT's: a rotation not finished.
@@ -320,13 +290,15 @@ impl SecretsService {
         let mut names = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         while names.len() < limit {
-            let page = self.store.scan(DUE_PREFIX, after.as_deref(), limit)?;
+            let page = self
+                .store
+                .scan(ROTATION_DUE_PREFIX, after.as_deref(), limit)?;
             let Some((last, _)) = page.last() else {
                 break;
             };
             after = Some(last.clone());
             for (key, _) in page {
-                let Some((due, name)) = parse_due_key(&key) else {
+                let Some((due, name)) = indexes::parse_time_key(ROTATION_DUE_PREFIX, &key) else {
                     continue;
                 };
                 if due > now || names.len() == limit {
@@ -579,15 +551,6 @@ mod tests {
     }
 
     #[test]
-    fn due_keys_sort_by_time_and_parse_back() {
-        let early = due_key(99, "b/x");
-        let late = due_key(1_000, "a");
-        assert!(early < late, "keys must sort by due time, not name");
-        assert_eq!(parse_due_key(&early), Some((99, "b/x")));
-        assert_eq!(parse_due_key(b"sm/rotation-due/junk"), None);
-    }
-
-    #[test]
     fn the_index_follows_the_due_time() {
         // A rotation in flight is due at its retry time, whatever the schedule says.
         assert_eq!(rotation(true, Some(50), Some(7)).due_at(), Some(7));
@@ -598,9 +561,10 @@ mod tests {
             Some(&rotation(true, Some(50), None)),
             Some(&rotation(true, Some(80), None)),
         );
+        let key = |t| indexes::time_key(ROTATION_DUE_PREFIX, t, "s");
         assert!(
             matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
-            if *old == due_key(50, "s") && *new == due_key(80, "s"))
+            if *old == key(50) && *new == key(80))
         );
         let same = rotation(true, Some(50), None);
         assert!(due_ops("s", Some(&same), Some(&same)).is_empty());

@@ -191,6 +191,7 @@ impl SecretsService {
             value: store::encode(&record),
             expect: Expect::Absent,
         });
+        ops.extend(super::indexes::entries_of(&record));
         self.commit(ops).await?;
         tracing::info!(secret = %record.name, "created secret");
         Ok(Written {

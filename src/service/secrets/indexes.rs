@@ -1,0 +1,142 @@
+//! Secondary indexes over the secret records, so no request reads every secret: by creation
+//! (ListSecrets' order), by deletion date (the purge) and by rotation due time (the scheduler).
+//! Each entry is `<prefix><time, 20 digits>/<name>` with an empty value, written in the same
+//! commit as the record it describes. Readers check the record and skip (or remove) an entry
+//! that no longer matches, so a stale entry costs a lookup, never a wrong answer.
+
+use super::{SecretsError, SecretsService};
+use crate::store::{self, Expect, Op, SecretRecord};
+
+pub const CREATED_PREFIX: &[u8] = b"sm/created/";
+pub const DELETING_PREFIX: &[u8] = b"sm/deleting/";
+pub const ROTATION_DUE_PREFIX: &[u8] = b"sm/rotation-due/";
+/// Present once the indexes cover every record (written at the first start of this version).
+const BUILT_MARKER: &[u8] = b"sm/indexes-v1";
+
+pub fn time_key(prefix: &[u8], time: i64, name: &str) -> Vec<u8> {
+    [
+        prefix,
+        format!("{:020}/", time.max(0)).as_bytes(),
+        name.as_bytes(),
+    ]
+    .concat()
+}
+
+pub fn parse_time_key<'a>(prefix: &[u8], key: &'a [u8]) -> Option<(i64, &'a str)> {
+    let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
+    let (time, name) = rest.split_once('/')?;
+    Some((time.parse().ok()?, name))
+}
+
+/// Index changes when an entry's time goes from `old` to `new` (None: no entry).
+pub fn move_entry(prefix: &[u8], name: &str, old: Option<i64>, new: Option<i64>) -> Vec<Op> {
+    if old == new {
+        return Vec::new();
+    }
+    let mut ops = Vec::new();
+    if let Some(time) = old {
+        ops.push(Op::Delete {
+            key: time_key(prefix, time, name),
+            expect: Expect::Any,
+        });
+    }
+    if let Some(time) = new {
+        ops.push(Op::Put {
+            key: time_key(prefix, time, name),
+            value: Vec::new(),
+            expect: Expect::Any,
+        });
+    }
+    ops
+}
+
+/// Every index entry `record` has.
+pub fn entries_of(record: &SecretRecord) -> Vec<Op> {
+    let mut ops = move_entry(CREATED_PREFIX, &record.name, None, Some(record.created_at));
+    ops.extend(move_entry(
+        DELETING_PREFIX,
+        &record.name,
+        None,
+        record.deletion_date,
+    ));
+    ops.extend(move_entry(
+        ROTATION_DUE_PREFIX,
+        &record.name,
+        None,
+        record.rotation.as_ref().and_then(|r| r.due_at()),
+    ));
+    ops
+}
+
+/// Removes every index entry of `record` (it is being erased).
+pub fn remove_entries_of(record: &SecretRecord) -> Vec<Op> {
+    entries_of(record)
+        .into_iter()
+        .map(|op| match op {
+            Op::Put { key, .. } | Op::Delete { key, .. } => Op::Delete {
+                key,
+                expect: Expect::Any,
+            },
+        })
+        .collect()
+}
+
+impl SecretsService {
+    /// Builds the indexes from the records once, for a store made before they existed.
+    /// Returns how many records were indexed (0 on every later start: nothing is read).
+    pub async fn ensure_indexes(&self) -> Result<usize, SecretsError> {
+        if self.store.get(BUILT_MARKER)?.is_some() {
+            return Ok(0);
+        }
+        let mut ops = Vec::new();
+        let mut indexed = 0;
+        for (key, value) in self.store.scan_all(super::SECRET_PREFIX)? {
+            match store::decode::<SecretRecord>(&key, &value.value) {
+                Ok(record) => {
+                    ops.extend(entries_of(&record));
+                    indexed += 1;
+                }
+                Err(e) => tracing::error!(error = %e, "not indexing a damaged secret record"),
+            }
+        }
+        ops.push(Op::Put {
+            key: BUILT_MARKER.to_vec(),
+            value: Vec::new(),
+            expect: Expect::Absent,
+        });
+        self.store.commit(ops).await?;
+        if indexed > 0 {
+            tracing::info!(secrets = indexed, "built the secret indexes (once)");
+        }
+        Ok(indexed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_by_time_and_parse_back() {
+        let early = time_key(CREATED_PREFIX, 99, "b/x");
+        let late = time_key(CREATED_PREFIX, 1_000, "a");
+        assert!(early < late, "keys must sort by time, not name");
+        assert_eq!(parse_time_key(CREATED_PREFIX, &early), Some((99, "b/x")));
+        assert_eq!(parse_time_key(CREATED_PREFIX, b"sm/created/junk"), None);
+        assert_eq!(parse_time_key(DELETING_PREFIX, &early), None);
+    }
+
+    #[test]
+    fn moving_an_entry_deletes_the_old_and_puts_the_new() {
+        let moved = move_entry(DELETING_PREFIX, "s", Some(5), Some(9));
+        assert!(
+            matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
+            if *old == time_key(DELETING_PREFIX, 5, "s") && *new == time_key(DELETING_PREFIX, 9, "s"))
+        );
+        assert!(move_entry(DELETING_PREFIX, "s", Some(5), Some(5)).is_empty());
+        assert!(matches!(
+            &move_entry(DELETING_PREFIX, "s", Some(5), None)[..],
+            [Op::Delete { .. }]
+        ));
+    }
+}
