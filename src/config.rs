@@ -36,6 +36,9 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Prometheus metrics listener; none by default.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     #[serde(default = "default_region")]
     pub region: String,
@@ -346,6 +349,7 @@ impl Config {
         let (root_of_trust, conf) = Self::development_token(data_dir)?;
         let config = Config {
             listen,
+            metrics_listen: None,
             data_dir: data_dir.to_owned(),
             region: default_region(),
             account_id: default_account(),

@@ -14,6 +14,7 @@
 //!   (schedules, rotators, the scheduler) drives both.
 //! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
+//! - [`metrics`]: the Prometheus text endpoint.
 //! - [`bench`]: the load generator behind `keyward bench`.
 //! - [`cli`]: the `keyward` command: `serve`, the client subcommands and `bench`.
 //!
@@ -42,6 +43,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
                 config: args.config.clone(),
                 listen: None,
                 data_dir: args.data_dir.clone(),
+                metrics_listen: None,
             };
             match serve::prepare(serve_args) {
                 Ok(prepared) => {

@@ -92,6 +92,9 @@ pub struct Keyward {
     store: Store,
     config: Config,
     clock: Arc<dyn Clock>,
+    /// How long `open` took.
+    start: Duration,
+    metrics: Option<TcpListener>,
 }
 
 /// Connects to the configured root of trust. Blocking: call before or off the executor.
@@ -148,6 +151,7 @@ impl Keyward {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        let started = std::time::Instant::now();
         let store = Store::open(&config.data_dir.join("store"))?;
         let connect_config = config.clone();
         let (root, sessions) =
@@ -178,18 +182,31 @@ impl Keyward {
         );
         secrets.ensure_default_key().await?;
         secrets.ensure_indexes().await?;
+        let start = started.elapsed();
+        tracing::info!(
+            seconds = start.as_secs_f64(),
+            "opened store and root of trust"
+        );
         Ok(Self {
             kms,
             secrets,
             store,
             config,
             clock,
+            start,
+            metrics: None,
         })
+    }
+
+    /// Also serve Prometheus metrics on `listener` while running.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
     }
 
     /// Serves until `shutdown` resolves, then flushes the store.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), StartError> {
@@ -205,6 +222,14 @@ impl Keyward {
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
         let scheduler = self.scheduler(endpoint);
+        let metrics = self.metrics.take().map(|listener| {
+            let source = crate::metrics::Source {
+                kms: Arc::clone(&self.kms),
+                store: self.store.clone(),
+                start_seconds: self.start.as_secs_f64(),
+            };
+            tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
+        });
         let tasks = [
             tokio::spawn(scheduler.run()),
             tokio::spawn(watch_root_of_trust(
@@ -244,7 +269,7 @@ impl Keyward {
                 Ok(())
             }
         };
-        for task in tasks {
+        for task in tasks.into_iter().chain(metrics) {
             task.abort();
         }
         self.store.flush()?;

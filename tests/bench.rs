@@ -158,3 +158,77 @@ fn ceilings_are_measured_on_the_servers_own_token() {
         assert!((ratio - expected).abs() < 1e-9, "{report}");
     }
 }
+
+/// With the server's metrics, the report counts root-of-trust calls per request: one per
+/// GenerateDataKey, none for a secret read whose data key is cached.
+#[test]
+fn the_report_counts_root_of_trust_calls_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(dir.path(), &["--metrics-listen", "127.0.0.1:0"], &[]);
+    let metrics = server.metrics.clone().expect("metrics address");
+    let run = |op: &str| {
+        bench(
+            &server,
+            &[
+                "--op",
+                op,
+                "--requests",
+                "200",
+                "--concurrency",
+                "4",
+                "--metrics",
+                &metrics,
+            ],
+        )
+    };
+    let generated = run("generate-data-key");
+    assert_eq!(
+        generated["server"]["root_of_trust_calls_per_request"], 1.0,
+        "{generated}"
+    );
+    // After a warm-up the hot secret's data key is cached: reads make no call at all.
+    let read = bench(
+        &server,
+        &[
+            "--op",
+            "get-secret-value",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "300ms",
+            "--concurrency",
+            "4",
+            "--metrics",
+            &metrics,
+        ],
+    );
+    assert!(read["requests"].as_u64().unwrap() > 0, "{read}");
+    assert_eq!(
+        read["server"]["root_of_trust_calls_per_request"], 0.0,
+        "{read}"
+    );
+    assert_eq!(read["server"]["data_key_cache_hit_rate"], 1.0, "{read}");
+
+    // The endpoint is plain Prometheus text.
+    let body = ureq_like_get(&metrics);
+    assert!(
+        body.contains("# TYPE keyward_root_of_trust_calls_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("process_resident_memory_bytes "), "{body}");
+}
+
+/// GET /metrics with nothing but std.
+fn ureq_like_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}

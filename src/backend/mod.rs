@@ -110,6 +110,16 @@ pub trait RootOfTrust: Send + Sync + 'static {
 pub struct Hardware {
     root: Arc<dyn RootOfTrust>,
     jobs: std::sync::mpsc::Sender<Job>,
+    counters: Arc<Counters>,
+}
+
+/// Root-of-trust calls made for requests (health probes not included), for the metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub calls: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+    /// Time from hand-off to answer, summed, in microseconds.
+    pub busy_micros: std::sync::atomic::AtomicU64,
 }
 
 type Job = Box<dyn FnOnce(&dyn RootOfTrust) + Send>;
@@ -142,14 +152,41 @@ impl Hardware {
                 tracing::error!(error = %e, "cannot start a hardware thread");
             }
         }
-        Self { root, jobs }
+        Self {
+            root,
+            jobs,
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn kind(&self) -> &'static str {
         self.root.kind()
     }
 
+    /// Runs `call` on a hardware thread, counted in the metrics.
     pub async fn run<T, F>(&self, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let outcome = self.probe(call).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.busy_micros.fetch_add(micros, Relaxed);
+        if outcome.is_err() {
+            self.counters.errors.fetch_add(1, Relaxed);
+        }
+        outcome
+    }
+
+    /// Like `run`, not counted: for health probes, which are not requests.
+    pub async fn probe<T, F>(&self, call: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,

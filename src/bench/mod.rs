@@ -69,6 +69,34 @@ pub struct Options {
     pub duration: Duration,
     pub warmup: Duration,
     pub value_size: usize,
+    /// The server's metrics endpoint, to report root-of-trust calls per request.
+    pub metrics: Option<String>,
+}
+
+/// The counters the report derives server-side figures from.
+struct Snapshot {
+    calls: f64,
+    hits: f64,
+    misses: f64,
+}
+
+async fn snapshot(metrics: &str) -> Result<Snapshot, String> {
+    let text = crate::metrics::fetch(metrics).await?;
+    let value =
+        |name| crate::metrics::value_of(&text, name).ok_or_else(|| format!("metrics lack {name}"));
+    Ok(Snapshot {
+        calls: value("keyward_root_of_trust_calls_total")?,
+        hits: value("keyward_data_key_cache_hits_total")?,
+        misses: value("keyward_data_key_cache_misses_total")?,
+    })
+}
+
+fn server_side(before: &Snapshot, after: &Snapshot, requests: u64) -> report::ServerSide {
+    let reads = (after.hits - before.hits) + (after.misses - before.misses);
+    report::ServerSide {
+        root_of_trust_calls_per_request: (after.calls - before.calls) / requests.max(1) as f64,
+        data_key_cache_hit_rate: (reads > 0.0).then(|| (after.hits - before.hits) / reads),
+    }
 }
 
 /// What the workers use, made once before the run.
@@ -301,6 +329,10 @@ pub async fn run(endpoint: &str, options: Options) -> Result<Report, String> {
         }
     }
 
+    let before = match &options.metrics {
+        Some(metrics) => Some(snapshot(metrics).await?),
+        None => None,
+    };
     let claimed = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -363,11 +395,16 @@ pub async fn run(endpoint: &str, options: Options) -> Result<Report, String> {
         progress.abort();
         eprintln!();
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         options.op.name(),
         options.concurrency,
         elapsed,
         samples,
         errors,
-    ))
+    );
+    if let (Some(metrics), Some(before)) = (&options.metrics, before) {
+        let after = snapshot(metrics).await?;
+        report.server = Some(server_side(&before, &after, report.requests));
+    }
+    Ok(report)
 }

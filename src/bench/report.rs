@@ -17,6 +17,17 @@ pub struct Report {
     /// Set with --ceiling: what this figure is compared with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<Compared>,
+    /// Set with --metrics: what the server did meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSide>,
+}
+
+/// From the server's metrics, over the measured part of the run.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ServerSide {
+    pub root_of_trust_calls_per_request: f64,
+    /// Of secret reads; None when the run read no secret.
+    pub data_key_cache_hit_rate: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +90,7 @@ impl Report {
             latency_us: Latency::of(&mut samples),
             errors,
             ceiling: None,
+            server: None,
         }
     }
 
@@ -120,6 +132,16 @@ impl Report {
                 "  ceiling     {:.0} ops/s ({}); ratio {:.2}\n",
                 c.ops_per_sec, c.name, c.ratio
             ));
+        }
+        if let Some(server) = &self.server {
+            out.push_str(&format!(
+                "  server      {:.2} root-of-trust calls per request",
+                server.root_of_trust_calls_per_request
+            ));
+            if let Some(rate) = server.data_key_cache_hit_rate {
+                out.push_str(&format!("; data-key cache hit rate {:.1} %", rate * 100.0));
+            }
+            out.push('\n');
         }
         out
     }

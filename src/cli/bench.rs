@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Size of secret values and Encrypt plaintexts, in bytes.
     #[arg(long, default_value_t = 1024)]
     pub value_size: usize,
+    /// The server's metrics endpoint (its --metrics-listen address): adds root-of-trust calls
+    /// per request and the data-key cache hit rate to the report.
+    #[arg(long, env = "KEYWARD_METRICS")]
+    pub metrics: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -87,6 +91,7 @@ pub fn main(args: BenchArgs, config: Option<crate::config::Config>) -> ExitCode 
             duration: args.duration,
             warmup: args.warmup,
             value_size: args.value_size,
+            metrics: args.metrics.clone(),
         };
         let mut report = bench::run(&args.endpoint, options).await?;
         if let Some((name, ops)) = ceilings.as_ref().and_then(|c| args.op.ceiling(c)) {

@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// Data directory [default: ./keyward-data, or the config file's `data_dir`].
     #[arg(long, env = "KEYWARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: the config file's
+    /// `metrics_listen`, else off].
+    #[arg(long, env = "KEYWARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A resolved configuration, plus environment the process must set before any thread starts
@@ -37,6 +41,9 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
             }
             if let Some(dir) = args.data_dir {
                 config.data_dir = dir;
+            }
+            if args.metrics_listen.is_some() {
+                config.metrics_listen = args.metrics_listen;
             }
             let softhsm_conf = config.resolve_development()?;
             let mut env: Vec<(&'static str, PathBuf)> = softhsm_conf
@@ -65,7 +72,8 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
             let data_dir = args
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("keyward-data"));
-            let (config, softhsm_conf) = Config::development(&data_dir, listen)?;
+            let (mut config, softhsm_conf) = Config::development(&data_dir, listen)?;
+            config.metrics_listen = args.metrics_listen;
             Ok(Prepared {
                 config,
                 env: vec![("SOFTHSM2_CONF", softhsm_conf)],
@@ -95,7 +103,15 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
         }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
-        let keyward = Keyward::open(config).await?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let mut keyward = Keyward::open(config).await?;
+        if let Some(metrics) = metrics {
+            println!("keyward metrics on {}", metrics.local_addr()?);
+            keyward = keyward.with_metrics(metrics);
+        }
         tracing::info!(%address, "serving");
         // Tests and scripts wait for this line to know the server accepts connections.
         println!("keyward listening on {address}");

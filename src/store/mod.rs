@@ -233,6 +233,11 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     /// Flushes everything; called at shutdown.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;

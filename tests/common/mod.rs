@@ -21,6 +21,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Server {
     child: Option<Child>,
     pub endpoint: String,
+    /// `host:port` of the metrics listener, when started with `--metrics-listen`.
+    pub metrics: Option<String>,
     pub data_dir: PathBuf,
     log: PathBuf,
     /// The TPM behind it when the suite runs on swtpm; dropped after the server.
@@ -125,16 +127,22 @@ impl Server {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // The metrics line, when there is one, comes before the listening line.
+            let mut metrics = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("keyward metrics on ") {
+                    metrics = Some(addr.to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("keyward listening on ") {
-                    let _ = tx.send(addr.to_owned());
+                    let _ = tx.send((addr.to_owned(), metrics.take()));
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => Ok(Server {
+            Ok((addr, metrics)) => Ok(Server {
                 child: Some(child),
                 endpoint: format!("http://{addr}"),
+                metrics,
                 data_dir: data_dir.to_owned(),
                 log,
                 swtpm: None,

@@ -70,7 +70,17 @@ impl KmsService {
 
     /// Probes the root of trust: Ok when a request could be served now.
     pub async fn check_root_of_trust(&self) -> Result<(), KmsError> {
-        Ok(self.hw.run(|root| root.check()).await?)
+        Ok(self.hw.probe(|root| root.check()).await?)
+    }
+
+    /// Root-of-trust call counters (requests only).
+    pub fn hardware_counters(&self) -> &crate::backend::Counters {
+        self.hw.counters()
+    }
+
+    /// Unwrapped data keys currently cached.
+    pub fn data_key_cache_len(&self) -> usize {
+        self.data_keys.len()
     }
 
     fn load(&self, id: &str) -> Result<Option<(KeyRecord, u64)>, KmsError> {

@@ -1,0 +1,202 @@
+//! Prometheus text exposition on a listener of its own (`--metrics-listen`): root-of-trust
+//! calls, the data-key cache, the store's size, memory and start-up time. A deliberately small
+//! HTTP/1.1 responder: one GET per connection, nothing else to parse.
+
+use crate::service::KmsService;
+use crate::store::Store;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const MAX_REQUEST: usize = 8192;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Source {
+    pub kms: Arc<KmsService>,
+    pub store: Store,
+    /// From the start of `Keyward::open` to ready: store, root of trust, indexes.
+    pub start_seconds: f64,
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+/// Resident set size from /proc (Linux); 0 elsewhere.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+impl Source {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let hw = self.kms.hardware_counters();
+        metric(
+            &mut out,
+            "keyward_root_of_trust_calls_total",
+            "counter",
+            "Calls into the root of trust made for requests (health probes excluded).",
+            hw.calls.load(Relaxed),
+        );
+        metric(
+            &mut out,
+            "keyward_root_of_trust_errors_total",
+            "counter",
+            "Root-of-trust calls that failed.",
+            hw.errors.load(Relaxed),
+        );
+        metric(
+            &mut out,
+            "keyward_root_of_trust_call_seconds_total",
+            "counter",
+            "Time spent waiting for root-of-trust calls, summed.",
+            hw.busy_micros.load(Relaxed) as f64 / 1e6,
+        );
+        let (hits, misses) = self.kms.data_key_cache_stats();
+        metric(
+            &mut out,
+            "keyward_data_key_cache_hits_total",
+            "counter",
+            "Secret reads whose data key was cached.",
+            hits,
+        );
+        metric(
+            &mut out,
+            "keyward_data_key_cache_misses_total",
+            "counter",
+            "Secret reads that unwrapped their data key in the root of trust.",
+            misses,
+        );
+        metric(
+            &mut out,
+            "keyward_data_key_cache_entries",
+            "gauge",
+            "Unwrapped data keys held in memory now.",
+            self.kms.data_key_cache_len(),
+        );
+        metric(
+            &mut out,
+            "keyward_store_size_bytes",
+            "gauge",
+            "Size of the store on disk.",
+            self.store.size_on_disk().unwrap_or(0),
+        );
+        metric(
+            &mut out,
+            "keyward_start_seconds",
+            "gauge",
+            "Time the server took to open its store and root of trust at start.",
+            self.start_seconds,
+        );
+        metric(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the server process.",
+            resident_bytes(),
+        );
+        out
+    }
+}
+
+/// Serves `GET /metrics` until the task is aborted.
+pub async fn serve(listener: TcpListener, source: Arc<Source>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let source = Arc::clone(&source);
+        tokio::spawn(async move {
+            let mut request = Vec::with_capacity(512);
+            let mut chunk = [0u8; 1024];
+            let complete = tokio::time::timeout(READ_TIMEOUT, async {
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                true
+            })
+            .await
+            .unwrap_or(false);
+            if !complete {
+                return;
+            }
+            let (status, body) = if request.starts_with(b"GET /metrics ") {
+                ("200 OK", source.render())
+            } else {
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_owned(),
+                )
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+/// Fetches `http://ADDR/metrics` (for `keyward bench`). `addr` is `host:port`, with or
+/// without `http://` and `/metrics`.
+pub async fn fetch(addr: &str) -> Result<String, String> {
+    let host = addr
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .trim_end_matches('/');
+    let failed = |e: std::io::Error| format!("metrics at {host}: {e}");
+    let mut stream = tokio::net::TcpStream::connect(host).await.map_err(failed)?;
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .map_err(failed)?;
+    let mut response = Vec::new();
+    tokio::time::timeout(READ_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .map_err(|_| format!("metrics at {host}: no answer"))?
+        .map_err(failed)?;
+    let text = String::from_utf8_lossy(&response);
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(format!("metrics at {host}: unexpected answer")),
+    }
+}
+
+/// The value of an unlabelled metric in a text exposition (for `keyward bench`).
+pub fn value_of(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_found_by_exact_name() {
+        let text = "# HELP a_total x\na_total 12\na_total_more 3\nb 1.5\n";
+        assert_eq!(super::value_of(text, "a_total"), Some(12.0));
+        assert_eq!(super::value_of(text, "b"), Some(1.5));
+        assert_eq!(super::value_of(text, "a"), None);
+    }
+}
