@@ -232,3 +232,37 @@ fn ureq_like_get(addr: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     response
 }
+
+/// Scale mode loads its secrets once, lists and reads them, and a second run reuses them.
+#[test]
+fn scale_mode_loads_once_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(dir.path(), &["--metrics-listen", "127.0.0.1:0"], &[]);
+    let metrics = server.metrics.clone().expect("metrics address");
+    let args = [
+        "--scale",
+        "30",
+        "--concurrency",
+        "4",
+        "--duration",
+        "200ms",
+        "--metrics",
+        &metrics,
+    ];
+    let first = bench(&server, &args);
+    assert!(first["load_seconds"].as_f64().unwrap() > 0.0, "{first}");
+    assert_eq!(first["listed"], 30, "{first}");
+    assert_eq!(first["list_pages"], 1, "{first}");
+    assert!(first["get_spread_ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(first["store_size_bytes"].as_f64().unwrap() > 0.0);
+    assert!(first["resident_bytes"].as_f64().unwrap() > 0.0);
+    let second = bench(&server, &args);
+    assert!(second["load_seconds"].is_null(), "{second}");
+    assert_eq!(second["listed"], 30, "{second}");
+    // Three versions each: the first and two more.
+    let versions = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut sm = secrets::client(&server).await;
+        secrets::stages(&mut sm, "scale/0000007").await
+    });
+    assert_eq!(versions.len(), 3, "{versions:?}");
+}

@@ -7,6 +7,7 @@
 
 pub mod ceiling;
 pub mod report;
+pub mod scale;
 
 use crate::api::pb::{
     self, key_management_service_client::KeyManagementServiceClient,

@@ -39,6 +39,11 @@ pub struct BenchArgs {
     /// per request and the data-key cache hit rate to the report.
     #[arg(long, env = "KEYWARD_METRICS")]
     pub metrics: Option<String>,
+    /// Scale mode: load this many secrets (3 versions each; reused by later runs), then
+    /// report load time, ListSecrets pagination, reads at that size, and with --metrics the
+    /// store's size, the server's RSS and start-up time. --op is ignored.
+    #[arg(long)]
+    pub scale: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +88,29 @@ pub fn main(args: BenchArgs, config: Option<crate::config::Config>) -> ExitCode 
             Some(config) => Some(measure_ceilings(&args, config).await?),
             None => None,
         };
+        if let Some(secrets) = args.scale {
+            let report = bench::scale::run(
+                &args.endpoint,
+                bench::scale::Options {
+                    secrets,
+                    concurrency: args.concurrency.max(1),
+                    connections: args.connections.max(1),
+                    duration: args.duration,
+                    value_size: args.value_size,
+                    metrics: args.metrics.clone(),
+                },
+            )
+            .await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", report.text());
+            }
+            return Ok(());
+        }
         let options = Options {
             op: args.op,
             concurrency: args.concurrency.max(1),
