@@ -233,3 +233,86 @@ async fn tpm_only_options_are_refused_on_softhsm() {
     assert_error(&err, Code::InvalidArgument, "ValidationException");
     assert!(err.message().contains("need a TPM"), "{}", err.message());
 }
+
+/// A persistent SRK (as provisioned by an operator) and the re-created one are the same key:
+/// a data directory works with either, and a missing handle is named at start.
+#[tokio::test]
+async fn a_provisioned_persistent_srk_is_used_and_matches_the_re_created_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tpm = Swtpm::start(&dir.path().join("tpm"));
+    keyward::backend::tpm::persist_srk(&tpm.tcti(), None, 0x8100_0001).unwrap();
+
+    let server = tpm_server(&data, &tpm, "resident", "srk_handle = 0x81000001").unwrap();
+    let mut kms = server.kms().await;
+    let key = create_key(&mut kms, "under the persistent SRK").await;
+    let blob = encrypt(&mut kms, &key.key_id, b"p", &[]).await;
+    drop(kms);
+    server.kill();
+
+    let server = tpm_server(&data, &tpm, "resident", "").unwrap();
+    let mut kms = server.kms().await;
+    assert_eq!(decrypt(&mut kms, &blob, &[]).await.unwrap(), b"p");
+    drop(kms);
+    server.kill();
+
+    let err = match tpm_server(&data, &tpm, "resident", "srk_handle = 0x81000002") {
+        Ok(_) => panic!("started with an SRK handle nobody provisioned"),
+        Err(printed) => printed,
+    };
+    assert!(
+        err.contains("0x81000002") && err.contains("provisioned"),
+        "{err}"
+    );
+}
+
+/// A TPM whose owner hierarchy has an authorization value: without it the server refuses to
+/// start and says what to set; with it from the environment, it works.
+#[tokio::test]
+async fn the_owner_authorization_comes_from_the_environment() {
+    use std::str::FromStr;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+    use tss_esapi::structures::Auth;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tpm = Swtpm::start(&dir.path().join("tpm"));
+    {
+        let tcti = tss_esapi::tcti_ldr::TctiNameConf::from_str(&tpm.tcti()).unwrap();
+        let mut ctx = tss_esapi::Context::new(tcti).unwrap();
+        ctx.execute_with_session(Some(AuthSession::Password), |c| {
+            c.hierarchy_change_auth(
+                tss_esapi::handles::AuthHandle::Owner,
+                Auth::try_from(b"owner-secret".to_vec()).unwrap(),
+            )
+        })
+        .unwrap();
+    }
+
+    let err = match tpm_server(&data, &tpm, "resident", "") {
+        Ok(_) => panic!("started without the owner authorization"),
+        Err(printed) => printed,
+    };
+    assert!(err.contains("owner_auth_env"), "{err}");
+    assert!(!err.contains("owner-secret"), "{err}");
+
+    let config = data.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n{}",
+            data.display(),
+            tpm_table(&tpm, "resident", "owner_auth_env = \"TPM_OWNER\"")
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[("TPM_OWNER", "owner-secret")],
+    );
+    let mut kms = server.kms().await;
+    let key = create_key(&mut kms, "owned").await;
+    let blob = encrypt(&mut kms, &key.key_id, b"o", &[]).await;
+    assert_eq!(decrypt(&mut kms, &blob, &[]).await.unwrap(), b"o");
+    assert!(!server.log().contains("owner-secret"));
+}

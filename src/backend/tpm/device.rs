@@ -343,10 +343,16 @@ impl Device {
     fn connection(&mut self) -> Result<&mut Conn> {
         if self.conn.is_none() {
             let (conn, name) = Conn::open(&self.options).map_err(|e| {
-                BackendError::Unavailable(format!(
-                    "cannot open the TPM at {}: {e}",
-                    self.options.tcti
-                ))
+                let tcti = &self.options.tcti;
+                BackendError::Unavailable(match (classify(&e), self.options.srk_handle) {
+                    (Failure::Refused, _) => format!(
+                        "the TPM at {tcti} refused the owner hierarchy's authorization: set owner_auth_env or owner_auth_file to the TPM's owner auth ({e})"
+                    ),
+                    (Failure::Integrity | Failure::Other, Some(handle)) => format!(
+                        "cannot use the SRK at persistent handle {handle:#010x} on the TPM at {tcti}: is it provisioned? ({e})"
+                    ),
+                    _ => format!("cannot open the TPM at {tcti}: {e}"),
+                })
             })?;
             match &self.identity {
                 Some(expected) if *expected != name => {
@@ -554,6 +560,27 @@ impl Device {
     pub fn check(&mut self) -> Result<()> {
         self.run(internal, |c| c.ctx.get_random(8).map(drop))
     }
+}
+
+/// Makes the SRK persistent at `handle` (EvictControl), as an operator's provisioning would;
+/// `srk_handle` in the configuration then uses it. The same template as the re-created SRK, so
+/// both are the same key and a data directory works with either.
+pub fn persist_srk(tcti: &str, owner_auth: Option<&str>, handle: u32) -> tss_esapi::Result<()> {
+    use tss_esapi::interface_types::dynamic_handles::Persistent;
+    use tss_esapi::interface_types::resource_handles::Provision;
+    let mut ctx = Context::new(TctiNameConf::from_str(tcti)?)?;
+    if let Some(auth) = owner_auth {
+        ctx.tr_set_auth(ObjectHandle::Owner, Auth::try_from(auth.as_bytes())?)?;
+    }
+    let template = objects::srk()?;
+    ctx.execute_with_session(Some(AuthSession::Password), |c| {
+        let srk = c
+            .create_primary(Hierarchy::Owner, template, None, None, None, None)?
+            .key_handle;
+        let persistent = Persistent::Persistent(PersistentTpmHandle::new(handle)?);
+        c.evict_control(Provision::Owner, srk.into(), persistent)?;
+        c.flush_context(srk.into())
+    })
 }
 
 /// The protection a new key gets: the request's, else the configured defaults; PCRs sorted

@@ -20,7 +20,7 @@ mod errors;
 mod keyref;
 mod objects;
 
-pub use device::Options as TpmOptions;
+pub use device::{Options as TpmOptions, persist_srk};
 pub use keyref::Mode as TpmKeyMode;
 
 use super::{BackendError, KeyProtection, KeyRef, Result, RootOfTrust};
