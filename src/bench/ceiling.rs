@@ -46,6 +46,18 @@ fn rate(threads: usize, duration: Duration, call: impl Fn() -> bool + Sync) -> f
 /// Seal and unseal rates in the configured root of trust, with a throwaway key it creates and
 /// destroys. Blocking.
 pub fn root_of_trust(config: &Config, duration: Duration) -> Result<(usize, f64, f64), String> {
+    // A second connection to the server's TPM would wait forever behind the server's own on
+    // a raw swtpm socket, and would disturb the server's single context on a real one.
+    if matches!(
+        config.root_of_trust,
+        crate::config::RootOfTrustConfig::Tpm(_)
+    ) {
+        return Err(
+            "--ceiling measures a PKCS#11 token beside the running server; with a TPM, compare \
+             runs of the server itself (see README, On a TPM)"
+                .into(),
+        );
+    }
     let (root, sessions): (Arc<dyn RootOfTrust>, usize) =
         crate::server::connect_root_of_trust(config).map_err(|e| e.to_string())?;
     let key = root
