@@ -222,11 +222,13 @@ impl Keyward {
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
         let scheduler = self.scheduler(endpoint);
+        let requests = Arc::new(crate::metrics::requests::Requests::default());
         let metrics = self.metrics.take().map(|listener| {
             let source = crate::metrics::Source {
                 kms: Arc::clone(&self.kms),
                 store: self.store.clone(),
                 start_seconds: self.start.as_secs_f64(),
+                requests: Arc::clone(&requests),
             };
             tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
         });
@@ -247,6 +249,7 @@ impl Keyward {
         let signalled = Arc::new(tokio::sync::Notify::new());
         let notify = Arc::clone(&signalled);
         let serve = tonic::transport::Server::builder()
+            .layer(crate::metrics::requests::CountLayer(requests))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(

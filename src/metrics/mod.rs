@@ -2,6 +2,8 @@
 //! calls, the data-key cache, the store's size, memory and start-up time. A deliberately small
 //! HTTP/1.1 responder: one GET per connection, nothing else to parse.
 
+pub mod requests;
+
 use crate::service::KmsService;
 use crate::store::Store;
 use std::fmt::Write as _;
@@ -19,6 +21,7 @@ pub struct Source {
     pub store: Store,
     /// From the start of `Keyward::open` to ready: store, root of trust, indexes.
     pub start_seconds: f64,
+    pub requests: Arc<requests::Requests>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -102,6 +105,7 @@ impl Source {
             "Time the server took to open its store and root of trust at start.",
             self.start_seconds,
         );
+        self.render_requests(&mut out);
         metric(
             &mut out,
             "process_resident_memory_bytes",
@@ -110,6 +114,47 @@ impl Source {
             resident_bytes(),
         );
         out
+    }
+}
+
+impl Source {
+    fn render_requests(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP keyward_requests_total gRPC requests by RPC and status code.\n# TYPE keyward_requests_total counter"
+        );
+        if let Ok(by_code) = self.requests.by_code.lock() {
+            for ((rpc, code), count) in by_code.iter() {
+                let _ = writeln!(
+                    out,
+                    "keyward_requests_total{{rpc=\"{rpc}\",code=\"{code}\"}} {count}"
+                );
+            }
+        }
+        let name = "keyward_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from request to response headers, by RPC.\n# TYPE {name} histogram"
+        );
+        if let Ok(latency) = self.requests.latency.lock() {
+            for (rpc, l) in latency.iter() {
+                let mut cumulative = 0;
+                for (bound, count) in requests::BUCKETS.iter().zip(l.buckets) {
+                    cumulative += count;
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{rpc=\"{rpc}\",le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{rpc=\"{rpc}\",le=\"+Inf\"}} {}",
+                    l.count
+                );
+                let _ = writeln!(out, "{name}_sum{{rpc=\"{rpc}\"}} {}", l.sum_seconds);
+                let _ = writeln!(out, "{name}_count{{rpc=\"{rpc}\"}} {}", l.count);
+            }
+        }
     }
 }
 
