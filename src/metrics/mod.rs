@@ -119,16 +119,25 @@ impl Source {
 
 impl Source {
     fn render_requests(&self, out: &mut String) {
+        use requests::{BUCKETS, CODE_NAMES};
+        let Ok(by_rpc) = self.requests.by_rpc.read() else {
+            return;
+        };
+        let mut rpcs: Vec<_> = by_rpc.iter().collect();
+        rpcs.sort_by(|a, b| a.0.cmp(b.0));
         let _ = writeln!(
             out,
             "# HELP keyward_requests_total gRPC requests by RPC and status code.\n# TYPE keyward_requests_total counter"
         );
-        if let Ok(by_code) = self.requests.by_code.lock() {
-            for ((rpc, code), count) in by_code.iter() {
-                let _ = writeln!(
-                    out,
-                    "keyward_requests_total{{rpc=\"{rpc}\",code=\"{code}\"}} {count}"
-                );
+        for (rpc, stats) in &rpcs {
+            for (code, count) in CODE_NAMES.iter().zip(&stats.codes) {
+                let count = count.load(Relaxed);
+                if count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "keyward_requests_total{{rpc=\"{rpc}\",code=\"{code}\"}} {count}"
+                    );
+                }
             }
         }
         let name = "keyward_request_duration_seconds";
@@ -136,24 +145,20 @@ impl Source {
             out,
             "# HELP {name} Time from request to response headers, by RPC.\n# TYPE {name} histogram"
         );
-        if let Ok(latency) = self.requests.latency.lock() {
-            for (rpc, l) in latency.iter() {
-                let mut cumulative = 0;
-                for (bound, count) in requests::BUCKETS.iter().zip(l.buckets) {
-                    cumulative += count;
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{rpc=\"{rpc}\",le=\"{bound}\"}} {cumulative}"
-                    );
-                }
+        for (rpc, stats) in &rpcs {
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(&stats.buckets) {
+                cumulative += count.load(Relaxed);
                 let _ = writeln!(
                     out,
-                    "{name}_bucket{{rpc=\"{rpc}\",le=\"+Inf\"}} {}",
-                    l.count
+                    "{name}_bucket{{rpc=\"{rpc}\",le=\"{bound}\"}} {cumulative}"
                 );
-                let _ = writeln!(out, "{name}_sum{{rpc=\"{rpc}\"}} {}", l.sum_seconds);
-                let _ = writeln!(out, "{name}_count{{rpc=\"{rpc}\"}} {}", l.count);
             }
+            let count = stats.count.load(Relaxed);
+            let sum = stats.sum_micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{rpc=\"{rpc}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{rpc=\"{rpc}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{rpc=\"{rpc}\"}} {count}");
         }
     }
 }

@@ -3,10 +3,11 @@
 //! headers, where tonic puts `grpc-status` for every error (a trailers-only response); a
 //! response without it is OK.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,63 +16,82 @@ pub const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
 ];
 
+/// One RPC's counters: lock-free, so counting costs a few atomic adds per request.
 #[derive(Default)]
-pub struct Latency {
+pub struct RpcStats {
+    /// Requests by gRPC code (0-16).
+    pub codes: [AtomicU64; 17],
     /// Requests at or under each bound of `BUCKETS` (not cumulative).
-    pub buckets: [u64; BUCKETS.len()],
-    pub count: u64,
-    pub sum_seconds: f64,
+    pub buckets: [AtomicU64; BUCKETS.len()],
+    pub count: AtomicU64,
+    pub sum_micros: AtomicU64,
 }
 
+/// Every RPC seen, by name; the read lock is all a request takes once its RPC is known.
 #[derive(Default)]
 pub struct Requests {
-    /// (rpc, gRPC code name) → requests.
-    pub by_code: Mutex<BTreeMap<(String, &'static str), u64>>,
-    pub latency: Mutex<BTreeMap<String, Latency>>,
+    pub by_rpc: RwLock<HashMap<String, Arc<RpcStats>>>,
 }
 
-fn code_name(status: &[u8]) -> &'static str {
-    match status {
-        b"0" => "OK",
-        b"1" => "CANCELLED",
-        b"2" => "UNKNOWN",
-        b"3" => "INVALID_ARGUMENT",
-        b"4" => "DEADLINE_EXCEEDED",
-        b"5" => "NOT_FOUND",
-        b"6" => "ALREADY_EXISTS",
-        b"7" => "PERMISSION_DENIED",
-        b"8" => "RESOURCE_EXHAUSTED",
-        b"9" => "FAILED_PRECONDITION",
-        b"10" => "ABORTED",
-        b"11" => "OUT_OF_RANGE",
-        b"12" => "UNIMPLEMENTED",
-        b"13" => "INTERNAL",
-        b"14" => "UNAVAILABLE",
-        b"15" => "DATA_LOSS",
-        b"16" => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
-    }
+pub const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The gRPC code of a `grpc-status` header value (UNKNOWN for anything else).
+fn code(status: &[u8]) -> usize {
+    std::str::from_utf8(status)
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&c| c < CODE_NAMES.len())
+        .unwrap_or(2)
 }
 
 impl Requests {
-    fn record(&self, rpc: String, code: &'static str, seconds: f64) {
-        if let Ok(mut by_code) = self.by_code.lock() {
-            *by_code.entry((rpc.clone(), code)).or_default() += 1;
+    /// The counters of the RPC at `path`, made on its first request.
+    fn stats(&self, path: &str) -> Arc<RpcStats> {
+        let rpc = rpc_name(path);
+        if let Ok(known) = self.by_rpc.read()
+            && let Some(stats) = known.get(rpc)
+        {
+            return Arc::clone(stats);
         }
-        if let Ok(mut latency) = self.latency.lock() {
-            let entry = latency.entry(rpc).or_default();
-            if let Some(bucket) = BUCKETS.iter().position(|&bound| seconds <= bound) {
-                entry.buckets[bucket] += 1;
-            }
-            entry.count += 1;
-            entry.sum_seconds += seconds;
+        match self.by_rpc.write() {
+            Ok(mut known) => Arc::clone(known.entry(rpc.to_owned()).or_default()),
+            Err(_) => Arc::default(),
         }
+    }
+}
+
+impl RpcStats {
+    fn record(&self, code: usize, seconds: f64) {
+        self.codes[code.min(CODE_NAMES.len() - 1)].fetch_add(1, Relaxed);
+        if let Some(bucket) = BUCKETS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[bucket].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((seconds * 1e6) as u64, Relaxed);
     }
 }
 
 /// `/keyward.v1.KeyManagementService/GenerateDataKey` → `GenerateDataKey`.
-fn rpc_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_owned()
+fn rpc_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 #[derive(Clone)]
@@ -108,18 +128,17 @@ where
     }
 
     fn call(&mut self, request: http::Request<Req>) -> Self::Future {
-        let rpc = rpc_name(request.uri().path());
+        let stats = self.requests.stats(request.uri().path());
         let started = Instant::now();
         let response = self.inner.call(request);
-        let requests = Arc::clone(&self.requests);
         Box::pin(async move {
             let response = response.await;
             if let Ok(r) = &response {
                 let code = r
                     .headers()
                     .get("grpc-status")
-                    .map_or("OK", |status| code_name(status.as_bytes()));
-                requests.record(rpc, code, started.elapsed().as_secs_f64());
+                    .map_or(0, |status| code(status.as_bytes()));
+                stats.record(code, started.elapsed().as_secs_f64());
             }
             response
         })
@@ -133,19 +152,24 @@ mod tests {
     #[test]
     fn records_by_rpc_and_code_with_buckets() {
         let requests = Requests::default();
-        requests.record(
-            rpc_name("/keyward.v1.KeyManagementService/Decrypt"),
-            "OK",
-            0.0007,
+        let decrypt = requests.stats("/keyward.v1.KeyManagementService/Decrypt");
+        decrypt.record(code(b"0"), 0.0007);
+        requests.stats("/x/Decrypt").record(code(b"3"), 3.0);
+        requests.stats("/x/Decrypt").record(code(b"junk"), 0.1);
+        assert_eq!(decrypt.codes[0].load(Relaxed), 1);
+        assert_eq!(decrypt.codes[3].load(Relaxed), 1, "INVALID_ARGUMENT");
+        assert_eq!(decrypt.codes[2].load(Relaxed), 1, "UNKNOWN");
+        assert_eq!(decrypt.count.load(Relaxed), 3);
+        assert_eq!(
+            decrypt.buckets[1].load(Relaxed),
+            1,
+            "0.7 ms is in the 1 ms bucket"
         );
-        requests.record("Decrypt".into(), code_name(b"3"), 3.0);
-        let by_code = requests.by_code.lock().unwrap();
-        assert_eq!(by_code[&("Decrypt".to_string(), "OK")], 1);
-        assert_eq!(by_code[&("Decrypt".to_string(), "INVALID_ARGUMENT")], 1);
-        let latency = requests.latency.lock().unwrap();
-        let decrypt = &latency["Decrypt"];
-        assert_eq!(decrypt.count, 2);
-        assert_eq!(decrypt.buckets[1], 1, "0.7 ms is in the 1 ms bucket");
-        assert_eq!(decrypt.buckets[11], 1, "3 s is in the 5 s bucket");
+        assert_eq!(
+            decrypt.buckets[11].load(Relaxed),
+            1,
+            "3 s is in the 5 s bucket"
+        );
+        assert_eq!(requests.by_rpc.read().unwrap().len(), 1);
     }
 }
