@@ -12,18 +12,9 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 pub struct AeadError;
 
 pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AeadError> {
-    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| AeadError)?;
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|_| AeadError)?;
-    let sealed = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| AeadError)?;
+    let sealed = seal_with_nonce(key.expose(), &nonce, aad, plaintext)?;
     let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
@@ -34,13 +25,9 @@ pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes,
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(AeadError);
     }
-    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| AeadError)?;
     let (nonce, body) = sealed.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| AeadError)?;
-    cipher
-        .decrypt(&Nonce::from(nonce), Payload { msg: body, aad })
-        .map(SecretBytes::new)
-        .map_err(|_| AeadError)
+    open_with_nonce(key.expose(), &nonce, aad, body)
 }
 
 /// AES-256-GCM with a caller-chosen nonce: ciphertext then tag (the envelope's sealed form).
