@@ -271,6 +271,20 @@ pub struct SecretVersionMeta {
     pub has_value: bool,
 }
 
+impl SecretVersionMeta {
+    /// A version that has no value yet (a rotation's pending version, before create_secret).
+    pub fn empty(version_id: &str, created_at: i64) -> Self {
+        Self {
+            version_id: version_id.to_owned(),
+            created_at,
+            stages: Vec::new(),
+            last_accessed_day: None,
+            kms_key_arn: String::new(),
+            has_value: false,
+        }
+    }
+}
+
 /// A version's value as stored: the data key wrapped by KMS and the value sealed under it.
 /// Nothing here is plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,15 +8,13 @@
 use super::indexes::{self, ROTATION_DUE_PREFIX};
 use super::labels::{self, CURRENT, PENDING};
 use super::values::Value;
+use super::write::MAX_VERSIONS;
 use super::{SecretsError, SecretsService, limits, secret_key};
 use crate::service::rotation::schedule::Schedule;
 use crate::store::{
     self, Expect, InFlight, Op, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
     SecretVersionMeta,
 };
-
-/// Most versions a secret may hold (as for writes): a rotation adds one.
-const MAX_VERSIONS: usize = 200;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RotationRules {
@@ -81,6 +79,23 @@ fn due_ops(name: &str, old: Option<&RotationRecord>, new: Option<&RotationRecord
 fn unfinished_pending(record: &SecretRecord) -> Option<usize> {
     let pending = labels::holder(&record.versions, PENDING)?;
     (labels::holder(&record.versions, CURRENT) != Some(pending)).then_some(pending)
+}
+
+/// SPEC Rotation 1: the pending version exists first, labelled AWSPENDING, without a value.
+fn add_pending_version(
+    record: &mut SecretRecord,
+    token: &str,
+    now: i64,
+) -> Result<(), SecretsError> {
+    if record.versions.len() >= MAX_VERSIONS {
+        return Err(SecretsError::LimitExceeded(format!(
+            "{} has {MAX_VERSIONS} versions",
+            record.name
+        )));
+    }
+    record.versions.push(SecretVersionMeta::empty(token, now));
+    let at = record.versions.len() - 1;
+    labels::move_label(&mut record.versions, PENDING, at)
 }
 
 fn start_flight(token: &str, now: i64) -> InFlight {
@@ -203,23 +218,7 @@ impl SecretsService {
                     record.name
                 )));
             }
-            if record.versions.len() >= MAX_VERSIONS {
-                return Err(SecretsError::LimitExceeded(format!(
-                    "{} has {MAX_VERSIONS} versions",
-                    record.name
-                )));
-            }
-            // SPEC Rotation 1: the pending version exists first, labelled, without a value.
-            record.versions.push(SecretVersionMeta {
-                version_id: token.clone(),
-                created_at: now,
-                stages: Vec::new(),
-                last_accessed_day: None,
-                kms_key_arn: String::new(),
-                has_value: false,
-            });
-            let at = record.versions.len() - 1;
-            labels::move_label(&mut record.versions, PENDING, at)?;
+            add_pending_version(&mut record, &token, now)?;
             rotation.in_flight = Some(start_flight(&token, now));
             started = Some(token);
         }
@@ -358,16 +357,7 @@ impl SecretsService {
                 Some(at) => record.versions[at].version_id.clone(),
                 None => {
                     let token = uuid::Uuid::new_v4().to_string();
-                    record.versions.push(SecretVersionMeta {
-                        version_id: token.clone(),
-                        created_at: now,
-                        stages: Vec::new(),
-                        last_accessed_day: None,
-                        kms_key_arn: String::new(),
-                        has_value: false,
-                    });
-                    let at = record.versions.len() - 1;
-                    labels::move_label(&mut record.versions, PENDING, at)?;
+                    add_pending_version(&mut record, &token, now)?;
                     token
                 }
             };

@@ -16,7 +16,7 @@ const KEEP_VERSIONS: usize = 100;
 /// Deprecated versions younger than this are never removed.
 const MIN_AGE_TO_REMOVE: i64 = 86_400;
 /// Beyond this many versions, new versions are refused until old ones age out.
-const MAX_VERSIONS: usize = 200;
+pub(super) const MAX_VERSIONS: usize = 200;
 
 pub struct NewSecret {
     pub name: String,
@@ -271,14 +271,9 @@ impl SecretsService {
             // A version created by rotation without a value yet: fill it in.
             Some(at) => at,
             None => {
-                record.versions.push(SecretVersionMeta {
-                    version_id: version_id.to_owned(),
-                    created_at: now,
-                    stages: Vec::new(),
-                    last_accessed_day: None,
-                    kms_key_arn: String::new(),
-                    has_value: false,
-                });
+                record
+                    .versions
+                    .push(SecretVersionMeta::empty(version_id, now));
                 record.versions.len() - 1
             }
         };
