@@ -41,6 +41,20 @@ esac"#,
     path
 }
 
+/// A server with the recorder as exec rotator "recorder" (time limit `timeout_secs`) and a
+/// secret "svc" holding "v0". Returns the server, a client, the first version and the
+/// configuration's exec table (to restart with).
+async fn with_recorder(dir: &Path, timeout_secs: u64) -> (Server, secrets::Sm, String, String) {
+    let table = rotation::exec_table("recorder", &recorder(dir), timeout_secs);
+    let server = rotation::server(dir, &table);
+    let mut sm = secrets::client(&server).await;
+    let first = secrets::create(&mut sm, "svc", Some("v0"))
+        .await
+        .version_id
+        .unwrap();
+    (server, sm, first, table)
+}
+
 fn steps(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("steps.log"))
         .unwrap_or_default()
@@ -194,13 +208,7 @@ async fn bad_rotation_requests_are_refused_with_the_aws_exceptions() {
 #[tokio::test]
 async fn exec_steps_arrive_in_order_and_a_failure_leaves_awscurrent_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let script = recorder(dir.path());
-    let server = rotation::server(dir.path(), &rotation::exec_table("recorder", &script, 10));
-    let mut sm = secrets::client(&server).await;
-    let first = secrets::create(&mut sm, "svc", Some("v0"))
-        .await
-        .version_id
-        .unwrap();
+    let (_server, mut sm, first, _) = with_recorder(dir.path(), 10).await;
 
     std::fs::write(dir.path().join("fail-test"), "").unwrap();
     let t = token("exec");
@@ -311,14 +319,7 @@ async fn a_hanging_exec_rotator_is_stopped_at_its_time_limit() {
 #[tokio::test]
 async fn a_crash_mid_rotation_resumes_after_restart_and_rotates_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let script = recorder(dir.path());
-    let table = rotation::exec_table("recorder", &script, 30);
-    let server = rotation::server(dir.path(), &table);
-    let mut sm = secrets::client(&server).await;
-    let first = secrets::create(&mut sm, "svc", Some("v0"))
-        .await
-        .version_id
-        .unwrap();
+    let (server, mut sm, first, table) = with_recorder(dir.path(), 30).await;
 
     std::fs::write(dir.path().join("block-set"), "").unwrap();
     let t = token("crash");
@@ -367,13 +368,7 @@ async fn a_crash_mid_rotation_resumes_after_restart_and_rotates_exactly_once() {
 #[tokio::test]
 async fn cancel_stops_the_rotation_and_leaves_the_labels() {
     let dir = tempfile::tempdir().unwrap();
-    let script = recorder(dir.path());
-    let server = rotation::server(dir.path(), &rotation::exec_table("recorder", &script, 10));
-    let mut sm = secrets::client(&server).await;
-    let first = secrets::create(&mut sm, "svc", Some("v0"))
-        .await
-        .version_id
-        .unwrap();
+    let (_server, mut sm, first, _) = with_recorder(dir.path(), 10).await;
     std::fs::write(dir.path().join("fail-test"), "").unwrap();
     let t = token("cancel");
     rotate(

@@ -38,8 +38,18 @@ async fn login_of(sm: &mut Sm, secret: &str, stage: &str) -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn single_user_rotation_changes_the_password_in_the_database() {
+/// User `app` (password "first-password") in a fresh cluster, a server, and the secret
+/// `db/app` holding its credentials.
+struct App {
+    pg: Postgres,
+    _dir: tempfile::TempDir,
+    _server: Server,
+    sm: Sm,
+    /// The secret's first version.
+    first: String,
+}
+
+async fn app_with_secret() -> App {
     let pg = Postgres::start();
     pg.create_user("app", "first-password");
     let dir = tempfile::tempdir().unwrap();
@@ -53,6 +63,24 @@ async fn single_user_rotation_changes_the_password_in_the_database() {
     .await
     .version_id
     .unwrap();
+    App {
+        pg,
+        _dir: dir,
+        _server: server,
+        sm,
+        first,
+    }
+}
+
+#[tokio::test]
+async fn single_user_rotation_changes_the_password_in_the_database() {
+    let App {
+        pg,
+        _dir,
+        _server,
+        mut sm,
+        first,
+    } = app_with_secret().await;
 
     let t = token("single");
     rotate(
@@ -152,19 +180,13 @@ async fn alternating_users_keep_the_current_credentials_working_throughout() {
 
 #[tokio::test]
 async fn a_database_outage_fails_set_secret_and_the_retry_completes_the_rotation() {
-    let pg = Postgres::start();
-    pg.create_user("app", "first-password");
-    let dir = tempfile::tempdir().unwrap();
-    let server = rotation::server(dir.path(), "");
-    let mut sm = secrets::client(&server).await;
-    let first = secrets::create(
-        &mut sm,
-        "db/app",
-        Some(&credentials(&pg, "app", "first-password")),
-    )
-    .await
-    .version_id
-    .unwrap();
+    let App {
+        pg,
+        _dir,
+        _server,
+        mut sm,
+        first,
+    } = app_with_secret().await;
 
     pg.stop();
     let t = token("outage");

@@ -13,6 +13,16 @@ use tonic::Code;
 
 /// A server on `tpm` in `mode`; `extra` goes into its `[root_of_trust]` table.
 fn tpm_server(data: &Path, tpm: &Swtpm, mode: &str, extra: &str) -> Result<Server, String> {
+    tpm_server_with_env(data, tpm, mode, extra, &[])
+}
+
+fn tpm_server_with_env(
+    data: &Path,
+    tpm: &Swtpm,
+    mode: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let config = data.with_extension("toml");
     std::fs::write(
         &config,
@@ -23,7 +33,7 @@ fn tpm_server(data: &Path, tpm: &Swtpm, mode: &str, extra: &str) -> Result<Serve
         ),
     )
     .unwrap();
-    Server::try_spawn(data, &["--config", config.to_str().unwrap()], &[])
+    Server::try_spawn(data, &["--config", config.to_str().unwrap()], env)
 }
 
 async fn create_bound_key(kms: &mut Kms, pcrs: &[u32]) -> pb::KeyMetadata {
@@ -295,21 +305,14 @@ async fn the_owner_authorization_comes_from_the_environment() {
     assert!(err.contains("owner_auth_env"), "{err}");
     assert!(!err.contains("owner-secret"), "{err}");
 
-    let config = data.with_extension("toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{}\"\n{}",
-            data.display(),
-            tpm_table(&tpm, "resident", "owner_auth_env = \"TPM_OWNER\"")
-        ),
+    let server = tpm_server_with_env(
+        &data,
+        &tpm,
+        "resident",
+        "owner_auth_env = \"TPM_OWNER\"",
+        &[("TPM_OWNER", "owner-secret")],
     )
     .unwrap();
-    let server = Server::spawn(
-        &data,
-        &["--config", config.to_str().unwrap()],
-        &[("TPM_OWNER", "owner-secret")],
-    );
     let mut kms = server.kms().await;
     let key = create_key(&mut kms, "owned").await;
     let blob = encrypt(&mut kms, &key.key_id, b"o", &[]).await;
