@@ -65,6 +65,7 @@ fn main() -> io::Result<()> {
         &[
             "proto/keyward/v1/kms.proto",
             "proto/keyward/v1/secrets.proto",
+            "proto/keyward/v1/audit.proto",
         ],
         &["proto"],
     )?;

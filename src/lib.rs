@@ -37,7 +37,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod access;
+pub mod alarms;
 pub mod api;
+pub mod audit;
 pub mod backend;
 pub mod bench;
 pub mod cli;

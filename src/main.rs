@@ -1,5 +1,5 @@
 use clap::Parser;
-use keyward::cli::{Cli, Command, bench, kms, secrets, serve};
+use keyward::cli::{Cli, Command, audit, auth, bench, kms, secrets, serve};
 use std::process::ExitCode;
 
 /// malloc/free were 13 % of the server's CPU under load with glibc's allocator.
@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         }
         Command::Kms(args) => kms::main(args),
         Command::Secrets(args) => secrets::main(args),
+        Command::Auth(args) => auth::main(args),
+        Command::Audit(args) => audit::main(args),
         Command::Bench(args) if args.ceiling => {
             // The ceiling opens the server's token, so it needs the server's configuration and,
             // for the development default, its SoftHSM environment.

@@ -2,15 +2,21 @@
 //! (KMS, secrets, health, reflection) on a listener until the shutdown future resolves, and run
 //! the background tasks (root-of-trust health, expired-key purge, rotation) meanwhile.
 
+use crate::access::Gate;
+use crate::alarms::{Alarms, StoreHistory};
+use crate::api::audit::AuditApi;
 use crate::api::kms::KmsApi;
 use crate::api::pb::{
-    self, key_management_service_server::KeyManagementServiceServer,
+    self, audit_service_server::AuditServiceServer,
+    key_management_service_server::KeyManagementServiceServer,
     secrets_manager_service_server::SecretsManagerServiceServer,
 };
 use crate::api::secrets::SecretsApi;
+use crate::audit::{AuditLog, AuditSettings, RootMac, SyncMode};
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
 use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
 use crate::backend::{BackendError, Hardware, RootOfTrust};
+use crate::config::AuditSync;
 use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
 use crate::service::kms::Arns;
 use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Scheduler};
@@ -24,9 +30,10 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
-const SERVICE_NAMES: [&str; 2] = [
+const SERVICE_NAMES: [&str; 3] = [
     "keyward.v1.KeyManagementService",
     "keyward.v1.SecretsManagerService",
+    "keyward.v1.AuditService",
 ];
 
 /// After the shutdown signal, in-flight requests get this long to finish. Idle HTTP/2
@@ -49,6 +56,10 @@ pub enum StartError {
     Secrets(#[from] SecretsError),
     #[error("{0}")]
     IdentityChanged(String),
+    #[error("audit log: {0}")]
+    Audit(String),
+    #[error("access control: {0}")]
+    Access(String),
 }
 
 const IDENTITY_KEY: &[u8] = b"rot/identity";
@@ -89,6 +100,8 @@ async fn check_identity(store: &Store, root: &dyn RootOfTrust) -> Result<(), Sta
 pub struct Keyward {
     pub kms: Arc<KmsService>,
     pub secrets: Arc<SecretsService>,
+    pub gate: Arc<Gate>,
+    mac: Arc<RootMac>,
     store: Store,
     config: Config,
     clock: Arc<dyn Clock>,
@@ -182,6 +195,32 @@ impl Keyward {
         );
         secrets.ensure_default_key().await?;
         secrets.ensure_indexes().await?;
+        let mac = Arc::new(
+            RootMac::open(&store, kms.hardware().clone())
+                .await
+                .map_err(|e| StartError::Audit(format!("checkpoint key: {e}")))?,
+        );
+        let audit = open_audit(&config, &store, Arc::clone(&mac)).await?;
+        let alarms = match &config.alarms {
+            Some(rules) => {
+                let history = Arc::new(StoreHistory::new(store.clone()));
+                let (alarms, webhooks) = Alarms::new(rules.clone(), history)
+                    .map_err(|e| StartError::Access(e.to_string()))?;
+                tokio::spawn(webhooks);
+                Some(Arc::new(alarms))
+            }
+            None => None,
+        };
+        let gate = Arc::new(
+            Gate::new(
+                config.auth.as_ref(),
+                Arc::clone(&kms),
+                Arc::clone(&secrets),
+                audit,
+                alarms,
+            )
+            .map_err(StartError::Access)?,
+        );
         let start = started.elapsed();
         tracing::info!(
             seconds = start.as_secs_f64(),
@@ -190,6 +229,8 @@ impl Keyward {
         Ok(Self {
             kms,
             secrets,
+            gate,
+            mac,
             store,
             config,
             clock,
@@ -229,6 +270,7 @@ impl Keyward {
                 store: self.store.clone(),
                 start_seconds: self.start.as_secs_f64(),
                 requests: Arc::clone(&requests),
+                gate: Arc::clone(&self.gate),
             };
             tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
         });
@@ -248,15 +290,28 @@ impl Keyward {
         ];
         let signalled = Arc::new(tokio::sync::Notify::new());
         let notify = Arc::clone(&signalled);
-        let serve = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.config.tls {
+            let tls = crate::access::tls::server_config(tls).map_err(StartError::Access)?;
+            builder = builder.tls_config(tls)?;
+        }
+        let gate = &self.gate;
+        let serve = builder
             .layer(crate::metrics::requests::CountLayer(requests))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(KeyManagementServiceServer::new(KmsApi::new(Arc::clone(
-                &self.kms,
-            ))))
+            .add_service(KeyManagementServiceServer::new(KmsApi::new(
+                Arc::clone(&self.kms),
+                Arc::clone(gate),
+            )))
             .add_service(SecretsManagerServiceServer::new(SecretsApi::new(
                 Arc::clone(&self.secrets),
+                Arc::clone(gate),
+            )))
+            .add_service(AuditServiceServer::new(AuditApi::new(
+                Arc::clone(gate),
+                Arc::clone(&self.mac),
+                self.config.audit.path(&self.config.data_dir),
             )))
             .serve_with_incoming_shutdown(incoming(listener), async move {
                 shutdown.await;
@@ -274,6 +329,13 @@ impl Keyward {
         };
         for task in tasks.into_iter().chain(metrics) {
             task.abort();
+        }
+        let audit = self.gate.audit().clone();
+        match audit.clone().close().await {
+            Ok(()) => save_audit_head(&self.store, &audit.head()).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit log's final checkpoint was not written")
+            }
         }
         self.store.flush()?;
         tracing::info!("stopped");
@@ -311,6 +373,68 @@ impl Keyward {
             clock: Arc::clone(&self.clock),
         }
     }
+}
+
+/// Where the head of the audit log's last clean close is kept: outside the log, so a log cut
+/// short while the server was stopped is noticed at the next start.
+const AUDIT_HEAD: &[u8] = b"audit/closed-head";
+
+async fn save_audit_head(store: &Store, head: &crate::audit::Head) {
+    use crate::store::{Expect, Op};
+    let value = format!("{} {}", head.seq, head.hash).into_bytes();
+    let saved = store
+        .commit(vec![Op::Put {
+            key: AUDIT_HEAD.to_vec(),
+            value,
+            expect: Expect::Any,
+        }])
+        .await;
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "cannot record where the audit log was closed");
+    }
+}
+
+fn closed_audit_head(store: &Store) -> Result<Option<crate::audit::Head>, StartError> {
+    let Some(found) = store.get(AUDIT_HEAD)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&found.value);
+    let parsed = text
+        .split_once(' ')
+        .and_then(|(seq, hash)| Some((seq.parse().ok()?, hash.to_owned())));
+    match parsed {
+        Some((seq, hash)) => Ok(Some(crate::audit::Head { seq, hash })),
+        None => Err(StartError::Audit(format!(
+            "malformed {text:?} in the store"
+        ))),
+    }
+}
+
+async fn open_audit(
+    config: &Config,
+    store: &Store,
+    mac: Arc<RootMac>,
+) -> Result<AuditLog, StartError> {
+    let path = config.audit.path(&config.data_dir);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartError::Audit(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let settings = AuditSettings {
+        path,
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        sync: match config.audit.sync {
+            AuditSync::EveryBatch => SyncMode::EveryBatch,
+            AuditSync::Checkpoint => SyncMode::Checkpoint,
+        },
+        last_closed: closed_audit_head(store)?,
+    };
+    let (log, task) = AuditLog::open(settings, mac)
+        .await
+        .map_err(|e| StartError::Audit(e.to_string()))?;
+    tokio::spawn(task.run());
+    Ok(log)
 }
 
 /// Accepted connections with Nagle's algorithm off: a response written as several HTTP/2

@@ -1,6 +1,8 @@
 //! `KeyManagementService` handlers: convert the request, call the domain, convert back.
 
+use super::guard::guarded;
 use super::pb::{self, key_management_service_server::KeyManagementService};
+use crate::access::Gate;
 use crate::backend::KeyProtection;
 use crate::crypto::SecretBytes;
 use crate::service::kms::names::Arns;
@@ -13,11 +15,12 @@ const ALGORITHM: &str = "SYMMETRIC_DEFAULT";
 
 pub struct KmsApi {
     kms: Arc<KmsService>,
+    gate: Arc<Gate>,
 }
 
 impl KmsApi {
-    pub fn new(kms: Arc<KmsService>) -> Self {
-        Self { kms }
+    pub fn new(kms: Arc<KmsService>, gate: Arc<Gate>) -> Self {
+        Self { kms, gate }
     }
 }
 
@@ -74,334 +77,399 @@ impl KeyManagementService for KmsApi {
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Reply<pb::CreateKeyResponse> {
-        let r = request.into_inner();
-        let new = crate::service::kms::NewKey {
-            description: r.description,
-            key_usage: r.key_usage,
-            key_spec: r.key_spec,
-            tags: r
-                .tags
-                .into_iter()
-                .map(|t| Tag {
-                    key: t.tag_key,
-                    value: t.tag_value,
-                })
-                .collect(),
-            protection: KeyProtection {
-                mode: r.tpm_key_mode,
-                pcrs: r
-                    .tpm_pcrs
+        guarded(&self.gate, request, |r| async move {
+            let new = crate::service::kms::NewKey {
+                description: r.description,
+                key_usage: r.key_usage,
+                key_spec: r.key_spec,
+                tags: r
+                    .tags
                     .into_iter()
-                    .map(|p| u8::try_from(p).unwrap_or(u8::MAX))
+                    .map(|t| Tag {
+                        key: t.tag_key,
+                        value: t.tag_value,
+                    })
                     .collect(),
-            },
-        };
-        let key = self.kms.create_key(new).await?;
-        Ok(Response::new(pb::CreateKeyResponse {
-            key_metadata: Some(key_metadata(self.kms.arns(), &key)),
-        }))
+                protection: KeyProtection {
+                    mode: r.tpm_key_mode,
+                    pcrs: r
+                        .tpm_pcrs
+                        .into_iter()
+                        .map(|p| u8::try_from(p).unwrap_or(u8::MAX))
+                        .collect(),
+                },
+            };
+            let key = self.kms.create_key(new).await?;
+            Ok(Response::new(pb::CreateKeyResponse {
+                key_metadata: Some(key_metadata(self.kms.arns(), &key)),
+            }))
+        })
+        .await
     }
 
     async fn describe_key(
         &self,
         request: Request<pb::DescribeKeyRequest>,
     ) -> Reply<pb::DescribeKeyResponse> {
-        let key = self.kms.describe_key(&request.into_inner().key_id)?;
-        Ok(Response::new(pb::DescribeKeyResponse {
-            key_metadata: Some(key_metadata(self.kms.arns(), &key)),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let key = self.kms.describe_key(&r.key_id)?;
+            Ok(Response::new(pb::DescribeKeyResponse {
+                key_metadata: Some(key_metadata(self.kms.arns(), &key)),
+            }))
+        })
+        .await
     }
 
     async fn list_keys(
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Reply<pb::ListKeysResponse> {
-        let r = request.into_inner();
-        let page = self.kms.list_keys(r.limit, &r.marker)?;
-        let arns = self.kms.arns();
-        Ok(Response::new(pb::ListKeysResponse {
-            keys: page
-                .items
-                .iter()
-                .map(|k| pb::KeyListEntry {
-                    key_id: k.key_id.clone(),
-                    key_arn: arns.key(&k.key_id),
-                })
-                .collect(),
-            truncated: page.next_marker.is_some(),
-            next_marker: page.next_marker.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let page = self.kms.list_keys(r.limit, &r.marker)?;
+            let arns = self.kms.arns();
+            Ok(Response::new(pb::ListKeysResponse {
+                keys: page
+                    .items
+                    .iter()
+                    .map(|k| pb::KeyListEntry {
+                        key_id: k.key_id.clone(),
+                        key_arn: arns.key(&k.key_id),
+                    })
+                    .collect(),
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn enable_key(
         &self,
         request: Request<pb::EnableKeyRequest>,
     ) -> Reply<pb::EnableKeyResponse> {
-        self.kms.enable_key(&request.into_inner().key_id).await?;
-        Ok(Response::new(pb::EnableKeyResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.kms.enable_key(&r.key_id).await?;
+            Ok(Response::new(pb::EnableKeyResponse {}))
+        })
+        .await
     }
 
     async fn disable_key(
         &self,
         request: Request<pb::DisableKeyRequest>,
     ) -> Reply<pb::DisableKeyResponse> {
-        self.kms.disable_key(&request.into_inner().key_id).await?;
-        Ok(Response::new(pb::DisableKeyResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.kms.disable_key(&r.key_id).await?;
+            Ok(Response::new(pb::DisableKeyResponse {}))
+        })
+        .await
     }
 
     async fn schedule_key_deletion(
         &self,
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Reply<pb::ScheduleKeyDeletionResponse> {
-        let r = request.into_inner();
-        let key = self
-            .kms
-            .schedule_key_deletion(&r.key_id, r.pending_window_in_days)
-            .await?;
-        Ok(Response::new(pb::ScheduleKeyDeletionResponse {
-            key_id: self.kms.arns().key(&key.key_id),
-            deletion_date: key.deletion_date.unwrap_or_default(),
-            key_state: key.state.as_str().into(),
-            pending_window_in_days: key.pending_window_days.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let key = self
+                .kms
+                .schedule_key_deletion(&r.key_id, r.pending_window_in_days)
+                .await?;
+            Ok(Response::new(pb::ScheduleKeyDeletionResponse {
+                key_id: self.kms.arns().key(&key.key_id),
+                deletion_date: key.deletion_date.unwrap_or_default(),
+                key_state: key.state.as_str().into(),
+                pending_window_in_days: key.pending_window_days.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn cancel_key_deletion(
         &self,
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Reply<pb::CancelKeyDeletionResponse> {
-        let key = self
-            .kms
-            .cancel_key_deletion(&request.into_inner().key_id)
-            .await?;
-        Ok(Response::new(pb::CancelKeyDeletionResponse {
-            key_id: self.kms.arns().key(&key.key_id),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let key = self.kms.cancel_key_deletion(&r.key_id).await?;
+            Ok(Response::new(pb::CancelKeyDeletionResponse {
+                key_id: self.kms.arns().key(&key.key_id),
+            }))
+        })
+        .await
     }
 
     async fn rotate_key_on_demand(
         &self,
         request: Request<pb::RotateKeyOnDemandRequest>,
     ) -> Reply<pb::RotateKeyOnDemandResponse> {
-        let (key, key_version) = self
-            .kms
-            .rotate_key_on_demand(&request.into_inner().key_id)
-            .await?;
-        Ok(Response::new(pb::RotateKeyOnDemandResponse {
-            key_id: key.key_id,
-            key_version,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (key, key_version) = self.kms.rotate_key_on_demand(&r.key_id).await?;
+            Ok(Response::new(pb::RotateKeyOnDemandResponse {
+                key_id: key.key_id,
+                key_version,
+            }))
+        })
+        .await
     }
 
     async fn enable_key_rotation(
         &self,
         request: Request<pb::EnableKeyRotationRequest>,
     ) -> Reply<pb::EnableKeyRotationResponse> {
-        let r = request.into_inner();
-        self.kms
-            .enable_key_rotation(&r.key_id, r.rotation_period_in_days)
-            .await?;
-        Ok(Response::new(pb::EnableKeyRotationResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.kms
+                .enable_key_rotation(&r.key_id, r.rotation_period_in_days)
+                .await?;
+            Ok(Response::new(pb::EnableKeyRotationResponse {}))
+        })
+        .await
     }
 
     async fn disable_key_rotation(
         &self,
         request: Request<pb::DisableKeyRotationRequest>,
     ) -> Reply<pb::DisableKeyRotationResponse> {
-        self.kms
-            .disable_key_rotation(&request.into_inner().key_id)
-            .await?;
-        Ok(Response::new(pb::DisableKeyRotationResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.kms.disable_key_rotation(&r.key_id).await?;
+            Ok(Response::new(pb::DisableKeyRotationResponse {}))
+        })
+        .await
     }
 
     async fn get_key_rotation_status(
         &self,
         request: Request<pb::GetKeyRotationStatusRequest>,
     ) -> Reply<pb::GetKeyRotationStatusResponse> {
-        let status = self.kms.key_rotation_status(&request.into_inner().key_id)?;
-        Ok(Response::new(pb::GetKeyRotationStatusResponse {
-            key_rotation_enabled: status.enabled,
-            key_id: self.kms.arns().key(&status.key_id),
-            rotation_period_in_days: status.period_days,
-            next_rotation_date: status.next_rotation_at,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let status = self.kms.key_rotation_status(&r.key_id)?;
+            Ok(Response::new(pb::GetKeyRotationStatusResponse {
+                key_rotation_enabled: status.enabled,
+                key_id: self.kms.arns().key(&status.key_id),
+                rotation_period_in_days: status.period_days,
+                next_rotation_date: status.next_rotation_at,
+            }))
+        })
+        .await
     }
 
     async fn list_key_rotations(
         &self,
         request: Request<pb::ListKeyRotationsRequest>,
     ) -> Reply<pb::ListKeyRotationsResponse> {
-        let r = request.into_inner();
-        let (key, page) = self.kms.list_key_rotations(&r.key_id, r.limit, &r.marker)?;
-        Ok(Response::new(pb::ListKeyRotationsResponse {
-            rotations: page
-                .items
-                .into_iter()
-                .map(|v| pb::RotationsListEntry {
-                    key_id: key.key_id.clone(),
-                    rotation_date: v.created_at,
-                    rotation_type: if v.on_demand {
-                        "ON_DEMAND"
-                    } else {
-                        "AUTOMATIC"
-                    }
-                    .into(),
-                    key_version: v.version,
-                })
-                .collect(),
-            truncated: page.next_marker.is_some(),
-            next_marker: page.next_marker.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (key, page) = self.kms.list_key_rotations(&r.key_id, r.limit, &r.marker)?;
+            Ok(Response::new(pb::ListKeyRotationsResponse {
+                rotations: page
+                    .items
+                    .into_iter()
+                    .map(|v| pb::RotationsListEntry {
+                        key_id: key.key_id.clone(),
+                        rotation_date: v.created_at,
+                        rotation_type: if v.on_demand {
+                            "ON_DEMAND"
+                        } else {
+                            "AUTOMATIC"
+                        }
+                        .into(),
+                        key_version: v.version,
+                    })
+                    .collect(),
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn create_alias(
         &self,
         request: Request<pb::CreateAliasRequest>,
     ) -> Reply<pb::CreateAliasResponse> {
-        let r = request.into_inner();
-        self.kms
-            .create_alias(&r.alias_name, &r.target_key_id)
-            .await?;
-        Ok(Response::new(pb::CreateAliasResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.kms
+                .create_alias(&r.alias_name, &r.target_key_id)
+                .await?;
+            Ok(Response::new(pb::CreateAliasResponse {}))
+        })
+        .await
     }
 
     async fn delete_alias(
         &self,
         request: Request<pb::DeleteAliasRequest>,
     ) -> Reply<pb::DeleteAliasResponse> {
-        self.kms
-            .delete_alias(&request.into_inner().alias_name)
-            .await?;
-        Ok(Response::new(pb::DeleteAliasResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.kms.delete_alias(&r.alias_name).await?;
+            Ok(Response::new(pb::DeleteAliasResponse {}))
+        })
+        .await
     }
 
     async fn list_aliases(
         &self,
         request: Request<pb::ListAliasesRequest>,
     ) -> Reply<pb::ListAliasesResponse> {
-        let r = request.into_inner();
-        let page = self.kms.list_aliases(&r.key_id, r.limit, &r.marker)?;
-        let arns = self.kms.arns();
-        Ok(Response::new(pb::ListAliasesResponse {
-            aliases: page
-                .items
-                .into_iter()
-                .map(|a| alias_entry(arns, a))
-                .collect(),
-            truncated: page.next_marker.is_some(),
-            next_marker: page.next_marker.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let page = self.kms.list_aliases(&r.key_id, r.limit, &r.marker)?;
+            let arns = self.kms.arns();
+            Ok(Response::new(pb::ListAliasesResponse {
+                aliases: page
+                    .items
+                    .into_iter()
+                    .map(|a| alias_entry(arns, a))
+                    .collect(),
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn generate_data_key(
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Reply<pb::GenerateDataKeyResponse> {
-        let r = request.into_inner();
-        let spec = DataKeySpec {
-            key_spec: r.key_spec,
-            number_of_bytes: r.number_of_bytes,
-        };
-        let key = self
-            .kms
-            .generate_data_key(&r.key_id, spec, r.encryption_context)
-            .await?;
-        Ok(Response::new(pb::GenerateDataKeyResponse {
-            ciphertext_blob: key.ciphertext_blob,
-            // prost owns the bytes from here on and does not zeroize them: the price of the
-            // protobuf stack. The copy lives until the response is written.
-            plaintext: key.plaintext.into_vec(),
-            key_id: key.key_arn,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let spec = DataKeySpec {
+                key_spec: r.key_spec,
+                number_of_bytes: r.number_of_bytes,
+            };
+            let key = self
+                .kms
+                .generate_data_key(&r.key_id, spec, r.encryption_context)
+                .await?;
+            Ok(Response::new(pb::GenerateDataKeyResponse {
+                ciphertext_blob: key.ciphertext_blob,
+                // prost owns the bytes from here on and does not zeroize them: the price of the
+                // protobuf stack. The copy lives until the response is written.
+                plaintext: key.plaintext.into_vec(),
+                key_id: key.key_arn,
+            }))
+        })
+        .await
     }
 
     async fn generate_data_key_without_plaintext(
         &self,
         request: Request<pb::GenerateDataKeyWithoutPlaintextRequest>,
     ) -> Reply<pb::GenerateDataKeyWithoutPlaintextResponse> {
-        let r = request.into_inner();
-        let spec = DataKeySpec {
-            key_spec: r.key_spec,
-            number_of_bytes: r.number_of_bytes,
-        };
-        let key = self
-            .kms
-            .generate_data_key(&r.key_id, spec, r.encryption_context)
-            .await?;
-        Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
-            ciphertext_blob: key.ciphertext_blob,
-            key_id: key.key_arn,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let spec = DataKeySpec {
+                key_spec: r.key_spec,
+                number_of_bytes: r.number_of_bytes,
+            };
+            let key = self
+                .kms
+                .generate_data_key(&r.key_id, spec, r.encryption_context)
+                .await?;
+            Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
+                ciphertext_blob: key.ciphertext_blob,
+                key_id: key.key_arn,
+            }))
+        })
+        .await
     }
 
     async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
-        let r = request.into_inner();
-        let (ciphertext_blob, key_id) = self
-            .kms
-            .encrypt(
-                &r.key_id,
-                SecretBytes::new(r.plaintext),
-                r.encryption_context,
-                &r.encryption_algorithm,
-            )
-            .await?;
-        Ok(Response::new(pb::EncryptResponse {
-            ciphertext_blob,
-            key_id,
-            encryption_algorithm: ALGORITHM.into(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (ciphertext_blob, key_id) = self
+                .kms
+                .encrypt(
+                    &r.key_id,
+                    SecretBytes::new(r.plaintext),
+                    r.encryption_context,
+                    &r.encryption_algorithm,
+                )
+                .await?;
+            Ok(Response::new(pb::EncryptResponse {
+                ciphertext_blob,
+                key_id,
+                encryption_algorithm: ALGORITHM.into(),
+            }))
+        })
+        .await
     }
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
-        let r = request.into_inner();
-        let (plaintext, key_id) = self
-            .kms
-            .decrypt(
-                &r.ciphertext_blob,
-                r.encryption_context,
-                &r.key_id,
-                &r.encryption_algorithm,
-            )
-            .await?;
-        Ok(Response::new(pb::DecryptResponse {
-            key_id,
-            plaintext: plaintext.into_vec(),
-            encryption_algorithm: ALGORITHM.into(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (plaintext, key_id) = self
+                .kms
+                .decrypt(
+                    &r.ciphertext_blob,
+                    r.encryption_context,
+                    &r.key_id,
+                    &r.encryption_algorithm,
+                )
+                .await?;
+            Ok(Response::new(pb::DecryptResponse {
+                key_id,
+                plaintext: plaintext.into_vec(),
+                encryption_algorithm: ALGORITHM.into(),
+            }))
+        })
+        .await
     }
 
     async fn re_encrypt(
         &self,
         request: Request<pb::ReEncryptRequest>,
     ) -> Reply<pb::ReEncryptResponse> {
-        let r = request.into_inner();
-        let (ciphertext_blob, source_key_id, key_id) = self
-            .kms
-            .re_encrypt(
-                &r.ciphertext_blob,
-                r.source_encryption_context,
-                &r.source_key_id,
-                &r.destination_key_id,
-                r.destination_encryption_context,
-            )
-            .await?;
-        Ok(Response::new(pb::ReEncryptResponse {
-            ciphertext_blob,
-            source_key_id,
-            key_id,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (ciphertext_blob, source_key_id, key_id) = self
+                .kms
+                .re_encrypt(
+                    &r.ciphertext_blob,
+                    r.source_encryption_context,
+                    &r.source_key_id,
+                    &r.destination_key_id,
+                    r.destination_encryption_context,
+                )
+                .await?;
+            Ok(Response::new(pb::ReEncryptResponse {
+                ciphertext_blob,
+                source_key_id,
+                key_id,
+            }))
+        })
+        .await
     }
 
     async fn generate_random(
         &self,
         request: Request<pb::GenerateRandomRequest>,
     ) -> Reply<pb::GenerateRandomResponse> {
-        let bytes = self
-            .kms
-            .generate_random(request.into_inner().number_of_bytes)
-            .await?;
-        Ok(Response::new(pb::GenerateRandomResponse {
-            plaintext: bytes.into_vec(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let bytes = self.kms.generate_random(r.number_of_bytes).await?;
+            Ok(Response::new(pb::GenerateRandomResponse {
+                plaintext: bytes.into_vec(),
+            }))
+        })
+        .await
+    }
+
+    async fn put_key_policy(
+        &self,
+        request: Request<pb::PutKeyPolicyRequest>,
+    ) -> Reply<pb::PutKeyPolicyResponse> {
+        guarded(&self.gate, request, |r| async move {
+            self.kms
+                .put_key_policy(&r.key_id, &r.policy_name, r.policy)
+                .await?;
+            Ok(Response::new(pb::PutKeyPolicyResponse {}))
+        })
+        .await
+    }
+
+    async fn get_key_policy(
+        &self,
+        request: Request<pb::GetKeyPolicyRequest>,
+    ) -> Reply<pb::GetKeyPolicyResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let policy = self.kms.get_key_policy(&r.key_id, &r.policy_name)?;
+            Ok(Response::new(pb::GetKeyPolicyResponse {
+                policy,
+                policy_name: crate::service::kms::policy::DEFAULT_POLICY_NAME.into(),
+            }))
+        })
+        .await
     }
 }

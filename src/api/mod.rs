@@ -1,6 +1,8 @@
 //! The gRPC front door: generated protobuf types, request handlers and the one mapping from
 //! domain errors to `tonic::Status`.
 
+pub mod audit;
+pub mod guard;
 pub mod kms;
 mod rotation;
 pub mod secrets;

@@ -1,6 +1,8 @@
 //! `SecretsManagerService` handlers: convert the request, call the domain, convert back.
 
+use super::guard::guarded;
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
+use crate::access::Gate;
 use crate::service::secrets::{
     BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, RotateRequest, SecretUpdate,
     SecretValue, SecretsService, Value,
@@ -12,11 +14,12 @@ use tonic::{Request, Response, Status};
 
 pub struct SecretsApi {
     secrets: Arc<SecretsService>,
+    gate: Arc<Gate>,
 }
 
 impl SecretsApi {
-    pub fn new(secrets: Arc<SecretsService>) -> Self {
-        Self { secrets }
+    pub fn new(secrets: Arc<SecretsService>, gate: Arc<Gate>) -> Self {
+        Self { secrets, gate }
     }
 }
 
@@ -120,333 +123,446 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::CreateSecretRequest>,
     ) -> Reply<pb::CreateSecretResponse> {
-        let r = request.into_inner();
-        let written = self
-            .secrets
-            .create_secret(NewSecret {
-                name: r.name,
-                client_request_token: r.client_request_token,
-                description: r.description,
-                kms_key_id: r.kms_key_id,
-                value: Value::from_fields(r.secret_string, r.secret_binary)?,
-                tags: tags_in(r.tags),
-            })
-            .await?;
-        Ok(Response::new(pb::CreateSecretResponse {
-            arn: written.arn,
-            name: written.name,
-            version_id: written.version_id,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let written = self
+                .secrets
+                .create_secret(NewSecret {
+                    name: r.name,
+                    client_request_token: r.client_request_token,
+                    description: r.description,
+                    kms_key_id: r.kms_key_id,
+                    value: Value::from_fields(r.secret_string, r.secret_binary)?,
+                    tags: tags_in(r.tags),
+                })
+                .await?;
+            Ok(Response::new(pb::CreateSecretResponse {
+                arn: written.arn,
+                name: written.name,
+                version_id: written.version_id,
+            }))
+        })
+        .await
     }
 
     async fn get_secret_value(
         &self,
         request: Request<pb::GetSecretValueRequest>,
     ) -> Reply<pb::GetSecretValueResponse> {
-        let r = request.into_inner();
-        let v = self
-            .secrets
-            .get_secret_value(&r.secret_id, &r.version_id, &r.version_stage)
-            .await?;
-        let (secret_string, secret_binary) = value_out(v.value);
-        Ok(Response::new(pb::GetSecretValueResponse {
-            arn: v.arn,
-            name: v.name,
-            version_id: v.version_id,
-            secret_binary,
-            secret_string,
-            version_stages: v.version_stages,
-            created_date: v.created_date,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let v = self
+                .secrets
+                .get_secret_value(&r.secret_id, &r.version_id, &r.version_stage)
+                .await?;
+            let (secret_string, secret_binary) = value_out(v.value);
+            Ok(Response::new(pb::GetSecretValueResponse {
+                arn: v.arn,
+                name: v.name,
+                version_id: v.version_id,
+                secret_binary,
+                secret_string,
+                version_stages: v.version_stages,
+                created_date: v.created_date,
+            }))
+        })
+        .await
     }
 
     async fn batch_get_secret_value(
         &self,
         request: Request<pb::BatchGetSecretValueRequest>,
     ) -> Reply<pb::BatchGetSecretValueResponse> {
+        use super::guard::{Describe, caller, finish};
+        let caller = caller(&self.gate, &request);
         let r = request.into_inner();
-        let (items, next) = self
-            .secrets
-            .batch_get_secret_value(
-                r.secret_id_list,
-                filters_in(r.filters),
-                r.max_results,
-                &r.next_token,
+        let pass = self.gate.admit(&caller, r.access()).await?;
+        let allowed = |record: &SecretRecord| {
+            pass.allows(
+                "secretsmanager:GetSecretValue",
+                &record.arn,
+                record.resource_policy.as_deref(),
             )
-            .await?;
-        let mut response = pb::BatchGetSecretValueResponse {
-            next_token: next.unwrap_or_default(),
-            ..Default::default()
         };
-        for item in items {
-            match item {
-                BatchItem::Value(v) => response.secret_values.push(value_entry(v)),
-                BatchItem::Error { secret_id, error } => {
-                    let status = Status::from(error);
-                    response.errors.push(pb::ApiErrorType {
-                        secret_id,
-                        error_code: super::status::exception_name(&status).to_owned(),
-                        message: status.message().to_owned(),
-                    });
+        let reply = async {
+            let (items, next) = self
+                .secrets
+                .batch_get_secret_value(
+                    r.secret_id_list,
+                    filters_in(r.filters),
+                    r.max_results,
+                    &r.next_token,
+                    &allowed,
+                )
+                .await?;
+            let mut response = pb::BatchGetSecretValueResponse {
+                next_token: next.unwrap_or_default(),
+                ..Default::default()
+            };
+            for item in items {
+                match item {
+                    BatchItem::Value(v) => response.secret_values.push(value_entry(v)),
+                    BatchItem::Error { secret_id, error } => {
+                        let status = Status::from(error);
+                        response.errors.push(pb::ApiErrorType {
+                            secret_id,
+                            error_code: super::status::exception_name(&status).to_owned(),
+                            message: status.message().to_owned(),
+                        });
+                    }
                 }
             }
+            Ok(Response::new(response))
         }
-        Ok(Response::new(response))
+        .await;
+        finish(pass, reply).await
     }
 
     async fn put_secret_value(
         &self,
         request: Request<pb::PutSecretValueRequest>,
     ) -> Reply<pb::PutSecretValueResponse> {
-        let r = request.into_inner();
-        let stages = (!r.version_stages.is_empty()).then_some(r.version_stages);
-        let written = self
-            .secrets
-            .put_secret_value(
-                &r.secret_id,
-                &r.client_request_token,
-                Value::from_fields(r.secret_string, r.secret_binary)?,
-                stages,
-            )
-            .await?;
-        Ok(Response::new(pb::PutSecretValueResponse {
-            arn: written.arn,
-            name: written.name,
-            version_id: written.version_id.unwrap_or_default(),
-            version_stages: written.version_stages,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let stages = (!r.version_stages.is_empty()).then_some(r.version_stages);
+            let written = self
+                .secrets
+                .put_secret_value(
+                    &r.secret_id,
+                    &r.client_request_token,
+                    Value::from_fields(r.secret_string, r.secret_binary)?,
+                    stages,
+                )
+                .await?;
+            Ok(Response::new(pb::PutSecretValueResponse {
+                arn: written.arn,
+                name: written.name,
+                version_id: written.version_id.unwrap_or_default(),
+                version_stages: written.version_stages,
+            }))
+        })
+        .await
     }
 
     async fn update_secret(
         &self,
         request: Request<pb::UpdateSecretRequest>,
     ) -> Reply<pb::UpdateSecretResponse> {
-        let r = request.into_inner();
-        let written = self
-            .secrets
-            .update_secret(SecretUpdate {
-                secret_id: r.secret_id,
-                client_request_token: r.client_request_token,
-                description: r.description,
-                kms_key_id: r.kms_key_id,
-                value: Value::from_fields(r.secret_string, r.secret_binary)?,
-            })
-            .await?;
-        Ok(Response::new(pb::UpdateSecretResponse {
-            arn: written.arn,
-            name: written.name,
-            version_id: written.version_id,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let written = self
+                .secrets
+                .update_secret(SecretUpdate {
+                    secret_id: r.secret_id,
+                    client_request_token: r.client_request_token,
+                    description: r.description,
+                    kms_key_id: r.kms_key_id,
+                    value: Value::from_fields(r.secret_string, r.secret_binary)?,
+                })
+                .await?;
+            Ok(Response::new(pb::UpdateSecretResponse {
+                arn: written.arn,
+                name: written.name,
+                version_id: written.version_id,
+            }))
+        })
+        .await
     }
 
     async fn update_secret_version_stage(
         &self,
         request: Request<pb::UpdateSecretVersionStageRequest>,
     ) -> Reply<pb::UpdateSecretVersionStageResponse> {
-        let r = request.into_inner();
-        let (arn, name) = self
-            .secrets
-            .update_secret_version_stage(
-                &r.secret_id,
-                &r.version_stage,
-                &r.remove_from_version_id,
-                &r.move_to_version_id,
-            )
-            .await?;
-        Ok(Response::new(pb::UpdateSecretVersionStageResponse {
-            arn,
-            name,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (arn, name) = self
+                .secrets
+                .update_secret_version_stage(
+                    &r.secret_id,
+                    &r.version_stage,
+                    &r.remove_from_version_id,
+                    &r.move_to_version_id,
+                )
+                .await?;
+            Ok(Response::new(pb::UpdateSecretVersionStageResponse {
+                arn,
+                name,
+            }))
+        })
+        .await
     }
 
     async fn describe_secret(
         &self,
         request: Request<pb::DescribeSecretRequest>,
     ) -> Reply<pb::DescribeSecretResponse> {
-        let record = self
-            .secrets
-            .describe_secret(&request.into_inner().secret_id)?;
-        let entry = list_entry(&record);
-        Ok(Response::new(pb::DescribeSecretResponse {
-            arn: entry.arn,
-            name: entry.name,
-            description: entry.description,
-            kms_key_id: entry.kms_key_id,
-            rotation_enabled: entry.rotation_enabled,
-            last_changed_date: entry.last_changed_date,
-            last_accessed_date: entry.last_accessed_date,
-            deleted_date: entry.deleted_date,
-            tags: entry.tags,
-            version_ids_to_stages: entry.secret_versions_to_stages,
-            created_date: entry.created_date,
-            rotation_rules: entry.rotation_rules,
-            last_rotated_date: entry.last_rotated_date,
-            next_rotation_date: entry.next_rotation_date,
-            rotator: entry.rotator,
-            rotation_status: entry.rotation_status,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let record = self.secrets.describe_secret(&r.secret_id)?;
+            let entry = list_entry(&record);
+            Ok(Response::new(pb::DescribeSecretResponse {
+                arn: entry.arn,
+                name: entry.name,
+                description: entry.description,
+                kms_key_id: entry.kms_key_id,
+                rotation_enabled: entry.rotation_enabled,
+                last_changed_date: entry.last_changed_date,
+                last_accessed_date: entry.last_accessed_date,
+                deleted_date: entry.deleted_date,
+                tags: entry.tags,
+                version_ids_to_stages: entry.secret_versions_to_stages,
+                created_date: entry.created_date,
+                rotation_rules: entry.rotation_rules,
+                last_rotated_date: entry.last_rotated_date,
+                next_rotation_date: entry.next_rotation_date,
+                rotator: entry.rotator,
+                rotation_status: entry.rotation_status,
+            }))
+        })
+        .await
     }
 
     async fn list_secrets(
         &self,
         request: Request<pb::ListSecretsRequest>,
     ) -> Reply<pb::ListSecretsResponse> {
-        let r = request.into_inner();
-        let (records, next) = self.secrets.list_records(ListOptions {
-            include_planned_deletion: r.include_planned_deletion,
-            max_results: r.max_results,
-            next_token: r.next_token,
-            filters: filters_in(r.filters),
-            sort_order: r.sort_order,
-        })?;
-        Ok(Response::new(pb::ListSecretsResponse {
-            secret_list: records.iter().map(list_entry).collect(),
-            next_token: next.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (records, next) = self.secrets.list_records(ListOptions {
+                include_planned_deletion: r.include_planned_deletion,
+                max_results: r.max_results,
+                next_token: r.next_token,
+                filters: filters_in(r.filters),
+                sort_order: r.sort_order,
+            })?;
+            Ok(Response::new(pb::ListSecretsResponse {
+                secret_list: records.iter().map(list_entry).collect(),
+                next_token: next.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn list_secret_version_ids(
         &self,
         request: Request<pb::ListSecretVersionIdsRequest>,
     ) -> Reply<pb::ListSecretVersionIdsResponse> {
-        let r = request.into_inner();
-        let (record, versions, next) = self.secrets.list_secret_version_ids(
-            &r.secret_id,
-            r.max_results,
-            &r.next_token,
-            r.include_deprecated,
-        )?;
-        Ok(Response::new(pb::ListSecretVersionIdsResponse {
-            versions: versions
-                .into_iter()
-                .map(|v| pb::SecretVersionsListEntry {
-                    version_id: v.version_id,
-                    version_stages: v.stages,
-                    last_accessed_date: v.last_accessed_day,
-                    created_date: v.created_at,
-                    kms_key_ids: if v.kms_key_arn.is_empty() {
-                        vec![]
-                    } else {
-                        vec![v.kms_key_arn]
-                    },
-                })
-                .collect(),
-            next_token: next.unwrap_or_default(),
-            arn: record.arn,
-            name: record.name,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (record, versions, next) = self.secrets.list_secret_version_ids(
+                &r.secret_id,
+                r.max_results,
+                &r.next_token,
+                r.include_deprecated,
+            )?;
+            Ok(Response::new(pb::ListSecretVersionIdsResponse {
+                versions: versions
+                    .into_iter()
+                    .map(|v| pb::SecretVersionsListEntry {
+                        version_id: v.version_id,
+                        version_stages: v.stages,
+                        last_accessed_date: v.last_accessed_day,
+                        created_date: v.created_at,
+                        kms_key_ids: if v.kms_key_arn.is_empty() {
+                            vec![]
+                        } else {
+                            vec![v.kms_key_arn]
+                        },
+                    })
+                    .collect(),
+                next_token: next.unwrap_or_default(),
+                arn: record.arn,
+                name: record.name,
+            }))
+        })
+        .await
     }
 
     async fn delete_secret(
         &self,
         request: Request<pb::DeleteSecretRequest>,
     ) -> Reply<pb::DeleteSecretResponse> {
-        let r = request.into_inner();
-        let (arn, name, deletion_date) = self
-            .secrets
-            .delete_secret(
-                &r.secret_id,
-                r.recovery_window_in_days,
-                r.force_delete_without_recovery,
-            )
-            .await?;
-        Ok(Response::new(pb::DeleteSecretResponse {
-            arn,
-            name,
-            deletion_date,
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (arn, name, deletion_date) = self
+                .secrets
+                .delete_secret(
+                    &r.secret_id,
+                    r.recovery_window_in_days,
+                    r.force_delete_without_recovery,
+                )
+                .await?;
+            Ok(Response::new(pb::DeleteSecretResponse {
+                arn,
+                name,
+                deletion_date,
+            }))
+        })
+        .await
     }
 
     async fn restore_secret(
         &self,
         request: Request<pb::RestoreSecretRequest>,
     ) -> Reply<pb::RestoreSecretResponse> {
-        let (arn, name) = self
-            .secrets
-            .restore_secret(&request.into_inner().secret_id)
-            .await?;
-        Ok(Response::new(pb::RestoreSecretResponse { arn, name }))
+        guarded(&self.gate, request, |r| async move {
+            let (arn, name) = self.secrets.restore_secret(&r.secret_id).await?;
+            Ok(Response::new(pb::RestoreSecretResponse { arn, name }))
+        })
+        .await
     }
 
     async fn tag_resource(
         &self,
         request: Request<pb::TagResourceRequest>,
     ) -> Reply<pb::TagResourceResponse> {
-        let r = request.into_inner();
-        self.secrets
-            .tag_resource(&r.secret_id, tags_in(r.tags))
-            .await?;
-        Ok(Response::new(pb::TagResourceResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.secrets
+                .tag_resource(&r.secret_id, tags_in(r.tags))
+                .await?;
+            Ok(Response::new(pb::TagResourceResponse {}))
+        })
+        .await
     }
 
     async fn untag_resource(
         &self,
         request: Request<pb::UntagResourceRequest>,
     ) -> Reply<pb::UntagResourceResponse> {
-        let r = request.into_inner();
-        self.secrets
-            .untag_resource(&r.secret_id, r.tag_keys)
-            .await?;
-        Ok(Response::new(pb::UntagResourceResponse {}))
+        guarded(&self.gate, request, |r| async move {
+            self.secrets
+                .untag_resource(&r.secret_id, r.tag_keys)
+                .await?;
+            Ok(Response::new(pb::UntagResourceResponse {}))
+        })
+        .await
     }
 
     async fn get_random_password(
         &self,
         request: Request<pb::GetRandomPasswordRequest>,
     ) -> Reply<pb::GetRandomPasswordResponse> {
-        let r = request.into_inner();
-        let password = self
-            .secrets
-            .get_random_password(PasswordOptions {
-                password_length: r.password_length,
-                exclude_characters: r.exclude_characters,
-                exclude_numbers: r.exclude_numbers,
-                exclude_punctuation: r.exclude_punctuation,
-                exclude_uppercase: r.exclude_uppercase,
-                exclude_lowercase: r.exclude_lowercase,
-                include_space: r.include_space,
-                require_each_included_type: r.require_each_included_type,
-            })
-            .await?;
-        Ok(Response::new(pb::GetRandomPasswordResponse {
-            random_password: String::from_utf8_lossy(password.expose()).into_owned(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let password = self
+                .secrets
+                .get_random_password(PasswordOptions {
+                    password_length: r.password_length,
+                    exclude_characters: r.exclude_characters,
+                    exclude_numbers: r.exclude_numbers,
+                    exclude_punctuation: r.exclude_punctuation,
+                    exclude_uppercase: r.exclude_uppercase,
+                    exclude_lowercase: r.exclude_lowercase,
+                    include_space: r.include_space,
+                    require_each_included_type: r.require_each_included_type,
+                })
+                .await?;
+            Ok(Response::new(pb::GetRandomPasswordResponse {
+                random_password: String::from_utf8_lossy(password.expose()).into_owned(),
+            }))
+        })
+        .await
     }
 
     async fn rotate_secret(
         &self,
         request: Request<pb::RotateSecretRequest>,
     ) -> Reply<pb::RotateSecretResponse> {
-        let r = request.into_inner();
-        let (arn, name, version_id) = self
-            .secrets
-            .rotate_secret(RotateRequest {
-                secret_id: r.secret_id,
-                client_request_token: r.client_request_token,
-                rules: r.rotation_rules.map(super::rotation::rules_in),
-                rotator: r.rotator.map(super::rotation::rotator_in).transpose()?,
-                rotate_immediately: r.rotate_immediately.unwrap_or(true),
-            })
-            .await?;
-        Ok(Response::new(pb::RotateSecretResponse {
-            arn,
-            name,
-            version_id: version_id.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (arn, name, version_id) = self
+                .secrets
+                .rotate_secret(RotateRequest {
+                    secret_id: r.secret_id,
+                    client_request_token: r.client_request_token,
+                    rules: r.rotation_rules.map(super::rotation::rules_in),
+                    rotator: r.rotator.map(super::rotation::rotator_in).transpose()?,
+                    rotate_immediately: r.rotate_immediately.unwrap_or(true),
+                })
+                .await?;
+            Ok(Response::new(pb::RotateSecretResponse {
+                arn,
+                name,
+                version_id: version_id.unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn cancel_rotate_secret(
         &self,
         request: Request<pb::CancelRotateSecretRequest>,
     ) -> Reply<pb::CancelRotateSecretResponse> {
-        let (arn, name, version_id) = self
-            .secrets
-            .cancel_rotate_secret(&request.into_inner().secret_id)
-            .await?;
-        Ok(Response::new(pb::CancelRotateSecretResponse {
-            arn,
-            name,
-            version_id: version_id.unwrap_or_default(),
-        }))
+        guarded(&self.gate, request, |r| async move {
+            let (arn, name, version_id) = self.secrets.cancel_rotate_secret(&r.secret_id).await?;
+            Ok(Response::new(pb::CancelRotateSecretResponse {
+                arn,
+                name,
+                version_id: version_id.unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn put_resource_policy(
+        &self,
+        request: Request<pb::PutResourcePolicyRequest>,
+    ) -> Reply<pb::PutResourcePolicyResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let secret = self
+                .secrets
+                .put_resource_policy(
+                    &r.secret_id,
+                    r.resource_policy,
+                    r.block_public_policy.unwrap_or(false),
+                )
+                .await?;
+            Ok(Response::new(pb::PutResourcePolicyResponse {
+                arn: secret.arn,
+                name: secret.name,
+            }))
+        })
+        .await
+    }
+
+    async fn get_resource_policy(
+        &self,
+        request: Request<pb::GetResourcePolicyRequest>,
+    ) -> Reply<pb::GetResourcePolicyResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let (secret, resource_policy) = self.secrets.get_resource_policy(&r.secret_id)?;
+            Ok(Response::new(pb::GetResourcePolicyResponse {
+                arn: secret.arn,
+                name: secret.name,
+                resource_policy,
+            }))
+        })
+        .await
+    }
+
+    async fn delete_resource_policy(
+        &self,
+        request: Request<pb::DeleteResourcePolicyRequest>,
+    ) -> Reply<pb::DeleteResourcePolicyResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let secret = self.secrets.delete_resource_policy(&r.secret_id).await?;
+            Ok(Response::new(pb::DeleteResourcePolicyResponse {
+                arn: secret.arn,
+                name: secret.name,
+            }))
+        })
+        .await
+    }
+
+    async fn validate_resource_policy(
+        &self,
+        request: Request<pb::ValidateResourcePolicyRequest>,
+    ) -> Reply<pb::ValidateResourcePolicyResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let validation = self
+                .secrets
+                .validate_resource_policy(r.secret_id.as_deref(), &r.resource_policy)?;
+            Ok(Response::new(pb::ValidateResourcePolicyResponse {
+                policy_validation_passed: validation.passed,
+                validation_errors: validation
+                    .errors
+                    .into_iter()
+                    .map(|e| pb::ValidationErrorsEntry {
+                        check_name: e.check_name.into(),
+                        error_message: e.message,
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 }

@@ -40,6 +40,11 @@ impl From<KmsError> for Status {
             KmsError::IncorrectKey => {
                 status(Code::InvalidArgument, "IncorrectKeyException", message)
             }
+            KmsError::MalformedPolicy(_) => status(
+                Code::InvalidArgument,
+                "MalformedPolicyDocumentException",
+                message,
+            ),
             KmsError::Disabled(_) => status(Code::FailedPrecondition, "DisabledException", message),
             KmsError::InvalidState(_) => status(
                 Code::FailedPrecondition,
@@ -87,6 +92,17 @@ impl From<SecretsError> for Status {
             }
             SecretsError::EncryptionFailure(_) => {
                 status(Code::FailedPrecondition, "EncryptionFailure", message)
+            }
+            SecretsError::MalformedPolicy(_) => status(
+                Code::InvalidArgument,
+                "MalformedPolicyDocumentException",
+                message,
+            ),
+            SecretsError::PublicPolicy => {
+                status(Code::InvalidArgument, "PublicPolicyException", message)
+            }
+            SecretsError::AccessDenied(_) => {
+                status(Code::PermissionDenied, "AccessDeniedException", message)
             }
             SecretsError::LimitExceeded(_) => {
                 status(Code::ResourceExhausted, "LimitExceededException", message)

@@ -1,7 +1,7 @@
 //! A software root of trust for unit tests only: keys live in process memory. Never compiled
 //! into the server.
 
-use super::{BackendError, KeyProtection, KeyRef, Result, RootOfTrust};
+use super::{BackendError, KeyProtection, KeyRef, MAC_LEN, Result, RootOfTrust};
 use crate::crypto::{SecretBytes, aead, envelope::NONCE_LEN};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -69,6 +69,17 @@ impl RootOfTrust for MemoryRoot {
     ) -> Result<SecretBytes> {
         aead::open_with_nonce(self.material(key)?.expose(), nonce, aad, ct)
             .map_err(|_| BackendError::InvalidCiphertext)
+    }
+
+    fn create_mac_key(&self, label: &str) -> Result<KeyRef> {
+        self.create_key(label, &KeyProtection::default())
+    }
+
+    fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]> {
+        Ok(crate::crypto::hmac_sha256(
+            self.material(key)?.expose(),
+            message,
+        ))
     }
 
     fn random(&self, len: usize) -> Result<SecretBytes> {

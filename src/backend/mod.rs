@@ -56,6 +56,9 @@ pub struct KeyProtection {
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// Length of an HMAC-SHA256 tag.
+pub const MAC_LEN: usize = 32;
+
 /// A hardware root of trust. Implementations block and are called only through [`Hardware`].
 pub trait RootOfTrust: Send + Sync + 'static {
     /// "PKCS11", "TPM", ...: reported as a key's origin.
@@ -96,6 +99,10 @@ pub trait RootOfTrust: Send + Sync + 'static {
         aad: &[u8],
         sealed: &[u8],
     ) -> Result<SecretBytes>;
+    /// Creates a non-extractable HMAC-SHA256 key (the audit log's checkpoint key).
+    fn create_mac_key(&self, label: &str) -> Result<KeyRef>;
+    /// HMAC-SHA256 of `message` under a key from `create_mac_key`, computed inside the device.
+    fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]>;
     /// Random bytes from the device's generator.
     fn random(&self, len: usize) -> Result<SecretBytes>;
     /// A cheap call that fails when the device or token is not usable.
@@ -120,6 +127,10 @@ pub struct Counters {
     pub errors: std::sync::atomic::AtomicU64,
     /// Time from hand-off to answer, summed, in microseconds.
     pub busy_micros: std::sync::atomic::AtomicU64,
+    /// Calls handed off and not yet answered (queued or running).
+    pub in_flight: std::sync::atomic::AtomicU64,
+    /// Hardware threads, one per session: calls beyond this many queue.
+    pub sessions: u64,
 }
 
 type Job = Box<dyn FnOnce(&dyn RootOfTrust) + Send>;
@@ -155,7 +166,10 @@ impl Hardware {
         Self {
             root,
             jobs,
-            counters: Arc::default(),
+            counters: Arc::new(Counters {
+                sessions: concurrency.max(1) as u64,
+                ..Counters::default()
+            }),
         }
     }
 
@@ -175,7 +189,9 @@ impl Hardware {
     {
         use std::sync::atomic::Ordering::Relaxed;
         let started = std::time::Instant::now();
+        self.counters.in_flight.fetch_add(1, Relaxed);
         let outcome = self.probe(call).await;
+        self.counters.in_flight.fetch_sub(1, Relaxed);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counters.calls.fetch_add(1, Relaxed);
         self.counters.busy_micros.fetch_add(micros, Relaxed);

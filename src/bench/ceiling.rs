@@ -87,7 +87,7 @@ pub fn root_of_trust(config: &Config, duration: Duration) -> Result<(usize, f64,
 
 /// Health checks per second with `concurrency` in flight.
 pub async fn empty_rpc(
-    endpoint: &str,
+    endpoint: &crate::cli::client::Connect,
     concurrency: usize,
     connections: usize,
     duration: Duration,

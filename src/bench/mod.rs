@@ -14,6 +14,7 @@ use crate::api::pb::{
     secrets_manager_service_client::SecretsManagerServiceClient,
 };
 use crate::api::status::exception_name;
+use crate::cli::client::Conn;
 use clap::ValueEnum;
 use report::Report;
 use std::collections::BTreeMap;
@@ -21,7 +22,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Op {
@@ -112,8 +112,8 @@ struct Target {
 
 #[derive(Clone)]
 struct Clients {
-    kms: KeyManagementServiceClient<Channel>,
-    sm: SecretsManagerServiceClient<Channel>,
+    kms: KeyManagementServiceClient<Conn>,
+    sm: SecretsManagerServiceClient<Conn>,
 }
 
 const BENCH_KEY_ALIAS: &str = "alias/keyward/bench";
@@ -299,7 +299,10 @@ struct WorkerResult {
 }
 
 /// Runs the bench against `endpoint` and returns its report.
-pub async fn run(endpoint: &str, options: Options) -> Result<Report, String> {
+pub async fn run(
+    endpoint: &crate::cli::client::Connect,
+    options: Options,
+) -> Result<Report, String> {
     let mut connections = Vec::new();
     for _ in 0..options.connections.clamp(1, options.concurrency.max(1)) {
         let channel = crate::cli::client::connect(endpoint).await?;

@@ -5,17 +5,17 @@
 //! the server's RSS and its start-up time.
 
 use crate::api::pb::{self, secrets_manager_service_client::SecretsManagerServiceClient};
+use crate::cli::client::Conn;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 const PREFIX: &str = "scale/";
 const VERSIONS: usize = 3;
 
-type Client = SecretsManagerServiceClient<Channel>;
+type Client = SecretsManagerServiceClient<Conn>;
 
 pub struct Options {
     pub secrets: usize,
@@ -56,7 +56,10 @@ fn describe(status: tonic::Status) -> String {
     crate::cli::client::describe(status)
 }
 
-async fn clients(endpoint: &str, options: &Options) -> Result<Vec<Client>, String> {
+async fn clients(
+    endpoint: &crate::cli::client::Connect,
+    options: &Options,
+) -> Result<Vec<Client>, String> {
     let mut clients = Vec::new();
     for _ in 0..options.connections.clamp(1, options.concurrency.max(1)) {
         clients.push(SecretsManagerServiceClient::new(
@@ -186,7 +189,10 @@ async fn reads(clients: &[Client], options: &Options, spread: bool) -> Result<f6
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
-pub async fn run(endpoint: &str, options: Options) -> Result<Report, String> {
+pub async fn run(
+    endpoint: &crate::cli::client::Connect,
+    options: Options,
+) -> Result<Report, String> {
     let clients = clients(endpoint, &options).await?;
     let mut first = clients[0].clone();
     let (_, existing, _) = list_all(&mut first).await?;

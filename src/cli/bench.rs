@@ -7,13 +7,8 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Server address.
-    #[arg(
-        long,
-        env = "KEYWARD_ENDPOINT",
-        default_value = "http://127.0.0.1:7443"
-    )]
-    pub endpoint: String,
+    #[command(flatten)]
+    pub connect: super::client::Connect,
     /// Operation to load the server with.
     #[arg(long, value_enum, default_value = "generate-data-key")]
     pub op: Op,
@@ -90,7 +85,7 @@ pub fn main(args: BenchArgs, config: Option<crate::config::Config>) -> ExitCode 
         };
         if let Some(secrets) = args.scale {
             let report = bench::scale::run(
-                &args.endpoint,
+                &args.connect,
                 bench::scale::Options {
                     secrets,
                     concurrency: args.concurrency.max(1),
@@ -121,7 +116,7 @@ pub fn main(args: BenchArgs, config: Option<crate::config::Config>) -> ExitCode 
             value_size: args.value_size,
             metrics: args.metrics.clone(),
         };
-        let mut report = bench::run(&args.endpoint, options).await?;
+        let mut report = bench::run(&args.connect, options).await?;
         // Reads whose data key is mostly not cached are bound by the unseal, not the transport.
         let uncached = report
             .server
@@ -160,7 +155,7 @@ async fn measure_ceilings(
             .await
             .map_err(|e| e.to_string())??;
     let empty_rpc_ops =
-        bench::ceiling::empty_rpc(&args.endpoint, args.concurrency, args.connections, duration)
+        bench::ceiling::empty_rpc(&args.connect, args.concurrency, args.connections, duration)
             .await?;
     let ceilings = bench::ceiling::Ceilings {
         sessions,

@@ -191,7 +191,7 @@ pub fn main(args: KmsArgs) -> ExitCode {
 }
 
 async fn run(args: KmsArgs) -> Result<(), String> {
-    let channel = super::client::connect(&args.client.endpoint).await?;
+    let channel = super::client::connect(&args.client.connect).await?;
     let mut client = KeyManagementServiceClient::new(channel);
     let format = args.client.output;
     macro_rules! call {

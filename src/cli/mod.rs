@@ -1,5 +1,7 @@
 //! The `keyward` command line: `serve` runs the server; the other groups are gRPC clients.
 
+pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod kms;
@@ -29,6 +31,10 @@ pub enum Command {
     Kms(kms::KmsArgs),
     /// Secrets client (AWS Secrets Manager operations).
     Secrets(secrets::SecretsArgs),
+    /// Bearer tokens for clients.
+    Auth(auth::AuthArgs),
+    /// Verify the audit log.
+    Audit(audit::AuditArgs),
     /// Load a running server and report throughput and latency.
     Bench(bench::BenchArgs),
 }

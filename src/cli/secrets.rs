@@ -246,7 +246,7 @@ pub fn main(args: SecretsArgs) -> ExitCode {
 }
 
 async fn run(args: SecretsArgs) -> Result<(), String> {
-    let channel = super::client::connect(&args.client.endpoint).await?;
+    let channel = super::client::connect(&args.client.connect).await?;
     let mut client = SecretsManagerServiceClient::new(channel);
     let format = args.client.output;
     macro_rules! call {

@@ -45,6 +45,7 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
             if args.metrics_listen.is_some() {
                 config.metrics_listen = args.metrics_listen;
             }
+            config.validate()?;
             let softhsm_conf = config.resolve_development()?;
             let mut env: Vec<(&'static str, PathBuf)> = softhsm_conf
                 .iter()
@@ -74,6 +75,7 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
                 .unwrap_or_else(|| PathBuf::from("keyward-data"));
             let (mut config, softhsm_conf) = Config::development(&data_dir, listen)?;
             config.metrics_listen = args.metrics_listen;
+            config.validate()?;
             Ok(Prepared {
                 config,
                 env: vec![("SOFTHSM2_CONF", softhsm_conf)],
@@ -98,8 +100,17 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
                  files beside it. For development and tests only; production needs --config"
             );
         }
-        if !config.listen.ip().is_loopback() {
-            tracing::warn!(listen = %config.listen, "listening in PLAINTEXT on a non-loopback address");
+        if !config.listen.ip().is_loopback() && config.tls.is_none() {
+            tracing::warn!(
+                listen = %config.listen,
+                "PLAINTEXT ON THE NETWORK (allow_plaintext_on_network): every secret crosses the network in clear"
+            );
+        }
+        if config.auth.is_none() {
+            tracing::warn!(
+                "DEVELOPMENT MODE: no [auth] section, so every caller is the administrator \
+                 keyward:principal/admin (loopback only). Production needs [auth]"
+            );
         }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

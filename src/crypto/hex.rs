@@ -1,20 +1,35 @@
 //! Lower-case hex, for identifiers and blobs kept in text records.
 
 pub fn encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
-/// None unless `text` is an even number of hex digits.
+/// None unless `text` is an even number of lower-case hex digits. Lower-case only: nothing
+/// here writes anything else, and accepting both would give one value two spellings (two
+/// audit hashes, two token hashes) that compare unequal as text.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
         return None;
     }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 16).ok())
+    bytes
+        .chunks_exact(2)
+        .map(|pair| match pair {
+            [high, low] => Some((nibble(*high)? << 4) | nibble(*low)?),
+            _ => None,
         })
         .collect()
 }
@@ -27,5 +42,6 @@ mod tests {
         assert_eq!(super::decode("00ab7f"), Some(vec![0, 0xab, 0x7f]));
         assert_eq!(super::decode("0"), None);
         assert_eq!(super::decode("zz"), None);
+        assert_eq!(super::decode("AB"), None);
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod aead;
 pub mod context;
+pub mod digest;
 pub mod envelope;
 pub mod hex;
 pub mod locked;
 pub mod secret;
 
 pub use context::EncryptionContext;
+pub use digest::{ct_eq, hmac_sha256, sha256};
 pub use secret::SecretBytes;

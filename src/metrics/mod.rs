@@ -22,6 +22,7 @@ pub struct Source {
     /// From the start of `Keyward::open` to ready: store, root of trust, indexes.
     pub start_seconds: f64,
     pub requests: Arc<requests::Requests>,
+    pub gate: Arc<crate::access::Gate>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -69,6 +70,20 @@ impl Source {
             "Time spent waiting for root-of-trust calls, summed.",
             hw.busy_micros.load(Relaxed) as f64 / 1e6,
         );
+        metric(
+            &mut out,
+            "keyward_root_of_trust_sessions",
+            "gauge",
+            "Root-of-trust sessions (one hardware thread each); calls beyond these queue.",
+            hw.sessions,
+        );
+        metric(
+            &mut out,
+            "keyward_root_of_trust_calls_in_flight",
+            "gauge",
+            "Root-of-trust calls queued or running now (session pool use).",
+            hw.in_flight.load(Relaxed),
+        );
         let (hits, misses) = self.kms.data_key_cache_stats();
         metric(
             &mut out,
@@ -106,6 +121,7 @@ impl Source {
             self.start_seconds,
         );
         self.render_requests(&mut out);
+        self.render_access(&mut out);
         metric(
             &mut out,
             "process_resident_memory_bytes",
@@ -118,6 +134,85 @@ impl Source {
 }
 
 impl Source {
+    fn render_access(&self, out: &mut String) {
+        let gate = self.gate.counters();
+        metric(
+            out,
+            "keyward_requests_denied_total",
+            "counter",
+            "Requests refused by policy (AccessDeniedException).",
+            gate.denied.load(Relaxed),
+        );
+        metric(
+            out,
+            "keyward_requests_unauthenticated_total",
+            "counter",
+            "Requests without a valid certificate or token (UnrecognizedClientException).",
+            gate.unauthenticated.load(Relaxed),
+        );
+        let audit = self.gate.audit().counters();
+        metric(
+            out,
+            "keyward_audit_records_total",
+            "counter",
+            "Audit records written.",
+            audit.records_written.load(Relaxed),
+        );
+        metric(
+            out,
+            "keyward_audit_write_failures_total",
+            "counter",
+            "Audit writes that failed (their requests failed too).",
+            audit.write_failures.load(Relaxed),
+        );
+        metric(
+            out,
+            "keyward_audit_checkpoints_total",
+            "counter",
+            "Audit checkpoints sealed by the root of trust.",
+            audit.checkpoints.load(Relaxed),
+        );
+        metric(
+            out,
+            "keyward_audit_checkpoint_failures_total",
+            "counter",
+            "Audit checkpoints the root of trust could not seal (retried).",
+            audit.checkpoint_failures.load(Relaxed),
+        );
+        let Some(alarms) = self.gate.alarms() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP keyward_alarms_fired_total Alarm firings by rule.\n# TYPE keyward_alarms_fired_total counter"
+        );
+        for (name, fired) in alarms.counters() {
+            let name = name
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            let _ = writeln!(
+                out,
+                "keyward_alarms_fired_total{{alarm=\"{name}\"}} {fired}"
+            );
+        }
+        let (delivered, failed) = alarms.webhook_counters();
+        metric(
+            out,
+            "keyward_alarm_webhooks_delivered_total",
+            "counter",
+            "Alarm webhook POSTs answered with 2xx.",
+            delivered,
+        );
+        metric(
+            out,
+            "keyward_alarm_webhooks_failed_total",
+            "counter",
+            "Alarm webhook deliveries given up after their attempts.",
+            failed,
+        );
+    }
+
     fn render_requests(&self, out: &mut String) {
         use requests::{BUCKETS, CODE_NAMES};
         let Ok(by_rpc) = self.requests.by_rpc.read() else {

@@ -28,6 +28,9 @@ pub enum KmsError {
     /// IncorrectKeyException: Decrypt's key_id is not the key that encrypted the blob.
     #[error("the ciphertext was not encrypted under the key named in key_id")]
     IncorrectKey,
+    /// MalformedPolicyDocumentException.
+    #[error("the key policy is malformed: {0}")]
+    MalformedPolicy(String),
     /// DisabledException.
     #[error("{0} is disabled")]
     Disabled(String),

@@ -233,6 +233,17 @@ impl Store {
         Ok(())
     }
 
+    /// Puts `key` (with an empty value) unless present; true if this call put it. Not flushed
+    /// at once: for bookkeeping that tolerates losing the last moments before a crash (the
+    /// alarms' first-read history).
+    pub fn insert_once(&self, key: &[u8]) -> Result<bool> {
+        let raw = 1u64.to_be_bytes();
+        Ok(self
+            .db
+            .compare_and_swap(key, None::<&[u8]>, Some(&raw[..]))?
+            .is_ok())
+    }
+
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)

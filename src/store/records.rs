@@ -79,6 +79,9 @@ pub struct KeyRecord {
     /// How the root of trust protects every version of this key.
     #[serde(default)]
     pub protection: crate::backend::KeyProtection,
+    /// The key policy (IAM JSON, validated when put); none: identity policies alone decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +155,9 @@ pub struct SecretRecord {
     /// Absent until RotateSecret is first called.
     #[serde(default)]
     pub rotation: Option<RotationRecord>,
+    /// The resource policy (IAM JSON, validated when put).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<String>,
 }
 
 /// A secret's rotation: its schedule, its rotator, and the rotation in flight if any.

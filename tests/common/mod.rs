@@ -73,18 +73,34 @@ impl Server {
 
     /// A server whose config file has the suite's root of trust and `extra` (TOML).
     pub fn with_config(data_dir: &Path, extra: &str) -> Server {
+        Self::with_config_via(&[], data_dir, extra)
+    }
+
+    /// `with_config`, started by `wrapper` (see `try_spawn_via`).
+    pub fn with_config_via(wrapper: &[&str], data_dir: &Path, extra: &str) -> Server {
         let (table, tpm) = root_of_trust(data_dir);
         let config = data_dir.with_extension("toml");
+        // Top-level keys must come before the first table.
+        let (top, tables) = match extra.find("\n[") {
+            Some(at) if !extra.starts_with('[') => extra.split_at(at),
+            _ if extra.starts_with('[') => ("", extra),
+            _ => (extra, ""),
+        };
         std::fs::write(
             &config,
-            format!("data_dir = \"{}\"\n{table}\n{extra}\n", data_dir.display()),
+            format!(
+                "data_dir = \"{}\"\n{top}\n{table}\n{tables}\n",
+                data_dir.display()
+            ),
         )
         .expect("write config");
-        let mut server = Self::spawn(
+        let mut server = Self::try_spawn_via(
+            wrapper,
             data_dir,
             &["--config", config.to_str().expect("utf-8")],
             &[],
-        );
+        )
+        .unwrap_or_else(|e| panic!("server did not start: {e}"));
         server.swtpm = tpm;
         server
     }
@@ -100,6 +116,17 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
+        Self::try_spawn_via(&[], data_dir, args, env)
+    }
+
+    /// Like `try_spawn`, with the server started by `wrapper` (a program and its arguments
+    /// before the server's path), e.g. to set resource limits.
+    pub fn try_spawn_via(
+        wrapper: &[&str],
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
         let log = data_dir.join("server.log");
         let log_file = std::fs::OpenOptions::new()
@@ -107,7 +134,14 @@ impl Server {
             .append(true)
             .open(&log)
             .map_err(|e| e.to_string())?;
-        let mut command = Command::new(BIN);
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command
             .arg("serve")
             .arg("--listen")
@@ -305,6 +339,7 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
         .collect()
 }
 
+pub mod pki;
 pub mod postgres;
 pub mod rotation;
 pub mod swtpm;

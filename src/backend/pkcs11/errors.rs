@@ -15,6 +15,7 @@ pub(super) enum Op {
     Seal,
     Unseal,
     Random,
+    Mac,
     Check,
 }
 

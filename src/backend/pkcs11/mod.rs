@@ -10,7 +10,7 @@ mod token;
 
 pub use token::{TokenSelector, ensure_token};
 
-use crate::backend::{BackendError, KeyProtection, KeyRef, Result, RootOfTrust};
+use crate::backend::{BackendError, KeyProtection, KeyRef, MAC_LEN, Result, RootOfTrust};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
@@ -268,6 +268,39 @@ pub struct KeyAttributes {
     pub value_readable: bool,
 }
 
+impl Pkcs11Root {
+    /// Generates a 256-bit secret token object that never leaves the token, usable only for
+    /// what `usage` allows.
+    fn generate(
+        &self,
+        mechanism: Mechanism,
+        key_type: KeyType,
+        usage: &[Attribute],
+        label: &str,
+    ) -> Result<KeyRef> {
+        let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
+        let key = KeyRef(crate::crypto::hex::encode(id.expose()));
+        let mut template = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(key_type),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Id(id.expose().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        template.extend_from_slice(usage);
+        self.with_session(|session| {
+            session
+                .generate_key(&mechanism, &template)
+                .map_err(|e| translate(Op::Create, e))
+        })?;
+        Ok(key)
+    }
+}
+
 fn key_id_bytes(key: &KeyRef) -> Result<Vec<u8>> {
     crate::crypto::hex::decode(&key.0)
         .ok_or_else(|| BackendError::Internal(format!("malformed key ref {key:?}")))
@@ -283,29 +316,35 @@ impl RootOfTrust for Pkcs11Root {
     }
 
     fn create_key(&self, label: &str, _: &KeyProtection) -> Result<KeyRef> {
-        let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
-        let key = KeyRef(crate::crypto::hex::encode(id.expose()));
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::ValueLen(32.into()),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-            Attribute::Wrap(true),
-            Attribute::Unwrap(true),
-            Attribute::Id(id.expose().to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
-        self.with_session(|session| {
-            session
-                .generate_key(&Mechanism::AesKeyGen, &template)
-                .map_err(|e| translate(Op::Create, e))
+        self.generate(
+            Mechanism::AesKeyGen,
+            KeyType::AES,
+            &[
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+            ],
+            label,
+        )
+    }
+
+    fn create_mac_key(&self, label: &str) -> Result<KeyRef> {
+        self.generate(
+            Mechanism::GenericSecretKeyGen,
+            KeyType::GENERIC_SECRET,
+            &[Attribute::Sign(true), Attribute::Verify(true)],
+            label,
+        )
+    }
+
+    fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]> {
+        let tag = self.with_key(key, Op::Mac, |session, handle| {
+            session.sign(&Mechanism::Sha256Hmac, handle, message)
         })?;
-        Ok(key)
+        <[u8; MAC_LEN]>::try_from(tag.as_slice()).map_err(|_| {
+            BackendError::Internal(format!("CKM_SHA256_HMAC returned {} bytes", tag.len()))
+        })
     }
 
     fn destroy_key(&self, key: &KeyRef) -> Result<()> {

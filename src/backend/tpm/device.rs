@@ -24,7 +24,8 @@ use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, CapabilityData, Digest, PcrSelectionList, PcrSlot, SensitiveData, SymmetricDefinition,
+    Auth, CapabilityData, Digest, MaxBuffer, PcrSelectionList, PcrSlot, SensitiveData,
+    SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::{Context, Error, WrapperErrorKind};
@@ -543,6 +544,35 @@ impl Device {
         {
             conn.drop_parent();
         }
+    }
+
+    /// An HMAC key under the SRK; returns its blobs.
+    pub fn create_mac_key(&mut self) -> Result<Vec<u8>> {
+        self.run(internal, |c| {
+            let template = objects::hmac_key()?;
+            let srk = c.srk;
+            let created = c
+                .ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.create(srk, template, None, None, None, None)
+                })?;
+            objects::encode(&created.out_public, &created.out_private)
+        })
+    }
+
+    /// Load + HMAC + flush: checkpoints are rare, so the key does not hold a slot meanwhile.
+    pub fn mac(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>> {
+        let buffer = MaxBuffer::try_from(message.to_vec()).map_err(|e| internal(&e))?;
+        self.run(internal, |c| {
+            let srk = c.srk;
+            let key = c.load(srk, blob)?;
+            let auth = c.auth();
+            let tag = c.ctx.execute_with_session(Some(auth), |ctx| {
+                ctx.hmac(key.into(), buffer.clone(), HashingAlgorithm::Sha256)
+            });
+            let _ = c.ctx.flush_context(key.into());
+            Ok(tag?.value().to_vec())
+        })
     }
 
     pub fn random(&mut self, len: usize) -> Result<SecretBytes> {

@@ -23,13 +23,16 @@ mod objects;
 pub use device::{Options as TpmOptions, persist_srk};
 pub use keyref::Mode as TpmKeyMode;
 
-use super::{BackendError, KeyProtection, KeyRef, Result, RootOfTrust};
+use super::{BackendError, KeyProtection, KeyRef, MAC_LEN, Result, RootOfTrust};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use device::Device;
 use keyref::TpmKey;
 use std::sync::mpsc;
 
 type Job = Box<dyn FnOnce(&mut Device) + Send>;
+
+/// A MAC key's `KeyRef`: this prefix, then the HMAC object's blobs in hex.
+const MAC_KEY_PREFIX: &str = "tpm-hmac|";
 
 pub struct TpmRoot {
     jobs: mpsc::Sender<Job>,
@@ -147,6 +150,26 @@ impl RootOfTrust for TpmRoot {
         let key = TpmKey::parse(key)?;
         let (nonce, aad, sealed) = (*nonce, aad.to_vec(), sealed.to_vec());
         self.call(move |device| device.unseal(&key, &nonce, &aad, &sealed))
+    }
+
+    fn create_mac_key(&self, _label: &str) -> Result<KeyRef> {
+        let blob = self.call(Device::create_mac_key)?;
+        Ok(KeyRef(format!(
+            "{MAC_KEY_PREFIX}{}",
+            crate::crypto::hex::encode(&blob)
+        )))
+    }
+
+    fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]> {
+        let blob = key
+            .0
+            .strip_prefix(MAC_KEY_PREFIX)
+            .and_then(crate::crypto::hex::decode)
+            .ok_or_else(|| BackendError::Internal(format!("malformed TPM MAC key {key:?}")))?;
+        let message = message.to_vec();
+        let tag = self.call(move |device| device.mac(&blob, &message))?;
+        <[u8; MAC_LEN]>::try_from(tag.as_slice())
+            .map_err(|_| BackendError::Internal(format!("TPM2_HMAC returned {} bytes", tag.len())))
     }
 
     fn random(&self, len: usize) -> Result<SecretBytes> {

@@ -79,6 +79,28 @@ pub fn sealed(policy: Option<Digest>) -> Result<Public> {
     builder.build()
 }
 
+/// An HMAC-SHA256 signing key whose secret the TPM generates and never releases (the audit
+/// log's checkpoint key).
+pub fn hmac_key() -> Result<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_sign_encrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(
+            KeyedHashScheme::HMAC_SHA_256,
+        ))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()
+}
+
 /// `u16 len | TPMT_PUBLIC | u16 len | TPM2B_PRIVATE contents`.
 pub fn encode(public: &Public, private: &Private) -> Result<Vec<u8>> {
     let public = public.marshall()?;

@@ -90,6 +90,7 @@ impl KmsService {
             }],
             rotation: None,
             protection,
+            policy: None,
         };
         let op = Op::Put {
             key: key_storage_key(&key_id),

@@ -6,6 +6,7 @@ pub mod cache;
 mod crypto;
 mod keys;
 pub mod names;
+pub mod policy;
 mod purge;
 mod rotation;
 
@@ -71,6 +72,11 @@ impl KmsService {
     /// Probes the root of trust: Ok when a request could be served now.
     pub async fn check_root_of_trust(&self) -> Result<(), KmsError> {
         Ok(self.hw.probe(|root| root.check()).await?)
+    }
+
+    /// The root of trust, for callers with their own keys in it (the audit checkpoint key).
+    pub fn hardware(&self) -> &Hardware {
+        &self.hw
     }
 
     /// Root-of-trust call counters (requests only).

@@ -24,6 +24,18 @@ pub enum SecretsError {
     /// EncryptionFailure: the KMS key cannot encrypt (disabled, missing).
     #[error("{0}")]
     EncryptionFailure(String),
+    /// MalformedPolicyDocumentException: the resource policy is not valid IAM JSON.
+    #[error("the resource policy is malformed: {0}")]
+    MalformedPolicy(String),
+    /// PublicPolicyException: block_public_policy refused a policy granting everyone access.
+    #[error(
+        "the resource policy grants access to every principal without a condition, and block_public_policy is set"
+    )]
+    PublicPolicy,
+    /// AccessDeniedException: a policy refuses this item (BatchGetSecretValue's per-secret
+    /// checks; whole requests are refused by the access gate).
+    #[error("{0}")]
+    AccessDenied(String),
     /// LimitExceededException.
     #[error("{0}")]
     LimitExceeded(String),

@@ -183,6 +183,7 @@ mod tests {
                 .collect(),
             versions: Vec::new(),
             rotation: None,
+            resource_policy: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod lifecycle;
 pub mod limits;
 mod listing;
 mod password;
+pub mod policy;
 mod read;
 mod rotation;
 mod values;

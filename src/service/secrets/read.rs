@@ -115,6 +115,7 @@ impl SecretsService {
         filters: Vec<super::Filter>,
         max_results: Option<i32>,
         next_token: &str,
+        allowed: &(dyn Fn(&SecretRecord) -> bool + Send + Sync),
     ) -> Result<(Vec<BatchItem>, Option<String>), SecretsError> {
         match (secret_ids.is_empty(), filters.is_empty()) {
             (false, false) => Err(SecretsError::invalid(
@@ -140,6 +141,12 @@ impl SecretsService {
                 }
                 let mut items = Vec::with_capacity(secret_ids.len());
                 for id in secret_ids {
+                    if let Ok((record, _)) = self.resolve(&id)
+                        && !allowed(&record)
+                    {
+                        items.push(denied(id, &record));
+                        continue;
+                    }
                     items.push(match self.get_secret_value(&id, "", "").await {
                         Ok(value) => BatchItem::Value(value),
                         Err(error) => BatchItem::Error {
@@ -170,6 +177,10 @@ impl SecretsService {
                 let (records, next) = self.list_records(options)?;
                 let mut items = Vec::with_capacity(records.len());
                 for record in records {
+                    if !allowed(&record) {
+                        items.push(denied(record.arn.clone(), &record));
+                        continue;
+                    }
                     items.push(match self.get_secret_value(&record.arn, "", "").await {
                         Ok(value) => BatchItem::Value(value),
                         Err(error) => BatchItem::Error {
@@ -183,7 +194,7 @@ impl SecretsService {
         }
     }
 
-    /// The secret's record (deleted or not, as AWS's DescribeSecret).
+    /// The secret's record (deleted or not, as AWS's DescribeSecret). Reads the store only.
     pub fn describe_secret(&self, secret_id: &str) -> Result<SecretRecord, SecretsError> {
         Ok(self.resolve(secret_id)?.0)
     }
@@ -265,5 +276,16 @@ fn pick_version(
         ))),
         (Some(at), _) | (None, Some(at)) => Ok(at),
         (None, None) => Err(SecretsError::Internal("no version selected".into())),
+    }
+}
+
+/// A batch item the caller's policies do not allow reading.
+fn denied(secret_id: String, record: &SecretRecord) -> BatchItem {
+    BatchItem::Error {
+        secret_id,
+        error: SecretsError::AccessDenied(format!(
+            "not authorized to perform secretsmanager:GetSecretValue on resource {}",
+            record.arn
+        )),
     }
 }

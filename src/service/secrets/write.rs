@@ -157,6 +157,7 @@ impl SecretsService {
             tags: Vec::new(),
             versions: Vec::new(),
             rotation: None,
+            resource_policy: None,
         };
         merge_tags(&mut record.tags, new.tags);
         let mut ops = Vec::new();
@@ -578,6 +579,7 @@ mod tests {
                 })
                 .collect(),
             rotation: None,
+            resource_policy: None,
         }
     }
 

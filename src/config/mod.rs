@@ -4,6 +4,12 @@
 //! PINs never appear in the file itself: the file names an environment variable or a file that
 //! holds the PIN, and the PIN is held as a `SecretString` from the moment it is read.
 
+mod security;
+
+pub use security::{
+    AuditConfig, AuditSync, AuthConfig, PolicyConfig, TlsConfig, TokenConfig, valid_principal_name,
+};
+
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -53,6 +59,21 @@ pub struct Config {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub rotation: RotationConfig,
+    /// TLS on the gRPC listener; none: plaintext (loopback only unless allowed below).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Serving plaintext on a non-loopback address exposes every secret on the network. The
+    /// server refuses unless this is set, and warns at every start when it is.
+    #[serde(default)]
+    pub allow_plaintext_on_network: bool,
+    /// Callers and their policies; none: development mode (one implicit admin, loopback only).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Alarm rules and webhooks; none: no alarms.
+    #[serde(default)]
+    pub alarms: Option<crate::alarms::AlarmsConfig>,
 }
 
 /// The rotation scheduler, and the exec rotators RotateSecret may name.
@@ -317,7 +338,8 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the whole configuration; `load` does, and so must whoever changes one after.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.region.is_empty()
             || !self
                 .region
@@ -332,6 +354,30 @@ impl Config {
             return Err(ConfigError::Invalid("account_id: exactly 12 digits".into()));
         }
         self.rotation.validate()?;
+        self.audit.validate()?;
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+        }
+        if let Some(alarms) = &self.alarms {
+            alarms
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let loopback = self.listen.ip().is_loopback();
+        if !loopback && self.tls.is_none() && !self.allow_plaintext_on_network {
+            return Err(ConfigError::Invalid(format!(
+                "listen = {}: plaintext on a non-loopback address would expose every secret on the network. \
+                 Configure [tls], or set allow_plaintext_on_network = true if you really mean it",
+                self.listen
+            )));
+        }
+        if !loopback && self.auth.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "listen = {}: without an [auth] section every caller is an administrator, which is only \
+                 allowed on a loopback address. Configure [auth] (client certificates or tokens, and policies)",
+                self.listen
+            )));
+        }
         match &self.root_of_trust {
             RootOfTrustConfig::Pkcs11(p) => p.validate(),
             RootOfTrustConfig::Tpm(t) => t.validate(),
@@ -358,6 +404,11 @@ impl Config {
             health: HealthConfig::default(),
             secrets: SecretsConfig::default(),
             rotation: RotationConfig::default(),
+            tls: None,
+            allow_plaintext_on_network: false,
+            auth: None,
+            audit: AuditConfig::default(),
+            alarms: None,
         };
         Ok((config, conf))
     }

@@ -1,0 +1,587 @@
+//! The one place requests are admitted: authentication's outcome, the policy decision (before
+//! any hardware call: resolving a resource reads only the store) and the audit record of every
+//! request, allowed or not. Front doors (gRPC today) describe a request as an [`Access`] and
+//! hold the returned [`Pass`] until the request is answered.
+
+use super::identity::{self, AuthFailure, Credentials, DEVELOPMENT_ADMIN, Tokens};
+use super::policy::{self, Decision, DenyReason, Policy, PolicyKind};
+use crate::alarms::{Alarms, Observation};
+use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::config::AuthConfig;
+use crate::crypto::envelope::Ciphertext;
+use crate::service::KmsService;
+use crate::service::kms::names::Arns;
+use crate::service::secrets::SecretsService;
+use crate::store::KeyState;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// UnrecognizedClientException.
+    #[error("{0}")]
+    Unauthenticated(AuthFailure),
+    /// AccessDeniedException. The message names the principal, action and resource, as AWS's
+    /// does; never why (which policy) — that goes to the audit record.
+    #[error("{principal} is not authorized to perform {action} on resource {resource}")]
+    Denied {
+        principal: String,
+        action: &'static str,
+        resource: String,
+    },
+    /// The audit record could not be written: the request fails (fail closed).
+    #[error("the audit log cannot be written; requests are refused until it can")]
+    AuditUnavailable,
+}
+
+/// What a request touches, as the client named it.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// Not one resource (ListSecrets, CreateKey, GetRandomPassword, ...): `*`.
+    All,
+    /// An existing secret by name or ARN.
+    Secret(&'a str),
+    /// A key by id, ARN, alias or alias ARN.
+    Key(&'a str),
+    /// The key that made a KMS ciphertext (Decrypt, ReEncrypt's source).
+    Ciphertext(&'a [u8]),
+}
+
+/// One request, described for the decision and the audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub action: &'static str,
+    pub target: Target<'a>,
+    pub version_id: &'a str,
+    pub version_stage: &'a str,
+    pub encryption_context: Option<&'a HashMap<String, String>>,
+    /// A second permission the request needs (ReEncrypt: kms:ReEncryptTo on the destination).
+    pub also: Option<(&'static str, Target<'a>)>,
+}
+
+impl<'a> Access<'a> {
+    pub fn new(action: &'static str, target: Target<'a>) -> Self {
+        Self {
+            action,
+            target,
+            version_id: "",
+            version_stage: "",
+            encryption_context: None,
+            also: None,
+        }
+    }
+
+    pub fn version(mut self, version_id: &'a str, version_stage: &'a str) -> Self {
+        self.version_id = version_id;
+        self.version_stage = version_stage;
+        self
+    }
+
+    pub fn context(mut self, context: &'a HashMap<String, String>) -> Self {
+        self.encryption_context = Some(context);
+        self
+    }
+
+    pub fn also(mut self, action: &'static str, target: Target<'a>) -> Self {
+        self.also = Some((action, target));
+        self
+    }
+}
+
+/// The caller as authenticated at the front door.
+pub struct Caller {
+    pub principal: Result<String, AuthFailure>,
+    /// The peer address.
+    pub source: String,
+    /// "grpc" or "aws-json".
+    pub api: &'static str,
+}
+
+struct IdentityPolicy {
+    name: String,
+    principals: Vec<String>,
+    policy: Policy,
+}
+
+enum Mode {
+    /// No [auth] section: one implicit admin, everything allowed, every request audited.
+    Development,
+    Enforced {
+        tokens: Tokens,
+        policies: Vec<IdentityPolicy>,
+    },
+}
+
+#[derive(Default)]
+pub struct GateCounters {
+    pub allowed: AtomicU64,
+    pub denied: AtomicU64,
+    pub unauthenticated: AtomicU64,
+}
+
+/// Parsed resource policies by their text: a policy is parsed once, not per request. Cleared
+/// when it grows past a bound, so replaced policies do not pile up.
+#[derive(Default)]
+struct PolicyCache(Mutex<HashMap<String, Arc<Policy>>>);
+
+const POLICY_CACHE_LIMIT: usize = 4096;
+
+impl PolicyCache {
+    fn get(&self, text: &str) -> Option<Arc<Policy>> {
+        if let Some(policy) = self.0.lock().ok()?.get(text) {
+            return Some(Arc::clone(policy));
+        }
+        // Stored policies were validated when put; one that no longer parses grants nothing.
+        let parsed = Arc::new(Policy::parse(text, PolicyKind::Resource).ok()?);
+        let mut cache = self.0.lock().ok()?;
+        if cache.len() >= POLICY_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), Arc::clone(&parsed));
+        Some(parsed)
+    }
+}
+
+pub struct Gate {
+    mode: Mode,
+    arns: Arns,
+    kms: Arc<KmsService>,
+    secrets: Arc<SecretsService>,
+    audit: AuditLog,
+    alarms: Option<Arc<Alarms>>,
+    resource_policies: PolicyCache,
+    counters: GateCounters,
+}
+
+/// A resolved resource: its ARN and the policy attached to it.
+struct Resolved {
+    arn: String,
+    policy: Option<String>,
+    key_pending_deletion: bool,
+}
+
+impl Gate {
+    /// `auth` None: development mode. Identity policies are parsed here, so a bad one stops
+    /// the server at start.
+    pub fn new(
+        auth: Option<&AuthConfig>,
+        kms: Arc<KmsService>,
+        secrets: Arc<SecretsService>,
+        audit: AuditLog,
+        alarms: Option<Arc<Alarms>>,
+    ) -> Result<Self, String> {
+        let mode = match auth {
+            None => Mode::Development,
+            Some(auth) => {
+                let mut policies = Vec::new();
+                for config in &auth.policies {
+                    let text = config.text().map_err(|e| e.to_string())?;
+                    let policy = Policy::parse(&text, PolicyKind::Identity).map_err(|errors| {
+                        let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+                        format!("auth.policies \"{}\": {}", config.name, messages.join("; "))
+                    })?;
+                    policies.push(IdentityPolicy {
+                        name: config.name.clone(),
+                        principals: config.principals.clone(),
+                        policy,
+                    });
+                }
+                Mode::Enforced {
+                    tokens: Tokens::new(&auth.tokens),
+                    policies,
+                }
+            }
+        };
+        Ok(Self {
+            mode,
+            arns: kms.arns().clone(),
+            kms,
+            secrets,
+            audit,
+            alarms,
+            resource_policies: PolicyCache::default(),
+            counters: GateCounters::default(),
+        })
+    }
+
+    pub fn counters(&self) -> &GateCounters {
+        &self.counters
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub fn alarms(&self) -> Option<&Alarms> {
+        self.alarms.as_deref()
+    }
+
+    pub fn is_development(&self) -> bool {
+        matches!(self.mode, Mode::Development)
+    }
+
+    /// The caller's principal, from what the front door saw.
+    pub fn authenticate(
+        &self,
+        credentials: &Credentials,
+        source: String,
+        api: &'static str,
+    ) -> Caller {
+        let principal = match &self.mode {
+            // A presented certificate still names the caller in the audit trail.
+            Mode::Development => Ok(credentials
+                .certificate
+                .and_then(|der| identity::certificate_name(der).ok())
+                .map_or_else(|| DEVELOPMENT_ADMIN.to_owned(), |n| identity::principal(&n))),
+            Mode::Enforced { tokens, .. } => identity::authenticate(tokens, credentials),
+        };
+        Caller {
+            principal,
+            source,
+            api,
+        }
+    }
+
+    /// Admits the request or refuses it; either way, refusals are audited here.
+    pub async fn admit(&self, caller: &Caller, access: Access<'_>) -> Result<Pass<'_>, GateError> {
+        let started = Instant::now();
+        let mut event = AuditEvent {
+            time_ms: now_ms(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            api: caller.api,
+            principal: "anonymous".into(),
+            source: caller.source.clone(),
+            action: access.action.into(),
+            resource: "*".into(),
+            version_id: non_empty(access.version_id),
+            version_stage: non_empty(access.version_stage),
+            ..AuditEvent::default()
+        };
+        if let Ok(principal) = &caller.principal {
+            event.principal = principal.clone();
+        }
+        if !self.audit.healthy() {
+            // Refused before any work, so nothing happens that the trail cannot show. The
+            // refusal's own record is the probe: once it is written, the next request proceeds.
+            event.outcome = Outcome::Denied;
+            event.error = Some("InternalServiceError".into());
+            event.reason = Some("the audit log was failing".into());
+            self.record(event, started, false).await?;
+            return Err(GateError::AuditUnavailable);
+        }
+        let principal = match &caller.principal {
+            Ok(principal) => principal.clone(),
+            Err(failure) => {
+                self.counters.unauthenticated.fetch_add(1, Relaxed);
+                event.outcome = Outcome::Denied;
+                event.error = Some("UnrecognizedClientException".into());
+                event.reason = Some(failure.to_string());
+                self.record(event, started, false).await?;
+                return Err(GateError::Unauthenticated(failure.clone()));
+            }
+        };
+        event.principal = principal.clone();
+        let conditions = conditions(&access);
+        let resolved = self.resolve(access.target);
+        event.resource = resolved.arn.clone();
+        let mut key_pending_deletion = resolved.key_pending_deletion;
+        let mut verdict = self.decide(&principal, access.action, &resolved, &conditions);
+        if verdict.is_ok()
+            && let Some((action, target)) = access.also
+        {
+            let second = self.resolve(target);
+            key_pending_deletion |= second.key_pending_deletion;
+            verdict = self.decide(&principal, action, &second, &conditions);
+        }
+        if let Err((action, resource, reason)) = verdict {
+            self.counters.denied.fetch_add(1, Relaxed);
+            event.outcome = Outcome::Denied;
+            event.error = Some("AccessDeniedException".into());
+            event.reason = Some(reason);
+            self.record(event, started, key_pending_deletion).await?;
+            return Err(GateError::Denied {
+                principal,
+                action,
+                resource,
+            });
+        }
+        self.counters.allowed.fetch_add(1, Relaxed);
+        Ok(Pass {
+            gate: self,
+            event,
+            started,
+            key_pending_deletion,
+            conditions,
+        })
+    }
+
+    /// Allowed, or the action and resource refused with the reason for the audit record.
+    fn decide(
+        &self,
+        principal: &str,
+        action: &'static str,
+        resolved: &Resolved,
+        conditions: &[(String, Vec<String>)],
+    ) -> Result<(), (&'static str, String, String)> {
+        let Mode::Enforced { policies, .. } = &self.mode else {
+            return Ok(());
+        };
+        let policy = resolved.policy.as_deref();
+        match self.evaluate(
+            policies,
+            principal,
+            action,
+            &resolved.arn,
+            policy,
+            conditions,
+        ) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err((action, resolved.arn.clone(), deny_reason(&reason))),
+        }
+    }
+
+    fn evaluate(
+        &self,
+        policies: &[IdentityPolicy],
+        principal: &str,
+        action: &str,
+        resource: &str,
+        resource_policy: Option<&str>,
+        conditions: &[(String, Vec<String>)],
+    ) -> Decision {
+        let name = principal
+            .strip_prefix(identity::PRINCIPAL_PREFIX)
+            .unwrap_or(principal);
+        let identity: Vec<(&str, &Policy)> = policies
+            .iter()
+            .filter(|p| {
+                p.principals
+                    .iter()
+                    .any(|pattern| policy::wildcard_match(pattern, name, policy::Case::Sensitive))
+            })
+            .map(|p| (p.name.as_str(), &p.policy))
+            .collect();
+        let attached = resource_policy.and_then(|text| self.resource_policies.get(text));
+        let values: Vec<Vec<&str>> = conditions
+            .iter()
+            .map(|(_, vs)| vs.iter().map(String::as_str).collect())
+            .collect();
+        let borrowed: Vec<(&str, &[&str])> = conditions
+            .iter()
+            .zip(&values)
+            .map(|((k, _), vs)| (k.as_str(), vs.as_slice()))
+            .collect();
+        let request = policy::Request {
+            principal,
+            action,
+            resource,
+            conditions: &borrowed,
+        };
+        policy::decide(
+            &identity,
+            attached.as_deref().map(|p| ("resource policy", p)),
+            &request,
+        )
+    }
+
+    /// The ARN and policy of what `target` names. Reads the store only. A name that does not
+    /// resolve gets the ARN it would have without the random suffix, so identity policies
+    /// still decide and a denied caller learns nothing about existence.
+    fn resolve(&self, target: Target) -> Resolved {
+        let (region, account) = (&self.arns.region, &self.arns.account_id);
+        match target {
+            Target::All => Resolved {
+                arn: "*".into(),
+                policy: None,
+                key_pending_deletion: false,
+            },
+            Target::Secret(id) => match self.secrets.describe_secret(id) {
+                Ok(record) => Resolved {
+                    arn: record.arn,
+                    policy: record.resource_policy,
+                    key_pending_deletion: false,
+                },
+                Err(_) => Resolved {
+                    arn: if id.starts_with("arn:") {
+                        id.to_owned()
+                    } else {
+                        format!("arn:keyward:secretsmanager:{region}:{account}:secret:{id}")
+                    },
+                    policy: None,
+                    key_pending_deletion: false,
+                },
+            },
+            Target::Key(id) => self.resolve_key(id),
+            Target::Ciphertext(blob) => match Ciphertext::parse(blob) {
+                Ok(parsed) => self.resolve_key(&parsed.header.key_id.to_string()),
+                // Unparsable: the domain answers InvalidCiphertext if identity policies allow.
+                Err(_) => Resolved {
+                    arn: format!("arn:keyward:kms:{region}:{account}:key/*"),
+                    policy: None,
+                    key_pending_deletion: false,
+                },
+            },
+        }
+    }
+
+    fn resolve_key(&self, id: &str) -> Resolved {
+        match self.kms.describe_key(id) {
+            Ok(record) => Resolved {
+                arn: self.arns.key(&record.key_id),
+                key_pending_deletion: record.state == KeyState::PendingDeletion,
+                policy: record.policy,
+            },
+            Err(_) if id.starts_with("arn:") => Resolved {
+                arn: id.to_owned(),
+                policy: None,
+                key_pending_deletion: false,
+            },
+            Err(_) if id.starts_with("alias/") => Resolved {
+                arn: self.arns.alias(id),
+                policy: None,
+                key_pending_deletion: false,
+            },
+            Err(_) => Resolved {
+                arn: self.arns.key(id),
+                policy: None,
+                key_pending_deletion: false,
+            },
+        }
+    }
+
+    /// Writes the audit record (fail closed) and shows it to the alarms.
+    async fn record(
+        &self,
+        mut event: AuditEvent,
+        started: Instant,
+        key_pending_deletion: bool,
+    ) -> Result<(), GateError> {
+        event.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(alarms) = &self.alarms {
+            alarms.observe(&Observation {
+                time_ms: event.time_ms,
+                principal: &event.principal,
+                action: &event.action,
+                resource: &event.resource,
+                outcome: match event.outcome {
+                    Outcome::Success => crate::alarms::Outcome::Success,
+                    Outcome::Denied => crate::alarms::Outcome::Denied,
+                    Outcome::Failed => crate::alarms::Outcome::Failed,
+                },
+                error: event.error.as_deref(),
+                key_pending_deletion,
+            });
+        }
+        self.audit.append(event).await.map_err(|e| {
+            tracing::error!(error = %e, "audit record not written; the request fails");
+            GateError::AuditUnavailable
+        })
+    }
+}
+
+/// An admitted request. `finish` must be called with the outcome: it writes the audit record,
+/// and its error (the record could not be written) replaces the answer.
+pub struct Pass<'g> {
+    gate: &'g Gate,
+    event: AuditEvent,
+    started: Instant,
+    key_pending_deletion: bool,
+    conditions: Vec<(String, Vec<String>)>,
+}
+
+impl Pass<'_> {
+    pub fn principal(&self) -> &str {
+        &self.event.principal
+    }
+
+    /// Whether the principal may also do `action` on one more resource (BatchGetSecretValue's
+    /// per-secret check), with the same conditions as the request.
+    pub fn allows(&self, action: &str, arn: &str, resource_policy: Option<&str>) -> bool {
+        let Mode::Enforced { policies, .. } = &self.gate.mode else {
+            return true;
+        };
+        matches!(
+            self.gate.evaluate(
+                policies,
+                &self.event.principal,
+                action,
+                arn,
+                resource_policy,
+                &self.conditions,
+            ),
+            Decision::Allow
+        )
+    }
+
+    /// Audits the answer: `error` is the AWS exception name of a failed request.
+    pub async fn finish(mut self, error: Option<&str>) -> Result<(), GateError> {
+        self.event.outcome = if error.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        };
+        self.event.error = error.map(str::to_owned);
+        self.gate
+            .record(self.event, self.started, self.key_pending_deletion)
+            .await
+    }
+}
+
+/// Condition keys the request supplies, lower-case as the policy engine expects.
+fn conditions(access: &Access) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    if !access.version_stage.is_empty() {
+        out.push((
+            "secretsmanager:versionstage".into(),
+            vec![access.version_stage.to_owned()],
+        ));
+    } else if matches!(access.action, "secretsmanager:GetSecretValue")
+        && access.version_id.is_empty()
+    {
+        // Neither given: the read is of AWSCURRENT.
+        out.push((
+            "secretsmanager:versionstage".into(),
+            vec!["AWSCURRENT".into()],
+        ));
+    }
+    if !access.version_id.is_empty() {
+        out.push((
+            "secretsmanager:versionid".into(),
+            vec![access.version_id.to_owned()],
+        ));
+    }
+    if let Some(context) = access.encryption_context {
+        let mut keys: Vec<String> = context.keys().cloned().collect();
+        keys.sort();
+        for (key, value) in context {
+            out.push((
+                format!("kms:encryptioncontext:{}", key.to_lowercase()),
+                vec![value.clone()],
+            ));
+        }
+        out.push(("kms:encryptioncontextkeys".into(), keys));
+    }
+    out
+}
+
+fn deny_reason(reason: &DenyReason) -> String {
+    match reason {
+        DenyReason::Explicit { policy, sid } => match sid {
+            Some(sid) => format!("explicit deny in {policy}, statement {sid}"),
+            None => format!("explicit deny in {policy}"),
+        },
+        DenyReason::NoAllow => "no policy allows it".into(),
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

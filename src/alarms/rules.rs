@@ -1,0 +1,1095 @@
+//! Alarm configuration and the engine that evaluates every rule on every request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::AlarmsError;
+use super::webhook::{self, Target, WebhookSettings, WebhookTask, Webhooks};
+use super::window::SlidingWindow;
+
+const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_ATTEMPTS: u32 = 4;
+/// Retries past this only delay the firings queued behind a dead receiver.
+const MAX_ATTEMPTS: u32 = 10;
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_WINDOW_SECS: u64 = 86_400;
+/// Principals (or principal/key pairs) with live state, per rule. Past this, newcomers share
+/// one overflow slot, so a flood of distinct principals still alarms but cannot grow memory.
+const MAX_TRACKED: usize = 100_000;
+/// pending_deletion_key_use reports a (principal, key) pair at most once per this.
+const PENDING_DELETION_INTERVAL_MS: i64 = 60_000;
+
+const GET_SECRET_VALUE: &str = "secretsmanager:GetSecretValue";
+const BATCH_GET_SECRET_VALUE: &str = "secretsmanager:BatchGetSecretValue";
+const DECRYPT: &str = "kms:Decrypt";
+const INVALID_CIPHERTEXT: &str = "InvalidCiphertextException";
+
+/// The `[alarms]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// `http://` URLs each firing is POSTed to.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// Per attempt: connect, send and the response status together.
+    #[serde(default = "default_timeout_ms")]
+    pub webhook_timeout_ms: u64,
+    /// Attempts in total per firing and URL, the first included.
+    #[serde(default = "default_attempts")]
+    pub webhook_attempts: u32,
+    /// Wait before the second attempt, doubling after each. Not read from the file (the
+    /// documented 0.5 s is the contract); tests shorten it.
+    #[serde(skip, default = "default_backoff")]
+    pub webhook_backoff: Duration,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+}
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+fn default_attempts() -> u32 {
+    DEFAULT_ATTEMPTS
+}
+
+fn default_backoff() -> Duration {
+    DEFAULT_BACKOFF
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            webhook_timeout_ms: DEFAULT_TIMEOUT_MS,
+            webhook_attempts: DEFAULT_ATTEMPTS,
+            webhook_backoff: DEFAULT_BACKOFF,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `[[alarms.rule]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    pub kind: RuleKind,
+    /// Threshold kinds only: fire when the count goes above this.
+    #[serde(default)]
+    pub threshold: Option<u64>,
+    /// Threshold kinds only.
+    #[serde(default)]
+    pub window_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// More than `threshold` denied requests by one principal within `window_secs`.
+    DeniedRequests,
+    /// A principal successfully read a secret it had never read before.
+    FirstRead,
+    /// More than `threshold` Decrypt calls failing with InvalidCiphertextException, from
+    /// anyone, within `window_secs`.
+    DecryptFailures,
+    /// A request used or tried a key pending deletion.
+    PendingDeletionKeyUse,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeniedRequests => "denied_requests",
+            Self::FirstRead => "first_read",
+            Self::DecryptFailures => "decrypt_failures",
+            Self::PendingDeletionKeyUse => "pending_deletion_key_use",
+        }
+    }
+
+    fn has_threshold(self) -> bool {
+        matches!(self, Self::DeniedRequests | Self::DecryptFailures)
+    }
+}
+
+impl AlarmsConfig {
+    /// Checks the configuration without starting anything.
+    pub fn validate(&self) -> Result<(), AlarmsError> {
+        self.compile().map(drop)
+    }
+
+    fn compile(&self) -> Result<(Vec<Rule>, Vec<Target>, WebhookSettings), AlarmsError> {
+        if self.webhook_timeout_ms == 0 {
+            return Err(AlarmsError::Setting(
+                "webhook_timeout_ms must be greater than 0".into(),
+            ));
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.webhook_attempts) {
+            return Err(AlarmsError::Setting(format!(
+                "webhook_attempts must be between 1 and {MAX_ATTEMPTS}"
+            )));
+        }
+        let targets = self
+            .webhooks
+            .iter()
+            .map(|url| Target::parse(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = HashSet::new();
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (index, config) in self.rules.iter().enumerate() {
+            if config.name.trim().is_empty() {
+                return Err(AlarmsError::EmptyName { index });
+            }
+            if !names.insert(config.name.as_str()) {
+                return Err(AlarmsError::DuplicateName(config.name.clone()));
+            }
+            rules.push(Rule::compile(config)?);
+        }
+        let settings = WebhookSettings {
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            attempts: self.webhook_attempts,
+            backoff: self.webhook_backoff,
+            queue_capacity: webhook::QUEUE_CAPACITY,
+        };
+        Ok((rules, targets, settings))
+    }
+}
+
+/// One observed request, from the audit stream. No secret values ever.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    pub principal: &'a str,
+    /// `service:Operation`, e.g. `kms:Decrypt`.
+    pub action: &'a str,
+    /// The key or secret the request named; one observation per secret for batch reads.
+    pub resource: &'a str,
+    pub outcome: Outcome,
+    /// The AWS exception name when the request failed.
+    pub error: Option<&'a str>,
+    pub key_pending_deletion: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failed,
+}
+
+pub trait ReaderHistory: Send + Sync {
+    /// Records that principal read secret; true if it is the first time ever (persisted by
+    /// the caller, e.g. in the store).
+    fn first_read(&self, secret: &str, principal: &str) -> bool;
+}
+
+/// What an alarm reports: logged, returned by [`Alarms::observe`] and sent to the webhooks.
+#[derive(Serialize, Clone, Debug)]
+pub struct Firing {
+    pub alarm: String,
+    pub kind: &'static str,
+    /// RFC 3339, UTC, of the observation that fired.
+    pub time: String,
+    pub principal: Option<String>,
+    pub resource: Option<String>,
+    pub count: Option<u64>,
+    pub window_secs: Option<u64>,
+    pub message: String,
+}
+
+/// The rule engine. Share it (it is `Sync`) and call [`Alarms::observe`] on every request.
+pub struct Alarms {
+    rules: Vec<Rule>,
+    history: Arc<dyn ReaderHistory>,
+    webhooks: Webhooks,
+}
+
+impl Alarms {
+    /// Validates `config`; the returned task delivers webhooks and must be spawned for any to
+    /// be sent. It ends once the `Alarms` is dropped and its queues are drained.
+    pub fn new(
+        config: AlarmsConfig,
+        history: Arc<dyn ReaderHistory>,
+    ) -> Result<(Alarms, WebhookTask), AlarmsError> {
+        let (rules, targets, settings) = config.compile()?;
+        let (webhooks, task) = webhook::start(targets, settings);
+        Ok((
+            Alarms {
+                rules,
+                history,
+                webhooks,
+            },
+            task,
+        ))
+    }
+
+    /// Evaluates every rule; returns what fired (also logged at WARN and queued to the
+    /// webhooks). Cheap when nothing fires: called on every request.
+    pub fn observe(&self, o: &Observation) -> Vec<Firing> {
+        let mut fired = Vec::new();
+        let mut first_read = None;
+        for rule in &self.rules {
+            if let Some(firing) = rule.evaluate(o, &mut first_read, &*self.history) {
+                rule.fired.fetch_add(1, Ordering::Relaxed);
+                fired.push(firing);
+            }
+        }
+        for firing in &fired {
+            tracing::warn!(
+                alarm = %firing.alarm,
+                kind = firing.kind,
+                principal = firing.principal.as_deref(),
+                resource = firing.resource.as_deref(),
+                "{}",
+                firing.message
+            );
+            self.webhooks.enqueue(firing);
+        }
+        fired
+    }
+
+    /// Times each alarm fired since start, in configuration order.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        self.rules
+            .iter()
+            .map(|rule| (rule.name.clone(), rule.fired.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Webhook deliveries (one per firing and URL) that succeeded and that gave up.
+    pub fn webhook_counters(&self) -> (u64, u64) {
+        self.webhooks.stats.counters()
+    }
+
+    /// Webhook deliveries dropped because a URL's queue was full.
+    pub fn webhook_dropped(&self) -> u64 {
+        self.webhooks.stats.dropped()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn webhook_stats(&self) -> Arc<webhook::Stats> {
+        Arc::clone(&self.webhooks.stats)
+    }
+}
+
+struct Rule {
+    name: String,
+    kind: RuleKind,
+    fired: AtomicU64,
+    check: Check,
+}
+
+enum Check {
+    Denied {
+        limit: u64,
+        window_secs: u64,
+        state: Mutex<PerPrincipal>,
+    },
+    DecryptFailures {
+        limit: u64,
+        window_secs: u64,
+        state: Mutex<Threshold>,
+    },
+    FirstRead,
+    PendingDeletion(Mutex<RateLimit>),
+}
+
+impl Rule {
+    fn compile(config: &RuleConfig) -> Result<Self, AlarmsError> {
+        let invalid = |reason: String| AlarmsError::Rule {
+            rule: config.name.clone(),
+            reason,
+        };
+        let kind = config.kind;
+        let check = if kind.has_threshold() {
+            let limit = config
+                .threshold
+                .ok_or_else(|| invalid(format!("{} needs a threshold", kind.as_str())))?;
+            if limit < 1 {
+                return Err(invalid("threshold must be at least 1".into()));
+            }
+            let window_secs = config
+                .window_secs
+                .ok_or_else(|| invalid(format!("{} needs window_secs", kind.as_str())))?;
+            if !(1..=MAX_WINDOW_SECS).contains(&window_secs) {
+                return Err(invalid(format!(
+                    "window_secs must be between 1 and {MAX_WINDOW_SECS}"
+                )));
+            }
+            // Bounded above by MAX_WINDOW_SECS, so this cannot overflow.
+            let window_ms = window_secs as i64 * 1_000;
+            if kind == RuleKind::DeniedRequests {
+                Check::Denied {
+                    limit,
+                    window_secs,
+                    state: Mutex::new(PerPrincipal::new(window_ms, MAX_TRACKED)),
+                }
+            } else {
+                Check::DecryptFailures {
+                    limit,
+                    window_secs,
+                    state: Mutex::new(Threshold::new(window_ms)),
+                }
+            }
+        } else {
+            if config.threshold.is_some() || config.window_secs.is_some() {
+                return Err(invalid(format!(
+                    "{} takes no threshold or window_secs",
+                    kind.as_str()
+                )));
+            }
+            match kind {
+                RuleKind::FirstRead => Check::FirstRead,
+                _ => Check::PendingDeletion(Mutex::new(RateLimit::new(MAX_TRACKED))),
+            }
+        };
+        Ok(Self {
+            name: config.name.clone(),
+            kind,
+            fired: AtomicU64::new(0),
+            check,
+        })
+    }
+
+    /// Returns the firing this observation causes, if any. `first_read` caches the history's
+    /// answer across rules: the history records the read, so asking again would always hear
+    /// "not the first time".
+    fn evaluate(
+        &self,
+        o: &Observation,
+        first_read: &mut Option<bool>,
+        history: &dyn ReaderHistory,
+    ) -> Option<Firing> {
+        match &self.check {
+            Check::Denied {
+                limit,
+                window_secs,
+                state,
+            } => {
+                if o.outcome != Outcome::Denied {
+                    return None;
+                }
+                let (count, overflow) = lock(state).record(o.principal, o.time_ms, *limit)?;
+                let who = if overflow {
+                    format!("principals beyond the {MAX_TRACKED} tracked one by one")
+                } else {
+                    format!("principal {}", o.principal)
+                };
+                let message = format!(
+                    "{who} had {count} denied requests within {window_secs}s (threshold {limit})"
+                );
+                let principal = (!overflow).then_some(o.principal);
+                Some(self.firing(o, principal, None, Some(count), Some(*window_secs), message))
+            }
+            Check::DecryptFailures {
+                limit,
+                window_secs,
+                state,
+            } => {
+                if o.action != DECRYPT || o.error != Some(INVALID_CIPHERTEXT) {
+                    return None;
+                }
+                let count = lock(state).record(o.time_ms, *limit)?;
+                let message = format!(
+                    "{count} Decrypt requests failed with {INVALID_CIPHERTEXT} within \
+                     {window_secs}s (threshold {limit})"
+                );
+                Some(self.firing(o, None, None, Some(count), Some(*window_secs), message))
+            }
+            Check::FirstRead => {
+                let is_read = o.action == GET_SECRET_VALUE || o.action == BATCH_GET_SECRET_VALUE;
+                if !is_read || o.outcome != Outcome::Success {
+                    return None;
+                }
+                let first =
+                    *first_read.get_or_insert_with(|| history.first_read(o.resource, o.principal));
+                if !first {
+                    return None;
+                }
+                let message = format!(
+                    "principal {} read secret {} for the first time",
+                    o.principal, o.resource
+                );
+                Some(self.firing(o, Some(o.principal), Some(o.resource), None, None, message))
+            }
+            Check::PendingDeletion(state) => {
+                if !o.key_pending_deletion {
+                    return None;
+                }
+                let count = lock(state).record(o.principal, o.resource, o.time_ms)?;
+                let message = format!(
+                    "principal {} used key {} pending deletion ({}, {:?}); {count} use(s) since \
+                     the last report",
+                    o.principal, o.resource, o.action, o.outcome
+                );
+                Some(self.firing(
+                    o,
+                    Some(o.principal),
+                    Some(o.resource),
+                    Some(count),
+                    None,
+                    message,
+                ))
+            }
+        }
+    }
+
+    fn firing(
+        &self,
+        o: &Observation,
+        principal: Option<&str>,
+        resource: Option<&str>,
+        count: Option<u64>,
+        window_secs: Option<u64>,
+        message: String,
+    ) -> Firing {
+        Firing {
+            alarm: self.name.clone(),
+            kind: self.kind.as_str(),
+            time: rfc3339_ms(o.time_ms),
+            principal: principal.map(str::to_owned),
+            resource: resource.map(str::to_owned),
+            count,
+            window_secs,
+            message,
+        }
+    }
+}
+
+/// A poisoned lock only means another request panicked mid-update of some counters; the
+/// alarms keep working on whatever it left.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A windowed count that fires once on crossing its limit and re-arms only after it has been
+/// seen back at or below it, so a sustained burst is one firing, not one per request.
+#[derive(Debug)]
+struct Threshold {
+    window: SlidingWindow,
+    armed: bool,
+}
+
+impl Threshold {
+    fn new(window_ms: i64) -> Self {
+        Self {
+            window: SlidingWindow::new(window_ms),
+            armed: true,
+        }
+    }
+
+    /// Counts one event; returns the count if this event fired.
+    fn record(&mut self, now_ms: i64, limit: u64) -> Option<u64> {
+        if self.window.advance(now_ms) <= limit {
+            self.armed = true;
+        }
+        let count = self.window.add(now_ms);
+        if count > limit && self.armed {
+            self.armed = false;
+            Some(count)
+        } else {
+            None
+        }
+    }
+}
+
+/// A [`Threshold`] per principal.
+#[derive(Debug)]
+struct PerPrincipal {
+    window_ms: i64,
+    cap: usize,
+    principals: HashMap<String, Threshold>,
+    /// Shared by principals that arrive while `cap` are tracked.
+    overflow: Threshold,
+    next_sweep_ms: i64,
+}
+
+impl PerPrincipal {
+    fn new(window_ms: i64, cap: usize) -> Self {
+        Self {
+            window_ms,
+            cap,
+            principals: HashMap::new(),
+            overflow: Threshold::new(window_ms),
+            next_sweep_ms: i64::MIN,
+        }
+    }
+
+    /// Counts one event; returns (count, whether it was the overflow slot) if it fired.
+    fn record(&mut self, principal: &str, now_ms: i64, limit: u64) -> Option<(u64, bool)> {
+        if now_ms >= self.next_sweep_ms {
+            // A principal whose window emptied is re-armed anyway: dropping it loses nothing.
+            self.principals
+                .retain(|_, state| state.window.advance(now_ms) > 0);
+            self.next_sweep_ms = now_ms.saturating_add(self.window_ms);
+        }
+        if let Some(state) = self.principals.get_mut(principal) {
+            return state.record(now_ms, limit).map(|count| (count, false));
+        }
+        if self.principals.len() < self.cap {
+            let mut state = Threshold::new(self.window_ms);
+            let fired = state.record(now_ms, limit);
+            self.principals.insert(principal.to_owned(), state);
+            return fired.map(|count| (count, false));
+        }
+        self.overflow
+            .record(now_ms, limit)
+            .map(|count| (count, true))
+    }
+}
+
+/// One report per (principal, key) per [`PENDING_DELETION_INTERVAL_MS`].
+#[derive(Debug)]
+struct RateLimit {
+    cap: usize,
+    slots: HashMap<(String, String), Slot>,
+    /// Shared by pairs that arrive while `cap` are tracked.
+    overflow: Option<Slot>,
+    next_sweep_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    reported_ms: i64,
+    last_use_ms: i64,
+    /// Uses since the last report.
+    unreported: u64,
+}
+
+impl Slot {
+    fn new(now_ms: i64) -> Self {
+        Self {
+            reported_ms: now_ms,
+            last_use_ms: now_ms,
+            unreported: 0,
+        }
+    }
+
+    /// Returns the uses this report covers, this one included, if it is time for one.
+    fn use_at(&mut self, now_ms: i64) -> Option<u64> {
+        self.unreported += 1;
+        self.last_use_ms = self.last_use_ms.max(now_ms);
+        if now_ms.saturating_sub(self.reported_ms) < PENDING_DELETION_INTERVAL_MS {
+            return None;
+        }
+        let uses = self.unreported;
+        *self = Self::new(now_ms);
+        Some(uses)
+    }
+}
+
+impl RateLimit {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            slots: HashMap::new(),
+            overflow: None,
+            next_sweep_ms: i64::MIN,
+        }
+    }
+
+    fn record(&mut self, principal: &str, key: &str, now_ms: i64) -> Option<u64> {
+        if now_ms >= self.next_sweep_ms {
+            // A retry loop keeps its slot, so its next report counts every use. A pair quiet
+            // for the interval is dropped with any uses left unreported: it was reported
+            // within the minute before they happened.
+            self.slots.retain(|_, slot| {
+                now_ms.saturating_sub(slot.last_use_ms) < PENDING_DELETION_INTERVAL_MS
+            });
+            self.next_sweep_ms = now_ms.saturating_add(PENDING_DELETION_INTERVAL_MS);
+        }
+        // Rare (only keys pending deletion get here), so the allocation does not matter.
+        let pair = (principal.to_owned(), key.to_owned());
+        if let Some(slot) = self.slots.get_mut(&pair) {
+            return slot.use_at(now_ms);
+        }
+        if self.slots.len() < self.cap {
+            self.slots.insert(pair, Slot::new(now_ms));
+            return Some(1);
+        }
+        match &mut self.overflow {
+            Some(slot) => slot.use_at(now_ms),
+            None => {
+                self.overflow = Some(Slot::new(now_ms));
+                Some(1)
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
+fn rfc3339_ms(time_ms: i64) -> String {
+    let secs = time_ms.div_euclid(1_000);
+    let millis = time_ms.rem_euclid(1_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Default)]
+    struct MemoryHistory(Mutex<HashSet<(String, String)>>);
+
+    impl ReaderHistory for MemoryHistory {
+        fn first_read(&self, secret: &str, principal: &str) -> bool {
+            lock(&self.0).insert((secret.to_owned(), principal.to_owned()))
+        }
+    }
+
+    fn config(value: serde_json::Value) -> AlarmsConfig {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn alarms(rules: serde_json::Value) -> Alarms {
+        let history = Arc::new(MemoryHistory::default());
+        Alarms::new(config(json!({ "rule": rules })), history)
+            .unwrap()
+            .0
+    }
+
+    fn denied(time_ms: i64, principal: &str) -> Observation<'_> {
+        Observation {
+            time_ms,
+            principal,
+            action: "kms:Encrypt",
+            resource: "key-1",
+            outcome: Outcome::Denied,
+            error: Some("AccessDeniedException"),
+            key_pending_deletion: false,
+        }
+    }
+
+    fn decrypt_failure<'a>(time_ms: i64, principal: &'a str, error: &'a str) -> Observation<'a> {
+        Observation {
+            time_ms,
+            principal,
+            action: DECRYPT,
+            resource: "key-1",
+            outcome: Outcome::Failed,
+            error: Some(error),
+            key_pending_deletion: false,
+        }
+    }
+
+    fn read<'a>(principal: &'a str, secret: &'a str) -> Observation<'a> {
+        Observation {
+            time_ms: 0,
+            principal,
+            action: GET_SECRET_VALUE,
+            resource: secret,
+            outcome: Outcome::Success,
+            error: None,
+            key_pending_deletion: false,
+        }
+    }
+
+    fn pending_use<'a>(time_ms: i64, principal: &'a str, key: &'a str) -> Observation<'a> {
+        Observation {
+            time_ms,
+            principal,
+            action: "kms:Decrypt",
+            resource: key,
+            outcome: Outcome::Failed,
+            error: Some("KMSInvalidStateException"),
+            key_pending_deletion: true,
+        }
+    }
+
+    fn denied_rule(threshold: u64, window_secs: u64) -> serde_json::Value {
+        json!([{ "name": "denied-burst", "kind": "denied_requests",
+                 "threshold": threshold, "window_secs": window_secs }])
+    }
+
+    fn fired(alarms: &Alarms, o: Observation) -> usize {
+        alarms.observe(&o).len()
+    }
+
+    #[test]
+    fn threshold_fires_once_per_burst_and_rearms_after_the_window_drains() {
+        let alarms = alarms(denied_rule(5, 60));
+        for t in 0..5 {
+            assert!(alarms.observe(&denied(t * 100, "alice")).is_empty());
+        }
+        let firings = alarms.observe(&denied(500, "alice"));
+        assert_eq!(firings.len(), 1);
+        let firing = &firings[0];
+        assert_eq!(firing.alarm, "denied-burst");
+        assert_eq!(firing.kind, "denied_requests");
+        assert_eq!(firing.principal.as_deref(), Some("alice"));
+        assert_eq!(firing.resource, None);
+        assert_eq!(firing.count, Some(6));
+        assert_eq!(firing.window_secs, Some(60));
+        assert_eq!(firing.time, "1970-01-01T00:00:00.500Z");
+
+        // The rest of the burst is the same incident.
+        for t in 6..40 {
+            assert_eq!(fired(&alarms, denied(t * 100, "alice")), 0, "at {t}");
+        }
+        // Still above the threshold inside the window: not re-armed.
+        assert_eq!(fired(&alarms, denied(30_000, "alice")), 0);
+
+        // 70 s on, everything up to 10 s has left the window (the count is 1, then 2...).
+        for t in 0..5 {
+            assert_eq!(fired(&alarms, denied(95_000 + t, "alice")), 0);
+        }
+        assert_eq!(fired(&alarms, denied(95_005, "alice")), 1);
+        assert_eq!(alarms.counters(), vec![("denied-burst".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn a_sustained_rate_above_the_threshold_fires_once() {
+        let alarms = alarms(denied_rule(5, 10));
+        let total: usize = (0..300)
+            .map(|s| fired(&alarms, denied(s * 1_000, "alice")))
+            .sum();
+        assert_eq!(total, 1);
+    }
+
+    #[test]
+    fn rearms_when_the_count_drops_back_to_the_threshold() {
+        let alarms = alarms(denied_rule(2, 10));
+        assert_eq!(fired(&alarms, denied(0, "alice")), 0);
+        assert_eq!(fired(&alarms, denied(5_000, "alice")), 0);
+        assert_eq!(fired(&alarms, denied(6_000, "alice")), 1);
+        // At 10 s the event at 0 s is gone: the count is 2, at the threshold, so re-armed.
+        assert_eq!(fired(&alarms, denied(10_000, "alice")), 1);
+    }
+
+    #[test]
+    fn denied_requests_are_counted_per_principal() {
+        let alarms = alarms(denied_rule(5, 60));
+        for t in 0..5 {
+            assert_eq!(fired(&alarms, denied(t, "alice")), 0);
+            assert_eq!(fired(&alarms, denied(t, "bob")), 0);
+        }
+        let firings = alarms.observe(&denied(10, "alice"));
+        assert_eq!(firings.len(), 1);
+        assert_eq!(firings[0].principal.as_deref(), Some("alice"));
+        let firings = alarms.observe(&denied(11, "bob"));
+        assert_eq!(firings.len(), 1);
+        assert_eq!(firings[0].principal.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn only_denied_outcomes_count_as_denied() {
+        let alarms = alarms(denied_rule(1, 60));
+        for outcome in [Outcome::Success, Outcome::Failed, Outcome::Success] {
+            let o = Observation {
+                outcome,
+                ..denied(0, "alice")
+            };
+            assert_eq!(fired(&alarms, o), 0);
+        }
+        assert_eq!(fired(&alarms, denied(1, "alice")), 0);
+        assert_eq!(fired(&alarms, denied(2, "alice")), 1);
+    }
+
+    #[test]
+    fn decrypt_failures_count_only_invalid_ciphertext_on_decrypt_from_anyone() {
+        let alarms = alarms(
+            json!([{ "name": "bad-ciphertext", "kind": "decrypt_failures",
+                                     "threshold": 3, "window_secs": 60 }]),
+        );
+        let noise = [
+            decrypt_failure(0, "alice", "AccessDeniedException"),
+            decrypt_failure(0, "alice", "KMSInvalidStateException"),
+            Observation {
+                action: "kms:ReEncrypt",
+                ..decrypt_failure(0, "alice", INVALID_CIPHERTEXT)
+            },
+            Observation {
+                action: "kms:Encrypt",
+                ..decrypt_failure(0, "alice", INVALID_CIPHERTEXT)
+            },
+            Observation {
+                outcome: Outcome::Success,
+                error: None,
+                ..decrypt_failure(0, "alice", INVALID_CIPHERTEXT)
+            },
+        ];
+        for o in noise.iter().cycle().take(20) {
+            assert_eq!(fired(&alarms, *o), 0);
+        }
+        for (t, who) in ["alice", "bob", "carol"].into_iter().enumerate() {
+            assert_eq!(
+                fired(&alarms, decrypt_failure(t as i64, who, INVALID_CIPHERTEXT)),
+                0
+            );
+        }
+        let firings = alarms.observe(&decrypt_failure(5, "dave", INVALID_CIPHERTEXT));
+        assert_eq!(firings.len(), 1);
+        assert_eq!(firings[0].kind, "decrypt_failures");
+        assert_eq!(firings[0].principal, None);
+        assert_eq!(firings[0].count, Some(4));
+    }
+
+    #[test]
+    fn first_read_fires_once_per_principal_and_secret() {
+        let alarms = alarms(json!([
+            { "name": "new-reader", "kind": "first_read" },
+            { "name": "new-reader-too", "kind": "first_read" }
+        ]));
+        let firings = alarms.observe(&read("alice", "db-password"));
+        // Both rules fire: the history is asked once per observation, not once per rule.
+        assert_eq!(firings.len(), 2);
+        assert_eq!(firings[0].principal.as_deref(), Some("alice"));
+        assert_eq!(firings[0].resource.as_deref(), Some("db-password"));
+        assert_eq!(fired(&alarms, read("alice", "db-password")), 0);
+        assert_eq!(fired(&alarms, read("bob", "db-password")), 2);
+        assert_eq!(fired(&alarms, read("alice", "api-token")), 2);
+
+        let batch = Observation {
+            action: BATCH_GET_SECRET_VALUE,
+            ..read("carol", "db-password")
+        };
+        assert_eq!(fired(&alarms, batch), 2);
+        assert_eq!(fired(&alarms, batch), 0);
+
+        let not_a_read = Observation {
+            action: "secretsmanager:DescribeSecret",
+            ..read("dave", "db-password")
+        };
+        let denied = Observation {
+            outcome: Outcome::Denied,
+            ..read("dave", "db-password")
+        };
+        assert_eq!(fired(&alarms, not_a_read), 0);
+        assert_eq!(fired(&alarms, denied), 0);
+        // Neither was recorded as a read: dave's first real read still fires.
+        assert_eq!(fired(&alarms, read("dave", "db-password")), 2);
+    }
+
+    #[test]
+    fn pending_deletion_use_fires_at_most_once_a_minute_per_principal_and_key() {
+        let alarms = alarms(json!([{ "name": "pending", "kind": "pending_deletion_key_use" }]));
+        let firings = alarms.observe(&pending_use(0, "alice", "key-1"));
+        assert_eq!(firings.len(), 1);
+        assert_eq!(firings[0].principal.as_deref(), Some("alice"));
+        assert_eq!(firings[0].resource.as_deref(), Some("key-1"));
+        assert_eq!(firings[0].count, Some(1));
+
+        for t in 1..100 {
+            assert_eq!(fired(&alarms, pending_use(t * 500, "alice", "key-1")), 0);
+        }
+        assert_eq!(fired(&alarms, pending_use(100, "bob", "key-1")), 1);
+        assert_eq!(fired(&alarms, pending_use(100, "alice", "key-2")), 1);
+        let not_pending = Observation {
+            key_pending_deletion: false,
+            ..pending_use(0, "carol", "key-1")
+        };
+        assert_eq!(fired(&alarms, not_pending), 0);
+
+        let firings = alarms.observe(&pending_use(60_000, "alice", "key-1"));
+        assert_eq!(firings.len(), 1);
+        assert_eq!(
+            firings[0].count,
+            Some(100),
+            "the 99 suppressed uses and this one"
+        );
+        assert_eq!(fired(&alarms, pending_use(60_001, "alice", "key-1")), 0);
+        assert_eq!(alarms.counters(), vec![("pending".to_owned(), 4)]);
+    }
+
+    #[test]
+    fn idle_principals_are_forgotten_once_their_window_passes() {
+        let mut state = PerPrincipal::new(60_000, MAX_TRACKED);
+        for i in 0..1_000 {
+            state.record(&format!("p{i}"), 0, 5);
+        }
+        assert_eq!(state.principals.len(), 1_000);
+        state.record("p0", 30_000, 5);
+        assert_eq!(state.principals.len(), 1_000);
+        state.record("late", 61_000, 5);
+        assert_eq!(state.principals.len(), 2, "p0 (seen at 30 s) and late");
+    }
+
+    #[test]
+    fn principals_beyond_the_cap_share_one_counter() {
+        let mut state = PerPrincipal::new(60_000, 2);
+        assert_eq!(state.record("alice", 0, 1), None);
+        assert_eq!(state.record("bob", 0, 1), None);
+        assert_eq!(state.record("carol", 1, 1), None);
+        assert_eq!(state.record("dave", 2, 1), Some((2, true)));
+        assert_eq!(state.principals.len(), 2);
+        // Tracked principals keep their own counts.
+        assert_eq!(state.record("alice", 3, 1), Some((2, false)));
+    }
+
+    #[test]
+    fn pending_deletion_pairs_beyond_the_cap_share_one_rate_limit() {
+        let mut state = RateLimit::new(1);
+        assert_eq!(state.record("alice", "key-1", 0), Some(1));
+        assert_eq!(state.record("bob", "key-1", 0), Some(1));
+        assert_eq!(state.record("carol", "key-1", 1), None);
+        assert_eq!(state.slots.len(), 1);
+        // After the interval the sweep frees the slot for whoever comes next.
+        assert_eq!(state.record("carol", "key-1", 60_000), Some(1));
+        assert!(state.slots.contains_key(&("carol".into(), "key-1".into())));
+    }
+
+    #[test]
+    fn the_documented_example_parses_with_defaults() {
+        let config = config(json!({
+            "webhooks": ["http://127.0.0.1:9000/hook"],
+            "rule": [
+                { "name": "denied-burst", "kind": "denied_requests", "threshold": 5, "window_secs": 60 },
+                { "name": "new-reader", "kind": "first_read" },
+                { "name": "bad-ciphertext", "kind": "decrypt_failures", "threshold": 10, "window_secs": 60 },
+                { "name": "pending-deletion-use", "kind": "pending_deletion_key_use" }
+            ]
+        }));
+        assert_eq!(config.webhook_timeout_ms, 5_000);
+        assert_eq!(config.webhook_attempts, 4);
+        assert_eq!(config.webhook_backoff, Duration::from_millis(500));
+        assert_eq!(config.rules[3].kind, RuleKind::PendingDeletionKeyUse);
+        config.validate().unwrap();
+        let (alarms, _task) = Alarms::new(config, Arc::new(MemoryHistory::default())).unwrap();
+        let names: Vec<_> = alarms.counters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "denied-burst",
+                "new-reader",
+                "bad-ciphertext",
+                "pending-deletion-use"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_kinds_are_rejected() {
+        let unknown_field = json!({ "webhook": [] });
+        assert!(serde_json::from_value::<AlarmsConfig>(unknown_field).is_err());
+        let unknown_rule_field =
+            json!({ "rule": [{ "name": "a", "kind": "first_read", "treshold": 1 }] });
+        assert!(serde_json::from_value::<AlarmsConfig>(unknown_rule_field).is_err());
+        let unknown_kind = json!({ "rule": [{ "name": "a", "kind": "everything" }] });
+        assert!(serde_json::from_value::<AlarmsConfig>(unknown_kind).is_err());
+        let backoff_is_not_configurable = json!({ "webhook_backoff": 1 });
+        assert!(serde_json::from_value::<AlarmsConfig>(backoff_is_not_configurable).is_err());
+    }
+
+    #[test]
+    fn invalid_configurations_are_explained() {
+        let error = |value: serde_json::Value| config(value).validate().unwrap_err();
+        let rule_error = |rule: serde_json::Value| error(json!({ "rule": [rule] })).to_string();
+
+        assert_eq!(
+            error(json!({ "rule": [{ "name": " ", "kind": "first_read" }] })),
+            AlarmsError::EmptyName { index: 0 }
+        );
+        assert_eq!(
+            error(json!({ "rule": [
+                { "name": "a", "kind": "first_read" },
+                { "name": "a", "kind": "pending_deletion_key_use" }
+            ] })),
+            AlarmsError::DuplicateName("a".into())
+        );
+        let threshold = |threshold: u64, window_secs: u64| {
+            json!({ "name": "t", "kind": "denied_requests",
+                    "threshold": threshold, "window_secs": window_secs })
+        };
+        assert!(rule_error(threshold(0, 60)).contains("threshold must be at least 1"));
+        assert!(rule_error(threshold(1, 0)).contains("window_secs must be between 1 and 86400"));
+        assert!(rule_error(threshold(1, 86_401)).contains("window_secs"));
+        assert!(
+            config(json!({ "rule": [threshold(1, 86_400)] }))
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            rule_error(json!({ "name": "t", "kind": "decrypt_failures", "window_secs": 60 }))
+                .contains("decrypt_failures needs a threshold")
+        );
+        assert!(
+            rule_error(json!({ "name": "t", "kind": "decrypt_failures", "threshold": 2 }))
+                .contains("needs window_secs")
+        );
+        assert!(
+            rule_error(json!({ "name": "f", "kind": "first_read", "threshold": 2 }))
+                .contains("first_read takes no threshold")
+        );
+
+        let https = error(json!({ "webhooks": ["https://hooks.example/x"] }));
+        assert_eq!(
+            https,
+            AlarmsError::HttpsWebhook {
+                url: "https://hooks.example/x".into()
+            }
+        );
+        assert!(
+            https
+                .to_string()
+                .contains("https webhooks are not supported yet")
+        );
+        for url in [
+            "ftp://host/x",
+            "/relative",
+            "http://user:pw@host/x",
+            "not a url",
+        ] {
+            assert!(
+                matches!(
+                    error(json!({ "webhooks": [url] })),
+                    AlarmsError::Webhook { .. }
+                ),
+                "{url}"
+            );
+        }
+        assert!(
+            error(json!({ "webhook_timeout_ms": 0 }))
+                .to_string()
+                .contains("webhook_timeout_ms must be greater than 0")
+        );
+        assert!(
+            error(json!({ "webhook_attempts": 0 }))
+                .to_string()
+                .contains("webhook_attempts")
+        );
+        assert!(
+            error(json!({ "webhook_attempts": 11 }))
+                .to_string()
+                .contains("webhook_attempts")
+        );
+    }
+
+    #[test]
+    fn the_engine_is_shared_across_request_tasks_and_the_task_is_spawnable() {
+        fn shared<T: Send + Sync + 'static>() {}
+        fn spawnable<T: std::future::Future<Output = ()> + Send + 'static>() {}
+        shared::<Alarms>();
+        spawnable::<WebhookTask>();
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_ms(1_796_083_199_999), "2026-11-30T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
+}

@@ -1,0 +1,176 @@
+//! The gRPC side of the access gate: what each RPC asks for (its IAM action and resource, in
+//! one table of `Describe` impls), the caller's credentials from the TLS session and metadata,
+//! and [`guarded`], which every handler's work runs inside.
+
+use super::pb;
+use super::status::exception_name;
+use crate::access::identity::Credentials;
+use crate::access::{Access, Caller, Gate, GateError, Pass, Target};
+use std::future::Future;
+use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// The permission a request needs.
+pub trait Describe {
+    fn access(&self) -> Access<'_>;
+}
+
+/// Admits the request, runs `work`, audits the answer. The audit record is written before the
+/// reply leaves; if it cannot be, the reply is an error (fail closed).
+pub async fn guarded<Req, Resp, W, Fut>(gate: &Gate, request: Request<Req>, work: W) -> Reply<Resp>
+where
+    Req: Describe,
+    W: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Reply<Resp>>,
+{
+    let caller = caller(gate, &request);
+    let message = request.into_inner();
+    let pass = gate.admit(&caller, message.access()).await?;
+    finish(pass, work(message).await).await
+}
+
+/// Audits the reply; an audit failure replaces it.
+pub async fn finish<T>(pass: Pass<'_>, reply: Reply<T>) -> Reply<T> {
+    pass.finish(reply.as_ref().err().map(exception_name))
+        .await?;
+    reply
+}
+
+/// The caller, from the TLS session's client certificate and the `authorization` metadata.
+pub fn caller<T>(gate: &Gate, request: &Request<T>) -> Caller {
+    let certificates = request.peer_certs();
+    let credentials = Credentials {
+        authorization: request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        certificate: certificates
+            .as_deref()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref()),
+    };
+    let source = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    gate.authenticate(&credentials, source, "grpc")
+}
+
+impl From<GateError> for Status {
+    fn from(err: GateError) -> Self {
+        let (code, exception) = match &err {
+            GateError::Unauthenticated(_) => (Code::Unauthenticated, "UnrecognizedClientException"),
+            GateError::Denied { .. } => (Code::PermissionDenied, "AccessDeniedException"),
+            GateError::AuditUnavailable => (Code::Unavailable, "InternalServiceError"),
+        };
+        let mut status = Status::new(code, err.to_string());
+        status.metadata_mut().insert(
+            super::status::ERROR_METADATA,
+            MetadataValue::from_static(exception),
+        );
+        status
+    }
+}
+
+macro_rules! describe {
+    ($($ty:ident => |$r:ident| $access:expr;)+) => {
+        $(impl Describe for pb::$ty {
+            fn access(&self) -> Access<'_> {
+                let $r = self;
+                $access
+            }
+        })+
+    };
+}
+
+const fn all(action: &'static str) -> Access<'static> {
+    Access {
+        action,
+        target: Target::All,
+        version_id: "",
+        version_stage: "",
+        encryption_context: None,
+        also: None,
+    }
+}
+
+describe! {
+    // KMS
+    CreateKeyRequest => |_r| all("kms:CreateKey");
+    DescribeKeyRequest => |r| Access::new("kms:DescribeKey", Target::Key(&r.key_id));
+    ListKeysRequest => |_r| all("kms:ListKeys");
+    EnableKeyRequest => |r| Access::new("kms:EnableKey", Target::Key(&r.key_id));
+    DisableKeyRequest => |r| Access::new("kms:DisableKey", Target::Key(&r.key_id));
+    ScheduleKeyDeletionRequest => |r| Access::new("kms:ScheduleKeyDeletion", Target::Key(&r.key_id));
+    CancelKeyDeletionRequest => |r| Access::new("kms:CancelKeyDeletion", Target::Key(&r.key_id));
+    RotateKeyOnDemandRequest => |r| Access::new("kms:RotateKeyOnDemand", Target::Key(&r.key_id));
+    ListKeyRotationsRequest => |r| Access::new("kms:ListKeyRotations", Target::Key(&r.key_id));
+    EnableKeyRotationRequest => |r| Access::new("kms:EnableKeyRotation", Target::Key(&r.key_id));
+    DisableKeyRotationRequest => |r| Access::new("kms:DisableKeyRotation", Target::Key(&r.key_id));
+    GetKeyRotationStatusRequest => |r| Access::new("kms:GetKeyRotationStatus", Target::Key(&r.key_id));
+    CreateAliasRequest => |r| Access::new("kms:CreateAlias", Target::Key(&r.target_key_id));
+    DeleteAliasRequest => |r| Access::new("kms:DeleteAlias", Target::Key(&r.alias_name));
+    ListAliasesRequest => |_r| all("kms:ListAliases");
+    GenerateDataKeyRequest => |r| Access::new("kms:GenerateDataKey", Target::Key(&r.key_id))
+        .context(&r.encryption_context);
+    GenerateDataKeyWithoutPlaintextRequest => |r| {
+        Access::new("kms:GenerateDataKeyWithoutPlaintext", Target::Key(&r.key_id))
+            .context(&r.encryption_context)
+    };
+    EncryptRequest => |r| Access::new("kms:Encrypt", Target::Key(&r.key_id))
+        .context(&r.encryption_context);
+    DecryptRequest => |r| Access::new("kms:Decrypt", Target::Ciphertext(&r.ciphertext_blob))
+        .context(&r.encryption_context);
+    ReEncryptRequest => |r| {
+        Access::new("kms:ReEncryptFrom", Target::Ciphertext(&r.ciphertext_blob))
+            .context(&r.source_encryption_context)
+            .also("kms:ReEncryptTo", Target::Key(&r.destination_key_id))
+    };
+    GenerateRandomRequest => |_r| all("kms:GenerateRandom");
+    PutKeyPolicyRequest => |r| Access::new("kms:PutKeyPolicy", Target::Key(&r.key_id));
+    GetKeyPolicyRequest => |r| Access::new("kms:GetKeyPolicy", Target::Key(&r.key_id));
+    // Secrets Manager
+    CreateSecretRequest => |r| Access::new("secretsmanager:CreateSecret", Target::Secret(&r.name));
+    GetSecretValueRequest => |r| {
+        Access::new("secretsmanager:GetSecretValue", Target::Secret(&r.secret_id))
+            .version(&r.version_id, &r.version_stage)
+    };
+    BatchGetSecretValueRequest => |_r| all("secretsmanager:BatchGetSecretValue");
+    PutSecretValueRequest => |r| Access::new("secretsmanager:PutSecretValue", Target::Secret(&r.secret_id));
+    UpdateSecretRequest => |r| Access::new("secretsmanager:UpdateSecret", Target::Secret(&r.secret_id));
+    UpdateSecretVersionStageRequest => |r| {
+        Access::new("secretsmanager:UpdateSecretVersionStage", Target::Secret(&r.secret_id))
+            .version("", &r.version_stage)
+    };
+    DescribeSecretRequest => |r| Access::new("secretsmanager:DescribeSecret", Target::Secret(&r.secret_id));
+    ListSecretsRequest => |_r| all("secretsmanager:ListSecrets");
+    ListSecretVersionIdsRequest => |r| {
+        Access::new("secretsmanager:ListSecretVersionIds", Target::Secret(&r.secret_id))
+    };
+    DeleteSecretRequest => |r| Access::new("secretsmanager:DeleteSecret", Target::Secret(&r.secret_id));
+    RestoreSecretRequest => |r| Access::new("secretsmanager:RestoreSecret", Target::Secret(&r.secret_id));
+    TagResourceRequest => |r| Access::new("secretsmanager:TagResource", Target::Secret(&r.secret_id));
+    UntagResourceRequest => |r| Access::new("secretsmanager:UntagResource", Target::Secret(&r.secret_id));
+    GetRandomPasswordRequest => |_r| all("secretsmanager:GetRandomPassword");
+    RotateSecretRequest => |r| Access::new("secretsmanager:RotateSecret", Target::Secret(&r.secret_id));
+    CancelRotateSecretRequest => |r| {
+        Access::new("secretsmanager:CancelRotateSecret", Target::Secret(&r.secret_id))
+    };
+    PutResourcePolicyRequest => |r| {
+        Access::new("secretsmanager:PutResourcePolicy", Target::Secret(&r.secret_id))
+    };
+    GetResourcePolicyRequest => |r| {
+        Access::new("secretsmanager:GetResourcePolicy", Target::Secret(&r.secret_id))
+    };
+    DeleteResourcePolicyRequest => |r| {
+        Access::new("secretsmanager:DeleteResourcePolicy", Target::Secret(&r.secret_id))
+    };
+    ValidateResourcePolicyRequest => |r| match r.secret_id.as_deref() {
+        Some(id) => Access::new("secretsmanager:ValidateResourcePolicy", Target::Secret(id)),
+        None => all("secretsmanager:ValidateResourcePolicy"),
+    };
+    // Audit
+    GetAuditHeadRequest => |_r| all("keyward:GetAuditHead");
+    VerifyAuditCheckpointsRequest => |_r| all("keyward:VerifyAuditCheckpoints");
+}

@@ -1,0 +1,472 @@
+//! The audit event and the exact bytes of a line. See the module docs of
+//! `audit` for the format.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Hashed to give the `prev` of a file's first line, so an empty file has a
+/// well-defined chain head and a line moved to the top of a file is caught.
+pub const GENESIS: &[u8] = b"keyward-audit-v1";
+
+/// Prefix of the checkpoint MAC input; the domain separation keeps the
+/// root-of-trust key from being usable as a MAC oracle for other protocols.
+pub const CHECKPOINT_DOMAIN: &[u8] = b"keyward-audit-checkpoint-v1\0";
+
+/// SHA-256 of one line's bytes, without its `\n`.
+pub type LineHash = [u8; 32];
+
+pub fn line_hash(line: &[u8]) -> LineHash {
+    Sha256::digest(line).into()
+}
+
+pub fn genesis_prev() -> LineHash {
+    line_hash(GENESIS)
+}
+
+/// The exact input the root of trust MACs for a checkpoint line.
+pub fn checkpoint_message(seq: u64, prev: &LineHash) -> Vec<u8> {
+    let mut message = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + 8 + 32);
+    message.extend_from_slice(CHECKPOINT_DOMAIN);
+    message.extend_from_slice(&seq.to_be_bytes());
+    message.extend_from_slice(prev);
+    message
+}
+
+/// The chain head: the last line of a log and the hash of its bytes.
+/// Kept by the server outside the file, it is what exposes a cut-off tail or
+/// an edit to the last line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    /// Lower-case hex SHA-256 of the line.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Denied,
+    /// The default, so an event whose outcome was never filled in can't read
+    /// as a success.
+    #[default]
+    Failed,
+}
+
+/// What happened in one request. Only identifiers and outcomes: there is
+/// deliberately no field for a payload, a secret value or key material.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditEvent {
+    /// Written as the line's `"time"`. 0 means "when it is written", so
+    /// callers that don't track request time can leave the default.
+    #[serde(skip)]
+    pub time_ms: i64,
+    pub request_id: String,
+    /// "grpc" | "aws-json"
+    pub api: &'static str,
+    /// "keyward:principal/app" or "anonymous"
+    pub principal: String,
+    /// Peer address.
+    pub source: String,
+    /// e.g. "secretsmanager:GetSecretValue"
+    pub action: String,
+    /// ARN or "*".
+    pub resource: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+    pub outcome: Outcome,
+    /// AWS exception name, e.g. "AccessDeniedException".
+    pub error: Option<String>,
+    /// Short non-secret explanation of a deny.
+    pub reason: Option<String>,
+    pub duration_us: u64,
+}
+
+/// The kind-specific part of a line.
+pub(crate) enum Body<'a> {
+    Request(&'a AuditEvent),
+    Checkpoint {
+        mac: &'a [u8],
+        key: &'a str,
+        records: u64,
+    },
+    Start {
+        reason: &'a str,
+    },
+}
+
+// The common fields come first and in this order in every line; the body is
+// flattened after them.
+#[derive(Serialize)]
+struct Line<B> {
+    seq: u64,
+    time: String,
+    kind: &'static str,
+    prev: String,
+    #[serde(flatten)]
+    body: B,
+}
+
+#[derive(Serialize)]
+struct CheckpointFields<'a> {
+    mac: String,
+    key: &'a str,
+    records: u64,
+}
+
+#[derive(Serialize)]
+struct StartFields<'a> {
+    reason: &'a str,
+}
+
+/// One line without its `\n`. serde_json escapes control characters inside
+/// strings, so no field value can break a line in two.
+pub(crate) fn encode(
+    seq: u64,
+    time_ms: i64,
+    prev: &LineHash,
+    body: Body<'_>,
+) -> serde_json::Result<Vec<u8>> {
+    let time = format_time(time_ms);
+    let prev = hex(prev);
+    match body {
+        Body::Request(event) => serde_json::to_vec(&Line {
+            seq,
+            time,
+            kind: "request",
+            prev,
+            body: event,
+        }),
+        Body::Checkpoint { mac, key, records } => serde_json::to_vec(&Line {
+            seq,
+            time,
+            kind: "checkpoint",
+            prev,
+            body: CheckpointFields {
+                mac: hex(mac),
+                key,
+                records,
+            },
+        }),
+        Body::Start { reason } => serde_json::to_vec(&Line {
+            seq,
+            time,
+            kind: "start",
+            prev,
+            body: StartFields { reason },
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Request,
+    Checkpoint,
+    Start,
+}
+
+/// The parts of a line the writer and the verifier need.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub seq: u64,
+    pub kind: Kind,
+    pub prev: LineHash,
+    /// (mac, key id) of a checkpoint line.
+    pub checkpoint: Option<(Vec<u8>, String)>,
+}
+
+// Unknown fields are ignored: the hash covers every byte anyway, so this only
+// has to find the fields the chain and the checkpoints are built from.
+#[derive(Deserialize)]
+struct RawLine {
+    seq: u64,
+    time: String,
+    kind: String,
+    prev: String,
+    mac: Option<String>,
+    key: Option<String>,
+    records: Option<u64>,
+    reason: Option<String>,
+}
+
+pub(crate) fn parse_line(line: &[u8]) -> Result<Parsed, String> {
+    let raw: RawLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if raw.seq == 0 {
+        return Err("seq 0 (sequence numbers start at 1)".into());
+    }
+    if parse_time(&raw.time).is_none() {
+        return Err(format!(
+            "time {:?} is not RFC 3339 UTC with milliseconds",
+            raw.time
+        ));
+    }
+    let prev = unhex(&raw.prev)
+        .and_then(|bytes| LineHash::try_from(bytes).ok())
+        .ok_or("prev is not 64 lower-case hex digits")?;
+    let (kind, checkpoint) = match raw.kind.as_str() {
+        "request" => (Kind::Request, None),
+        "start" if raw.reason.is_some() => (Kind::Start, None),
+        "checkpoint" => match (raw.mac, raw.key, raw.records) {
+            (Some(mac), Some(key), Some(_)) => {
+                let mac = unhex(&mac).ok_or("mac is not lower-case hex")?;
+                (Kind::Checkpoint, Some((mac, key)))
+            }
+            _ => return Err("checkpoint without mac, key or records".into()),
+        },
+        "start" => return Err("start without reason".into()),
+        other => return Err(format!("unknown kind {other:?}")),
+    };
+    Ok(Parsed {
+        seq: raw.seq,
+        kind,
+        prev,
+        checkpoint,
+    })
+}
+
+pub(crate) use crate::crypto::hex::decode as unhex;
+pub use crate::crypto::hex::encode as hex;
+
+const MS_PER_DAY: i64 = 86_400_000;
+// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: RFC 3339 has four
+// year digits.
+const MIN_MS: i64 = -62_167_219_200_000;
+const MAX_MS: i64 = 253_402_300_799_999;
+
+/// RFC 3339 UTC with milliseconds, e.g. "2026-11-30T04:00:00.123Z".
+/// Out-of-range times are clamped so a line is always well-formed.
+pub fn format_time(epoch_ms: i64) -> String {
+    let ms = epoch_ms.clamp(MIN_MS, MAX_MS);
+    let (days, ms_of_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
+    let (year, month, day) = civil_from_days(days);
+    let secs = ms_of_day / 1000;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms_of_day % 1000
+    )
+}
+
+/// Inverse of [`format_time`]; `None` unless `s` is exactly in that form.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 24 || !s.is_ascii() {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = &s[from..to];
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let punctuation = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ];
+    if punctuation.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, milli) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    // Rejects day 0 and days past the end of the month (Feb 30 -> Mar 2).
+    if day == 0 || civil_from_days(days) != (year, month, day) {
+        return None;
+    }
+    Some(days * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + milli)
+}
+
+// Howard Hinnant's algorithms (proleptic Gregorian, eras of 400 years).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_dates() {
+        // Epoch seconds from `date -u -d ... +%s`.
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (951_868_799_000, "2000-02-29T23:59:59.000Z"),
+            (1_709_208_000_007, "2024-02-29T12:00:00.007Z"),
+            (1_796_011_200_123, "2026-11-30T04:00:00.123Z"),
+            (4_107_456_000_000, "2100-02-28T00:00:00.000Z"),
+            // 2100 is not a leap year: Feb 28 is followed by Mar 1.
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+            (-2_203_891_200_000, "1900-03-01T00:00:00.000Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(format_time(ms), text, "{ms}");
+            assert_eq!(parse_time(text), Some(ms), "{text}");
+        }
+        assert_eq!(format_time(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_time(i64::MIN), "0000-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn round_trips_every_day_for_five_centuries() {
+        let mut ms = -2_208_988_800_000; // 1900-01-01
+        while ms < 13_569_465_600_000 {
+            // 2400-01-01
+            assert_eq!(parse_time(&format_time(ms)), Some(ms));
+            ms += MS_PER_DAY + 1;
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_times() {
+        for bad in [
+            "2023-02-29T00:00:00.000Z",
+            "2024-02-30T00:00:00.000Z",
+            "2024-13-01T00:00:00.000Z",
+            "2024-00-01T00:00:00.000Z",
+            "2024-01-00T00:00:00.000Z",
+            "2024-01-01T24:00:00.000Z",
+            "2024-01-01T00:00:00.000+00:00",
+            "2024-01-01 00:00:00.000Z",
+            "2024-01-01T00:00:00.00Z",
+            "+024-01-01T00:00:00.000Z",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
+        assert_eq!(unhex("009fff"), Some(vec![0x00, 0x9f, 0xff]));
+        assert_eq!(unhex("009FFF"), None);
+        assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
+    fn request_line_layout_is_fixed() {
+        let event = AuditEvent {
+            time_ms: 1_796_011_200_123,
+            request_id: "r-1".into(),
+            api: "aws-json",
+            principal: "keyward:principal/app".into(),
+            source: "10.0.0.7:5000".into(),
+            action: "secretsmanager:GetSecretValue".into(),
+            resource: "*".into(),
+            version_stage: Some("AWSCURRENT".into()),
+            outcome: Outcome::Denied,
+            error: Some("AccessDeniedException".into()),
+            reason: Some("explicit deny: policy app, statement \"Deny\"\nProd".into()),
+            duration_us: 42,
+            ..AuditEvent::default()
+        };
+        let line = encode(1, event.time_ms, &genesis_prev(), Body::Request(&event)).unwrap();
+        let expected = format!(
+            concat!(
+                r#"{{"seq":1,"time":"2026-11-30T04:00:00.123Z","kind":"request","prev":"{}","#,
+                r#""request_id":"r-1","api":"aws-json","principal":"keyward:principal/app","#,
+                r#""source":"10.0.0.7:5000","action":"secretsmanager:GetSecretValue","resource":"*","#,
+                r#""version_id":null,"version_stage":"AWSCURRENT","outcome":"denied","#,
+                r#""error":"AccessDeniedException","#,
+                r#""reason":"explicit deny: policy app, statement \"Deny\"\nProd","duration_us":42}}"#
+            ),
+            hex(&genesis_prev())
+        );
+        assert_eq!(String::from_utf8(line.clone()).unwrap(), expected);
+        assert!(!line.contains(&b'\n'));
+        let parsed = parse_line(&line).unwrap();
+        assert_eq!(
+            (parsed.seq, parsed.kind, parsed.prev),
+            (1, Kind::Request, genesis_prev())
+        );
+    }
+
+    #[test]
+    fn checkpoint_and_start_lines() {
+        let prev = line_hash(b"x");
+        let cp = encode(
+            7,
+            0,
+            &prev,
+            Body::Checkpoint {
+                mac: &[0xab, 0x01],
+                key: "tpm:audit-hmac",
+                records: 5,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(cp.clone()).unwrap(),
+            format!(
+                r#"{{"seq":7,"time":"1970-01-01T00:00:00.000Z","kind":"checkpoint","prev":"{}","mac":"ab01","key":"tpm:audit-hmac","records":5}}"#,
+                hex(&prev)
+            )
+        );
+        let parsed = parse_line(&cp).unwrap();
+        assert_eq!(
+            parsed.checkpoint,
+            Some((vec![0xab, 0x01], "tpm:audit-hmac".into()))
+        );
+        let start = encode(8, 0, &prev, Body::Start { reason: "restart" }).unwrap();
+        assert!(
+            String::from_utf8(start.clone())
+                .unwrap()
+                .ends_with(r#""reason":"restart"}"#)
+        );
+        assert_eq!(parse_line(&start).unwrap().kind, Kind::Start);
+    }
+
+    #[test]
+    fn checkpoint_message_layout() {
+        let prev = [7u8; 32];
+        let message = checkpoint_message(0x0102, &prev);
+        assert_eq!(&message[..28], b"keyward-audit-checkpoint-v1\0");
+        assert_eq!(&message[28..36], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&message[36..], &prev);
+    }
+
+    #[test]
+    fn genesis_is_sha256_of_the_tag() {
+        // Independently computed: printf 'keyward-audit-v1' | sha256sum
+        assert_eq!(hex(&genesis_prev()), GENESIS_HEX);
+    }
+
+    const GENESIS_HEX: &str = "245f756f8605aaa11c91c3201db05620ae08920b53e431b4132b2549f9cd2b95";
+}

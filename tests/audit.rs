@@ -1,0 +1,318 @@
+//! The audit trail on a real server: one record per request with no secret in it, verified by
+//! `keyward audit verify` against the server's root of trust; every kind of tampering found and
+//! located; and requests failing closed when the log cannot be written.
+
+mod common;
+
+use base64::Engine;
+use common::secrets::{self, Sm};
+use common::{Server, assert_error};
+use keyward::api::pb;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tonic::Code;
+
+fn audit_log(server: &Server) -> PathBuf {
+    server.data_dir.join("audit").join("audit.log")
+}
+
+/// `keyward audit verify FILE` against `server`: (success, output).
+fn verify(server: &Server, file: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(common::BIN)
+        .args(["audit", "--endpoint", &server.endpoint, "verify"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .expect("run keyward audit verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+/// The line number (1-based) of the first request record for `action`.
+fn line_of(lines: &[String], action: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(&format!("\"action\":\"{action}\"")))
+        .unwrap_or_else(|| panic!("no {action} record"))
+        + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trail_verifies_holds_no_secrets_and_every_tampering_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_config(&dir.path().join("data"), "[audit]\ncheckpoint_every = 4\n");
+    let mut sm: Sm = secrets::client(&server).await;
+    let mut kms = server.kms().await;
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let value = format!("s3cret-value-{i}-{}", uuid::Uuid::new_v4());
+        secrets::create(&mut sm, &format!("audited/{i}"), Some(&value)).await;
+        written.push(value);
+    }
+    for (i, value) in written.iter().enumerate() {
+        let read = sm
+            .get_secret_value(pb::GetSecretValueRequest {
+                secret_id: format!("audited/{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read.secret_string.as_deref(), Some(value.as_str()));
+    }
+    let key = common::create_key(&mut kms, "audited").await.key_id;
+    let plaintext = format!("kms-plaintext-{}", uuid::Uuid::new_v4());
+    let blob = common::encrypt(
+        &mut kms,
+        &key,
+        plaintext.as_bytes(),
+        &[("purpose", "audit")],
+    )
+    .await;
+    common::decrypt(&mut kms, &blob, &[("purpose", "audit")])
+        .await
+        .unwrap();
+    let data_key = kms
+        .generate_data_key(pb::GenerateDataKeyRequest {
+            key_id: key.clone(),
+            key_spec: "AES_256".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plaintext;
+    // A failed request is recorded too, with its exception name.
+    let missing = sm
+        .get_secret_value(pb::GetSecretValueRequest {
+            secret_id: "audited/missing".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(
+        &missing.unwrap_err(),
+        Code::NotFound,
+        "ResourceNotFoundException",
+    );
+
+    let log = audit_log(&server);
+    let (ok, output) = verify(&server, &log, &[]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("checkpoint MAC(s) checked by the server's root of trust"),
+        "{output}"
+    );
+    assert!(
+        output.contains("compared with the server's newest record"),
+        "{output}"
+    );
+
+    // One record per request, the outcome and exception named; no secret anywhere.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("\"action\":\"secretsmanager:GetSecretValue\"")
+            .count(),
+        4,
+        "{text}"
+    );
+    assert!(
+        text.contains("\"error\":\"ResourceNotFoundException\""),
+        "{text}"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut forbidden: Vec<String> = written.clone();
+    forbidden.push(plaintext.clone());
+    forbidden.push(b64.encode(&plaintext));
+    forbidden.push(b64.encode(&data_key));
+    forbidden.push(keyward::crypto::hex::encode(&data_key));
+    forbidden.push(b64.encode(&blob));
+    for value in &forbidden {
+        assert!(
+            !text.contains(value.as_str()),
+            "the audit log holds {value}"
+        );
+    }
+
+    // Tampered copies, each found and located by line. The server's own log stays intact.
+    let original = lines(&log);
+    let copy = dir.path().join("copy.log");
+    let get_line = line_of(&original, "secretsmanager:GetSecretValue");
+    let cases: Vec<(&str, Vec<String>, String)> = vec![
+        (
+            "one byte edited",
+            {
+                let mut l = original.clone();
+                l[get_line - 1] = l[get_line - 1].replace("audited/0", "audited/9");
+                l
+            },
+            format!("line {get_line} "),
+        ),
+        (
+            "a record deleted",
+            {
+                let mut l = original.clone();
+                l.remove(get_line - 1);
+                l
+            },
+            format!("line {get_line} "),
+        ),
+        (
+            "two records swapped",
+            {
+                let mut l = original.clone();
+                l.swap(get_line - 1, get_line);
+                l
+            },
+            format!("line {get_line} "),
+        ),
+    ];
+    for (what, tampered, location) in cases {
+        write_lines(&copy, &tampered);
+        let (ok, output) = verify(&server, &copy, &[]);
+        assert!(!ok, "{what}: passed\n{output}");
+        assert!(
+            output.contains(&location),
+            "{what}: not located at {location}\n{output}"
+        );
+    }
+
+    // A log rewritten with every hash recomputed passes the chain check; only the checkpoint
+    // MACs, which need the root of trust, expose it.
+    let mut forged = original.clone();
+    forged[get_line - 1] = forged[get_line - 1].replace("audited/0", "audited/9");
+    let mut prev: Option<String> = None;
+    for line in forged.iter_mut() {
+        if let Some(hash) = &prev {
+            *line = rechain(line, hash);
+        }
+        prev = Some(keyward::crypto::hex::encode(&keyward::crypto::sha256(
+            line.as_bytes(),
+        )));
+    }
+    write_lines(&copy, &forged);
+    let (ok, output) = verify(&server, &copy, &["--offline"]);
+    assert!(
+        ok,
+        "the chain of a fully rewritten log is consistent: {output}"
+    );
+    let (ok, output) = verify(&server, &copy, &[]);
+    assert!(!ok, "a forged log passed: {output}");
+    assert!(output.to_lowercase().contains("mac"), "{output}");
+
+    // The server's own log with its tail cut: the server's newest record is missing.
+    let keep = original.len() - 2;
+    write_lines(&log, &original[..keep]);
+    let (ok, output) = verify(&server, &log, &[]);
+    assert!(!ok, "truncation passed: {output}");
+    assert!(output.contains("truncat"), "{output}");
+}
+
+/// `line` with its `prev` field replaced by `hash` (the field's position is fixed).
+fn rechain(line: &str, hash: &str) -> String {
+    let start = line.find("\"prev\":\"").expect("prev") + "\"prev\":\"".len();
+    format!("{}{hash}{}", &line[..start], &line[start + 64..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_closed_when_the_audit_log_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = "[audit]\ncheckpoint_every = 100000\ncheckpoint_interval_secs = 3600\n";
+    {
+        let server = Server::with_config(&data, config);
+        let mut sm = secrets::client(&server).await;
+        secrets::create(&mut sm, "guarded", Some("guarded-value")).await;
+        server.stop();
+    }
+    // The file size limit lets the log grow by a few records only: then writes fail with
+    // EFBIG, as on a full disk. The log is padded so the limit is far above the store's files.
+    let log = data.join("audit").join("audit.log");
+    let tail = std::fs::read(&log).unwrap();
+    let mut padded = vec![b'\n'; 32 << 20];
+    padded.extend_from_slice(&tail);
+    std::fs::write(&log, &padded).unwrap();
+    let limit = (padded.len() + 1500).to_string();
+    let wrapper = [
+        "sh",
+        "-c",
+        "trap '' XFSZ; exec prlimit --fsize=\"$0\" \"$@\"",
+        limit.as_str(),
+    ];
+    let server = Server::with_config_via(&wrapper, &data, config);
+    let mut sm = secrets::client(&server).await;
+    let mut refused = None;
+    for _ in 0..20 {
+        match sm
+            .get_secret_value(pb::GetSecretValueRequest {
+                secret_id: "guarded".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(read) => assert_eq!(
+                read.into_inner().secret_string.as_deref(),
+                Some("guarded-value")
+            ),
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("the log filled up, yet every read succeeded");
+    assert_error(&status, Code::Unavailable, "InternalServiceError");
+    // While the log cannot be written, nothing is done: a write is refused too.
+    let put = sm
+        .put_secret_value(pb::PutSecretValueRequest {
+            secret_id: "guarded".into(),
+            secret_string: Some("unaudited".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_error(&put.unwrap_err(), Code::Unavailable, "InternalServiceError");
+    // No torn record is left behind.
+    let bytes = std::fs::read(&log).unwrap();
+    assert_eq!(bytes.last(), Some(&b'\n'));
+    let last = bytes[..bytes.len() - 1]
+        .rsplit(|b| *b == b'\n')
+        .next()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(last).expect("the last line is a whole record");
+    drop(server);
+    let server = Server::with_config(&data, config);
+    let mut sm = secrets::client(&server).await;
+    let value = sm
+        .get_secret_value(pb::GetSecretValueRequest {
+            secret_id: "guarded".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret_string;
+    assert_eq!(
+        value.as_deref(),
+        Some("guarded-value"),
+        "the refused write changed nothing"
+    );
+}
