@@ -375,8 +375,8 @@ impl Keyward {
     }
 }
 
-/// Where the head of the audit log's last clean close is kept: outside the log, so a log cut
-/// short while the server was stopped is noticed at the next start.
+/// Where the audit log's head at the last start and the last clean close is kept: outside the
+/// log, so a log cut short while the server was stopped is noticed at the next start.
 const AUDIT_HEAD: &[u8] = b"audit/closed-head";
 
 async fn save_audit_head(store: &Store, head: &crate::audit::Head) {
@@ -433,6 +433,9 @@ async fn open_audit(
     let (log, task) = AuditLog::open(settings, mac)
         .await
         .map_err(|e| StartError::Audit(e.to_string()))?;
+    // The log has grown by its start record: from here on it must reach at least this far,
+    // whether the server closes cleanly or crashes.
+    save_audit_head(store, &log.head()).await;
     tokio::spawn(task.run());
     Ok(log)
 }

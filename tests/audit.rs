@@ -316,3 +316,32 @@ async fn requests_fail_closed_when_the_audit_log_cannot_be_written() {
         "the refused write changed nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_cut_while_the_server_was_stopped_stops_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::with_config(&data, "");
+    // On a TPM run the same TPM must outlive each server.
+    let _tpm = server.swtpm.take();
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "before-the-cut", Some("v")).await;
+    let log = audit_log(&server);
+    server.stop();
+    let whole = lines(&log);
+    write_lines(&log, &whole[..whole.len() - 1]);
+    let config = data.with_extension("toml");
+    let args = ["--config", config.to_str().unwrap()];
+    let refused = Server::try_spawn(&data, &args, &[])
+        .err()
+        .expect("started on a cut log");
+    assert!(refused.contains("cut short or replaced"), "{refused}");
+    // Moved aside as the message says: a new log starts and records the gap.
+    std::fs::rename(&log, dir.path().join("evidence.log")).unwrap();
+    let server = Server::try_spawn(&data, &args, &[]).unwrap();
+    let first = lines(&log).remove(0);
+    assert!(first.contains("is gone"), "{first}");
+    // A crash is not a cut: the log only grew since the start was recorded.
+    server.kill();
+    Server::try_spawn(&data, &args, &[]).expect("restart after a crash");
+}

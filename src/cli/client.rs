@@ -143,6 +143,14 @@ pub async fn connect(to: &Connect) -> Result<Conn, String> {
     Ok(InterceptedService::new(channel, Bearer(token)))
 }
 
+/// A JSON document argument: inline, or `file://PATH` as the AWS CLI writes it.
+pub fn document(arg: &str) -> Result<String, String> {
+    match arg.strip_prefix("file://") {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}")),
+        None => Ok(arg.to_owned()),
+    }
+}
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

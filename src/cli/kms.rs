@@ -122,6 +122,19 @@ pub enum KmsCommand {
     GetKeyRotationStatus {
         key_id: String,
     },
+    /// Set the key policy (IAM JSON; `file://PATH` reads a file).
+    PutKeyPolicy {
+        key_id: String,
+        #[arg(long)]
+        policy: String,
+        #[arg(long, default_value = "default")]
+        policy_name: String,
+    },
+    GetKeyPolicy {
+        key_id: String,
+        #[arg(long, default_value = "default")]
+        policy_name: String,
+    },
     CreateAlias {
         alias_name: String,
         target_key_id: String,
@@ -268,6 +281,28 @@ async fn run(args: KmsArgs) -> Result<(), String> {
         KmsCommand::GetKeyRotationStatus { key_id } => call!(
             get_key_rotation_status,
             pb::GetKeyRotationStatusRequest { key_id }
+        ),
+        KmsCommand::PutKeyPolicy {
+            key_id,
+            policy,
+            policy_name,
+        } => call!(
+            put_key_policy,
+            pb::PutKeyPolicyRequest {
+                key_id,
+                policy_name,
+                policy: super::client::document(&policy)?,
+            }
+        ),
+        KmsCommand::GetKeyPolicy {
+            key_id,
+            policy_name,
+        } => call!(
+            get_key_policy,
+            pb::GetKeyPolicyRequest {
+                key_id,
+                policy_name
+            }
         ),
         KmsCommand::ListKeyRotations { key_id, paging } => call!(
             list_key_rotations,

@@ -212,6 +212,31 @@ pub enum SecretsCommand {
         #[arg(long = "tag-key", required = true)]
         tag_keys: Vec<String>,
     },
+    /// Attach a resource policy (IAM JSON; `file://PATH` reads a file).
+    PutResourcePolicy {
+        #[arg(long)]
+        secret_id: String,
+        #[arg(long)]
+        resource_policy: String,
+        /// Refuse a policy that grants every principal access without a condition.
+        #[arg(long)]
+        block_public_policy: bool,
+    },
+    GetResourcePolicy {
+        #[arg(long)]
+        secret_id: String,
+    },
+    DeleteResourcePolicy {
+        #[arg(long)]
+        secret_id: String,
+    },
+    /// Check a resource policy without attaching it.
+    ValidateResourcePolicy {
+        #[arg(long)]
+        secret_id: Option<String>,
+        #[arg(long)]
+        resource_policy: String,
+    },
     /// Rotate a secret now (and set its schedule and rotator), e.g.
     /// `keyward secrets rotate db/app --schedule "rate(30 days)" --rotator postgresql`.
     #[command(visible_alias = "rotate-secret")]
@@ -461,6 +486,36 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                 }
             )
         }
+        SecretsCommand::PutResourcePolicy {
+            secret_id,
+            resource_policy,
+            block_public_policy,
+        } => call!(
+            put_resource_policy,
+            pb::PutResourcePolicyRequest {
+                secret_id,
+                resource_policy: super::client::document(&resource_policy)?,
+                block_public_policy: Some(block_public_policy),
+            }
+        ),
+        SecretsCommand::GetResourcePolicy { secret_id } => call!(
+            get_resource_policy,
+            pb::GetResourcePolicyRequest { secret_id }
+        ),
+        SecretsCommand::DeleteResourcePolicy { secret_id } => call!(
+            delete_resource_policy,
+            pb::DeleteResourcePolicyRequest { secret_id }
+        ),
+        SecretsCommand::ValidateResourcePolicy {
+            secret_id,
+            resource_policy,
+        } => call!(
+            validate_resource_policy,
+            pb::ValidateResourcePolicyRequest {
+                secret_id,
+                resource_policy: super::client::document(&resource_policy)?,
+            }
+        ),
         SecretsCommand::Rotate(rotate) => call!(rotate_secret, rotate.request()?),
         SecretsCommand::CancelRotateSecret { secret_id } => call!(
             cancel_rotate_secret,
