@@ -12,7 +12,14 @@
 //! - [`service`]: domain logic with AWS KMS and Secrets Manager semantics; never sees tonic or
 //!   sled. Secrets get their data keys from the KMS service, like any other client; rotation
 //!   (schedules, rotators, the scheduler) drives both.
-//! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping.
+//! - [`access`]: who the caller is (client certificates, bearer tokens), IAM policy
+//!   evaluation, and the [`access::Gate`] every request passes: the decision before any
+//!   hardware call, and its audit record.
+//! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
+//!   verifier behind `keyward audit verify`.
+//! - [`alarms`]: rules evaluated on the request stream, and their webhooks.
+//! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping; `api::guard` says
+//!   which IAM action and resource each RPC needs.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
 //! - [`metrics`]: the Prometheus text endpoint.
 //! - [`bench`]: the load generator behind `keyward bench`.
@@ -20,8 +27,9 @@
 //!
 //! # Request flow
 //!
-//! A gRPC request reaches a handler in `api/` that converts it into a call on
-//! [`service::KmsService`]. The service resolves the key in the store, checks its state,
+//! A gRPC request reaches a handler in `api/`, which hands it to the access gate: the caller's
+//! principal, the policy decision (store reads only) and, once answered, the audit record. The
+//! handler converts the request into a call on [`service::KmsService`]. The service resolves the key in the store, checks its state,
 //! generates data keys from the OS CSPRNG and asks the root of trust, through
 //! [`backend::Hardware::run`], to seal or unseal under the master key version (one hardware call
 //! per request). A secret's value is sealed in software under a data key obtained that way.

@@ -60,7 +60,8 @@ fn line_of(lines: &[String], action: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trail_verifies_holds_no_secrets_and_every_tampering_is_located() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::with_config(&dir.path().join("data"), "[audit]\ncheckpoint_every = 4\n");
+    let mut server =
+        Server::with_config(&dir.path().join("data"), "[audit]\ncheckpoint_every = 4\n");
     let mut sm: Sm = secrets::client(&server).await;
     let mut kms = server.kms().await;
     let mut written = Vec::new();
@@ -152,6 +153,24 @@ async fn the_trail_verifies_holds_no_secrets_and_every_tampering_is_located() {
             "the audit log holds {value}"
         );
     }
+
+    // Checkpoints made before a restart verify after it: the MAC key persists in the root of
+    // trust, and the shutdown sealed the tail.
+    let data = server.data_dir.clone();
+    let tpm = server.swtpm.take();
+    server.stop();
+    let config = data.with_extension("toml");
+    let mut server =
+        Server::try_spawn(&data, &["--config", config.to_str().unwrap()], &[]).expect("restart");
+    server.swtpm = tpm;
+    let (ok, output) = verify(&server, &log, &[]);
+    assert!(ok, "after a restart: {output}");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("\"reason\":\"restart\""),
+        "no start record for the restart"
+    );
 
     // Tampered copies, each found and located by line. The server's own log stays intact.
     let original = lines(&log);

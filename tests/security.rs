@@ -322,8 +322,16 @@ async fn the_policy_matrix_decides_before_any_hardware_call() {
     let text = keyward::metrics::fetch(server.metrics.as_deref().unwrap())
         .await
         .unwrap();
-    let denied_total = keyward::metrics::value_of(&text, "keyward_requests_denied_total").unwrap();
-    assert!(denied_total >= 11.0, "{denied_total}");
+    let value = |name| keyward::metrics::value_of(&text, name).unwrap_or(-1.0);
+    assert!(value("keyward_requests_denied_total") >= 11.0, "{text}");
+    assert!(value("keyward_audit_records_total") >= 30.0, "{text}");
+    assert_eq!(value("keyward_audit_write_failures_total"), 0.0, "{text}");
+    assert!(value("keyward_root_of_trust_sessions") >= 1.0, "{text}");
+    assert_eq!(
+        value("keyward_root_of_trust_calls_in_flight"),
+        0.0,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,8 +144,32 @@ impl PolicyCache {
     }
 }
 
+/// Request ids: unique across restarts (a random prefix per process) without a trip to the
+/// OS random generator per request.
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut bytes = [0u8; 8];
+        // A failed generator leaves the prefix zero: ids stay unique within the process.
+        let _ = getrandom::fill(&mut bytes);
+        Self {
+            prefix: u64::from_le_bytes(bytes),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        uuid::Uuid::from_u64_pair(self.prefix, self.next.fetch_add(1, Relaxed)).to_string()
+    }
+}
+
 pub struct Gate {
     mode: Mode,
+    request_ids: RequestIds,
     arns: Arns,
     kms: Arc<KmsService>,
     secrets: Arc<SecretsService>,
@@ -196,6 +220,7 @@ impl Gate {
         };
         Ok(Self {
             mode,
+            request_ids: RequestIds::new(),
             arns: kms.arns().clone(),
             kms,
             secrets,
@@ -249,7 +274,7 @@ impl Gate {
         let started = Instant::now();
         let mut event = AuditEvent {
             time_ms: now_ms(),
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: self.request_ids.next(),
             api: caller.api,
             principal: "anonymous".into(),
             source: caller.source.clone(),
