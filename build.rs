@@ -43,7 +43,13 @@ fn main() -> io::Result<()> {
     let out = PathBuf::from(env::var("OUT_DIR").map_err(io::Error::other)?);
     let mut builder = tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("keyward_descriptor.bin"))
-        .type_attribute(".keyward.v1", "#[derive(serde::Serialize)]")
+        // Serialize: the CLI's JSON output and AWS JSON responses; Deserialize (missing members
+        // take their defaults): AWS JSON requests.
+        .type_attribute(
+            ".keyward.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
+        .message_attribute(".keyward.v1", "#[serde(default)]")
         .skip_debug(
             PLAINTEXT_MESSAGES
                 .iter()
@@ -52,13 +58,13 @@ fn main() -> io::Result<()> {
     for field in BYTES_FIELDS {
         builder = builder.field_attribute(
             format!(".keyward.v1.{field}"),
-            "#[serde(serialize_with = \"crate::api::base64_field\")]",
+            "#[serde(serialize_with = \"crate::api::base64_field\", deserialize_with = \"crate::api::base64_field_in\")]",
         );
     }
     for field in OPTIONAL_BYTES_FIELDS {
         builder = builder.field_attribute(
             format!(".keyward.v1.{field}"),
-            "#[serde(serialize_with = \"crate::api::base64_optional_field\")]",
+            "#[serde(serialize_with = \"crate::api::base64_optional_field\", deserialize_with = \"crate::api::base64_optional_field_in\")]",
         );
     }
     builder.compile_protos(

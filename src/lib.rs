@@ -18,6 +18,7 @@
 //! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
 //!   verifier behind `keyward audit verify`.
 //! - [`alarms`]: rules evaluated on the request stream, and their webhooks.
+//! - [`aws`]: the AWS JSON 1.1 front door (SigV4), a thin adapter onto the gRPC handlers.
 //! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping; `api::guard` says
 //!   which IAM action and resource each RPC needs.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
@@ -49,6 +50,7 @@ pub mod access;
 pub mod alarms;
 pub mod api;
 pub mod audit;
+pub mod aws;
 pub mod backend;
 pub mod bench;
 pub mod cli;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 listen: None,
                 data_dir: args.data_dir.clone(),
                 metrics_listen: None,
+                aws_listen: Some("off".into()),
             };
             match serve::prepare(serve_args) {
                 Ok(prepared) => {

@@ -108,6 +108,7 @@ pub struct Keyward {
     /// How long `open` took.
     start: Duration,
     metrics: Option<TcpListener>,
+    aws: Option<TcpListener>,
 }
 
 /// Connects to the configured root of trust. Blocking: call before or off the executor.
@@ -236,12 +237,19 @@ impl Keyward {
             clock,
             start,
             metrics: None,
+            aws: None,
         })
     }
 
     /// Also serve Prometheus metrics on `listener` while running.
     pub fn with_metrics(mut self, listener: TcpListener) -> Self {
         self.metrics = Some(listener);
+        self
+    }
+
+    /// Also serve the AWS JSON 1.1 endpoint on `listener` while running.
+    pub fn with_aws(mut self, listener: TcpListener) -> Self {
+        self.aws = Some(listener);
         self
     }
 
@@ -274,6 +282,21 @@ impl Keyward {
             };
             tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
         });
+        let aws = match self.aws.take() {
+            Some(listener) => {
+                let door = crate::aws::FrontDoor {
+                    handlers: crate::aws::operations::Handlers {
+                        kms: KmsApi::new(Arc::clone(&self.kms), Arc::clone(&self.gate)),
+                        secrets: SecretsApi::new(Arc::clone(&self.secrets), Arc::clone(&self.gate)),
+                    },
+                    gate: Arc::clone(&self.gate),
+                    keys: crate::aws::signing::AccessKeys::from_config(&self.config)?,
+                    requests: Arc::clone(&requests),
+                };
+                Some(tokio::spawn(crate::aws::serve(listener, Arc::new(door))))
+            }
+            None => None,
+        };
         let tasks = [
             tokio::spawn(scheduler.run()),
             tokio::spawn(watch_root_of_trust(
@@ -327,7 +350,7 @@ impl Keyward {
                 Ok(())
             }
         };
-        for task in tasks.into_iter().chain(metrics) {
+        for task in tasks.into_iter().chain(metrics).chain(aws) {
             task.abort();
         }
         let audit = self.gate.audit().clone();

@@ -91,6 +91,7 @@ impl<'a> Access<'a> {
 }
 
 /// The caller as authenticated at the front door.
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Result<String, AuthFailure>,
     /// The peer address.
@@ -301,7 +302,7 @@ impl Gate {
             Err(failure) => {
                 self.counters.unauthenticated.fetch_add(1, Relaxed);
                 event.outcome = Outcome::Denied;
-                event.error = Some("UnrecognizedClientException".into());
+                event.error = Some(failure.exception().into());
                 event.reason = Some(failure.to_string());
                 self.record(event, started, false).await?;
                 return Err(GateError::Unauthenticated(failure.clone()));
@@ -340,6 +341,38 @@ impl Gate {
             key_pending_deletion,
             conditions,
         })
+    }
+
+    /// Audits a request a front door refused before it became an operation (a bad signature,
+    /// a body that is not the operation's input).
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        action: &str,
+        error: &str,
+        reason: &str,
+        outcome: Outcome,
+    ) -> Result<(), GateError> {
+        if caller.principal.is_err() {
+            self.counters.unauthenticated.fetch_add(1, Relaxed);
+        }
+        let event = AuditEvent {
+            time_ms: now_ms(),
+            request_id: self.request_ids.next(),
+            api: caller.api,
+            principal: caller
+                .principal
+                .clone()
+                .unwrap_or_else(|_| "anonymous".into()),
+            source: caller.source.clone(),
+            action: action.to_owned(),
+            resource: "*".into(),
+            outcome,
+            error: Some(error.to_owned()),
+            reason: Some(reason.to_owned()),
+            ..AuditEvent::default()
+        };
+        self.record(event, Instant::now(), false).await
     }
 
     /// Allowed, or the action and resource refused with the reason for the audit record.

@@ -25,6 +25,22 @@ pub enum AuthFailure {
     MalformedAuthorization,
     #[error("the client certificate names no usable principal: {0}")]
     BadCertificate(String),
+    /// A SigV4 signature was refused; `exception` is the AWS error name for it.
+    #[error("{message}")]
+    Signature {
+        exception: &'static str,
+        message: String,
+    },
+}
+
+impl AuthFailure {
+    /// The AWS exception name a client sees.
+    pub fn exception(&self) -> &'static str {
+        match self {
+            Self::Signature { exception, .. } => exception,
+            _ => "UnrecognizedClientException",
+        }
+    }
 }
 
 /// What the front door saw of the caller's credentials.

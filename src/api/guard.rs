@@ -37,8 +37,12 @@ pub async fn finish<T>(pass: Pass<'_>, reply: Reply<T>) -> Reply<T> {
     reply
 }
 
-/// The caller, from the TLS session's client certificate and the `authorization` metadata.
+/// The caller, from the TLS session's client certificate and the `authorization` metadata,
+/// unless another front door (the AWS endpoint) has already authenticated it.
 pub fn caller<T>(gate: &Gate, request: &Request<T>) -> Caller {
+    if let Some(caller) = request.extensions().get::<Caller>() {
+        return caller.clone();
+    }
     let certificates = request.peer_certs();
     let credentials = Credentials {
         authorization: request
@@ -60,7 +64,7 @@ pub fn caller<T>(gate: &Gate, request: &Request<T>) -> Caller {
 impl From<GateError> for Status {
     fn from(err: GateError) -> Self {
         let (code, exception) = match &err {
-            GateError::Unauthenticated(_) => (Code::Unauthenticated, "UnrecognizedClientException"),
+            GateError::Unauthenticated(failure) => (Code::Unauthenticated, failure.exception()),
             GateError::Denied { .. } => (Code::PermissionDenied, "AccessDeniedException"),
             GateError::AuditUnavailable => (Code::Unavailable, "InternalServiceError"),
         };

@@ -36,6 +36,31 @@ pub fn base64_optional_field<S: serde::Serializer>(
     }
 }
 
+/// Deserialises a bytes field from standard base64 (AWS JSON blobs).
+pub fn base64_field_in<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<u8>, D::Error> {
+    use serde::Deserialize;
+    let text = String::deserialize(deserializer)?;
+    STANDARD
+        .decode(text)
+        .map_err(|_| serde::de::Error::custom("not base64"))
+}
+
+/// Deserialises an optional bytes field from base64 (or null).
+pub fn base64_optional_field_in<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<u8>>, D::Error> {
+    use serde::Deserialize;
+    match Option::<String>::deserialize(deserializer)? {
+        Some(text) => STANDARD
+            .decode(text)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("not base64")),
+        None => Ok(None),
+    }
+}
+
 /// How a secret field appears in `Debug`: its length only.
 struct Redacted(Option<usize>);
 

@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// `metrics_listen`, else off].
     #[arg(long, env = "KEYWARD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The AWS JSON 1.1 endpoint for AWS SDKs and the aws CLI: ADDR or `off`
+    /// [default: 127.0.0.1:7444, or the config file's `aws_listen`].
+    #[arg(long, env = "KEYWARD_AWS_LISTEN")]
+    pub aws_listen: Option<String>,
 }
 
 /// A resolved configuration, plus environment the process must set before any thread starts
@@ -44,6 +48,9 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
             }
             if args.metrics_listen.is_some() {
                 config.metrics_listen = args.metrics_listen;
+            }
+            if let Some(aws) = args.aws_listen {
+                config.aws_listen = aws;
             }
             config.validate()?;
             let softhsm_conf = config.resolve_development()?;
@@ -75,6 +82,9 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
                 .unwrap_or_else(|| PathBuf::from("keyward-data"));
             let (mut config, softhsm_conf) = Config::development(&data_dir, listen)?;
             config.metrics_listen = args.metrics_listen;
+            if let Some(aws) = args.aws_listen {
+                config.aws_listen = aws;
+            }
             config.validate()?;
             Ok(Prepared {
                 config,
@@ -118,10 +128,18 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };
+        let aws = match config.aws_listen()? {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
         let mut keyward = Keyward::open(config).await?;
         if let Some(metrics) = metrics {
             println!("keyward metrics on {}", metrics.local_addr()?);
             keyward = keyward.with_metrics(metrics);
+        }
+        if let Some(aws) = aws {
+            println!("keyward aws endpoint on http://{}", aws.local_addr()?);
+            keyward = keyward.with_aws(aws);
         }
         tracing::info!(%address, "serving");
         // Tests and scripts wait for this line to know the server accepts connections.

@@ -45,6 +45,9 @@ pub struct Config {
     /// Prometheus metrics listener; none by default.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// The AWS JSON 1.1 endpoint (AWS SDKs, the aws CLI): an address, or "off".
+    #[serde(default = "default_aws_listen")]
+    pub aws_listen: String,
     pub data_dir: PathBuf,
     #[serde(default = "default_region")]
     pub region: String,
@@ -301,6 +304,11 @@ impl Default for HealthConfig {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7443))
 }
+pub const DEFAULT_AWS_LISTEN: &str = "127.0.0.1:7444";
+
+fn default_aws_listen() -> String {
+    DEFAULT_AWS_LISTEN.into()
+}
 fn default_region() -> String {
     "local".into()
 }
@@ -338,6 +346,19 @@ impl Config {
         Ok(config)
     }
 
+    /// The AWS endpoint's address; None when it is off.
+    pub fn aws_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.aws_listen == "off" {
+            return Ok(None);
+        }
+        self.aws_listen.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "aws_listen = {:?}: an address such as 127.0.0.1:7444, or \"off\"",
+                self.aws_listen
+            ))
+        })
+    }
+
     /// Checks the whole configuration; `load` does, and so must whoever changes one after.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.region.is_empty()
@@ -362,6 +383,15 @@ impl Config {
             alarms
                 .validate()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if let Some(aws) = self.aws_listen()?
+            && !aws.ip().is_loopback()
+            && !self.allow_plaintext_on_network
+        {
+            return Err(ConfigError::Invalid(format!(
+                "aws_listen = {aws}: the AWS endpoint is plain HTTP; on a non-loopback address it needs \
+                 allow_plaintext_on_network = true (or put a TLS proxy in front and listen on loopback)"
+            )));
         }
         let loopback = self.listen.ip().is_loopback();
         if !loopback && self.tls.is_none() && !self.allow_plaintext_on_network {
@@ -396,6 +426,7 @@ impl Config {
         let config = Config {
             listen,
             metrics_listen: None,
+            aws_listen: default_aws_listen(),
             data_dir: data_dir.to_owned(),
             region: default_region(),
             account_id: default_account(),

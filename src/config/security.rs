@@ -36,6 +36,22 @@ pub struct AuthConfig {
     /// Identity policies: IAM JSON documents attached to principals.
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+    /// AWS access keys (SigV4) for the AWS-compatible endpoint.
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+/// An AWS access key pair for a principal. The secret key comes from an environment variable
+/// or a file, never from the configuration itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub principal: String,
+    pub access_key_id: String,
+    #[serde(default)]
+    pub secret_key_env: Option<String>,
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +184,29 @@ impl AuthConfig {
                 return Err(ConfigError::Invalid(format!(
                     "auth.tokens for {}: sha256 must be 64 lower-case hex digits (the token's hash, never the token)",
                     token.principal
+                )));
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for key in &self.access_keys {
+            if !valid_principal_name(&key.principal) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.access_keys: {:?} is not a principal name",
+                    key.principal
+                )));
+            }
+            let id_ok = (16..=128).contains(&key.access_key_id.len())
+                && key.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !id_ok || !ids.insert(key.access_key_id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.access_keys: access_key_id {:?} must be 16-128 letters and digits, and unique",
+                    key.access_key_id
+                )));
+            }
+            if key.secret_key_env.is_some() == key.secret_key_file.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.access_keys {}: give exactly one of secret_key_env and secret_key_file",
+                    key.access_key_id
                 )));
             }
         }

@@ -78,6 +78,13 @@ impl Requests {
     }
 }
 
+impl Requests {
+    /// Counts a request another front door answered (the AWS endpoint), under its operation.
+    pub fn record(&self, rpc: &str, code: tonic::Code, seconds: f64) {
+        self.stats(rpc).record(code as usize, seconds);
+    }
+}
+
 impl RpcStats {
     fn record(&self, code: usize, seconds: f64) {
         self.codes[code.min(CODE_NAMES.len() - 1)].fetch_add(1, Relaxed);

@@ -23,6 +23,8 @@ pub struct Server {
     pub endpoint: String,
     /// `host:port` of the metrics listener, when started with `--metrics-listen`.
     pub metrics: Option<String>,
+    /// `http://host:port` of the AWS JSON endpoint.
+    pub aws: Option<String>,
     pub data_dir: PathBuf,
     log: PathBuf,
     /// The TPM behind it when the suite runs on swtpm; dropped after the server.
@@ -146,6 +148,8 @@ impl Server {
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--aws-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)
@@ -161,22 +165,27 @@ impl Server {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            // The metrics line, when there is one, comes before the listening line.
-            let mut metrics = None;
+            // The metrics and AWS endpoint lines, when there are any, come before the
+            // listening line.
+            let (mut metrics, mut aws) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("keyward metrics on ") {
                     metrics = Some(addr.to_owned());
                 }
+                if let Some(url) = line.strip_prefix("keyward aws endpoint on ") {
+                    aws = Some(url.to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("keyward listening on ") {
-                    let _ = tx.send((addr.to_owned(), metrics.take()));
+                    let _ = tx.send((addr.to_owned(), metrics.take(), aws.take()));
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok((addr, metrics)) => Ok(Server {
+            Ok((addr, metrics, aws)) => Ok(Server {
                 child: Some(child),
                 endpoint: format!("http://{addr}"),
                 metrics,
+                aws,
                 data_dir: data_dir.to_owned(),
                 log,
                 swtpm: None,

@@ -1,0 +1,179 @@
+//! The AWS JSON 1.1 listener: `POST /` with `X-Amz-Target`, a body no larger than
+//! [`MAX_BODY`], SigV4 checked, then the operation's gRPC handler. HTTP/1.1 (what the AWS SDKs
+//! and CLI speak to a custom endpoint).
+
+use super::errors::{self, named, response_parts};
+use super::operations::{self, Handlers};
+use super::signing::AccessKeys;
+use crate::access::{Caller, Gate};
+use crate::api::status::exception_name;
+use crate::audit::Outcome;
+use crate::metrics::requests::Requests;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tonic::{Code, Status};
+
+/// Larger bodies are refused before they are parsed. The largest legitimate request is a
+/// 64 KiB binary secret in base64 with its fields.
+pub const MAX_BODY: usize = 256 * 1024;
+
+pub struct FrontDoor {
+    pub handlers: Handlers,
+    pub gate: Arc<Gate>,
+    pub keys: AccessKeys,
+    pub requests: Arc<Requests>,
+}
+
+/// Serves until the task is aborted.
+pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "AWS endpoint: accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let door = Arc::clone(&door);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let door = Arc::clone(&door);
+                async move { Ok::<_, std::convert::Infallible>(door.handle(request, peer).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "AWS endpoint: connection ended");
+            }
+        });
+    }
+}
+
+type HttpResponse = http::Response<Full<Bytes>>;
+
+impl FrontDoor {
+    async fn handle(&self, request: http::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let (name, reply) = match operations::find(&target) {
+            Some(op) if parts.method == Method::POST => {
+                let reply = self.run(op, &parts, body, peer).await;
+                (op.name, reply)
+            }
+            Some(_) => (
+                "-",
+                Err(named(
+                    Code::InvalidArgument,
+                    "ValidationException",
+                    "use POST",
+                )),
+            ),
+            None => ("-", Err(errors::unknown_operation(&target))),
+        };
+        let code = match &reply {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.requests
+            .record(name, code, started.elapsed().as_secs_f64());
+        let (http_status, body) = match reply {
+            Ok(json) => (StatusCode::OK, json.to_string()),
+            Err(status) => response_parts(&status),
+        };
+        http::Response::builder()
+            .status(http_status)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amzn-requestid", uuid::Uuid::new_v4().to_string())
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+    }
+
+    async fn run(
+        &self,
+        op: operations::Operation,
+        parts: &http::request::Parts,
+        body: Incoming,
+        peer: SocketAddr,
+    ) -> Result<serde_json::Value, Status> {
+        let source = peer.to_string();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return Err(named(
+                    Code::InvalidArgument,
+                    "ValidationException",
+                    &format!("the request body is larger than {MAX_BODY} bytes"),
+                ));
+            }
+        };
+        let service = match op.service {
+            super::shapes::Service::SecretsManager => "secretsmanager",
+            super::shapes::Service::Kms => "kms",
+        };
+        let principal = self.keys.verify(parts, &body, service);
+        let caller = Caller {
+            principal,
+            source,
+            api: "aws-json",
+        };
+        if let Err(failure) = &caller.principal {
+            // Refused before anything is parsed; audited like every request.
+            let status = Status::from(crate::access::GateError::Unauthenticated(failure.clone()));
+            return Err(self.refused(&caller, op, status).await);
+        }
+        let json = match serde_json::from_slice(&body) {
+            Ok(json @ serde_json::Value::Object(_)) => json,
+            Ok(_) => {
+                let status = errors::serialization("expected a JSON object");
+                return Err(self.refused(&caller, op, status).await);
+            }
+            Err(e) => {
+                let status = errors::serialization(&e.to_string());
+                return Err(self.refused(&caller, op, status).await);
+            }
+        };
+        match self.handlers.run(op, json, caller.clone()).await {
+            // Input that never became a request message: no handler saw it, so audit it here.
+            Err(status) if exception_name(&status) == "SerializationException" => {
+                Err(self.refused(&caller, op, status).await)
+            }
+            other => other,
+        }
+    }
+
+    /// Audits a request refused before its handler; the audit failing wins.
+    async fn refused(&self, caller: &Caller, op: operations::Operation, status: Status) -> Status {
+        let outcome = if caller.principal.is_err() {
+            Outcome::Denied
+        } else {
+            Outcome::Failed
+        };
+        let recorded = self
+            .gate
+            .refuse(
+                caller,
+                op.action,
+                exception_name(&status),
+                status.message(),
+                outcome,
+            )
+            .await;
+        match recorded {
+            Ok(()) => status,
+            Err(e) => Status::from(e),
+        }
+    }
+}
