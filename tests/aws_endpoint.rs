@@ -1,0 +1,500 @@
+//! The AWS JSON 1.1 endpoint on a real server: the real `aws` CLI (PyPI awscli, installed by
+//! softhsm/run-tests) reads what gRPC wrote and the other way round; SigV4 refusals carry the
+//! AWS error names and are audited; bad input gets a clear 400 and changes nothing; policies
+//! apply exactly as on gRPC.
+
+mod common;
+
+use base64::Engine;
+use common::Server;
+use common::secrets::{self, Sm};
+use keyward::api::pb;
+use keyward::aws::signing::{DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY, sign};
+use std::io::{Read, Write};
+use std::process::Command;
+
+/// The aws CLI softhsm/run-tests installs (KEYWARD_AWS_CLI), else `aws` on the PATH.
+fn aws_cli() -> String {
+    std::env::var("KEYWARD_AWS_CLI").unwrap_or_else(|_| "aws".into())
+}
+
+/// Runs `aws --endpoint-url <server> ARGS` with a key pair: (success, stdout, stderr).
+fn aws(server: &Server, key: (&str, &str), args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(aws_cli())
+        .arg("--endpoint-url")
+        .arg(server.aws.as_deref().expect("AWS endpoint"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("AWS_DEFAULT_REGION", "local")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): run the suite with softhsm/run-tests, which installs the aws CLI, or set KEYWARD_AWS_CLI",
+                aws_cli()
+            )
+        });
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const DEV: (&str, &str) = (DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY);
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_and_grpc_see_each_others_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut sm: Sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "shared/db", Some("written-by-grpc")).await;
+
+    let (ok, out, err) = aws(
+        &server,
+        DEV,
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            "shared/db",
+        ],
+    );
+    assert!(ok, "{err}");
+    let read = json(&out);
+    assert_eq!(read["SecretString"], "written-by-grpc");
+    assert_eq!(read["VersionStages"], serde_json::json!(["AWSCURRENT"]));
+    assert!(read["ARN"].as_str().unwrap().contains(":secret:shared/db-"));
+
+    let (ok, _, err) = aws(
+        &server,
+        DEV,
+        &[
+            "secretsmanager",
+            "put-secret-value",
+            "--secret-id",
+            "shared/db",
+            "--secret-string",
+            "written-by-aws",
+        ],
+    );
+    assert!(ok, "{err}");
+    let value = sm
+        .get_secret_value(pb::GetSecretValueRequest {
+            secret_id: "shared/db".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(value.secret_string.as_deref(), Some("written-by-aws"));
+    let (ok, out, _) = aws(
+        &server,
+        DEV,
+        &[
+            "secretsmanager",
+            "describe-secret",
+            "--secret-id",
+            "shared/db",
+        ],
+    );
+    assert!(ok);
+    let stages = json(&out)["VersionIdsToStages"].clone();
+    let mut labels: Vec<String> = stages
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+        })
+        .collect();
+    labels.sort();
+    assert_eq!(labels, ["AWSCURRENT", "AWSPREVIOUS"]);
+
+    // KMS: a key made and used through the aws CLI decrypts through gRPC.
+    let (ok, out, err) = aws(
+        &server,
+        DEV,
+        &["kms", "create-key", "--description", "from aws"],
+    );
+    assert!(ok, "{err}");
+    let key = json(&out)["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, out, err) = aws(
+        &server,
+        DEV,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key,
+            "--plaintext",
+            "aws-plaintext",
+            "--encryption-context",
+            "purpose=interop",
+        ],
+    );
+    assert!(ok, "{err}");
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(json(&out)["CiphertextBlob"].as_str().unwrap())
+        .unwrap();
+    let mut kms = server.kms().await;
+    let plaintext = common::decrypt(&mut kms, &blob, &[("purpose", "interop")])
+        .await
+        .unwrap();
+    assert_eq!(plaintext, b"aws-plaintext");
+
+    // Errors arrive as the AWS exception the CLI names.
+    let (ok, _, err) = aws(
+        &server,
+        DEV,
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            "shared/nope",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("(ResourceNotFoundException)"), "{err}");
+    let (ok, _, err) = aws(
+        &server,
+        DEV,
+        &["kms", "describe-key", "--key-id", "alias/missing"],
+    );
+    assert!(!ok);
+    assert!(err.contains("(NotFoundException)"), "{err}");
+}
+
+/// A raw HTTP/1.1 POST to the AWS endpoint: (status, body).
+fn post(server: &Server, headers: &http::HeaderMap, body: &[u8]) -> (u16, serde_json::Value) {
+    let url = server.aws.as_deref().unwrap();
+    let authority = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    let mut request = format!(
+        "POST / HTTP/1.1\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, json(body))
+}
+
+/// Headers for a JSON 1.1 call to `target`, signed with `key` for `region` at `epoch`.
+fn signed(
+    server: &Server,
+    target: &str,
+    body: &[u8],
+    key: (&str, &str),
+    region: &str,
+    epoch: i64,
+) -> http::HeaderMap {
+    let authority = server
+        .aws
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", authority.parse().unwrap());
+    headers.insert("x-amz-target", target.parse().unwrap());
+    headers.insert(
+        "content-type",
+        "application/x-amz-json-1.1".parse().unwrap(),
+    );
+    let uri: http::Uri = format!("http://{authority}/").parse().unwrap();
+    let service = if target.starts_with("TrentService") {
+        "kms"
+    } else {
+        "secretsmanager"
+    };
+    sign(
+        &http::Method::POST,
+        &uri,
+        &mut headers,
+        body,
+        key.0,
+        key.1.as_bytes(),
+        region,
+        service,
+        epoch,
+    )
+    .unwrap();
+    headers
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn signature_failures_carry_the_aws_names_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let list = b"{}";
+    let target = "secretsmanager.ListSecrets";
+    let (status, _) = post(
+        &server,
+        &signed(&server, target, list, DEV, "local", now()),
+        list,
+    );
+    assert_eq!(status, 200, "a correctly signed request works");
+
+    let mut unsigned = signed(&server, target, list, DEV, "local", now());
+    unsigned.remove("authorization");
+    let tampered_body = br#"{"MaxResults": 1}"#;
+    let cases: Vec<(&str, http::HeaderMap, &[u8], &str)> = vec![
+        (
+            "unsigned",
+            unsigned,
+            list,
+            "MissingAuthenticationTokenException",
+        ),
+        (
+            "wrong secret key",
+            signed(
+                &server,
+                target,
+                list,
+                (DEVELOPMENT_ACCESS_KEY_ID, "not-the-secret"),
+                "local",
+                now(),
+            ),
+            list,
+            "InvalidSignatureException",
+        ),
+        (
+            "unknown access key",
+            signed(
+                &server,
+                target,
+                list,
+                ("AKIANOBODYKNOWSTHIS0", "x"),
+                "local",
+                now(),
+            ),
+            list,
+            "UnrecognizedClientException",
+        ),
+        (
+            "stale timestamp",
+            signed(&server, target, list, DEV, "local", now() - 600),
+            list,
+            "InvalidSignatureException",
+        ),
+        (
+            "wrong region",
+            signed(&server, target, list, DEV, "us-east-1", now()),
+            list,
+            "InvalidSignatureException",
+        ),
+        (
+            "tampered body",
+            signed(&server, target, list, DEV, "local", now()),
+            tampered_body,
+            "InvalidSignatureException",
+        ),
+    ];
+    let count = cases.len();
+    for (what, headers, body, exception) in cases {
+        let (status, reply) = post(&server, &headers, body);
+        assert_eq!(status, 400, "{what}: {reply}");
+        assert_eq!(reply["__type"], exception, "{what}: {reply}");
+    }
+    let log = std::fs::read_to_string(server.data_dir.join("audit/audit.log")).unwrap();
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("\"api\":\"aws-json\"") && l.contains("\"outcome\":\"denied\""))
+        .count();
+    assert_eq!(refused, count, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_400_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let create = "secretsmanager.CreateSecret";
+    let huge = format!(
+        r#"{{"Name":"big","SecretString":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "malformed JSON",
+            create,
+            br#"{"Name": "a""#.to_vec(),
+            "SerializationException",
+        ),
+        (
+            "not an object",
+            create,
+            b"[1, 2]".to_vec(),
+            "SerializationException",
+        ),
+        (
+            "wrong type",
+            create,
+            br#"{"Name": 5, "SecretString": "v"}"#.to_vec(),
+            "SerializationException",
+        ),
+        (
+            "bad base64",
+            create,
+            br#"{"Name": "b", "SecretBinary": "%%%"}"#.to_vec(),
+            "SerializationException",
+        ),
+        (
+            "oversized body",
+            create,
+            huge.into_bytes(),
+            "ValidationException",
+        ),
+        (
+            "unknown target",
+            "secretsmanager.CreateSecrets",
+            br#"{"Name": "c"}"#.to_vec(),
+            "UnknownOperationException",
+        ),
+        (
+            "unknown service",
+            "s3.PutObject",
+            b"{}".to_vec(),
+            "UnknownOperationException",
+        ),
+    ];
+    for (what, target, body, exception) in cases {
+        let (status, reply) = post(
+            &server,
+            &signed(&server, target, &body, DEV, "local", now()),
+            &body,
+        );
+        assert_eq!(status, 400, "{what}: {reply}");
+        assert_eq!(reply["__type"], exception, "{what}: {reply}");
+        assert!(
+            reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {reply}"
+        );
+    }
+    let mut sm: Sm = secrets::client(&server).await;
+    let listed = sm
+        .list_secrets(pb::ListSecretsRequest {
+            include_planned_deletion: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.secret_list.is_empty(), "{listed:?}");
+}
+
+#[test]
+fn policies_and_access_keys_apply_to_the_aws_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("app.secret");
+    std::fs::write(&secret_file, "app-secret-access-key\n").unwrap();
+    let admin_file = dir.path().join("admin.secret");
+    std::fs::write(&admin_file, "admin-secret-access-key\n").unwrap();
+    let config = format!(
+        r#"[auth]
+[[auth.access_keys]]
+principal = "app"
+access_key_id = "AKIAAPPLICATION00001"
+secret_key_file = "{}"
+[[auth.access_keys]]
+principal = "admin"
+access_key_id = "AKIAADMINISTRATOR001"
+secret_key_file = "{}"
+[[auth.policies]]
+name = "admin"
+principals = ["admin"]
+document = '{{"Statement":[{{"Effect":"Allow","Action":"*","Resource":"*"}}]}}'
+[[auth.policies]]
+name = "app"
+principals = ["app"]
+document = '{{"Statement":[{{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:keyward:secretsmanager:*:*:secret:app/*"}}]}}'
+"#,
+        secret_file.display(),
+        admin_file.display()
+    );
+    let server = Server::with_config(&dir.path().join("data"), &config);
+    let admin = ("AKIAADMINISTRATOR001", "admin-secret-access-key");
+    let app = ("AKIAAPPLICATION00001", "app-secret-access-key");
+    for name in ["app/db", "prod/db"] {
+        let (ok, _, err) = aws(
+            &server,
+            admin,
+            &[
+                "secretsmanager",
+                "create-secret",
+                "--name",
+                name,
+                "--secret-string",
+                "v",
+            ],
+        );
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = aws(
+        &server,
+        app,
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            "app/db",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["SecretString"], "v");
+    for args in [
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            "prod/db",
+        ][..],
+        &[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            "app/new",
+            "--secret-string",
+            "v",
+        ][..],
+    ] {
+        let (ok, _, err) = aws(&server, app, args);
+        assert!(
+            !ok && err.contains("(AccessDeniedException)"),
+            "{args:?}: {err}"
+        );
+    }
+    // The development key pair means nothing once [auth] is configured.
+    let (ok, _, err) = aws(&server, DEV, &["secretsmanager", "list-secrets"]);
+    assert!(
+        !ok && err.contains("(UnrecognizedClientException)"),
+        "{err}"
+    );
+}
