@@ -50,6 +50,8 @@ fn main() -> io::Result<()> {
             "#[derive(serde::Serialize, serde::Deserialize)]",
         )
         .message_attribute(".keyward.v1", "#[serde(default)]")
+        // Oneof variants are member names too: snake_case like the fields around them.
+        .enum_attribute(".keyward.v1", "#[serde(rename_all = \"snake_case\")]")
         .skip_debug(
             PLAINTEXT_MESSAGES
                 .iter()
