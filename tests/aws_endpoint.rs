@@ -155,6 +155,32 @@ async fn the_aws_cli_and_grpc_see_each_others_writes() {
         .unwrap();
     assert_eq!(plaintext, b"aws-plaintext");
 
+    // The README's commands, as written there.
+    for args in [
+        &[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            "app/db",
+            "--secret-string",
+            "hunter2",
+        ][..],
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            "app/db",
+        ][..],
+        &["kms", "create-key", "--description", "app"][..],
+    ] {
+        let (ok, out, err) = aws(&server, DEV, args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            out.contains("\"ARN\"") || out.contains("\"KeyMetadata\""),
+            "{out}"
+        );
+    }
+
     // Errors arrive as the AWS exception the CLI names.
     let (ok, _, err) = aws(
         &server,
@@ -265,6 +291,33 @@ fn signature_failures_carry_the_aws_names_and_are_audited() {
 
     let mut unsigned = signed(&server, target, list, DEV, "local", now());
     unsigned.remove("authorization");
+    let mut retargeted = signed(&server, target, list, DEV, "local", now());
+    retargeted.insert(
+        "x-amz-target",
+        "secretsmanager.GetRandomPassword".parse().unwrap(),
+    );
+    let mut session = signed(&server, target, list, DEV, "local", now());
+    session.insert("x-amz-security-token", "forged".parse().unwrap());
+    // Signed without X-Amz-Target, which is then added: the operation is not covered.
+    let mut target_unsigned = signed(&server, target, list, DEV, "local", now());
+    target_unsigned.remove("x-amz-target");
+    let authority = server.aws.as_deref().unwrap().trim_start_matches("http://");
+    let uri: http::Uri = format!("http://{authority}/").parse().unwrap();
+    target_unsigned.remove("authorization");
+    target_unsigned.remove("x-amz-date");
+    sign(
+        &http::Method::POST,
+        &uri,
+        &mut target_unsigned,
+        list,
+        DEV.0,
+        DEV.1.as_bytes(),
+        "local",
+        "secretsmanager",
+        now(),
+    )
+    .unwrap();
+    target_unsigned.insert("x-amz-target", target.parse().unwrap());
     let tampered_body = br#"{"MaxResults": 1}"#;
     let cases: Vec<(&str, http::HeaderMap, &[u8], &str)> = vec![
         (
@@ -310,6 +363,24 @@ fn signature_failures_carry_the_aws_names_and_are_audited() {
             signed(&server, target, list, DEV, "us-east-1", now()),
             list,
             "InvalidSignatureException",
+        ),
+        (
+            "another target",
+            retargeted,
+            list,
+            "InvalidSignatureException",
+        ),
+        (
+            "session token",
+            session,
+            list,
+            "UnrecognizedClientException",
+        ),
+        (
+            "target not signed",
+            target_unsigned,
+            list,
+            "IncompleteSignatureException",
         ),
         (
             "tampered body",

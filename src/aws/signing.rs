@@ -77,7 +77,14 @@ impl AccessKeys {
             now_epoch_secs: now(),
             max_skew_secs: MAX_SKEW_SECS,
         };
-        verifier
+        if parts.headers.contains_key("x-amz-security-token") {
+            // Keyward issues no temporary credentials, so no session token can be valid.
+            return Err(AuthFailure::Signature {
+                exception: "UnrecognizedClientException",
+                message: "The security token included in the request is invalid.".into(),
+            });
+        }
+        let verified = verifier
             .verify(
                 &parts.method,
                 &parts.uri,
@@ -86,11 +93,19 @@ impl AccessKeys {
                 &[service],
                 self,
             )
-            .map(|verified| verified.principal)
             .map_err(|e: SigError| AuthFailure::Signature {
                 exception: e.aws_error_name(),
                 message: e.to_string(),
-            })
+            })?;
+        // The operation is chosen by X-Amz-Target: unsigned, a captured request could be
+        // replayed as another operation within the time window.
+        if !verified.signed_headers.iter().any(|h| h == "x-amz-target") {
+            return Err(AuthFailure::Signature {
+                exception: "IncompleteSignatureException",
+                message: "'x-amz-target' must be a signed header (listed in SignedHeaders).".into(),
+            });
+        }
+        Ok(verified.principal)
     }
 }
 
