@@ -432,6 +432,18 @@ async fn bad_input_gets_a_clear_400_and_changes_nothing() {
             "SerializationException",
         ),
         (
+            "a value in a member of the wrong type",
+            create,
+            br#"{"Name": "d", "Description": ["misplaced-secret-value"]}"#.to_vec(),
+            "SerializationException",
+        ),
+        (
+            "a value where a number goes",
+            "secretsmanager.GetRandomPassword",
+            br#"{"PasswordLength": "misplaced-secret-value"}"#.to_vec(),
+            "SerializationException",
+        ),
+        (
             "bad base64",
             create,
             br#"{"Name": "b", "SecretBinary": "%%%"}"#.to_vec(),
@@ -479,6 +491,13 @@ async fn bad_input_gets_a_clear_400_and_changes_nothing() {
         .unwrap()
         .into_inner();
     assert!(listed.secret_list.is_empty(), "{listed:?}");
+    // Refused input is audited without quoting it.
+    let log = std::fs::read_to_string(server.data_dir.join("audit/audit.log")).unwrap();
+    assert!(
+        log.contains("\"error\":\"SerializationException\""),
+        "{log}"
+    );
+    assert!(!log.contains("misplaced-secret-value"), "{log}");
 }
 
 #[test]

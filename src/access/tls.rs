@@ -6,7 +6,16 @@
 use crate::config::TlsConfig;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
+/// Makes ring the process's TLS crypto provider. rustls picks one by itself only when exactly
+/// one is compiled in; a build that also links aws-lc-rs (the AWS SDKs in the tests) would
+/// otherwise fail every handshake. Idempotent.
+pub fn use_ring() {
+    // Err means a provider is already installed, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn server_config(tls: &TlsConfig) -> Result<ServerTlsConfig, String> {
+    use_ring();
     let read = |path: &std::path::Path, what: &str| {
         std::fs::read(path).map_err(|e| format!("tls.{what} {}: {e}", path.display()))
     };

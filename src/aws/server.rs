@@ -161,15 +161,17 @@ impl FrontDoor {
         } else {
             Outcome::Failed
         };
+        let exception = exception_name(&status);
+        // A parser's message can quote the offending input, which may be a secret value in
+        // the wrong member: the client sees it, the audit trail does not.
+        let reason = if exception == "SerializationException" {
+            "the request body is not the operation's input"
+        } else {
+            status.message()
+        };
         let recorded = self
             .gate
-            .refuse(
-                caller,
-                op.action,
-                exception_name(&status),
-                status.message(),
-                outcome,
-            )
+            .refuse(caller, op.action, exception, reason, outcome)
             .await;
         match recorded {
             Ok(()) => status,

@@ -108,6 +108,7 @@ pub async fn connect(to: &Connect) -> Result<Conn, String> {
     let https = endpoint.starts_with("https://");
     match (&to.ca, https) {
         (Some(ca), true) => {
+            crate::access::tls::use_ring();
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
             if let (Some(cert), Some(key)) = (&to.cert, &to.key) {
                 tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
