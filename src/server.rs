@@ -284,16 +284,18 @@ impl Keyward {
         });
         let aws = match self.aws.take() {
             Some(listener) => {
-                let door = crate::aws::FrontDoor {
-                    handlers: crate::aws::operations::Handlers {
-                        kms: KmsApi::new(Arc::clone(&self.kms), Arc::clone(&self.gate)),
-                        secrets: SecretsApi::new(Arc::clone(&self.secrets), Arc::clone(&self.gate)),
-                    },
-                    gate: Arc::clone(&self.gate),
-                    keys: crate::aws::signing::AccessKeys::from_config(&self.config)?,
-                    requests: Arc::clone(&requests),
+                let handlers = crate::aws::operations::Handlers {
+                    kms: KmsApi::new(Arc::clone(&self.kms), Arc::clone(&self.gate)),
+                    secrets: SecretsApi::new(Arc::clone(&self.secrets), Arc::clone(&self.gate)),
                 };
-                Some(tokio::spawn(crate::aws::serve(listener, Arc::new(door))))
+                let door = Arc::new(crate::aws::FrontDoor::new(
+                    handlers,
+                    Arc::clone(&self.gate),
+                    crate::aws::signing::AccessKeys::from_config(&self.config)?,
+                    Arc::clone(&requests),
+                ));
+                let accepting = tokio::spawn(crate::aws::serve(listener, Arc::clone(&door)));
+                Some((door, accepting))
             }
             None => None,
         };
@@ -350,7 +352,15 @@ impl Keyward {
                 Ok(())
             }
         };
-        for task in tasks.into_iter().chain(metrics).chain(aws) {
+        if let Some((door, accepting)) = aws {
+            accepting.abort();
+            if !door.drain(SHUTDOWN_GRACE).await {
+                tracing::warn!(
+                    "AWS endpoint requests still running {SHUTDOWN_GRACE:?} after shutdown"
+                );
+            }
+        }
+        for task in tasks.into_iter().chain(metrics) {
             task.abort();
         }
         let audit = self.gate.audit().clone();

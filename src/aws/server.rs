@@ -28,6 +28,80 @@ pub struct FrontDoor {
     pub gate: Arc<Gate>,
     pub keys: AccessKeys,
     pub requests: Arc<Requests>,
+    in_flight: InFlight,
+}
+
+impl FrontDoor {
+    pub fn new(
+        handlers: Handlers,
+        gate: Arc<Gate>,
+        keys: AccessKeys,
+        requests: Arc<Requests>,
+    ) -> Self {
+        Self {
+            handlers,
+            gate,
+            keys,
+            requests,
+            in_flight: InFlight::default(),
+        }
+    }
+
+    /// Waits (at most `within`) for the requests being answered to finish: at shutdown, after
+    /// accepting stops and before the audit log closes, so no request's work outlives its
+    /// record. Idle keep-alive connections are not waited for.
+    pub async fn drain(&self, within: std::time::Duration) -> bool {
+        self.in_flight.idle_within(within).await
+    }
+}
+
+/// Requests being answered, and a wake-up when the count reaches zero.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// True once nothing is in flight, false if that takes longer than `within`.
+    async fn idle_within(&self, within: std::time::Duration) -> bool {
+        let idle = async {
+            loop {
+                // Registered before the check, so a drop in between is not missed.
+                let notified = self.idle.notified();
+                if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(within, idle).await.is_ok()
+    }
+}
+
+/// Counts one request for as long as it lives, however its future ends.
+struct Counted<'a>(&'a InFlight);
+
+impl<'a> Counted<'a> {
+    fn new(in_flight: &'a InFlight) -> Self {
+        in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(in_flight)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// Serves until the task is aborted.
@@ -60,6 +134,7 @@ type HttpResponse = http::Response<Full<Bytes>>;
 
 impl FrontDoor {
     async fn handle(&self, request: http::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let _counted = Counted::new(&self.in_flight);
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let target = parts
@@ -177,5 +252,31 @@ impl FrontDoor {
             Ok(()) => status,
             Err(e) => Status::from(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counted, InFlight};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn drain_waits_for_requests_in_flight_and_gives_up_at_the_limit() {
+        let in_flight = Arc::new(InFlight::default());
+        assert!(in_flight.idle_within(Duration::ZERO).await, "idle at once");
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let running = Arc::clone(&in_flight);
+        let request = tokio::spawn(async move {
+            let _counted = Counted::new(&running);
+            let _ = released.await;
+        });
+        while in_flight.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!in_flight.idle_within(Duration::from_millis(20)).await);
+        let _ = release.send(());
+        assert!(in_flight.idle_within(Duration::from_secs(5)).await);
+        request.await.unwrap();
     }
 }
