@@ -324,6 +324,7 @@ async fn the_policy_matrix_decides_before_any_hardware_call() {
         .unwrap();
     let value = |name| keyward::metrics::value_of(&text, name).unwrap_or(-1.0);
     assert!(value("keyward_requests_denied_total") >= 11.0, "{text}");
+    assert!(value("keyward_requests_allowed_total") >= 10.0, "{text}");
     assert!(value("keyward_audit_records_total") >= 30.0, "{text}");
     assert_eq!(value("keyward_audit_write_failures_total"), 0.0, "{text}");
     assert!(value("keyward_root_of_trust_sessions") >= 1.0, "{text}");

@@ -244,10 +244,6 @@ impl Gate {
         self.alarms.as_deref()
     }
 
-    pub fn is_development(&self) -> bool {
-        matches!(self.mode, Mode::Development)
-    }
-
     /// The caller's principal, from what the front door saw.
     pub fn authenticate(
         &self,
@@ -550,10 +546,6 @@ pub struct Pass<'g> {
 }
 
 impl Pass<'_> {
-    pub fn principal(&self) -> &str {
-        &self.event.principal
-    }
-
     /// Whether the principal may also do `action` on one more resource (BatchGetSecretValue's
     /// per-secret check), with the same conditions as the request.
     pub fn allows(&self, action: &str, arn: &str, resource_policy: Option<&str>) -> bool {

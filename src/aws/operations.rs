@@ -143,8 +143,3 @@ pub fn find(target: &str) -> Option<Operation> {
         .find(|op| op.service == service && op.name == name)
         .copied()
 }
-
-/// Every operation, for tests and documentation.
-pub fn all() -> &'static [Operation] {
-    OPERATIONS
-}

@@ -138,6 +138,13 @@ impl Source {
         let gate = self.gate.counters();
         metric(
             out,
+            "keyward_requests_allowed_total",
+            "counter",
+            "Requests admitted by the access gate.",
+            gate.allowed.load(Relaxed),
+        );
+        metric(
+            out,
             "keyward_requests_denied_total",
             "counter",
             "Requests refused by policy (AccessDeniedException).",
@@ -210,6 +217,13 @@ impl Source {
             "counter",
             "Alarm webhook deliveries given up after their attempts.",
             failed,
+        );
+        metric(
+            out,
+            "keyward_alarm_webhooks_dropped_total",
+            "counter",
+            "Alarm webhook deliveries dropped because a receiver's queue was full.",
+            alarms.webhook_dropped(),
         );
     }
 
