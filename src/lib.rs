@@ -53,6 +53,7 @@ pub mod audit;
 pub mod aws;
 pub mod backend;
 pub mod bench;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -236,17 +236,7 @@ const MAX_MS: i64 = 253_402_300_799_999;
 /// RFC 3339 UTC with milliseconds, e.g. "2026-11-30T04:00:00.123Z".
 /// Out-of-range times are clamped so a line is always well-formed.
 pub fn format_time(epoch_ms: i64) -> String {
-    let ms = epoch_ms.clamp(MIN_MS, MAX_MS);
-    let (days, ms_of_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
-    let (year, month, day) = civil_from_days(days);
-    let secs = ms_of_day / 1000;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        ms_of_day % 1000
-    )
+    crate::calendar::rfc3339_ms(epoch_ms.clamp(MIN_MS, MAX_MS))
 }
 
 /// Inverse of [`format_time`]; `None` unless `s` is exactly in that form.
@@ -287,29 +277,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(days * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + milli)
 }
 
-// Howard Hinnant's algorithms (proleptic Gregorian, eras of 400 years).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use crate::calendar::{civil_from_days, days_from_civil};
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
