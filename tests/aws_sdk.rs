@@ -12,36 +12,24 @@ use common::secrets::{self, Sm};
 use keyward::api::pb;
 use keyward::aws::signing::{DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY};
 
-fn kms_client(server: &Server) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
-        .region(aws_sdk_kms::config::Region::new("local"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            DEVELOPMENT_ACCESS_KEY_ID,
-            DEVELOPMENT_SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
-
-fn sm_client(server: &Server) -> aws_sdk_secretsmanager::Client {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
-        .region(aws_sdk_secretsmanager::config::Region::new("local"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            DEVELOPMENT_ACCESS_KEY_ID,
-            DEVELOPMENT_SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(config)
+/// An SDK client for `server`'s AWS endpoint: only the endpoint URL, region and the
+/// development key pair set, as a user's code would.
+macro_rules! client {
+    ($sdk:ident, $server:expr) => {{
+        let config = $sdk::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url($server.aws.as_deref().expect("AWS endpoint"))
+            .region($sdk::config::Region::new("local"))
+            .credentials_provider($sdk::config::Credentials::new(
+                DEVELOPMENT_ACCESS_KEY_ID,
+                DEVELOPMENT_SECRET_KEY,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        $sdk::Client::from_conf(config)
+    }};
 }
 
 /// The AWS error code of a failed SDK call.
@@ -53,7 +41,7 @@ fn code(err: impl aws_sdk_kms::error::ProvideErrorMetadata) -> String {
 async fn every_kms_operation_through_the_aws_sdk() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let kms = kms_client(&server);
+    let kms = client!(aws_sdk_kms, server);
 
     // CreateKey, DescribeKey, ListKeys
     let created = kms
@@ -267,7 +255,7 @@ async fn every_kms_operation_through_the_aws_sdk() {
 async fn every_secrets_manager_operation_through_the_aws_sdk() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let aws = sm_client(&server);
+    let aws = client!(aws_sdk_secretsmanager, server);
     let mut grpc: Sm = secrets::client(&server).await;
 
     // CreateSecret (SDK) read by gRPC; gRPC's secret read by GetSecretValue (SDK).

@@ -279,11 +279,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
 
 use crate::calendar::{civil_from_days, days_from_civil};
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::calendar::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -74,7 +74,7 @@ impl AccessKeys {
     ) -> Result<String, AuthFailure> {
         let verifier = Verifier {
             region: &self.region,
-            now_epoch_secs: now(),
+            now_epoch_secs: crate::service::Clock::now(&crate::service::SystemClock),
             max_skew_secs: MAX_SKEW_SECS,
         };
         if parts.headers.contains_key("x-amz-security-token") {
@@ -107,12 +107,6 @@ impl AccessKeys {
         }
         Ok(verified.principal)
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Signs a request as an AWS client would: for tests and tooling.
