@@ -23,6 +23,7 @@ const OPTIONAL_BYTES_FIELDS: &[&str] = &[
     "SecretValueEntry.secret_binary",
     "PutSecretValueRequest.secret_binary",
     "UpdateSecretRequest.secret_binary",
+    "ReplicaVersion.secret_binary",
 ];
 
 /// Messages that carry plaintext: their `Debug` is written by hand and redacts it.
@@ -37,6 +38,7 @@ const PLAINTEXT_MESSAGES: &[&str] = &[
     "PutSecretValueRequest",
     "UpdateSecretRequest",
     "GetRandomPasswordResponse",
+    "ReplicaVersion",
 ];
 
 fn main() -> io::Result<()> {
@@ -74,6 +76,7 @@ fn main() -> io::Result<()> {
             "proto/keyward/v1/kms.proto",
             "proto/keyward/v1/secrets.proto",
             "proto/keyward/v1/audit.proto",
+            "proto/keyward/v1/replication.proto",
         ],
         &["proto"],
     )?;

@@ -18,6 +18,8 @@
 //! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
 //!   verifier behind `keyward audit verify`.
 //! - [`alarms`]: rules evaluated on the request stream, and their webhooks.
+//! - [`replication`]: secrets replicated to peer sites (regions): the per-peer log, its
+//!   senders and the site-to-site service (mutual TLS).
 //! - [`aws`]: the AWS JSON 1.1 front door (SigV4), a thin adapter onto the gRPC handlers.
 //! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping; `api::guard` says
 //!   which IAM action and resource each RPC needs.
@@ -58,6 +60,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -11,6 +11,10 @@ use crate::api::pb::{
     key_management_service_server::KeyManagementServiceServer,
     secrets_manager_service_server::SecretsManagerServiceServer,
 };
+use crate::api::pb::{
+    site_replication_service_client::SiteReplicationServiceClient,
+    site_replication_service_server::SiteReplicationServiceServer,
+};
 use crate::api::secrets::SecretsApi;
 use crate::audit::{AuditLog, AuditSettings, RootMac, SyncMode};
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
@@ -18,6 +22,9 @@ use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
 use crate::backend::{BackendError, Hardware, RootOfTrust};
 use crate::config::AuditSync;
 use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
+use crate::replication::Outbox;
+use crate::replication::sender::Sender;
+use crate::replication::site::{self, SiteApi};
 use crate::service::kms::Arns;
 use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Scheduler};
 use crate::service::secrets::{SecretsError, SecretsService};
@@ -101,6 +108,9 @@ pub struct Keyward {
     pub kms: Arc<KmsService>,
     pub secrets: Arc<SecretsService>,
     pub gate: Arc<Gate>,
+    /// The replication log, when this site has peers.
+    outbox: Option<Arc<Outbox>>,
+    alarms: Option<Arc<Alarms>>,
     mac: Arc<RootMac>,
     store: Store,
     config: Config,
@@ -109,6 +119,7 @@ pub struct Keyward {
     start: Duration,
     metrics: Option<TcpListener>,
     aws: Option<TcpListener>,
+    replication: Option<TcpListener>,
 }
 
 /// Connects to the configured root of trust. Blocking: call before or off the executor.
@@ -190,10 +201,18 @@ impl Keyward {
                 Duration::from_secs(config.secrets.data_key_cache_seconds),
             ),
         );
-        let secrets = Arc::new(
-            SecretsService::new(Arc::clone(&kms), store.clone(), Arc::clone(&clock))
-                .with_exec_rotators(config.rotation.exec.keys().cloned()),
-        );
+        let outbox = match &config.replication {
+            Some(r) => Some(Arc::new(
+                Outbox::open(store.clone(), r.peers.iter().map(|p| p.region.clone())).await?,
+            )),
+            None => None,
+        };
+        let mut secrets = SecretsService::new(Arc::clone(&kms), store.clone(), Arc::clone(&clock))
+            .with_exec_rotators(config.rotation.exec.keys().cloned());
+        if let Some(outbox) = &outbox {
+            secrets = secrets.with_outbox(Arc::clone(outbox));
+        }
+        let secrets = Arc::new(secrets);
         secrets.ensure_default_key().await?;
         secrets.ensure_indexes().await?;
         let mac = Arc::new(
@@ -218,7 +237,7 @@ impl Keyward {
                 Arc::clone(&kms),
                 Arc::clone(&secrets),
                 audit,
-                alarms,
+                alarms.clone(),
             )
             .map_err(StartError::Access)?,
         );
@@ -231,6 +250,8 @@ impl Keyward {
             kms,
             secrets,
             gate,
+            outbox,
+            alarms,
             mac,
             store,
             config,
@@ -238,6 +259,7 @@ impl Keyward {
             start,
             metrics: None,
             aws: None,
+            replication: None,
         })
     }
 
@@ -251,6 +273,55 @@ impl Keyward {
     pub fn with_aws(mut self, listener: TcpListener) -> Self {
         self.aws = Some(listener);
         self
+    }
+
+    /// Also serve peer sites on `listener` (the `[replication]` section's listener).
+    pub fn with_replication(mut self, listener: TcpListener) -> Self {
+        self.replication = Some(listener);
+        self
+    }
+
+    /// The site-to-site listener and one sender per peer; none without `[replication]`.
+    fn start_replication(&mut self) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+        let (Some(config), Some(outbox)) = (&self.config.replication, &self.outbox) else {
+            return Ok(Vec::new());
+        };
+        let listener = self.replication.take().ok_or_else(|| {
+            StartError::Access("replication is configured but its listener is not bound".into())
+        })?;
+        let server = tonic::transport::Server::builder()
+            .tls_config(site::server_tls(config).map_err(StartError::Access)?)?
+            .add_service(
+                SiteReplicationServiceServer::new(SiteApi::new(Arc::clone(&self.secrets), config))
+                    .max_decoding_message_size(site::MAX_MESSAGE_BYTES),
+            )
+            .serve_with_incoming(incoming(listener));
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the replication listener stopped");
+            }
+        })];
+        let tls = site::client_tls(config).map_err(StartError::Access)?;
+        for peer in &config.peers {
+            let channel = tonic::transport::Endpoint::from_shared(peer.endpoint.clone())
+                .map_err(|e| StartError::Access(format!("peer {}: {e}", peer.region)))?
+                .tls_config(tls.clone())?
+                .connect_timeout(Duration::from_secs(5))
+                .connect_lazy();
+            let sender = Sender {
+                region: peer.region.clone(),
+                outbox: Arc::clone(outbox),
+                secrets: Arc::clone(&self.secrets),
+                client: SiteReplicationServiceClient::new(channel)
+                    .max_decoding_message_size(site::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(site::MAX_MESSAGE_BYTES),
+                retry_initial: Duration::from_millis(config.retry_initial_ms),
+                retry_max: Duration::from_millis(config.retry_max_ms),
+                alarms: self.alarms.clone(),
+            };
+            tasks.push(tokio::spawn(sender.run()));
+        }
+        Ok(tasks)
     }
 
     /// Serves until `shutdown` resolves, then flushes the store.
@@ -299,6 +370,7 @@ impl Keyward {
             }
             None => None,
         };
+        let replication = self.start_replication()?;
         let tasks = [
             tokio::spawn(scheduler.run()),
             tokio::spawn(watch_root_of_trust(
@@ -360,7 +432,7 @@ impl Keyward {
                 );
             }
         }
-        for task in tasks.into_iter().chain(metrics) {
+        for task in tasks.into_iter().chain(metrics).chain(replication) {
             task.abort();
         }
         let audit = self.gate.audit().clone();

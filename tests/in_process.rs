@@ -204,6 +204,8 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
                 kms_key_id: String::new(),
                 value: value(),
                 tags: Vec::new(),
+                replica_regions: Vec::new(),
+                force_overwrite_replica_secret: false,
             })
             .await
             .unwrap();
@@ -264,6 +266,8 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
             kms_key_id: String::new(),
             value: Some(Value::String(SecretBytes::new(b"v0".to_vec()))),
             tags: Vec::new(),
+            replica_regions: Vec::new(),
+            force_overwrite_replica_secret: false,
         })
         .await
         .unwrap();
@@ -387,6 +391,8 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
                 kms_key_id: String::new(),
                 value: Some(Value::String(SecretBytes::new(b"v".to_vec()))),
                 tags: Vec::new(),
+                replica_regions: Vec::new(),
+                force_overwrite_replica_secret: false,
             })
             .await
             .unwrap();

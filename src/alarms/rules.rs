@@ -99,6 +99,9 @@ pub enum RuleKind {
     DecryptFailures,
     /// A request used or tried a key pending deletion.
     PendingDeletionKeyUse,
+    /// A replication peer site has been unreachable for more than `window_secs`; once per
+    /// outage.
+    ReplicationPeerUnreachable,
 }
 
 impl RuleKind {
@@ -108,6 +111,7 @@ impl RuleKind {
             Self::FirstRead => "first_read",
             Self::DecryptFailures => "decrypt_failures",
             Self::PendingDeletionKeyUse => "pending_deletion_key_use",
+            Self::ReplicationPeerUnreachable => "replication_peer_unreachable",
         }
     }
 
@@ -239,7 +243,13 @@ impl Alarms {
                 fired.push(firing);
             }
         }
-        for firing in &fired {
+        self.announce(&fired);
+        fired
+    }
+
+    /// Logs each firing at WARN and queues it to the webhooks.
+    fn announce(&self, fired: &[Firing]) {
+        for firing in fired {
             tracing::warn!(
                 alarm = %firing.alarm,
                 kind = firing.kind,
@@ -250,7 +260,45 @@ impl Alarms {
             );
             self.webhooks.enqueue(firing);
         }
+    }
+
+    /// Told by a replication sender on each failed attempt: fires each
+    /// `replication_peer_unreachable` rule once per outage, when `down_for` passes its window.
+    pub fn peer_unreachable(&self, peer: &str, down_for: Duration, error: &str) -> Vec<Firing> {
+        let mut fired = Vec::new();
+        for rule in &self.rules {
+            let Check::PeerUnreachable { after_secs, down } = &rule.check else {
+                continue;
+            };
+            if down_for.as_secs() < *after_secs || !lock(down).insert(peer.to_owned()) {
+                continue;
+            }
+            rule.fired.fetch_add(1, Ordering::Relaxed);
+            fired.push(Firing {
+                alarm: rule.name.clone(),
+                kind: rule.kind.as_str(),
+                time: rfc3339_ms(crate::calendar::now_ms()),
+                principal: None,
+                resource: Some(peer.to_owned()),
+                count: None,
+                window_secs: Some(*after_secs),
+                message: format!(
+                    "replication peer {peer} has been unreachable for {}s: {error}",
+                    down_for.as_secs()
+                ),
+            });
+        }
+        self.announce(&fired);
         fired
+    }
+
+    /// The peer answered again: its next outage fires anew.
+    pub fn peer_reachable(&self, peer: &str) {
+        for rule in &self.rules {
+            if let Check::PeerUnreachable { down, .. } = &rule.check {
+                lock(down).remove(peer);
+            }
+        }
     }
 
     /// Times each alarm fired since start, in configuration order.
@@ -297,6 +345,11 @@ enum Check {
     },
     FirstRead,
     PendingDeletion(Mutex<RateLimit>),
+    /// Peers this rule has fired for in their current outage.
+    PeerUnreachable {
+        after_secs: u64,
+        down: Mutex<HashSet<String>>,
+    },
 }
 
 impl Rule {
@@ -335,6 +388,20 @@ impl Rule {
                     window_secs,
                     state: Mutex::new(Threshold::new(window_ms)),
                 }
+            }
+        } else if kind == RuleKind::ReplicationPeerUnreachable {
+            if config.threshold.is_some() {
+                return Err(invalid(format!("{} takes no threshold", kind.as_str())));
+            }
+            let after_secs = config.window_secs.ok_or_else(|| {
+                invalid(format!(
+                    "{} needs window_secs: how long a peer may be unreachable",
+                    kind.as_str()
+                ))
+            })?;
+            Check::PeerUnreachable {
+                after_secs,
+                down: Mutex::new(HashSet::new()),
             }
         } else {
             if config.threshold.is_some() || config.window_secs.is_some() {
@@ -417,6 +484,7 @@ impl Rule {
                 );
                 Some(self.firing(o, Some(o.principal), Some(o.resource), None, None, message))
             }
+            Check::PeerUnreachable { .. } => None,
             Check::PendingDeletion(state) => {
                 if !o.key_pending_deletion {
                     return None;

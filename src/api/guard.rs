@@ -167,6 +167,15 @@ describe! {
     GetResourcePolicyRequest => |r| {
         Access::new("secretsmanager:GetResourcePolicy", Target::Secret(&r.secret_id))
     };
+    ReplicateSecretToRegionsRequest => |r| {
+        Access::new("secretsmanager:ReplicateSecretToRegions", Target::Secret(&r.secret_id))
+    };
+    RemoveRegionsFromReplicationRequest => |r| {
+        Access::new("secretsmanager:RemoveRegionsFromReplication", Target::Secret(&r.secret_id))
+    };
+    StopReplicationToReplicaRequest => |r| {
+        Access::new("secretsmanager:StopReplicationToReplica", Target::Secret(&r.secret_id))
+    };
     DeleteResourcePolicyRequest => |r| {
         Access::new("secretsmanager:DeleteResourcePolicy", Target::Secret(&r.secret_id))
     };

@@ -113,8 +113,8 @@ redacted_debug!(GenerateDataKeyResponse { ciphertext_blob, key_id } secret { pla
 redacted_debug!(EncryptRequest { key_id, encryption_context, encryption_algorithm } secret { plaintext });
 redacted_debug!(DecryptResponse { key_id, encryption_algorithm } secret { plaintext });
 redacted_debug!(GenerateRandomResponse {} secret { plaintext });
-redacted_debug!(CreateSecretRequest { name, client_request_token, description, kms_key_id, tags }
-    secret { secret_binary, secret_string });
+redacted_debug!(CreateSecretRequest { name, client_request_token, description, kms_key_id, tags,
+    add_replica_regions, force_overwrite_replica_secret } secret { secret_binary, secret_string });
 redacted_debug!(GetSecretValueResponse { arn, name, version_id, version_stages, created_date }
     secret { secret_binary, secret_string });
 redacted_debug!(SecretValueEntry { arn, name, version_id, version_stages, created_date }
@@ -124,6 +124,8 @@ redacted_debug!(PutSecretValueRequest { secret_id, client_request_token, version
 redacted_debug!(UpdateSecretRequest { secret_id, client_request_token, description, kms_key_id }
     secret { secret_binary, secret_string });
 redacted_debug!(GetRandomPasswordResponse {} secret { random_password });
+redacted_debug!(ReplicaVersion { version_id, created_date, stages, has_value }
+    secret { secret_binary, secret_string });
 
 #[cfg(test)]
 mod tests {

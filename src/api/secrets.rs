@@ -3,9 +3,10 @@
 use super::guard::guarded;
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
 use crate::access::Gate;
+use crate::replication::outbox::ReplicaStatus;
 use crate::service::secrets::{
-    BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, RotateRequest, SecretUpdate,
-    SecretValue, SecretsService, Value,
+    BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, ReplicaInfo, ReplicaRegion,
+    RotateRequest, SecretUpdate, SecretValue, SecretsService, Value,
 };
 use crate::store::{SecretRecord, Tag};
 use std::collections::HashMap;
@@ -95,7 +96,40 @@ fn value_entry(v: SecretValue) -> pb::SecretValueEntry {
     }
 }
 
-fn list_entry(record: &SecretRecord) -> pb::SecretListEntry {
+fn replication_out(replicas: Vec<ReplicaInfo>) -> Vec<pb::ReplicationStatusType> {
+    replicas
+        .into_iter()
+        .map(|r| {
+            let (status, status_message) = match r.status {
+                ReplicaStatus::InSync => ("InSync", String::new()),
+                ReplicaStatus::InProgress => ("InProgress", String::new()),
+                ReplicaStatus::Failed(message) => ("Failed", message),
+            };
+            pb::ReplicationStatusType {
+                region: r.region,
+                kms_key_id: r.kms_key_id,
+                status: status.into(),
+                status_message,
+                // Reads in the replica's site are recorded there only.
+                last_accessed_date: None,
+                lag_entries: r.lag.entries,
+                lag_seconds: r.lag.seconds,
+            }
+        })
+        .collect()
+}
+
+fn regions_in(regions: Vec<pb::ReplicaRegionType>) -> Vec<ReplicaRegion> {
+    regions
+        .into_iter()
+        .map(|r| ReplicaRegion {
+            region: r.region,
+            kms_key_id: r.kms_key_id,
+        })
+        .collect()
+}
+
+fn list_entry(secrets: &SecretsService, record: &SecretRecord) -> pb::SecretListEntry {
     let rotation = super::rotation::fields_out(record.rotation.as_ref());
     pb::SecretListEntry {
         arn: record.arn.clone(),
@@ -114,6 +148,8 @@ fn list_entry(record: &SecretRecord) -> pb::SecretListEntry {
         tags: tags_out(&record.tags),
         secret_versions_to_stages: stages_map(record),
         created_date: record.created_at,
+        primary_region: secrets.primary_region(record).unwrap_or_default(),
+        replication_status: replication_out(secrets.replication_status(record)),
     }
 }
 
@@ -133,12 +169,19 @@ impl SecretsManagerService for SecretsApi {
                     kms_key_id: r.kms_key_id,
                     value: Value::from_fields(r.secret_string, r.secret_binary)?,
                     tags: tags_in(r.tags),
+                    replica_regions: regions_in(r.add_replica_regions),
+                    force_overwrite_replica_secret: r.force_overwrite_replica_secret,
                 })
                 .await?;
+            let replication_status = match self.secrets.describe_secret(&written.arn) {
+                Ok(record) => replication_out(self.secrets.replication_status(&record)),
+                Err(_) => Vec::new(),
+            };
             Ok(Response::new(pb::CreateSecretResponse {
                 arn: written.arn,
                 name: written.name,
                 version_id: written.version_id,
+                replication_status,
             }))
         })
         .await
@@ -293,7 +336,7 @@ impl SecretsManagerService for SecretsApi {
     ) -> Reply<pb::DescribeSecretResponse> {
         guarded(&self.gate, request, |r| async move {
             let record = self.secrets.describe_secret(&r.secret_id)?;
-            let entry = list_entry(&record);
+            let entry = list_entry(&self.secrets, &record);
             Ok(Response::new(pb::DescribeSecretResponse {
                 arn: entry.arn,
                 name: entry.name,
@@ -311,6 +354,8 @@ impl SecretsManagerService for SecretsApi {
                 next_rotation_date: entry.next_rotation_date,
                 rotator: entry.rotator,
                 rotation_status: entry.rotation_status,
+                primary_region: entry.primary_region,
+                replication_status: entry.replication_status,
             }))
         })
         .await
@@ -329,7 +374,10 @@ impl SecretsManagerService for SecretsApi {
                 sort_order: r.sort_order,
             })?;
             Ok(Response::new(pb::ListSecretsResponse {
-                secret_list: records.iter().map(list_entry).collect(),
+                secret_list: records
+                    .iter()
+                    .map(|r| list_entry(&self.secrets, r))
+                    .collect(),
                 next_token: next.unwrap_or_default(),
             }))
         })
@@ -539,6 +587,55 @@ impl SecretsManagerService for SecretsApi {
                 arn: secret.arn,
                 name: secret.name,
             }))
+        })
+        .await
+    }
+
+    async fn replicate_secret_to_regions(
+        &self,
+        request: Request<pb::ReplicateSecretToRegionsRequest>,
+    ) -> Reply<pb::ReplicateSecretToRegionsResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let (arn, replicas) = self
+                .secrets
+                .replicate_to_regions(
+                    &r.secret_id,
+                    regions_in(r.add_replica_regions),
+                    r.force_overwrite_replica_secret,
+                )
+                .await?;
+            Ok(Response::new(pb::ReplicateSecretToRegionsResponse {
+                arn,
+                replication_status: replication_out(replicas),
+            }))
+        })
+        .await
+    }
+
+    async fn remove_regions_from_replication(
+        &self,
+        request: Request<pb::RemoveRegionsFromReplicationRequest>,
+    ) -> Reply<pb::RemoveRegionsFromReplicationResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let (arn, replicas) = self
+                .secrets
+                .remove_regions(&r.secret_id, r.remove_replica_regions)
+                .await?;
+            Ok(Response::new(pb::RemoveRegionsFromReplicationResponse {
+                arn,
+                replication_status: replication_out(replicas),
+            }))
+        })
+        .await
+    }
+
+    async fn stop_replication_to_replica(
+        &self,
+        request: Request<pb::StopReplicationToReplicaRequest>,
+    ) -> Reply<pb::StopReplicationToReplicaResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let arn = self.secrets.stop_replication(&r.secret_id).await?;
+            Ok(Response::new(pb::StopReplicationToReplicaResponse { arn }))
         })
         .await
     }

@@ -127,6 +127,9 @@ operations! {
     SecretsManager "GetResourcePolicy" => secrets.get_resource_policy(GetResourcePolicyRequest);
     SecretsManager "DeleteResourcePolicy" => secrets.delete_resource_policy(DeleteResourcePolicyRequest);
     SecretsManager "ValidateResourcePolicy" => secrets.validate_resource_policy(ValidateResourcePolicyRequest);
+    SecretsManager "ReplicateSecretToRegions" => secrets.replicate_secret_to_regions(ReplicateSecretToRegionsRequest);
+    SecretsManager "RemoveRegionsFromReplication" => secrets.remove_regions_from_replication(RemoveRegionsFromReplicationRequest);
+    SecretsManager "StopReplicationToReplica" => secrets.stop_replication_to_replica(StopReplicationToReplicaRequest);
 }
 
 /// The operation an `X-Amz-Target` names: `secretsmanager.GetSecretValue`,

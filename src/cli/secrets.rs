@@ -69,6 +69,18 @@ fn tag(s: &str) -> Result<pb::SecretTag, String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
+/// `REGION[=KMS_KEY]`: a site to replicate to, and the KMS key there (default: its default key).
+fn replica_region(s: &str) -> Result<pb::ReplicaRegionType, String> {
+    let (region, kms_key_id) = s.split_once('=').unwrap_or((s, ""));
+    if region.is_empty() {
+        return Err(format!("expected REGION or REGION=KMS_KEY, got {s:?}"));
+    }
+    Ok(pb::ReplicaRegionType {
+        region: region.to_owned(),
+        kms_key_id: kms_key_id.to_owned(),
+    })
+}
+
 /// `KEY=VALUE[,VALUE...]`: a ListSecrets filter.
 fn filter(s: &str) -> Result<pb::Filter, String> {
     s.split_once('=')
@@ -107,6 +119,12 @@ pub enum SecretsCommand {
         /// Tag KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = tag)]
         tags: Vec<pb::SecretTag>,
+        /// Replicate to this site: REGION, or REGION=KMS_KEY for a key there (repeatable).
+        #[arg(long = "add-replica-region", value_parser = replica_region)]
+        add_replica_regions: Vec<pb::ReplicaRegionType>,
+        /// Replace a secret of the same name in those sites.
+        #[arg(long)]
+        force_overwrite_replica_secret: bool,
     },
     GetSecretValue {
         #[arg(long)]
@@ -211,6 +229,29 @@ pub enum SecretsCommand {
         secret_id: String,
         #[arg(long = "tag-key", required = true)]
         tag_keys: Vec<String>,
+    },
+    /// Replicate a secret to other sites; a Failed replica is retried this way too.
+    ReplicateSecretToRegions {
+        #[arg(long)]
+        secret_id: String,
+        /// REGION, or REGION=KMS_KEY for a key in that site (repeatable).
+        #[arg(long = "add-replica-region", value_parser = replica_region, required = true)]
+        add_replica_regions: Vec<pb::ReplicaRegionType>,
+        /// Replace a secret of the same name in those sites.
+        #[arg(long)]
+        force_overwrite_replica_secret: bool,
+    },
+    /// Stop replicating to sites; their replicas are deleted.
+    RemoveRegionsFromReplication {
+        #[arg(long)]
+        secret_id: String,
+        #[arg(long = "remove-replica-region", required = true)]
+        remove_replica_regions: Vec<String>,
+    },
+    /// In a replica's site: make the replica a standalone, writable secret (fail over).
+    StopReplicationToReplica {
+        #[arg(long)]
+        secret_id: String,
     },
     /// Attach a resource policy (IAM JSON; `file://PATH` reads a file).
     PutResourcePolicy {
@@ -325,6 +366,8 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
             client_request_token,
             value,
             tags,
+            add_replica_regions,
+            force_overwrite_replica_secret,
         } => {
             let (secret_string, secret_binary) = value.read()?;
             call!(
@@ -337,9 +380,37 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                     secret_binary,
                     secret_string,
                     tags,
+                    add_replica_regions,
+                    force_overwrite_replica_secret,
                 }
             )
         }
+        SecretsCommand::ReplicateSecretToRegions {
+            secret_id,
+            add_replica_regions,
+            force_overwrite_replica_secret,
+        } => call!(
+            replicate_secret_to_regions,
+            pb::ReplicateSecretToRegionsRequest {
+                secret_id,
+                add_replica_regions,
+                force_overwrite_replica_secret,
+            }
+        ),
+        SecretsCommand::RemoveRegionsFromReplication {
+            secret_id,
+            remove_replica_regions,
+        } => call!(
+            remove_regions_from_replication,
+            pb::RemoveRegionsFromReplicationRequest {
+                secret_id,
+                remove_replica_regions,
+            }
+        ),
+        SecretsCommand::StopReplicationToReplica { secret_id } => call!(
+            stop_replication_to_replica,
+            pb::StopReplicationToReplicaRequest { secret_id }
+        ),
         SecretsCommand::GetSecretValue {
             secret_id,
             version_id,

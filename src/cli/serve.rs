@@ -132,6 +132,10 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };
+        let replication = match &config.replication {
+            Some(r) => Some(tokio::net::TcpListener::bind(r.listen).await?),
+            None => None,
+        };
         let mut keyward = Keyward::open(config).await?;
         if let Some(metrics) = metrics {
             println!("keyward metrics on {}", metrics.local_addr()?);
@@ -140,6 +144,10 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(aws) = aws {
             println!("keyward aws endpoint on http://{}", aws.local_addr()?);
             keyward = keyward.with_aws(aws);
+        }
+        if let Some(replication) = replication {
+            println!("keyward replication on {}", replication.local_addr()?);
+            keyward = keyward.with_replication(replication);
         }
         tracing::info!(%address, "serving");
         // Tests and scripts wait for this line to know the server accepts connections.

@@ -4,7 +4,10 @@
 //! PINs never appear in the file itself: the file names an environment variable or a file that
 //! holds the PIN, and the PIN is held as a `SecretString` from the moment it is read.
 
+mod replication;
 mod security;
+
+pub use replication::{PeerConfig, ReplicationConfig, valid_region};
 
 pub use security::{
     AuditConfig, AuditSync, AuthConfig, PolicyConfig, TlsConfig, TokenConfig, valid_principal_name,
@@ -77,6 +80,9 @@ pub struct Config {
     /// Alarm rules and webhooks; none: no alarms.
     #[serde(default)]
     pub alarms: Option<crate::alarms::AlarmsConfig>,
+    /// Peer sites secrets are replicated to and from; none: this site stands alone.
+    #[serde(default)]
+    pub replication: Option<ReplicationConfig>,
 }
 
 /// The rotation scheduler, and the exec rotators RotateSecret may name.
@@ -361,12 +367,7 @@ impl Config {
 
     /// Checks the whole configuration; `load` does, and so must whoever changes one after.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.region.is_empty()
-            || !self
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !valid_region(&self.region) {
             return Err(ConfigError::Invalid(
                 "region: letters, digits and '-' only".into(),
             ));
@@ -376,6 +377,9 @@ impl Config {
         }
         self.rotation.validate()?;
         self.audit.validate()?;
+        if let Some(replication) = &self.replication {
+            replication.validate(&self.region)?;
+        }
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }
@@ -438,6 +442,7 @@ impl Config {
             tls: None,
             allow_plaintext_on_network: false,
             auth: None,
+            replication: None,
             audit: AuditConfig::default(),
             alarms: None,
         };

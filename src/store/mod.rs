@@ -10,8 +10,8 @@ mod records;
 
 pub use records::{
     AliasRecord, InFlight, KeyRecord, KeyRotation, KeyState, KeyVersionRecord, PasswordPolicy,
-    PostgresStrategy, RotationRecord, RotationStep, RotatorSpec, SecretRecord, SecretValueRecord,
-    SecretVersionMeta, Tag, decode, encode,
+    PostgresStrategy, ReplicaRecord, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
+    SecretValueRecord, SecretVersionMeta, Tag, decode, encode,
 };
 
 use std::path::Path;

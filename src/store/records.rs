@@ -158,6 +158,28 @@ pub struct SecretRecord {
     /// The resource policy (IAM JSON, validated when put).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_policy: Option<String>,
+    /// Set on a replica: the region of its primary, the only site whose changes it accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_region: Option<String>,
+    /// On a primary: the sites it replicates to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaRecord>,
+    /// Set on a promoted replica: its former primary, which is told to stop sending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub former_primary: Option<String>,
+}
+
+/// A site a primary secret is replicated to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    pub region: String,
+    /// The KMS key in that site, as the client named it; empty: that site's default key.
+    pub kms_key_id: String,
+    /// Replace a same-named secret there that is not this secret's replica
+    /// (force_overwrite_replica_secret). Harmless once the replica exists: a site never holds
+    /// a second secret of one name.
+    #[serde(default)]
+    pub force_overwrite: bool,
 }
 
 /// A secret's rotation: its schedule, its rotator, and the rotation in flight if any.

@@ -30,6 +30,15 @@ impl SecretsService {
         let (snapshot, _) = self.resolve(secret_id)?;
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve(&snapshot.arn)?;
+        self.writable(&record)?;
+        if !record.replicas.is_empty() {
+            let regions: Vec<&str> = record.replicas.iter().map(|r| r.region.as_str()).collect();
+            return Err(SecretsError::InvalidRequest(format!(
+                "{} is replicated to {}: remove its replicas first (RemoveRegionsFromReplication)",
+                record.name,
+                regions.join(", ")
+            )));
+        }
         let now = self.clock.now();
         if force_delete_without_recovery {
             self.erase(&record, version).await?;
@@ -64,6 +73,7 @@ impl SecretsService {
         let (snapshot, _) = self.resolve(secret_id)?;
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve(&snapshot.arn)?;
+        self.writable(&record)?;
         let Some(date) = record.deletion_date.take() else {
             return Err(SecretsError::InvalidRequest(format!(
                 "secret {} is not marked for deletion",
@@ -127,6 +137,17 @@ impl SecretsService {
 
     /// Deletes the record and every stored value (sealed values and wrapped keys) at once.
     async fn erase(&self, record: &SecretRecord, version: u64) -> Result<(), SecretsError> {
+        let ops = self.erase_ops(record, version)?;
+        self.store.commit(ops).await?;
+        Ok(())
+    }
+
+    /// The writes that delete a secret: its record, index entries and every stored value.
+    pub(super) fn erase_ops(
+        &self,
+        record: &SecretRecord,
+        version: u64,
+    ) -> Result<Vec<Op>, SecretsError> {
         let prefix = value_prefix(record);
         let mut ops = vec![Op::Delete {
             key: secret_key(&record.name),
@@ -142,7 +163,6 @@ impl SecretsService {
                     expect: Expect::Any,
                 }),
         );
-        self.store.commit(ops).await?;
-        Ok(())
+        Ok(ops)
     }
 }

@@ -184,6 +184,9 @@ mod tests {
             versions: Vec::new(),
             rotation: None,
             resource_policy: None,
+            primary_region: None,
+            replicas: Vec::new(),
+            former_primary: None,
         }
     }
 

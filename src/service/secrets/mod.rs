@@ -11,6 +11,7 @@ mod listing;
 mod password;
 pub mod policy;
 mod read;
+pub mod replica;
 mod rotation;
 mod values;
 mod write;
@@ -19,6 +20,7 @@ pub use error::SecretsError;
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
 pub use read::{BatchItem, SecretValue};
+pub use replica::{Applied, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion};
 pub use rotation::{Next, RotateRequest, RotationRules};
 pub use values::Value;
 pub use write::{NewSecret, SecretUpdate};
@@ -60,6 +62,8 @@ pub struct SecretsService {
     exec_rotators: std::collections::BTreeSet<String>,
     /// Tells the rotation scheduler that a rotation was requested.
     rotation_wake: Arc<tokio::sync::Notify>,
+    /// The replication log, when this site has peers.
+    outbox: Option<Arc<crate::replication::Outbox>>,
 }
 
 impl SecretsService {
@@ -75,6 +79,7 @@ impl SecretsService {
                 .collect(),
             exec_rotators: Default::default(),
             rotation_wake: Default::default(),
+            outbox: None,
         }
     }
 
@@ -192,6 +197,13 @@ impl SecretsService {
                 record.name
             )));
         }
+        Ok((record, version))
+    }
+
+    /// Like `resolve_live`, refusing replicas: for client writes.
+    fn resolve_writable(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
+        let (record, version) = self.resolve_live(secret_id)?;
+        self.writable(&record)?;
         Ok((record, version))
     }
 

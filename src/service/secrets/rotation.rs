@@ -150,9 +150,9 @@ impl SecretsService {
         if let Some(rotator) = &request.rotator {
             self.check_rotator(rotator)?;
         }
-        let (snapshot, _) = self.resolve_live(&request.secret_id)?;
+        let (snapshot, _) = self.resolve_writable(&request.secret_id)?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
         let before = record.rotation.clone();
         let now = self.clock.now();
 
@@ -238,9 +238,9 @@ impl SecretsService {
         &self,
         secret_id: &str,
     ) -> Result<(String, String, Option<String>), SecretsError> {
-        let (snapshot, _) = self.resolve_live(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id)?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
         let before = record.rotation.clone();
         let Some(rotation) = record.rotation.as_mut() else {
             return Err(SecretsError::InvalidRequest(format!(

@@ -8,7 +8,8 @@ use super::labels;
 use super::values::Value;
 use super::{SecretsError, SecretsService, limits, secret_key, value_key};
 use crate::store::{
-    self, Expect, Op, SecretRecord, SecretValueRecord, SecretVersionMeta, StoreError, Tag,
+    self, Expect, Op, ReplicaRecord, SecretRecord, SecretValueRecord, SecretVersionMeta,
+    StoreError, Tag,
 };
 
 /// Versions kept regardless of age (SPEC rule 7).
@@ -25,6 +26,9 @@ pub struct NewSecret {
     pub kms_key_id: String,
     pub value: Option<Value>,
     pub tags: Vec<Tag>,
+    /// Sites to replicate to from the start.
+    pub replica_regions: Vec<super::ReplicaRegion>,
+    pub force_overwrite_replica_secret: bool,
 }
 
 pub struct SecretUpdate {
@@ -61,7 +65,13 @@ fn merge_tags(existing: &mut Vec<Tag>, new: Vec<Tag>) {
 }
 
 impl SecretsService {
+    /// Commits `ops`, with the replication log entries they call for.
     pub(super) async fn commit(&self, ops: Vec<Op>) -> Result<(), SecretsError> {
+        self.commit_fanout(ops, Default::default()).await
+    }
+
+    /// Commits `ops` as they are.
+    pub(super) async fn commit_ops(&self, ops: Vec<Op>) -> Result<(), SecretsError> {
         match self.store.commit(ops).await {
             Ok(()) => Ok(()),
             // Writers hold the stripe lock, so a conflict means another node or a bug.
@@ -111,6 +121,9 @@ impl SecretsService {
         limits::token(&new.client_request_token)?;
         limits::description(&new.description)?;
         limits::tags(&new.tags)?;
+        if !new.replica_regions.is_empty() {
+            self.check_regions(&new.replica_regions)?;
+        }
         let version_id = version_id_for(&new.client_request_token);
         let _writer = self.lock(&new.name).lock().await;
 
@@ -158,6 +171,17 @@ impl SecretsService {
             versions: Vec::new(),
             rotation: None,
             resource_policy: None,
+            primary_region: None,
+            replicas: new
+                .replica_regions
+                .into_iter()
+                .map(|r| ReplicaRecord {
+                    region: r.region,
+                    kms_key_id: r.kms_key_id,
+                    force_overwrite: new.force_overwrite_replica_secret,
+                })
+                .collect(),
+            former_primary: None,
         };
         merge_tags(&mut record.tags, new.tags);
         let mut ops = Vec::new();
@@ -221,7 +245,7 @@ impl SecretsService {
         let value = value.ok_or_else(|| {
             SecretsError::invalid("secret_string", "give secret_string or secret_binary")
         })?;
-        let (snapshot, _) = self.resolve_live(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id)?;
         let version_id = version_id_for(client_request_token);
         self.write_version(
             &snapshot,
@@ -257,7 +281,7 @@ impl SecretsService {
             .await?;
 
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, record_version) = self.resolve_live(&snapshot.arn)?;
+        let (mut record, record_version) = self.resolve_writable(&snapshot.arn)?;
         if record.kms_key_id != snapshot.kms_key_id {
             return Err(SecretsError::Internal(
                 "the secret's KMS key changed during the write; retry".into(),
@@ -354,7 +378,7 @@ impl SecretsService {
         if let Some(description) = &update.description {
             limits::description(description)?;
         }
-        let (snapshot, _) = self.resolve_live(&update.secret_id)?;
+        let (snapshot, _) = self.resolve_writable(&update.secret_id)?;
         let new_key = update
             .kms_key_id
             .clone()
@@ -370,14 +394,14 @@ impl SecretsService {
         };
         match update.value {
             Some(value) => {
-                let (snapshot, _) = self.resolve_live(&snapshot.arn)?;
+                let (snapshot, _) = self.resolve_writable(&snapshot.arn)?;
                 let version_id = version_id_for(&update.client_request_token);
                 self.write_version(&snapshot, &version_id, value, None, Some(&describe))
                     .await
             }
             None => {
                 let _writer = self.lock(&snapshot.name).lock().await;
-                let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+                let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
                 describe(&mut record);
                 record.last_changed_at = self.clock.now();
                 self.commit(vec![Op::Put {
@@ -399,7 +423,7 @@ impl SecretsService {
     /// Re-wraps every labelled version's data key under `kms_key_id` and records the key.
     async fn rekey(&self, snapshot: &SecretRecord, kms_key_id: &str) -> Result<(), SecretsError> {
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
         let mut ops = Vec::new();
         for meta in record
             .versions
@@ -465,9 +489,9 @@ impl SecretsService {
         };
         let remove_from = optional("remove_from_version_id", remove_from_version_id)?;
         let move_to = optional("move_to_version_id", move_to_version_id)?;
-        let (snapshot, _) = self.resolve_live(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id)?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
         labels::update_stage(
             &mut record.versions,
             version_stage,
@@ -514,6 +538,7 @@ impl SecretsService {
         let (snapshot, _) = self.resolve(secret_id)?;
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve(&snapshot.arn)?;
+        self.writable(&record)?;
         change(&mut record)?;
         self.commit(vec![Op::Put {
             key: secret_key(&record.name),
@@ -580,6 +605,9 @@ mod tests {
                 .collect(),
             rotation: None,
             resource_policy: None,
+            primary_region: None,
+            replicas: Vec::new(),
+            former_primary: None,
         }
     }
 

@@ -1,0 +1,96 @@
+//! The `[replication]` section: this site's listener for its peers, the certificate it uses
+//! both ways, and the peer sites (regions) with the identity each one's certificate must carry.
+
+use super::{ConfigError, valid_principal_name};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// The site-to-site gRPC listener. Mutual TLS only; peers connect here.
+    pub listen: SocketAddr,
+    /// This site's certificate chain (PEM): served to peers and presented to them.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The CA (PEM) that issues site certificates. Give sites their own CA: any certificate
+    /// it issues can serve a peer's endpoint name.
+    pub ca_file: PathBuf,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Wait after a failed send, doubling up to `retry_max_ms`.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's `region`, as in its own configuration.
+    pub region: String,
+    /// `https://host:port` of the peer's replication listener.
+    pub endpoint: String,
+    /// The principal name the peer's certificate carries (first URI SAN, else first DNS SAN,
+    /// else subject CN). Only a caller with this name is accepted as that site.
+    pub identity: String,
+}
+
+fn default_retry_initial_ms() -> u64 {
+    500
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+
+/// Region names: letters, digits and '-', as in ARNs.
+pub fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl ReplicationConfig {
+    pub(super) fn validate(&self, own_region: &str) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("replication: {m}")));
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            return invalid("retry_initial_ms must be at least 1 and at most retry_max_ms".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for peer in &self.peers {
+            if !valid_region(&peer.region) {
+                return invalid(format!(
+                    "peer region {:?}: letters, digits and '-' only",
+                    peer.region
+                ));
+            }
+            if peer.region == own_region {
+                return invalid(format!("peer {} has this site's own region", peer.region));
+            }
+            if !seen.insert(peer.region.as_str()) {
+                return invalid(format!("peer {} is listed twice", peer.region));
+            }
+            if !peer.endpoint.starts_with("https://") {
+                return invalid(format!(
+                    "peer {}: endpoint {:?} must be https:// (sites talk over mutual TLS only)",
+                    peer.region, peer.endpoint
+                ));
+            }
+            if !valid_principal_name(&peer.identity) {
+                return invalid(format!(
+                    "peer {}: identity {:?} is not a certificate name",
+                    peer.region, peer.identity
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn peer(&self, region: &str) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.region == region)
+    }
+}

@@ -1,0 +1,137 @@
+//! The site-to-site service: peers deliver their log entries here. Served on its own
+//! listener with mutual TLS required; the caller's site is the peer whose configured
+//! identity its certificate carries, and nothing else is served.
+
+use super::wire;
+use crate::access::identity::certificate_name;
+use crate::api::pb::{self, site_replication_service_server::SiteReplicationService};
+use crate::config::ReplicationConfig;
+use crate::service::secrets::SecretsService;
+use std::sync::Arc;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+/// A batch may carry every value of a 100-version secret; tonic's default 4 MiB is too small.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+pub struct SiteApi {
+    secrets: Arc<SecretsService>,
+    /// (certificate identity, region) of each configured peer.
+    peers: Vec<(String, String)>,
+}
+
+impl SiteApi {
+    pub fn new(secrets: Arc<SecretsService>, config: &ReplicationConfig) -> Self {
+        let peers = config
+            .peers
+            .iter()
+            .map(|p| (p.identity.clone(), p.region.clone()))
+            .collect();
+        Self { secrets, peers }
+    }
+
+    /// The region of the peer the TLS session's certificate names.
+    fn peer_region<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let certificates = request.peer_certs();
+        let der = certificates
+            .as_deref()
+            .and_then(|c| c.first())
+            .ok_or_else(|| Status::unauthenticated("a site certificate is required"))?;
+        let name = certificate_name(der.as_ref()).map_err(Status::unauthenticated)?;
+        self.peers
+            .iter()
+            .find(|(identity, _)| *identity == name)
+            .map(|(_, region)| region.clone())
+            .ok_or_else(|| {
+                tracing::warn!(certificate = %name, "replication call from a site that is not a configured peer");
+                Status::permission_denied(format!("{name} is not a peer site of this one"))
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl SiteReplicationService for SiteApi {
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let from = self.peer_region(&request)?;
+        let batch = request.into_inner();
+        let mut outcomes = Vec::with_capacity(batch.entries.len());
+        for entry in batch.entries {
+            let seq = entry.seq;
+            let applied = match wire::incoming(entry.change) {
+                Ok(incoming) => {
+                    self.secrets
+                        .apply_replicated(&from, &batch.log_id, seq, &entry.name, incoming)
+                        .await
+                }
+                Err(malformed) => Ok(crate::service::secrets::Applied::Refused(malformed)),
+            };
+            match applied {
+                Ok(applied) => {
+                    if let crate::service::secrets::Applied::Refused(why) = &applied {
+                        tracing::warn!(secret = %entry.name, primary = %from, reason = %why,
+                            "refused a replicated change");
+                    }
+                    outcomes.push(wire::outcome_out(seq, applied));
+                }
+                // Retryable: answer what was done; the primary sends the rest again.
+                Err(e) => {
+                    tracing::warn!(secret = %entry.name, primary = %from, error = %e,
+                        "cannot apply a replicated change now");
+                    if outcomes.is_empty() {
+                        return Err(Status::unavailable(format!(
+                            "cannot apply changes now: {e}"
+                        )));
+                    }
+                    break;
+                }
+            }
+        }
+        // Best effort: an entry the old primary sends later is answered PROMOTED anyway.
+        let promoted = match self.secrets.take_promotions(&from).await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::warn!(primary = %from, error = %e, "cannot read pending promotion notices");
+                Vec::new()
+            }
+        };
+        Ok(Response::new(pb::ApplyResponse { outcomes, promoted }))
+    }
+}
+
+/// Server TLS for the replication listener: this site's certificate, peers' required.
+pub fn server_tls(config: &ReplicationConfig) -> Result<ServerTlsConfig, String> {
+    crate::access::tls::use_ring();
+    let (cert, key, ca) = read_pems(config)?;
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(ca)))
+}
+
+/// Client TLS towards peers: this site's certificate, and only the sites' CA trusted.
+pub fn client_tls(config: &ReplicationConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
+    crate::access::tls::use_ring();
+    let (cert, key, ca) = read_pems(config)?;
+    Ok(tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key)))
+}
+
+fn read_pems(config: &ReplicationConfig) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+    let read = |path: &std::path::Path, what: &str, marker: &str| {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("replication.{what} {}: {e}", path.display()))?;
+        // tonic reports a bad PEM only at the first handshake; say it at start instead.
+        if !String::from_utf8_lossy(&pem).contains(marker) {
+            return Err(format!("replication.{what}: no PEM {marker} found"));
+        }
+        Ok(pem)
+    };
+    Ok((
+        read(&config.cert_file, "cert_file", "CERTIFICATE")?,
+        read(&config.key_file, "key_file", "PRIVATE KEY")?,
+        read(&config.ca_file, "ca_file", "CERTIFICATE")?,
+    ))
+}

@@ -1,0 +1,130 @@
+//! Entries between the domain's form and the protobuf one. Values cross here in the clear,
+//! so the conversions move buffers rather than copy them where they can.
+
+use crate::api::pb;
+use crate::crypto::SecretBytes;
+use crate::service::secrets::{Applied, Incoming, ReplicaState, ReplicaVersion, Value};
+use crate::store::Tag;
+
+pub fn entry_out(
+    seq: u64,
+    changed_at_ms: i64,
+    name: &str,
+    incoming: Incoming,
+) -> pb::ReplicationEntry {
+    use pb::replication_entry::Change;
+    let change = match incoming {
+        Incoming::Remove => Change::Remove(true),
+        Incoming::Upsert(state) => Change::Upsert(pb::ReplicaState {
+            primary_arn: state.primary_arn,
+            description: state.description,
+            kms_key_id: state.kms_key_id,
+            created_date: state.created_at,
+            deleted_date: state.deletion_date,
+            tags: state
+                .tags
+                .into_iter()
+                .map(|t| pb::SecretTag {
+                    key: t.key,
+                    value: t.value,
+                })
+                .collect(),
+            versions: state.versions.into_iter().map(version_out).collect(),
+            resource_policy: state.resource_policy,
+            force_overwrite: state.force_overwrite,
+        }),
+    };
+    pb::ReplicationEntry {
+        seq,
+        changed_at: changed_at_ms / 1000,
+        name: name.to_owned(),
+        change: Some(change),
+    }
+}
+
+fn version_out(v: ReplicaVersion) -> pb::ReplicaVersion {
+    let (secret_string, secret_binary) = match v.value {
+        // The protobuf copy is not zeroized: a limit of the protobuf stack, as for replies.
+        Some(Value::String(bytes)) => (
+            Some(String::from_utf8_lossy(bytes.expose()).into_owned()),
+            None,
+        ),
+        Some(Value::Binary(bytes)) => (None, Some(bytes.into_vec())),
+        None => (None, None),
+    };
+    pb::ReplicaVersion {
+        version_id: v.version_id,
+        created_date: v.created_at,
+        stages: v.stages,
+        has_value: v.has_value,
+        secret_binary,
+        secret_string,
+    }
+}
+
+/// The domain form of an entry's change; Err names what is malformed.
+pub fn incoming(change: Option<pb::replication_entry::Change>) -> Result<Incoming, String> {
+    use pb::replication_entry::Change;
+    match change {
+        None => Err("the entry carries no change".into()),
+        Some(Change::Remove(_)) => Ok(Incoming::Remove),
+        Some(Change::Upsert(state)) => {
+            let versions = state
+                .versions
+                .into_iter()
+                .map(version_in)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Incoming::Upsert(ReplicaState {
+                primary_arn: state.primary_arn,
+                description: state.description,
+                kms_key_id: state.kms_key_id,
+                created_at: state.created_date,
+                deletion_date: state.deleted_date,
+                tags: state
+                    .tags
+                    .into_iter()
+                    .map(|t| Tag {
+                        key: t.key,
+                        value: t.value,
+                    })
+                    .collect(),
+                versions,
+                resource_policy: state.resource_policy,
+                force_overwrite: state.force_overwrite,
+            }))
+        }
+    }
+}
+
+fn version_in(v: pb::ReplicaVersion) -> Result<ReplicaVersion, String> {
+    let value = match (v.secret_string, v.secret_binary) {
+        (Some(_), Some(_)) => {
+            return Err(format!("version {} carries two values", v.version_id));
+        }
+        (Some(s), None) => Some(Value::String(SecretBytes::new(s.into_bytes()))),
+        (None, Some(b)) => Some(Value::Binary(SecretBytes::new(b))),
+        (None, None) => None,
+    };
+    Ok(ReplicaVersion {
+        version_id: v.version_id,
+        created_at: v.created_date,
+        stages: v.stages,
+        has_value: v.has_value,
+        value,
+    })
+}
+
+pub fn outcome_out(seq: u64, applied: Applied) -> pb::EntryOutcome {
+    use pb::entry_outcome::Kind;
+    let (kind, message) = match applied {
+        Applied::Applied => (Kind::Applied, String::new()),
+        Applied::Duplicate => (Kind::Duplicate, String::new()),
+        Applied::Refused(message) => (Kind::Refused, message),
+        Applied::Promoted => (Kind::Promoted, String::new()),
+    };
+    pb::EntryOutcome {
+        seq,
+        kind: kind as i32,
+        message,
+    }
+}
