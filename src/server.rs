@@ -350,6 +350,7 @@ impl Keyward {
                 start_seconds: self.start.as_secs_f64(),
                 requests: Arc::clone(&requests),
                 gate: Arc::clone(&self.gate),
+                outbox: self.outbox.clone(),
             };
             tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
         });

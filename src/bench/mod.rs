@@ -72,6 +72,8 @@ pub struct Options {
     pub value_size: usize,
     /// The server's metrics endpoint, to report root-of-trust calls per request.
     pub metrics: Option<String>,
+    /// Sites the secrets this run creates are replicated to.
+    pub replica_regions: Vec<String>,
 }
 
 /// The counters the report derives server-side figures from.
@@ -108,6 +110,7 @@ struct Target {
     value: String,
     /// Distinguishes this run's secrets from earlier runs' on the same server.
     run: String,
+    replicas: Vec<pb::ReplicaRegionType>,
 }
 
 #[derive(Clone)]
@@ -187,6 +190,14 @@ async fn prepare(clients: &mut Clients, options: &Options) -> Result<Target, Str
         hot_secret,
         value,
         run,
+        replicas: options
+            .replica_regions
+            .iter()
+            .map(|region| pb::ReplicaRegionType {
+                region: region.clone(),
+                kms_key_id: String::new(),
+            })
+            .collect(),
     })
 }
 
@@ -254,6 +265,7 @@ async fn request(
                         name,
                         client_request_token: token,
                         secret_string: Some(target.value.clone()),
+                        add_replica_regions: target.replicas.clone(),
                         ..Default::default()
                     })
                     .await
@@ -276,6 +288,7 @@ async fn request(
             .create_secret(pb::CreateSecretRequest {
                 name: format!("bench/{}/c/{worker}/{n}", target.run),
                 secret_string: Some(target.value.clone()),
+                add_replica_regions: target.replicas.clone(),
                 ..Default::default()
             })
             .await

@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// store's size, the server's RSS and start-up time. --op is ignored.
     #[arg(long)]
     pub scale: Option<usize>,
+    /// Replicate the secrets the run creates (put-secret-value, create-secret) to this site
+    /// (repeatable): the metrics' keyward_replication_lag_* then show replication under load.
+    #[arg(long = "replica-region")]
+    pub replica_regions: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -115,6 +119,7 @@ pub fn main(args: BenchArgs, config: Option<crate::config::Config>) -> ExitCode 
             warmup: args.warmup,
             value_size: args.value_size,
             metrics: args.metrics.clone(),
+            replica_regions: args.replica_regions.clone(),
         };
         let mut report = bench::run(&args.connect, options).await?;
         // Reads whose data key is mostly not cached are bound by the unseal, not the transport.

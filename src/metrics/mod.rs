@@ -23,6 +23,8 @@ pub struct Source {
     pub start_seconds: f64,
     pub requests: Arc<requests::Requests>,
     pub gate: Arc<crate::access::Gate>,
+    /// The replication log, when this site has peers.
+    pub outbox: Option<Arc<crate::replication::Outbox>>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -122,6 +124,7 @@ impl Source {
         );
         self.render_requests(&mut out);
         self.render_access(&mut out);
+        self.render_replication(&mut out);
         metric(
             &mut out,
             "process_resident_memory_bytes",
@@ -134,6 +137,38 @@ impl Source {
 }
 
 impl Source {
+    /// Per peer: how far behind it is and whether the last call reached it.
+    fn render_replication(&self, out: &mut String) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        type Read = fn(&crate::replication::Outbox, &str) -> f64;
+        let families: [(&str, &str, Read); 3] = [
+            (
+                "keyward_replication_lag_entries",
+                "Logged changes the peer site has not acknowledged.",
+                |outbox, peer| outbox.lag(peer).entries as f64,
+            ),
+            (
+                "keyward_replication_lag_seconds",
+                "Age of the oldest change the peer site has not acknowledged.",
+                |outbox, peer| outbox.lag(peer).seconds,
+            ),
+            (
+                "keyward_replication_peer_up",
+                "1 if the last call to the peer site succeeded.",
+                |outbox, peer| f64::from(u8::from(outbox.reachable(peer))),
+            ),
+        ];
+        for (name, help, read) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for peer in outbox.peers() {
+                // Region names are letters, digits and '-': nothing to escape.
+                let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", read(outbox, peer));
+            }
+        }
+    }
+
     fn render_access(&self, out: &mut String) {
         let gate = self.gate.counters();
         metric(

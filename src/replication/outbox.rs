@@ -389,3 +389,75 @@ impl Appending<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> Entry {
+        Entry {
+            name: name.into(),
+            changed_at_ms: 1,
+            change: Change::Remove,
+        }
+    }
+
+    async fn append(outbox: &Outbox, region: &str, names: &[&str]) {
+        let mut appending = outbox.begin().await;
+        let mut ops = Vec::new();
+        for name in names {
+            appending.push(&mut ops, region, &entry(name));
+        }
+        outbox.store.commit(ops).await.unwrap();
+        appending.committed();
+    }
+
+    #[tokio::test]
+    async fn positions_are_contiguous_and_survive_trimming_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let peers = || vec!["b".to_owned(), "c".to_owned()];
+        let outbox = Outbox::open(store.clone(), peers()).await.unwrap();
+        append(&outbox, "b", &["x", "y"]).await;
+        append(&outbox, "c", &["x"]).await;
+        // A commit that failed numbers nothing: the next one continues without a gap.
+        drop(outbox.begin().await);
+        append(&outbox, "b", &["x"]).await;
+        let seqs = |o: &Outbox, r| -> Vec<u64> {
+            o.oldest(r, 10).unwrap().iter().map(|(s, _)| *s).collect()
+        };
+        assert_eq!(seqs(&outbox, "b"), [1, 2, 3]);
+        assert_eq!(seqs(&outbox, "c"), [1]);
+        assert_eq!(outbox.lag("b").entries, 3);
+        assert_eq!(outbox.status("b", "x"), ReplicaStatus::InProgress);
+
+        let handled = [
+            (1, "x".to_owned(), Outcome::Applied),
+            (2, "y".to_owned(), Outcome::Refused("taken".into())),
+        ];
+        outbox.acknowledge("b", &handled).await.unwrap();
+        assert_eq!(outbox.lag("b").entries, 1);
+        assert_eq!(
+            outbox.status("b", "y"),
+            ReplicaStatus::Failed("taken".into())
+        );
+        assert_eq!(outbox.status("b", "x"), ReplicaStatus::InProgress);
+        outbox
+            .acknowledge("b", &[(3, "x".to_owned(), Outcome::Applied)])
+            .await
+            .unwrap();
+        assert_eq!(outbox.status("b", "x"), ReplicaStatus::InSync);
+
+        // Reopened with the log for b empty: numbering goes on from 3, the failure is kept.
+        let reopened = Outbox::open(store, peers()).await.unwrap();
+        assert_eq!(reopened.log_id(), outbox.log_id());
+        assert_eq!(reopened.lag("b").entries, 0);
+        assert_eq!(reopened.lag("c").entries, 1);
+        assert_eq!(
+            reopened.status("b", "y"),
+            ReplicaStatus::Failed("taken".into())
+        );
+        append(&reopened, "b", &["z"]).await;
+        assert_eq!(seqs(&reopened, "b"), [4]);
+    }
+}
