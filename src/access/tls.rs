@@ -14,28 +14,23 @@ pub fn use_ring() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Reads a PEM file named by the setting `setting`, checking it holds a `marker` block: tonic
+/// reports a bad PEM only at the first handshake, so say it at start instead.
+pub fn read_pem(path: &std::path::Path, setting: &str, marker: &str) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+    if !String::from_utf8_lossy(&pem).contains(marker) {
+        return Err(format!("{setting}: no PEM {marker} found"));
+    }
+    Ok(pem)
+}
+
 pub fn server_config(tls: &TlsConfig) -> Result<ServerTlsConfig, String> {
     use_ring();
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).map_err(|e| format!("tls.{what} {}: {e}", path.display()))
-    };
-    let cert = read(&tls.cert_file, "cert_file")?;
-    let key = read(&tls.key_file, "key_file")?;
-    for (pem, what, marker) in [
-        (&cert, "cert_file", "CERTIFICATE"),
-        (&key, "key_file", "PRIVATE KEY"),
-    ] {
-        // tonic reports a bad PEM only at the first handshake; say it at start instead.
-        if !String::from_utf8_lossy(pem).contains(marker) {
-            return Err(format!("tls.{what}: no PEM {marker} found"));
-        }
-    }
+    let cert = read_pem(&tls.cert_file, "tls.cert_file", "CERTIFICATE")?;
+    let key = read_pem(&tls.key_file, "tls.key_file", "PRIVATE KEY")?;
     let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if let Some(ca) = &tls.client_ca_file {
-        let ca = read(ca, "client_ca_file")?;
-        if !String::from_utf8_lossy(&ca).contains("CERTIFICATE") {
-            return Err("tls.client_ca_file: no PEM CERTIFICATE found".into());
-        }
+        let ca = read_pem(ca, "tls.client_ca_file", "CERTIFICATE")?;
         config = config
             .client_ca_root(Certificate::from_pem(ca))
             .client_auth_optional(tls.client_certificate_optional);

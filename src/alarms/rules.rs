@@ -807,6 +807,44 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_peer_fires_once_per_outage_after_its_window() {
+        let alarms = alarms(json!([{ "name": "peer-down",
+            "kind": "replication_peer_unreachable", "window_secs": 30 }]));
+        let down = |secs| alarms.peer_unreachable("site-b", Duration::from_secs(secs), "refused");
+        assert!(down(0).is_empty());
+        assert!(down(29).is_empty());
+        let firings = down(30);
+        assert_eq!(firings.len(), 1);
+        assert_eq!(firings[0].kind, "replication_peer_unreachable");
+        assert_eq!(firings[0].resource.as_deref(), Some("site-b"));
+        assert!(down(45).is_empty(), "one firing per outage");
+        // Another peer is another outage.
+        assert_eq!(
+            alarms
+                .peer_unreachable("site-c", Duration::from_secs(31), "x")
+                .len(),
+            1
+        );
+        alarms.peer_reachable("site-b");
+        assert!(down(1).is_empty());
+        assert_eq!(down(31).len(), 1, "re-armed once the peer answered");
+        assert_eq!(alarms.counters(), vec![("peer-down".to_owned(), 3)]);
+        // Requests never fire it.
+        assert_eq!(fired(&alarms, denied(0, "alice")), 0);
+    }
+
+    #[test]
+    fn a_peer_alarm_needs_a_window_and_no_threshold() {
+        let compile = |rule| config(json!({ "rule": [rule] })).validate();
+        assert!(compile(json!({"name": "p", "kind": "replication_peer_unreachable"})).is_err());
+        assert!(
+            compile(json!({"name": "p", "kind": "replication_peer_unreachable",
+                "window_secs": 5, "threshold": 1}))
+            .is_err()
+        );
+    }
+
+    #[test]
     fn a_sustained_rate_above_the_threshold_fires_once() {
         let alarms = alarms(denied_rule(5, 10));
         let total: usize = (0..300)

@@ -132,10 +132,12 @@ impl Outbox {
         };
         let mut loaded = BTreeMap::new();
         for region in peers {
-            let mut state = PeerState::default();
-            state.last_seq = match store.get(&seq_key(&region))? {
-                Some(found) => parse_seq(&found.value).unwrap_or(0),
-                None => 0,
+            let mut state = PeerState {
+                last_seq: match store.get(&seq_key(&region))? {
+                    Some(found) => parse_seq(&found.value).unwrap_or(0),
+                    None => 0,
+                },
+                ..Default::default()
             };
             let entries = store.scan_all(&log_prefix(&region))?;
             state.acked = match entries.first() {

@@ -101,37 +101,36 @@ impl SiteReplicationService for SiteApi {
     }
 }
 
+/// This site's certificate and key, and the sites' CA.
+struct Pems {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    ca: Vec<u8>,
+}
+
+fn read_pems(config: &ReplicationConfig) -> Result<Pems, String> {
+    use crate::access::tls::read_pem;
+    Ok(Pems {
+        cert: read_pem(&config.cert_file, "replication.cert_file", "CERTIFICATE")?,
+        key: read_pem(&config.key_file, "replication.key_file", "PRIVATE KEY")?,
+        ca: read_pem(&config.ca_file, "replication.ca_file", "CERTIFICATE")?,
+    })
+}
+
 /// Server TLS for the replication listener: this site's certificate, peers' required.
 pub fn server_tls(config: &ReplicationConfig) -> Result<ServerTlsConfig, String> {
     crate::access::tls::use_ring();
-    let (cert, key, ca) = read_pems(config)?;
+    let pems = read_pems(config)?;
     Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(ca)))
+        .identity(Identity::from_pem(pems.cert, pems.key))
+        .client_ca_root(Certificate::from_pem(pems.ca)))
 }
 
 /// Client TLS towards peers: this site's certificate, and only the sites' CA trusted.
 pub fn client_tls(config: &ReplicationConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
     crate::access::tls::use_ring();
-    let (cert, key, ca) = read_pems(config)?;
+    let pems = read_pems(config)?;
     Ok(tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key)))
-}
-
-fn read_pems(config: &ReplicationConfig) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
-    let read = |path: &std::path::Path, what: &str, marker: &str| {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("replication.{what} {}: {e}", path.display()))?;
-        // tonic reports a bad PEM only at the first handshake; say it at start instead.
-        if !String::from_utf8_lossy(&pem).contains(marker) {
-            return Err(format!("replication.{what}: no PEM {marker} found"));
-        }
-        Ok(pem)
-    };
-    Ok((
-        read(&config.cert_file, "cert_file", "CERTIFICATE")?,
-        read(&config.key_file, "key_file", "PRIVATE KEY")?,
-        read(&config.ca_file, "ca_file", "CERTIFICATE")?,
-    ))
+        .ca_certificate(Certificate::from_pem(pems.ca))
+        .identity(Identity::from_pem(pems.cert, pems.key)))
 }

@@ -351,6 +351,7 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
 pub mod pki;
 pub mod postgres;
 pub mod rotation;
+pub mod sites;
 pub mod swtpm;
 
 pub mod secrets {

@@ -1,5 +1,6 @@
-//! Certificates made in the test: a CA, a server certificate for 127.0.0.1, and client
-//! certificates (valid, from another CA, expired), written as PEM files.
+//! Certificates made in the test: a CA, a server certificate for 127.0.0.1, client
+//! certificates (valid, from another CA, expired) and replication sites' certificates, written
+//! as PEM files.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -57,6 +58,27 @@ impl Ca {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         self.issue(dir, &format!("{name}-expired"), params)
+    }
+
+    /// A replication site's certificate, presented both as server and as client. The URI SAN
+    /// `spiffe://keyward/<name>` comes first because the first URI SAN names the principal;
+    /// localhost and 127.0.0.1 let peers verify it as a server. The CN (`name`) differs from
+    /// the identity on purpose, so a site that read the CN would not recognise its peer.
+    pub fn site(&self, dir: &Path, name: &str) -> Pair {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.subject_alt_names = vec![
+            SanType::URI(
+                rcgen::string::Ia5String::try_from(format!("spiffe://keyward/{name}")).unwrap(),
+            ),
+            SanType::DnsName("localhost".try_into().unwrap()),
+            SanType::IpAddress("127.0.0.1".parse().unwrap()),
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue(dir, name, params)
     }
 
     fn issue(&self, dir: &Path, file: &str, params: CertificateParams) -> Pair {

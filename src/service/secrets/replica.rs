@@ -492,15 +492,16 @@ impl SecretsService {
         }];
         let local = self.load_by_name(name)?;
         let outcome = match incoming {
-            Incoming::Remove => {
-                if let Some((record, version)) = &local
-                    && record.primary_region.as_deref() == Some(from)
-                {
+            Incoming::Remove => match &local {
+                Some((record, version)) if record.primary_region.as_deref() == Some(from) => {
                     ops.extend(self.erase_ops(record, *version)?);
                     tracing::info!(secret = %name, primary = %from, "replica removed by its primary");
+                    Applied::Applied
                 }
-                Applied::Applied
-            }
+                Some((record, _)) => promoted_or_refused(from, record),
+                // Nothing of the caller's here (never created, or removed before).
+                None => Applied::Applied,
+            },
             Incoming::Upsert(state) => match refusal(from, local.as_ref(), &state) {
                 Some(outcome) => outcome,
                 None => match self.replica_ops(from, name, local, state).await {
@@ -641,13 +642,10 @@ fn refusal(
     }
     // Checked before overwriting: entries logged before the old primary heard of the
     // promotion must not undo it.
-    if record.primary_region.is_none() && record.former_primary.as_deref() == Some(from) {
-        return Some(Applied::Promoted);
-    }
-    if let Some(other) = &record.primary_region {
-        return Some(Applied::Refused(format!(
-            "a replica of the secret with this name from region {other} exists in this region"
-        )));
+    let promoted =
+        record.primary_region.is_none() && record.former_primary.as_deref() == Some(from);
+    if promoted || record.primary_region.is_some() {
+        return Some(promoted_or_refused(from, record));
     }
     if !state.force_overwrite {
         return Some(Applied::Refused(
@@ -661,6 +659,18 @@ fn refusal(
         ));
     }
     None
+}
+
+/// The answer to `from` about a local secret that is not its replica: promoted from it, or
+/// another site's replica.
+fn promoted_or_refused(from: &str, record: &SecretRecord) -> Applied {
+    match &record.primary_region {
+        None if record.former_primary.as_deref() == Some(from) => Applied::Promoted,
+        Some(other) => Applied::Refused(format!(
+            "a replica of the secret with this name from region {other} exists in this region"
+        )),
+        None => Applied::Refused("a secret with this name already exists in this region".into()),
+    }
 }
 
 /// `arn:keyward:secretsmanager:<region>:...` with this site's region.
