@@ -899,3 +899,85 @@ async fn forged_sites_cannot_inject_versions() {
     );
     assert_eq!(value(&mut b, NAME, CUR).await, "genuine 2");
 }
+
+/// An entry of the genuine primary's log for "dup" holding `versions` (id, labels, value).
+fn entry(seq: u64, primary_arn: &str, versions: &[(&str, &[&str], &str)]) -> pb::ReplicationEntry {
+    pb::ReplicationEntry {
+        seq,
+        changed_at: 0,
+        name: "dup".into(),
+        change: Some(Change::Upsert(pb::ReplicaState {
+            primary_arn: primary_arn.into(),
+            versions: versions
+                .iter()
+                .map(|(id, stages, value)| pb::ReplicaVersion {
+                    version_id: token(id),
+                    stages: stages.iter().map(|s| s.to_string()).collect(),
+                    has_value: true,
+                    secret_string: Some(value.to_string()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_entries_are_applied_once_and_never_roll_a_replica_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Site-a's certificate speaks for site-a; its server need not run.
+    let mut sites = Sites::new(dir.path(), &[A, B]);
+    sites.start(B);
+    let a_pair = &sites.site(A).pair;
+    let arn = "arn:keyward:secretsmanager:site-a:000000000000:secret:dup-AbCdEf";
+    let log_id = uuid::Uuid::new_v4().to_string();
+    let sites = &sites;
+    let log_id = log_id.as_str();
+    let apply = |entries: Vec<pb::ReplicationEntry>| async move {
+        let request = pb::ApplyRequest {
+            entries,
+            log_id: log_id.to_owned(),
+        };
+        let response = sites.apply_as(B, a_pair, request).await.expect("apply");
+        response
+            .outcomes
+            .iter()
+            .map(|o| (o.seq, o.kind()))
+            .collect::<Vec<_>>()
+    };
+    let first = entry(1, arn, &[("d1", &[CUR], "one")]);
+    let second = entry(2, arn, &[("d1", &[PREV], "one"), ("d2", &[CUR], "two")]);
+    let third = entry(
+        3,
+        arn,
+        &[("d1", &[PREV], "one"), ("d2", &[CUR, "blue"], "two")],
+    );
+    assert_eq!(apply(vec![first.clone()]).await, [(1, Kind::Applied)]);
+    assert_eq!(apply(vec![second.clone()]).await, [(2, Kind::Applied)]);
+    let mut b = sites.sm(B).await;
+    let after_second = expect(&[(&token("d1"), &[PREV]), (&token("d2"), &[CUR])]);
+    assert_eq!(stages(&mut b, "dup").await, after_second);
+
+    // The first entry again (a lost acknowledgement): it would move AWSCURRENT back.
+    assert_eq!(apply(vec![first]).await, [(1, Kind::Duplicate)]);
+    assert_eq!(stages(&mut b, "dup").await, after_second);
+    assert_eq!(value(&mut b, "dup", CUR).await, "two");
+
+    // A batch that overlaps what was applied: the old part is skipped, the new part applied.
+    assert_eq!(
+        apply(vec![second, third]).await,
+        [(2, Kind::Duplicate), (3, Kind::Applied)]
+    );
+    assert_eq!(
+        stages(&mut b, "dup").await,
+        expect(&[(&token("d1"), &[PREV]), (&token("d2"), &[CUR, "blue"])])
+    );
+    let listed = versions(&mut b, "dup").await;
+    assert_eq!(
+        ids(&listed),
+        [token("d2"), token("d1")],
+        "no duplicate versions"
+    );
+    assert_eq!(describe(&mut b, "dup").await.primary_region, A);
+}
