@@ -292,8 +292,12 @@ impl Keyward {
         let server = tonic::transport::Server::builder()
             .tls_config(site::server_tls(config).map_err(StartError::Access)?)?
             .add_service(
-                SiteReplicationServiceServer::new(SiteApi::new(Arc::clone(&self.secrets), config))
-                    .max_decoding_message_size(site::MAX_MESSAGE_BYTES),
+                SiteReplicationServiceServer::new(SiteApi::new(
+                    Arc::clone(&self.secrets),
+                    Arc::clone(&self.gate),
+                    config,
+                ))
+                .max_decoding_message_size(site::MAX_MESSAGE_BYTES),
             )
             .serve_with_incoming(incoming(listener));
         let mut tasks = vec![tokio::spawn(async move {

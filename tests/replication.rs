@@ -898,6 +898,26 @@ async fn forged_sites_cannot_inject_versions() {
         expect(&[(&token("g1"), &[PREV]), (&token("g2"), &[CUR])])
     );
     assert_eq!(value(&mut b, NAME, CUR).await, "genuine 2");
+
+    // Site-b's audit log names every attempt that reached it, refused or applied, by the
+    // certificate that made it (another CA's never got past the handshake).
+    let log = std::fs::read_to_string(sites.site(B).data_dir.join("audit/audit.log")).unwrap();
+    let site_records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|r: &serde_json::Value| r["action"] == "keyward:ApplyReplicatedChange")
+        .collect();
+    let count = |site: &str, outcome: &str| {
+        let principal = format!("keyward:principal/spiffe://keyward/{site}");
+        site_records
+            .iter()
+            .filter(|r| r["principal"] == principal.as_str() && r["outcome"] == outcome)
+            .count()
+    };
+    assert_eq!(count(C, "denied"), 3, "{site_records:#?}");
+    assert_eq!(count("site-x", "denied"), 1, "{site_records:#?}");
+    assert_eq!(count(A, "denied"), 0, "{site_records:#?}");
+    assert!(count(A, "success") >= 2, "{site_records:#?}");
 }
 
 /// An entry of the genuine primary's log for "dup" holding `versions` (id, labels, value).

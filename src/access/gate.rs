@@ -375,6 +375,18 @@ impl Gate {
         self.record(event, Instant::now(), false).await
     }
 
+    /// Audits what a peer site asked of this one (replication), which does not pass the
+    /// client policies: the site service authenticates peers by certificate itself.
+    pub async fn record_site(&self, event: AuditEvent, started: Instant) -> Result<(), GateError> {
+        let event = AuditEvent {
+            time_ms: now_ms(),
+            request_id: self.request_ids.next(),
+            api: "site",
+            ..event
+        };
+        self.record(event, started, false).await
+    }
+
     /// Allowed, or the action and resource refused with the reason for the audit record.
     fn decide(
         &self,

@@ -3,11 +3,14 @@
 //! identity its certificate carries, and nothing else is served.
 
 use super::wire;
-use crate::access::identity::certificate_name;
+use crate::access::Gate;
+use crate::access::identity::{self, certificate_name};
 use crate::api::pb::{self, site_replication_service_server::SiteReplicationService};
+use crate::audit::{AuditEvent, Outcome};
 use crate::config::ReplicationConfig;
-use crate::service::secrets::SecretsService;
+use crate::service::secrets::{Applied, SecretsService};
 use std::sync::Arc;
+use std::time::Instant;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -16,36 +19,89 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 pub struct SiteApi {
     secrets: Arc<SecretsService>,
+    gate: Arc<Gate>,
     /// (certificate identity, region) of each configured peer.
     peers: Vec<(String, String)>,
 }
 
+/// Who called: the certificate's name, and the peer region it is configured as.
+struct Peer {
+    principal: String,
+    region: Option<String>,
+    source: String,
+}
+
+const APPLY_CHANGE: &str = "keyward:ApplyReplicatedChange";
+
 impl SiteApi {
-    pub fn new(secrets: Arc<SecretsService>, config: &ReplicationConfig) -> Self {
+    pub fn new(secrets: Arc<SecretsService>, gate: Arc<Gate>, config: &ReplicationConfig) -> Self {
         let peers = config
             .peers
             .iter()
             .map(|p| (p.identity.clone(), p.region.clone()))
             .collect();
-        Self { secrets, peers }
+        Self {
+            secrets,
+            gate,
+            peers,
+        }
     }
 
-    /// The region of the peer the TLS session's certificate names.
-    fn peer_region<T>(&self, request: &Request<T>) -> Result<String, Status> {
+    fn peer<T>(&self, request: &Request<T>) -> Result<Peer, Status> {
         let certificates = request.peer_certs();
         let der = certificates
             .as_deref()
             .and_then(|c| c.first())
             .ok_or_else(|| Status::unauthenticated("a site certificate is required"))?;
         let name = certificate_name(der.as_ref()).map_err(Status::unauthenticated)?;
-        self.peers
+        let region = self
+            .peers
             .iter()
             .find(|(identity, _)| *identity == name)
-            .map(|(_, region)| region.clone())
-            .ok_or_else(|| {
-                tracing::warn!(certificate = %name, "replication call from a site that is not a configured peer");
-                Status::permission_denied(format!("{name} is not a peer site of this one"))
-            })
+            .map(|(_, region)| region.clone());
+        Ok(Peer {
+            principal: identity::principal(&name),
+            region,
+            source: request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// One audit record per entry, and one for a caller that is not a peer.
+    async fn audit(
+        &self,
+        peer: &Peer,
+        resource: &str,
+        outcome: Result<&Applied, &str>,
+        started: Instant,
+    ) -> Result<(), Status> {
+        let (outcome, error, reason) = match outcome {
+            Ok(Applied::Applied | Applied::Duplicate | Applied::Promoted) => {
+                (Outcome::Success, None, None)
+            }
+            Ok(Applied::Refused(why)) => (
+                Outcome::Denied,
+                Some("AccessDeniedException"),
+                Some(why.as_str()),
+            ),
+            Err(why) => (Outcome::Failed, Some("InternalServiceError"), Some(why)),
+        };
+        let event = AuditEvent {
+            principal: peer.principal.clone(),
+            source: peer.source.clone(),
+            action: APPLY_CHANGE.into(),
+            resource: resource.to_owned(),
+            outcome,
+            error: error.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            ..AuditEvent::default()
+        };
+        self.gate
+            .record_site(event, started)
+            .await
+            .map_err(|_| Status::unavailable("the audit log cannot be written; retry"))
     }
 }
 
@@ -55,31 +111,53 @@ impl SiteReplicationService for SiteApi {
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
-        let from = self.peer_region(&request)?;
+        // As for clients: nothing is done while it could not be audited.
+        if !self.gate.audit().healthy() {
+            return Err(Status::unavailable(
+                "the audit log cannot be written; retry",
+            ));
+        }
+        let started = Instant::now();
+        let peer = self.peer(&request)?;
+        let Some(from) = peer.region.clone() else {
+            let why = format!("{} is not a peer site of this one", peer.principal);
+            tracing::warn!(caller = %peer.principal, "replication call from a site that is not a configured peer");
+            let refused = Applied::Refused(why.clone());
+            self.audit(&peer, "*", Ok(&refused), started).await?;
+            return Err(Status::permission_denied(why));
+        };
         let batch = request.into_inner();
         let mut outcomes = Vec::with_capacity(batch.entries.len());
         for entry in batch.entries {
+            let started = Instant::now();
             let seq = entry.seq;
+            let resource = match &entry.change {
+                Some(pb::replication_entry::Change::Upsert(state)) => state.primary_arn.clone(),
+                _ => entry.name.clone(),
+            };
             let applied = match wire::incoming(entry.change) {
                 Ok(incoming) => {
                     self.secrets
                         .apply_replicated(&from, &batch.log_id, seq, &entry.name, incoming)
                         .await
                 }
-                Err(malformed) => Ok(crate::service::secrets::Applied::Refused(malformed)),
+                Err(malformed) => Ok(Applied::Refused(malformed)),
             };
             match applied {
                 Ok(applied) => {
-                    if let crate::service::secrets::Applied::Refused(why) = &applied {
+                    if let Applied::Refused(why) = &applied {
                         tracing::warn!(secret = %entry.name, primary = %from, reason = %why,
                             "refused a replicated change");
                     }
+                    self.audit(&peer, &resource, Ok(&applied), started).await?;
                     outcomes.push(wire::outcome_out(seq, applied));
                 }
                 // Retryable: answer what was done; the primary sends the rest again.
                 Err(e) => {
                     tracing::warn!(secret = %entry.name, primary = %from, error = %e,
                         "cannot apply a replicated change now");
+                    self.audit(&peer, &resource, Err(&e.to_string()), started)
+                        .await?;
                     if outcomes.is_empty() {
                         return Err(Status::unavailable(format!(
                             "cannot apply changes now: {e}"
