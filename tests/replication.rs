@@ -1000,4 +1000,25 @@ async fn repeated_entries_are_applied_once_and_never_roll_a_replica_back() {
         "no duplicate versions"
     );
     assert_eq!(describe(&mut b, "dup").await.primary_region, A);
+
+    // One batch that removes the replica and creates it again: each entry sees the one
+    // before it, and nothing of the removed copy is left.
+    let removed = pb::ReplicationEntry {
+        seq: 4,
+        changed_at: 0,
+        name: "dup".into(),
+        change: Some(Change::Remove(true)),
+    };
+    let recreated = entry(5, arn, &[("d3", &[CUR], "three")]);
+    assert_eq!(
+        apply(vec![removed, recreated]).await,
+        [(4, Kind::Applied), (5, Kind::Applied)]
+    );
+    assert_eq!(
+        stages(&mut b, "dup").await,
+        expect(&[(&token("d3"), &[CUR])])
+    );
+    assert_eq!(value(&mut b, "dup", CUR).await, "three");
+    let err = get(&mut b, "dup", &token("d2"), "").await.unwrap_err();
+    assert_error(&err, Code::NotFound, "ResourceNotFoundException");
 }

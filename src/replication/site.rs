@@ -8,7 +8,8 @@ use crate::access::identity::{self, certificate_name};
 use crate::api::pb::{self, site_replication_service_server::SiteReplicationService};
 use crate::audit::{AuditEvent, Outcome};
 use crate::config::ReplicationConfig;
-use crate::service::secrets::{Applied, SecretsService};
+use crate::service::secrets::{Applied, Delivered, SecretsService};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -127,44 +128,43 @@ impl SiteReplicationService for SiteApi {
             return Err(Status::permission_denied(why));
         };
         let batch = request.into_inner();
-        let mut outcomes = Vec::with_capacity(batch.entries.len());
-        for entry in batch.entries {
-            let started = Instant::now();
-            let seq = entry.seq;
-            let resource = match &entry.change {
-                Some(pb::replication_entry::Change::Upsert(state)) => state.primary_arn.clone(),
-                _ => entry.name.clone(),
-            };
-            let applied = match wire::incoming(entry.change) {
-                Ok(incoming) => {
-                    self.secrets
-                        .apply_replicated(&from, &batch.log_id, seq, &entry.name, incoming)
-                        .await
+        let mut resources = HashMap::new();
+        let delivered: Vec<Delivered> = batch
+            .entries
+            .into_iter()
+            .map(|entry| {
+                if let Some(pb::replication_entry::Change::Upsert(state)) = &entry.change {
+                    resources.insert(entry.seq, state.primary_arn.clone());
                 }
-                Err(malformed) => Ok(Applied::Refused(malformed)),
-            };
-            match applied {
-                Ok(applied) => {
-                    if let Applied::Refused(why) = &applied {
-                        tracing::warn!(secret = %entry.name, primary = %from, reason = %why,
-                            "refused a replicated change");
-                    }
-                    self.audit(&peer, &resource, Ok(&applied), started).await?;
-                    outcomes.push(wire::outcome_out(seq, applied));
+                Delivered {
+                    seq: entry.seq,
+                    name: entry.name,
+                    change: wire::incoming(entry.change),
                 }
-                // Retryable: answer what was done; the primary sends the rest again.
-                Err(e) => {
-                    tracing::warn!(secret = %entry.name, primary = %from, error = %e,
-                        "cannot apply a replicated change now");
-                    self.audit(&peer, &resource, Err(&e.to_string()), started)
-                        .await?;
-                    if outcomes.is_empty() {
-                        return Err(Status::unavailable(format!(
-                            "cannot apply changes now: {e}"
-                        )));
-                    }
-                    break;
-                }
+            })
+            .collect();
+        let (applied, failure) = self
+            .secrets
+            .apply_replicated(&from, &batch.log_id, delivered)
+            .await;
+        let mut outcomes = Vec::with_capacity(applied.len());
+        for (seq, name, applied) in applied {
+            if let Applied::Refused(why) = &applied {
+                tracing::warn!(secret = %name, primary = %from, reason = %why,
+                    "refused a replicated change");
+            }
+            let resource = resources.remove(&seq).unwrap_or(name);
+            self.audit(&peer, &resource, Ok(&applied), started).await?;
+            outcomes.push(wire::outcome_out(seq, applied));
+        }
+        if let Some(e) = failure {
+            // Retryable: answer what was done; the primary sends the rest again.
+            tracing::warn!(primary = %from, error = %e, "cannot apply replicated changes now");
+            self.audit(&peer, "*", Err(&e.to_string()), started).await?;
+            if outcomes.is_empty() {
+                return Err(Status::unavailable(format!(
+                    "cannot apply changes now: {e}"
+                )));
             }
         }
         // Best effort: an entry the old primary sends later is answered PROMOTED anyway.

@@ -2,7 +2,7 @@
 //! purge that removes data and wrapped keys for good once the window ends.
 
 use super::indexes::{self, DELETING_PREFIX};
-use super::{SecretsError, SecretsService, limits, secret_key, value_prefix};
+use super::{SecretsError, SecretsService, limits, secret_key, value_key, value_prefix};
 use crate::service::clock::SECONDS_PER_DAY;
 use crate::store::{self, Expect, Op, SecretRecord};
 
@@ -154,15 +154,23 @@ impl SecretsService {
             expect: Expect::Version(version),
         }];
         ops.extend(indexes::remove_entries_of(record));
-        ops.extend(
+        // The versions the record lists too: a value written earlier in the same commit
+        // (replication applies a batch at once) is not in the store yet.
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = record
+            .versions
+            .iter()
+            .map(|v| value_key(record, &v.version_id))
+            .collect();
+        keys.extend(
             self.store
                 .scan_all(&prefix)?
                 .into_iter()
-                .map(|(key, _)| Op::Delete {
-                    key,
-                    expect: Expect::Any,
-                }),
+                .map(|(key, _)| key),
         );
+        ops.extend(keys.into_iter().map(|key| Op::Delete {
+            key,
+            expect: Expect::Any,
+        }));
         Ok(ops)
     }
 }

@@ -20,7 +20,9 @@ pub use error::SecretsError;
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
 pub use read::{BatchItem, SecretValue};
-pub use replica::{Applied, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion};
+pub use replica::{
+    Applied, Delivered, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion,
+};
 pub use rotation::{Next, RotateRequest, RotationRules};
 pub use values::Value;
 pub use write::{NewSecret, SecretUpdate};
@@ -115,10 +117,14 @@ impl SecretsService {
     }
 
     fn lock(&self, name: &str) -> &tokio::sync::Mutex<()> {
+        &self.locks[self.stripe(name)]
+    }
+
+    fn stripe(&self, name: &str) -> usize {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         name.hash(&mut hasher);
-        &self.locks[(hasher.finish() as usize) % LOCK_STRIPES]
+        (hasher.finish() as usize) % LOCK_STRIPES
     }
 
     fn secret_arn(&self, name: &str) -> Result<String, SecretsError> {

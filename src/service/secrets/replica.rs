@@ -7,6 +7,7 @@ use super::values::Value;
 use super::{SecretsError, SecretsService, indexes, secret_key, value_key, value_prefix};
 use crate::replication::outbox::{Change, Entry, Lag, Outbox, ReplicaStatus};
 use crate::store::{self, Expect, Op, ReplicaRecord, SecretRecord, SecretVersionMeta, Tag};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// `repl/in/<primary region>`: `<log id> <seq>` of the last entry applied from that site.
@@ -58,6 +59,27 @@ pub struct ReplicaVersion {
 pub enum Incoming {
     Upsert(ReplicaState),
     Remove,
+}
+
+/// An entry as a peer delivered it: its change, or why it could not be read.
+pub struct Delivered {
+    pub seq: u64,
+    pub name: String,
+    pub change: Result<Incoming, String>,
+}
+
+/// Entries applied together: their writes, and the secrets as those writes leave them.
+struct Batch<'a> {
+    applied_key: Vec<u8>,
+    applied_version: Expect,
+    /// The last entry applied from this log, before or in this batch.
+    last: Option<u64>,
+    changed: bool,
+    ops: Vec<Op>,
+    /// Secret name → (record, store version) after this batch's writes; None: absent.
+    secrets: HashMap<String, Option<(SecretRecord, u64)>>,
+    /// Stripe locks of the secrets the batch writes, held until it is committed.
+    held: HashMap<usize, tokio::sync::MutexGuard<'a, ()>>,
 }
 
 /// What a replica did with an entry.
@@ -460,21 +482,59 @@ impl SecretsService {
         }))
     }
 
-    /// Applies entry `seq` of `from`'s log (`log_id`) to the secret `name`. Only `from`'s own
-    /// replicas change; an error is retryable (root of trust or store unavailable), a refusal
-    /// is final for this entry.
+    /// Applies consecutive entries of `from`'s log (`log_id`) in order, in one commit: one
+    /// flush per batch, not per entry. Only `from`'s own replicas change. Stops at the first
+    /// retryable error (root of trust or store unavailable) and returns it after the outcomes
+    /// of the entries before it, which are committed; a refusal is final for its entry.
     pub async fn apply_replicated(
         &self,
         from: &str,
         log_id: &str,
-        seq: u64,
-        name: &str,
-        incoming: Incoming,
-    ) -> Result<Applied, SecretsError> {
-        if let Err(e) = super::limits::name(name) {
-            return Ok(Applied::Refused(e.to_string()));
+        entries: Vec<Delivered>,
+    ) -> (Vec<(u64, String, Applied)>, Option<SecretsError>) {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut batch = match self.start_batch(from, log_id).await {
+            Ok(batch) => batch,
+            Err(e) => return (outcomes, Some(e)),
+        };
+        let mut failure = None;
+        for delivered in entries {
+            let (seq, name) = (delivered.seq, delivered.name);
+            if batch.last.is_some_and(|last| seq <= last) {
+                outcomes.push((seq, name, Applied::Duplicate));
+                continue;
+            }
+            match self
+                .apply_one(from, &mut batch, &name, delivered.change)
+                .await
+            {
+                Ok(applied) => {
+                    batch.last = Some(seq);
+                    batch.changed = true;
+                    outcomes.push((seq, name, applied));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
-        let _writer = self.lock(name).lock().await;
+        if batch.changed {
+            let mut ops = std::mem::take(&mut batch.ops);
+            ops.push(Op::Put {
+                key: batch.applied_key.clone(),
+                value: format!("{log_id} {}", batch.last.unwrap_or_default()).into_bytes(),
+                expect: batch.applied_version,
+            });
+            if let Err(e) = self.commit_ops(ops).await {
+                // Nothing was applied: the caller sends it all again.
+                return (Vec::new(), Some(e));
+            }
+        }
+        (outcomes, failure)
+    }
+
+    async fn start_batch(&self, from: &str, log_id: &str) -> Result<Batch<'_>, SecretsError> {
         let applied_key = format!("{APPLIED_PREFIX}{from}").into_bytes();
         let applied = self.store.get(&applied_key)?;
         let last = applied.as_ref().and_then(|found| {
@@ -482,42 +542,70 @@ impl SecretsService {
             let (id, seq) = text.split_once(' ')?;
             (id == log_id).then(|| seq.parse::<u64>().ok())?
         });
-        if last.is_some_and(|last| seq <= last) {
-            return Ok(Applied::Duplicate);
+        Ok(Batch {
+            applied_key,
+            applied_version: applied.map_or(Expect::Absent, |a| Expect::Version(a.version)),
+            last,
+            changed: false,
+            ops: Vec::new(),
+            secrets: HashMap::new(),
+            held: HashMap::new(),
+        })
+    }
+
+    /// One entry: its writes join the batch, and the batch remembers the secret as they
+    /// leave it, for the entries after it.
+    async fn apply_one<'a>(
+        &'a self,
+        from: &str,
+        batch: &mut Batch<'a>,
+        name: &str,
+        change: Result<Incoming, String>,
+    ) -> Result<Applied, SecretsError> {
+        let incoming = match (change, super::limits::name(name)) {
+            (Err(malformed), _) => return Ok(Applied::Refused(malformed)),
+            (_, Err(e)) => return Ok(Applied::Refused(e.to_string())),
+            (Ok(incoming), Ok(())) => incoming,
+        };
+        let stripe = self.stripe(name);
+        if let std::collections::hash_map::Entry::Vacant(slot) = batch.held.entry(stripe) {
+            slot.insert(self.locks[stripe].lock().await);
         }
-        let mut ops = vec![Op::Put {
-            key: applied_key,
-            value: format!("{log_id} {seq}").into_bytes(),
-            expect: applied.map_or(Expect::Absent, |a| Expect::Version(a.version)),
-        }];
-        let local = self.load_by_name(name)?;
-        let outcome = match incoming {
-            Incoming::Remove => match &local {
+        let local = match batch.secrets.get(name) {
+            Some(current) => current.clone(),
+            None => self.load_by_name(name)?,
+        };
+        let (applied, after) = match incoming {
+            Incoming::Remove => match local {
                 Some((record, version)) if record.primary_region.as_deref() == Some(from) => {
-                    ops.extend(self.erase_ops(record, *version)?);
+                    batch.ops.extend(self.erase_ops(&record, version)?);
                     tracing::info!(secret = %name, primary = %from, "replica removed by its primary");
-                    Applied::Applied
+                    (Applied::Applied, None)
                 }
-                Some((record, _)) => promoted_or_refused(from, record),
+                Some(local) => (promoted_or_refused(from, &local.0), Some(local)),
                 // Nothing of the caller's here (never created, or removed before).
-                None => Applied::Applied,
+                None => (Applied::Applied, None),
             },
             Incoming::Upsert(state) => match refusal(from, local.as_ref(), &state) {
-                Some(outcome) => outcome,
-                None => match self.replica_ops(from, name, local, state).await {
-                    Ok(more) => {
-                        ops.extend(more);
-                        Applied::Applied
+                Some(refused) => (refused, local),
+                None => {
+                    let version = local.as_ref().map_or(0, |(_, v)| *v);
+                    match self.replica_ops(from, name, local.clone(), state).await {
+                        Ok((ops, record)) => {
+                            batch.ops.extend(ops);
+                            // The store bumps a record's version by one per write.
+                            (Applied::Applied, Some((record, version + 1)))
+                        }
+                        Err(e @ (SecretsError::Unavailable(_) | SecretsError::Internal(_))) => {
+                            return Err(e);
+                        }
+                        Err(e) => (Applied::Refused(e.to_string()), local),
                     }
-                    Err(e @ (SecretsError::Unavailable(_) | SecretsError::Internal(_))) => {
-                        return Err(e);
-                    }
-                    Err(e) => Applied::Refused(e.to_string()),
-                },
+                }
             },
         };
-        self.commit_ops(ops).await?;
-        Ok(outcome)
+        batch.secrets.insert(name.to_owned(), after);
+        Ok(applied)
     }
 
     /// The writes that make the local copy of `name` match `state`. Values this site already
@@ -528,7 +616,7 @@ impl SecretsService {
         name: &str,
         local: Option<(SecretRecord, u64)>,
         state: ReplicaState,
-    ) -> Result<Vec<Op>, SecretsError> {
+    ) -> Result<(Vec<Op>, SecretRecord), SecretsError> {
         let arn = replica_arn(&state.primary_arn, &self.arns.region).ok_or_else(|| {
             SecretsError::invalid("primary_arn", "not a secret ARN with a region")
         })?;
@@ -626,7 +714,7 @@ impl SecretsService {
             expect,
         });
         ops.extend(indexes::entries_of(&record));
-        Ok(ops)
+        Ok((ops, record))
     }
 }
 
