@@ -309,7 +309,9 @@ impl Keyward {
         for peer in &config.peers {
             let channel = tonic::transport::Endpoint::from_shared(peer.endpoint.clone())
                 .map_err(|e| StartError::Access(format!("peer {}: {e}", peer.region)))?
-                .tls_config(tls.clone())?
+                // The server certificate must carry the peer's identity, whatever host or
+                // address the endpoint names: values go to that site and no other.
+                .tls_config(tls.clone().domain_name(peer.identity.clone()))?
                 .connect_timeout(Duration::from_secs(5))
                 .connect_lazy();
             let sender = Sender {

@@ -908,7 +908,7 @@ async fn forged_sites_cannot_inject_versions() {
         .filter(|r: &serde_json::Value| r["action"] == "keyward:ApplyReplicatedChange")
         .collect();
     let count = |site: &str, outcome: &str| {
-        let principal = format!("keyward:principal/spiffe://keyward/{site}");
+        let principal = format!("keyward:principal/{}", Sites::identity(site));
         site_records
             .iter()
             .filter(|r| r["principal"] == principal.as_str() && r["outcome"] == outcome)
@@ -1020,5 +1020,56 @@ async fn repeated_entries_are_applied_once_and_never_roll_a_replica_back() {
     );
     assert_eq!(value(&mut b, "dup", CUR).await, "three");
     let err = get(&mut b, "dup", &token("d2"), "").await.unwrap_err();
+    assert_error(&err, Code::NotFound, "ResourceNotFoundException");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_sends_only_to_the_site_whose_certificate_it_expects() {
+    const NAME: &str = "misrouted";
+    let dir = tempfile::tempdir().unwrap();
+    // Site-a's endpoint for site-b leads to site-c: a wrong DNS entry, a moved address. Site-c
+    // is a genuine site and would accept site-a's changes, so only the server certificate
+    // (site-c's, not site-b's) can stop site-b's values from going there.
+    let mut sites = Sites::new(dir.path(), &[A, B, C]);
+    sites.misroute(A, B, C);
+    for site in [A, B, C] {
+        sites.start(site);
+    }
+    let mut a = sites.sm(A).await;
+    a.create_secret(pb::CreateSecretRequest {
+        name: NAME.into(),
+        client_request_token: token("m1"),
+        secret_string: Some("for site-b only".into()),
+        add_replica_regions: replicas(&[B, C]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Site-c gets its own copy over the right route...
+    wait_in_sync(&mut a, NAME, &[C]).await;
+    let peer_up = format!("keyward_replication_peer_up{{peer=\"{B}\"}}");
+    wait_for("site-a to refuse site-c as site-b", CONVERGE, || async {
+        sites.metric(A, &peer_up).await == Some(0.0)
+    })
+    .await;
+    let status = describe(&mut a, NAME).await.replication_status;
+    assert_eq!(status_of(&status, B).unwrap().status, "InProgress");
+    assert!(
+        sites
+            .server(A)
+            .log()
+            .contains("replication peer unreachable")
+    );
+    // ...and nothing more: site-a's log for site-b never reached it, and site-b has nothing.
+    let mut c = sites.sm(C).await;
+    assert_eq!(describe(&mut c, NAME).await.primary_region, A);
+    let c_log = std::fs::read_to_string(sites.site(C).data_dir.join("audit/audit.log")).unwrap();
+    let deliveries = c_log
+        .lines()
+        .filter(|l| l.contains("keyward:ApplyReplicatedChange"))
+        .count();
+    assert_eq!(deliveries, 1, "only site-c's own entry: {c_log}");
+    let mut b = sites.sm(B).await;
+    let err = get(&mut b, NAME, "", "").await.unwrap_err();
     assert_error(&err, Code::NotFound, "ResourceNotFoundException");
 }

@@ -110,6 +110,21 @@ pub fn authenticate(tokens: &Tokens, credentials: &Credentials) -> Result<String
     }
 }
 
+/// The DNS names a certificate carries (its DNS subject alternative names), lower case.
+pub fn certificate_dns_names(der: &[u8]) -> Result<Vec<String>, String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unparsable: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(name) = name {
+                names.push(name.to_ascii_lowercase());
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// The name a client certificate gives its holder: URI SAN, else DNS SAN, else subject CN.
 pub fn certificate_name(der: &[u8]) -> Result<String, String> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};

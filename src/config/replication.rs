@@ -1,7 +1,7 @@
 //! The `[replication]` section: this site's listener for its peers, the certificate it uses
-//! both ways, and the peer sites (regions) with the identity each one's certificate must carry.
+//! both ways, and the peer sites (regions) with the DNS name each one's certificate must carry.
 
-use super::{ConfigError, valid_principal_name};
+use super::ConfigError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +33,9 @@ pub struct PeerConfig {
     pub region: String,
     /// `https://host:port` of the peer's replication listener.
     pub endpoint: String,
-    /// The principal name the peer's certificate carries (first URI SAN, else first DNS SAN,
-    /// else subject CN). Only a caller with this name is accepted as that site.
+    /// A DNS name the peer's certificate carries, checked both ways: a caller is that site
+    /// only if its client certificate has it, and this site sends to the endpoint only if the
+    /// server certificate there has it (whatever host the endpoint names).
     pub identity: String,
 }
 
@@ -43,6 +44,20 @@ fn default_retry_initial_ms() -> u64 {
 }
 fn default_retry_max_ms() -> u64 {
     30_000
+}
+
+/// A DNS name as a certificate's subject alternative name holds it: dot-separated labels of
+/// lower-case letters, digits and '-', none empty or starting or ending with '-'.
+fn valid_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 /// Region names: letters, digits and '-', as in ARNs.
@@ -80,9 +95,10 @@ impl ReplicationConfig {
                     peer.region, peer.endpoint
                 ));
             }
-            if !valid_principal_name(&peer.identity) {
+            if !valid_dns_name(&peer.identity) {
                 return invalid(format!(
-                    "peer {}: identity {:?} is not a certificate name",
+                    "peer {}: identity {:?} must be a DNS name its certificate carries, \
+                     such as site-b.keyward.internal",
                     peer.region, peer.identity
                 ));
             }
@@ -92,5 +108,28 @@ impl ReplicationConfig {
 
     pub fn peer(&self, region: &str) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.region == region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_dns_name;
+
+    #[test]
+    fn identities_are_dns_names() {
+        for good in ["site-b", "site-b.keyward.internal", "a1.b2"] {
+            assert!(valid_dns_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "spiffe://keyward/site-b",
+            "Site-B",
+            "-a.b",
+            "a-.b",
+            "a..b",
+            "a.b.",
+        ] {
+            assert!(!valid_dns_name(bad), "{bad}");
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! The site-to-site service: peers deliver their log entries here. Served on its own
 //! listener with mutual TLS required; the caller's site is the peer whose configured
-//! identity its certificate carries, and nothing else is served.
+//! identity (a DNS name) its certificate carries, and nothing else is served.
 
 use super::wire;
 use crate::access::Gate;
-use crate::access::identity::{self, certificate_name};
+use crate::access::identity::{self, certificate_dns_names, certificate_name};
 use crate::api::pb::{self, site_replication_service_server::SiteReplicationService};
 use crate::audit::{AuditEvent, Outcome};
 use crate::config::ReplicationConfig;
@@ -21,7 +21,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub struct SiteApi {
     secrets: Arc<SecretsService>,
     gate: Arc<Gate>,
-    /// (certificate identity, region) of each configured peer.
+    /// (certificate DNS name, region) of each configured peer.
     peers: Vec<(String, String)>,
 }
 
@@ -54,19 +54,29 @@ impl SiteApi {
             .as_deref()
             .and_then(|c| c.first())
             .ok_or_else(|| Status::unauthenticated("a site certificate is required"))?;
-        let name = certificate_name(der.as_ref()).map_err(Status::unauthenticated)?;
-        let region = self
+        let names = certificate_dns_names(der.as_ref()).map_err(Status::unauthenticated)?;
+        let source = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let known = self
             .peers
             .iter()
-            .find(|(identity, _)| *identity == name)
-            .map(|(_, region)| region.clone());
-        Ok(Peer {
-            principal: identity::principal(&name),
-            region,
-            source: request
-                .remote_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+            .find(|(identity, _)| names.contains(identity));
+        Ok(match known {
+            Some((identity, region)) => Peer {
+                principal: identity::principal(identity),
+                region: Some(region.clone()),
+                source,
+            },
+            None => Peer {
+                // For the audit record: what the certificate calls its holder.
+                principal: identity::principal(
+                    &certificate_name(der.as_ref()).unwrap_or_else(|_| "unnamed".into()),
+                ),
+                region: None,
+                source,
+            },
         })
     }
 

@@ -60,20 +60,17 @@ impl Ca {
         self.issue(dir, &format!("{name}-expired"), params)
     }
 
-    /// A replication site's certificate, presented both as server and as client. The URI SAN
-    /// `spiffe://keyward/<name>` comes first because the first URI SAN names the principal;
-    /// localhost and 127.0.0.1 let peers verify it as a server. The CN (`name`) differs from
-    /// the identity on purpose, so a site that read the CN would not recognise its peer.
+    /// A replication site's certificate, presented both as server and as client. Its DNS
+    /// name, `<name>.keyward.test`, is the identity peers configure for it: they check it
+    /// as the server name when connecting, and on the client certificate when called. The CN
+    /// (`name`) differs on purpose, so a site that read the CN would not recognise its peer.
     pub fn site(&self, dir: &Path, name: &str) -> Pair {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut params = CertificateParams::new(vec![format!("{name}.keyward.test")]).unwrap();
+        // Every site listens on 127.0.0.1: an address check alone would take any for any.
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = vec![
-            SanType::URI(
-                rcgen::string::Ia5String::try_from(format!("spiffe://keyward/{name}")).unwrap(),
-            ),
-            SanType::DnsName("localhost".try_into().unwrap()),
-            SanType::IpAddress("127.0.0.1".parse().unwrap()),
-        ];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

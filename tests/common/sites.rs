@@ -24,6 +24,8 @@ pub struct Sites {
     /// The CA that issues site certificates.
     pub ca: Ca,
     sites: Vec<Site>,
+    /// (site, peer, site actually listening): a peer's endpoint configured wrongly.
+    misroutes: Vec<(String, String, String)>,
 }
 
 impl Sites {
@@ -45,6 +47,7 @@ impl Sites {
             dir: dir.to_owned(),
             ca,
             sites,
+            misroutes: Vec::new(),
         }
     }
 
@@ -63,6 +66,17 @@ impl Sites {
         let site = self.site_mut(name);
         assert!(site.server.is_none(), "{name} is already running");
         site.server = Some(Server::with_config(&site.data_dir, &config));
+    }
+
+    /// From `site`'s next start, its endpoint for `peer` leads to `actual`'s listener.
+    pub fn misroute(&mut self, site: &str, peer: &str, actual: &str) {
+        self.misroutes
+            .push((site.to_owned(), peer.to_owned(), actual.to_owned()));
+    }
+
+    /// The DNS name a site's certificate carries, which its peers configure as its identity.
+    pub fn identity(name: &str) -> String {
+        format!("{name}.keyward.test")
     }
 
     /// SIGKILL: a site lost without warning.
@@ -135,7 +149,8 @@ impl Sites {
         let read = |p: &Path| std::fs::read(p).unwrap();
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read(&self.ca.cert)))
-            .identity(Identity::from_pem(read(&client.cert), read(&client.key)));
+            .identity(Identity::from_pem(read(&client.cert), read(&client.key)))
+            .domain_name(Self::identity(to));
         let channel = Channel::from_shared(self.replication_url(to))
             .unwrap()
             .tls_config(tls)
@@ -163,11 +178,16 @@ impl Sites {
             self.ca.cert.display(),
         );
         for peer in self.sites.iter().filter(|s| s.name != name) {
+            let listening = self
+                .misroutes
+                .iter()
+                .find(|(site, to, _)| site == name && *to == peer.name)
+                .map_or(peer.name.as_str(), |(_, _, actual)| actual.as_str());
             config.push_str(&format!(
-                "[[replication.peers]]\nregion = \"{0}\"\nendpoint = \"{1}\"\n\
-                 identity = \"spiffe://keyward/{0}\"\n",
+                "[[replication.peers]]\nregion = \"{}\"\nendpoint = \"{}\"\nidentity = \"{}\"\n",
                 peer.name,
-                self.replication_url(&peer.name),
+                self.replication_url(listening),
+                Self::identity(&peer.name),
             ));
         }
         config
