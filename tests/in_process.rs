@@ -4,6 +4,8 @@
 //! SoftHSM reads SOFTHSM2_CONF once per process, so every test in this binary shares one token
 //! directory (set up once) and has its own store.
 
+mod common;
+
 use keyward::backend::BackendError;
 use keyward::backend::KeyRef;
 use keyward::backend::pkcs11::{KeyAttributes, Pkcs11Options, Pkcs11Root, TokenSelector};
@@ -50,33 +52,9 @@ fn inspector(config: &Config) -> Pkcs11Root {
     .unwrap()
 }
 
-/// sled releases its directory lock when its background threads notice the database was
-/// dropped, a moment after `drop`: retry while the lock is still held.
-async fn wait_for_lock<T, E, F, Fut>(mut open: F) -> T
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        match open().await {
-            Ok(opened) => return opened,
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "store still locked: {e}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("reopen failed: {e}"),
-        }
-    }
-}
-
 /// The service again on the same store and token, as after a restart.
 async fn reopen(config: &Config, clock: &Arc<ManualClock>) -> Keyward {
-    wait_for_lock(|| Keyward::open_with_clock(config.clone(), clock.clone())).await
+    common::wait_for_lock(|| Keyward::open_with_clock(config.clone(), clock.clone())).await
 }
 
 fn new_key(description: &str) -> NewKey {
@@ -235,7 +213,7 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     // Its values and wrapped keys are gone from the store too.
     drop(keyward);
     let store_path = store_dir.path().join("store");
-    let store = wait_for_lock(|| async { keyward::store::Store::open(&store_path) }).await;
+    let store = common::wait_for_lock(|| async { keyward::store::Store::open(&store_path) }).await;
     let prefix = format!("sm/value/{}/", doomed.id);
     assert!(store.scan(prefix.as_bytes(), None, 10).unwrap().is_empty());
 }
@@ -406,7 +384,7 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
 
     // Make it an old store: no index entries, no marker.
     let store_path = store_dir.path().join("store");
-    let store = wait_for_lock(|| async { Store::open(&store_path) }).await;
+    let store = common::wait_for_lock(|| async { Store::open(&store_path) }).await;
     let mut ops = Vec::new();
     for prefix in ["sm/created/", "sm/deleting/", "sm/indexes-v1"] {
         for (key, _) in store.scan_all(prefix.as_bytes()).unwrap() {

@@ -73,46 +73,24 @@ async fn wait_in_sync(
     secret: &str,
     regions: &[&str],
 ) -> Vec<pb::ReplicationStatusType> {
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let status = describe(primary, secret).await.replication_status;
-        let in_sync = |r: &&str| {
-            status
-                .iter()
-                .any(|s| s.region == *r && s.status == "InSync")
-        };
-        if regions.iter().all(in_sync) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{secret} not InSync in {regions:?}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every version, deprecated ones too, in the order ListSecretVersionIds gives them.
-async fn versions(sm: &mut Sm, secret: &str) -> Vec<pb::SecretVersionsListEntry> {
-    let mut all = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let page = sm
-            .list_secret_version_ids(pb::ListSecretVersionIdsRequest {
-                secret_id: secret.into(),
-                include_deprecated: true,
-                next_token: next_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("list versions")
-            .into_inner();
-        all.extend(page.versions);
-        if page.next_token.is_empty() {
-            return all;
-        }
-        next_token = page.next_token;
-    }
+    let in_sync = |status: &[pb::ReplicationStatusType]| {
+        regions
+            .iter()
+            .all(|r| status_of(status, r).is_some_and(|s| s.status == "InSync"))
+    };
+    wait_for(
+        &format!("{secret} InSync in {regions:?}"),
+        CONVERGE,
+        || async {
+            in_sync(
+                &describe(&mut primary.clone(), secret)
+                    .await
+                    .replication_status,
+            )
+        },
+    )
+    .await;
+    describe(primary, secret).await.replication_status
 }
 
 fn ids(versions: &[pb::SecretVersionsListEntry]) -> Vec<String> {
@@ -146,20 +124,6 @@ fn assert_replica_refuses<T: std::fmt::Debug>(what: &str, result: Result<T, Stat
     let err = result.expect_err(what);
     assert_error(&err, Code::FailedPrecondition, "InvalidRequestException");
     assert!(err.message().contains(A), "{what}: {err:?}");
-}
-
-/// sled lets go of its lock a moment after the server that held it exits.
-async fn open_store(dir: &Path) -> Store {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Store::open(dir) {
-            Ok(store) => return store,
-            Err(e) if Instant::now() < deadline && e.to_string().contains("acquire lock") => {
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("{}: {e}", dir.display()),
-        }
-    }
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -322,7 +286,8 @@ async fn replicas_converge_with_identical_values_and_labels_sealed_under_each_si
     let b_dir = sites.site(B).data_dir.clone();
     let mut wrapped = Vec::new();
     {
-        let store = open_store(&b_dir.join("store")).await;
+        let store_dir = b_dir.join("store");
+        let store = common::wait_for_lock(|| async { Store::open(&store_dir) }).await;
         for (key, stored) in store.scan_all(b"sm/value/").unwrap() {
             let record: SecretValueRecord = keyward::store::decode(&key, &stored.value).unwrap();
             let version = String::from_utf8_lossy(&key)

@@ -26,7 +26,7 @@ impl SecretsApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn tags_in(tags: Vec<pb::SecretTag>) -> Vec<Tag> {
+pub(crate) fn tags_in(tags: Vec<pb::SecretTag>) -> Vec<Tag> {
     tags.into_iter()
         .map(|t| Tag {
             key: t.key,
@@ -35,7 +35,7 @@ fn tags_in(tags: Vec<pb::SecretTag>) -> Vec<Tag> {
         .collect()
 }
 
-fn tags_out(tags: &[Tag]) -> Vec<pb::SecretTag> {
+pub(crate) fn tags_out(tags: &[Tag]) -> Vec<pb::SecretTag> {
     tags.iter()
         .map(|t| pb::SecretTag {
             key: t.key.clone(),
@@ -73,7 +73,7 @@ fn stages_map(record: &SecretRecord) -> HashMap<String, pb::VersionStages> {
 
 /// The value's two protobuf fields. The copies belong to prost from here and are not
 /// zeroized: a limit of the protobuf stack.
-fn value_out(value: Value) -> (Option<String>, Option<Vec<u8>>) {
+pub(crate) fn value_out(value: Value) -> (Option<String>, Option<Vec<u8>>) {
     match value {
         Value::String(bytes) => (
             Some(String::from_utf8_lossy(bytes.expose()).into_owned()),

@@ -1,10 +1,9 @@
-//! Entries between the domain's form and the protobuf one. Values cross here in the clear,
-//! so the conversions move buffers rather than copy them where they can.
+//! Entries between the domain's form and the protobuf one, with the client API's conversions
+//! for tags and values (values cross here in the clear; buffers are moved, not copied).
 
 use crate::api::pb;
-use crate::crypto::SecretBytes;
+use crate::api::secrets::{tags_in, tags_out, value_out};
 use crate::service::secrets::{Applied, Incoming, ReplicaState, ReplicaVersion, Value};
-use crate::store::Tag;
 
 pub fn entry_out(
     seq: u64,
@@ -21,14 +20,7 @@ pub fn entry_out(
             kms_key_id: state.kms_key_id,
             created_date: state.created_at,
             deleted_date: state.deletion_date,
-            tags: state
-                .tags
-                .into_iter()
-                .map(|t| pb::SecretTag {
-                    key: t.key,
-                    value: t.value,
-                })
-                .collect(),
+            tags: tags_out(&state.tags),
             versions: state.versions.into_iter().map(version_out).collect(),
             resource_policy: state.resource_policy,
             force_overwrite: state.force_overwrite,
@@ -43,15 +35,7 @@ pub fn entry_out(
 }
 
 fn version_out(v: ReplicaVersion) -> pb::ReplicaVersion {
-    let (secret_string, secret_binary) = match v.value {
-        // The protobuf copy is not zeroized: a limit of the protobuf stack, as for replies.
-        Some(Value::String(bytes)) => (
-            Some(String::from_utf8_lossy(bytes.expose()).into_owned()),
-            None,
-        ),
-        Some(Value::Binary(bytes)) => (None, Some(bytes.into_vec())),
-        None => (None, None),
-    };
+    let (secret_string, secret_binary) = v.value.map(value_out).unwrap_or_default();
     pb::ReplicaVersion {
         version_id: v.version_id,
         created_date: v.created_at,
@@ -80,14 +64,7 @@ pub fn incoming(change: Option<pb::replication_entry::Change>) -> Result<Incomin
                 kms_key_id: state.kms_key_id,
                 created_at: state.created_date,
                 deletion_date: state.deleted_date,
-                tags: state
-                    .tags
-                    .into_iter()
-                    .map(|t| Tag {
-                        key: t.key,
-                        value: t.value,
-                    })
-                    .collect(),
+                tags: tags_in(state.tags),
                 versions,
                 resource_policy: state.resource_policy,
                 force_overwrite: state.force_overwrite,
@@ -97,14 +74,9 @@ pub fn incoming(change: Option<pb::replication_entry::Change>) -> Result<Incomin
 }
 
 fn version_in(v: pb::ReplicaVersion) -> Result<ReplicaVersion, String> {
-    let value = match (v.secret_string, v.secret_binary) {
-        (Some(_), Some(_)) => {
-            return Err(format!("version {} carries two values", v.version_id));
-        }
-        (Some(s), None) => Some(Value::String(SecretBytes::new(s.into_bytes()))),
-        (None, Some(b)) => Some(Value::Binary(SecretBytes::new(b))),
-        (None, None) => None,
-    };
+    // The same checks as a client's value: one of the two fields, 1 to 65,536 bytes.
+    let value = Value::from_fields(v.secret_string, v.secret_binary)
+        .map_err(|e| format!("version {}: {e}", v.version_id))?;
     Ok(ReplicaVersion {
         version_id: v.version_id,
         created_at: v.created_date,

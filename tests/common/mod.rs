@@ -279,6 +279,30 @@ where
     }
 }
 
+/// sled releases its directory lock when its background threads notice the database was
+/// dropped, a moment after `drop`: retry while the lock is still held.
+pub async fn wait_for_lock<T, E, F, Fut>(mut open: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match open().await {
+            Ok(opened) => return opened,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "store still locked: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    }
+}
+
 /// Asserts the gRPC code and the AWS exception name in `x-keyward-error`.
 #[track_caller]
 pub fn assert_error(status: &Status, code: Code, exception: &str) {
@@ -437,12 +461,13 @@ pub mod secrets {
             .expect("a string value")
     }
 
-    /// Every version (deprecated too) with its sorted labels, through every page.
-    pub async fn stages(sm: &mut Sm, secret: &str) -> BTreeMap<String, Vec<String>> {
-        let mut all = BTreeMap::new();
+    /// Every version, deprecated ones too, in the order ListSecretVersionIds gives them
+    /// (newest first), through every page.
+    pub async fn versions(sm: &mut Sm, secret: &str) -> Vec<pb::SecretVersionsListEntry> {
+        let mut all = Vec::new();
         let mut next_token = String::new();
         loop {
-            let listed = sm
+            let page = sm
                 .list_secret_version_ids(pb::ListSecretVersionIdsRequest {
                     secret_id: secret.into(),
                     include_deprecated: true,
@@ -452,16 +477,25 @@ pub mod secrets {
                 .await
                 .expect("list versions")
                 .into_inner();
-            for v in listed.versions {
-                let mut s = v.version_stages;
-                s.sort();
-                all.insert(v.version_id, s);
-            }
-            if listed.next_token.is_empty() {
+            all.extend(page.versions);
+            if page.next_token.is_empty() {
                 return all;
             }
-            next_token = listed.next_token;
+            next_token = page.next_token;
         }
+    }
+
+    /// Every version (deprecated too) with its sorted labels.
+    pub async fn stages(sm: &mut Sm, secret: &str) -> BTreeMap<String, Vec<String>> {
+        versions(sm, secret)
+            .await
+            .into_iter()
+            .map(|v| {
+                let mut s = v.version_stages;
+                s.sort();
+                (v.version_id, s)
+            })
+            .collect()
     }
 
     /// `[(version, [labels])]` as a map, for exact comparisons.
