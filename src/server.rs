@@ -5,6 +5,7 @@
 use crate::access::Gate;
 use crate::alarms::{Alarms, StoreHistory};
 use crate::api::audit::AuditApi;
+use crate::api::detach::{DetachLayer, InFlight};
 use crate::api::kms::KmsApi;
 use crate::api::pb::{
     self, audit_service_server::AuditServiceServer,
@@ -282,7 +283,10 @@ impl Keyward {
     }
 
     /// The site-to-site listener and one sender per peer; none without `[replication]`.
-    fn start_replication(&mut self) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    fn start_replication(
+        &mut self,
+        in_flight: &Arc<InFlight>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
         let (Some(config), Some(outbox)) = (&self.config.replication, &self.outbox) else {
             return Ok(Vec::new());
         };
@@ -291,6 +295,8 @@ impl Keyward {
         })?;
         let server = tonic::transport::Server::builder()
             .tls_config(site::server_tls(config).map_err(StartError::Access)?)?
+            // A peer's batch is applied and audited even if the peer stops waiting.
+            .layer(DetachLayer(Arc::clone(in_flight)))
             .add_service(
                 SiteReplicationServiceServer::new(SiteApi::new(
                     Arc::clone(&self.secrets),
@@ -349,6 +355,9 @@ impl Keyward {
             .unwrap_or_default();
         let scheduler = self.scheduler(endpoint);
         let requests = Arc::new(crate::metrics::requests::Requests::default());
+        // Every request of every front door runs in its own task, counted here, so its work
+        // and audit record finish even when the caller goes (see `api::detach`).
+        let in_flight = Arc::new(InFlight::default());
         let metrics = self.metrics.take().map(|listener| {
             let source = crate::metrics::Source {
                 kms: Arc::clone(&self.kms),
@@ -371,13 +380,14 @@ impl Keyward {
                     Arc::clone(&self.gate),
                     crate::aws::signing::AccessKeys::from_config(&self.config)?,
                     Arc::clone(&requests),
+                    Arc::clone(&in_flight),
                 ));
                 let accepting = tokio::spawn(crate::aws::serve(listener, Arc::clone(&door)));
-                Some((door, accepting))
+                Some(accepting)
             }
             None => None,
         };
-        let replication = self.start_replication()?;
+        let replication = self.start_replication(&in_flight)?;
         let tasks = [
             tokio::spawn(scheduler.run()),
             tokio::spawn(watch_root_of_trust(
@@ -401,6 +411,7 @@ impl Keyward {
         }
         let gate = &self.gate;
         let serve = builder
+            .layer(DetachLayer(Arc::clone(&in_flight)))
             .layer(crate::metrics::requests::CountLayer(requests))
             .add_service(health_service)
             .add_service(reflection)
@@ -431,13 +442,13 @@ impl Keyward {
                 Ok(())
             }
         };
-        if let Some((door, accepting)) = aws {
+        if let Some(accepting) = aws {
             accepting.abort();
-            if !door.drain(SHUTDOWN_GRACE).await {
-                tracing::warn!(
-                    "AWS endpoint requests still running {SHUTDOWN_GRACE:?} after shutdown"
-                );
-            }
+        }
+        // No request's work may outlive its audit record: wait for every detached request
+        // (the callers of some may be gone) before the log closes.
+        if !in_flight.idle_within(SHUTDOWN_GRACE).await {
+            tracing::warn!("requests still running {SHUTDOWN_GRACE:?} after shutdown");
         }
         for task in tasks.into_iter().chain(metrics).chain(replication) {
             task.abort();

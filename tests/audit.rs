@@ -364,3 +364,154 @@ async fn a_log_cut_while_the_server_was_stopped_stops_the_next_start() {
     server.kill();
     Server::try_spawn(&data, &args, &[]).expect("restart after a crash");
 }
+
+/// The record of `action` on `resource` with outcome success, if the log has one.
+fn success_record(path: &Path, action: &str, resource: &str) -> bool {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .any(|line| {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+                return false;
+            };
+            record["action"] == action
+                && record["resource"] == resource
+                && record["outcome"] == "success"
+        })
+}
+
+/// Security finding 3: a state change whose caller gave up mid-request (a gRPC deadline that
+/// expired, an AWS connection that closed) still has its audit record. The server holds each
+/// request between its work and its record (a test-only delay) far longer than the clients
+/// wait, so every client leaves after the commit and before the record, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_whose_callers_vanish_are_still_audited() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_config_via(
+        &["env", "KEYWARD_TEST_AUDIT_DELAY_MS=1500"],
+        &dir.path().join("data"),
+        "",
+    );
+    let mut sm: Sm = secrets::client(&server).await;
+    let mut kms = server.kms().await;
+    let deleted = secrets::create(&mut sm, "vanish/deleted", Some("v1"))
+        .await
+        .arn;
+    let with_policy = secrets::create(&mut sm, "vanish/policy", Some("v2"))
+        .await
+        .arn;
+    let over_aws = secrets::create(&mut sm, "vanish/aws", Some("v3")).await.arn;
+    let key = common::create_key(&mut kms, "vanish").await;
+    let log = audit_log(&server);
+
+    fn impatient<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(std::time::Duration::from_millis(200));
+        request
+    }
+    let gone = sm
+        .delete_secret(impatient(pb::DeleteSecretRequest {
+            secret_id: "vanish/deleted".into(),
+            force_delete_without_recovery: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::Cancelled, "{gone:?}");
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+    let gone = sm
+        .put_resource_policy(impatient(pb::PutResourcePolicyRequest {
+            secret_id: "vanish/policy".into(),
+            resource_policy: policy.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::Cancelled, "{gone:?}");
+    let gone = kms
+        .schedule_key_deletion(impatient(pb::ScheduleKeyDeletionRequest {
+            key_id: key.key_id.clone(),
+            pending_window_in_days: Some(7),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::Cancelled, "{gone:?}");
+
+    // The AWS endpoint: the SDK gives up and closes its connection.
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
+        .region(aws_sdk_secretsmanager::config::Region::new("local"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            keyward::aws::signing::DEVELOPMENT_ACCESS_KEY_ID,
+            keyward::aws::signing::DEVELOPMENT_SECRET_KEY,
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_millis(200))
+                .build(),
+        )
+        .build();
+    let aws = aws_sdk_secretsmanager::Client::from_conf(config);
+    let gone = aws
+        .delete_secret()
+        .secret_id("vanish/aws")
+        .force_delete_without_recovery(true)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the SDK should have given up: {gone:?}");
+
+    // Every change happened, and each has its record.
+    let key_arn = key.arn.clone();
+    common::wait_for(
+        "the vanished callers' records",
+        Duration::from_secs(20),
+        || {
+            let log = log.clone();
+            let (deleted, with_policy, over_aws, key_arn) = (
+                deleted.clone(),
+                with_policy.clone(),
+                over_aws.clone(),
+                key_arn.clone(),
+            );
+            async move {
+                success_record(&log, "secretsmanager:DeleteSecret", &deleted)
+                    && success_record(&log, "secretsmanager:PutResourcePolicy", &with_policy)
+                    && success_record(&log, "kms:ScheduleKeyDeletion", &key_arn)
+                    && success_record(&log, "secretsmanager:DeleteSecret", &over_aws)
+            }
+        },
+    )
+    .await;
+    for name in ["vanish/deleted", "vanish/aws"] {
+        let read = sm
+            .describe_secret(pb::DescribeSecretRequest {
+                secret_id: name.into(),
+            })
+            .await;
+        assert_error(
+            &read.unwrap_err(),
+            Code::NotFound,
+            "ResourceNotFoundException",
+        );
+    }
+    let stored = sm
+        .get_resource_policy(pb::GetResourcePolicyRequest {
+            secret_id: "vanish/policy".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stored.resource_policy.is_some_and(|p| p.contains("Deny")));
+    assert_eq!(
+        common::describe(&mut kms, &key.key_id).await.key_state,
+        "PendingDeletion"
+    );
+    let (ok, output) = verify(&server, &log, &[]);
+    assert!(ok, "{output}");
+}

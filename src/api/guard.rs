@@ -32,9 +32,25 @@ where
 
 /// Audits the reply; an audit failure replaces it.
 pub async fn finish<T>(pass: Pass<'_>, reply: Reply<T>) -> Reply<T> {
+    if let Some(delay) = audit_delay() {
+        tokio::time::sleep(delay).await;
+    }
     pass.finish(reply.as_ref().err().map(exception_name))
         .await?;
     reply
+}
+
+/// For tests only: `KEYWARD_TEST_AUDIT_DELAY_MS` holds every request between its work and its
+/// audit record, so a test can make its client give up in exactly that window and check that
+/// the record is written anyway. Read once; unset in production.
+fn audit_delay() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("KEYWARD_TEST_AUDIT_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    })
 }
 
 /// The caller, from the TLS session's client certificate and the `authorization` metadata,

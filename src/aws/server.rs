@@ -6,6 +6,7 @@ use super::errors::{self, named, response_parts};
 use super::operations::{self, Handlers};
 use super::signing::AccessKeys;
 use crate::access::{Caller, Gate};
+use crate::api::detach::InFlight;
 use crate::api::status::exception_name;
 use crate::audit::Outcome;
 use crate::metrics::requests::Requests;
@@ -28,7 +29,8 @@ pub struct FrontDoor {
     pub gate: Arc<Gate>,
     pub keys: AccessKeys,
     pub requests: Arc<Requests>,
-    in_flight: InFlight,
+    /// Each request runs in a task of its own, counted here (see `api::detach`).
+    in_flight: Arc<InFlight>,
 }
 
 impl FrontDoor {
@@ -37,69 +39,14 @@ impl FrontDoor {
         gate: Arc<Gate>,
         keys: AccessKeys,
         requests: Arc<Requests>,
+        in_flight: Arc<InFlight>,
     ) -> Self {
         Self {
             handlers,
             gate,
             keys,
             requests,
-            in_flight: InFlight::default(),
-        }
-    }
-
-    /// Waits (at most `within`) for the requests being answered to finish: at shutdown, after
-    /// accepting stops and before the audit log closes, so no request's work outlives its
-    /// record. Idle keep-alive connections are not waited for.
-    pub async fn drain(&self, within: std::time::Duration) -> bool {
-        self.in_flight.idle_within(within).await
-    }
-}
-
-/// Requests being answered, and a wake-up when the count reaches zero.
-#[derive(Default)]
-struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-impl InFlight {
-    /// True once nothing is in flight, false if that takes longer than `within`.
-    async fn idle_within(&self, within: std::time::Duration) -> bool {
-        let idle = async {
-            loop {
-                // Registered before the check, so a drop in between is not missed.
-                let notified = self.idle.notified();
-                if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(within, idle).await.is_ok()
-    }
-}
-
-/// Counts one request for as long as it lives, however its future ends.
-struct Counted<'a>(&'a InFlight);
-
-impl<'a> Counted<'a> {
-    fn new(in_flight: &'a InFlight) -> Self {
-        in_flight
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(in_flight)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        if self
-            .0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            self.0.idle.notify_waiters();
+            in_flight,
         }
     }
 }
@@ -119,7 +66,18 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let door = Arc::clone(&door);
-                async move { Ok::<_, std::convert::Infallible>(door.handle(request, peer).await) }
+                // A closed connection drops this future, not the request's work: it finishes
+                // and is audited in its own task.
+                let in_flight = Arc::clone(&door.in_flight);
+                let answer = in_flight.detach(async move { door.handle(request, peer).await });
+                async move {
+                    Ok::<_, std::convert::Infallible>(answer.await.unwrap_or_else(|| {
+                        response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            r#"{"__type":"InternalFailure","message":"internal error"}"#.into(),
+                        )
+                    }))
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
@@ -132,9 +90,17 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
 
 type HttpResponse = http::Response<Full<Bytes>>;
 
+fn response(status: StatusCode, body: String) -> HttpResponse {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amzn-requestid", uuid::Uuid::new_v4().to_string())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
 impl FrontDoor {
     async fn handle(&self, request: http::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-        let _counted = Counted::new(&self.in_flight);
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let target = parts
@@ -168,12 +134,7 @@ impl FrontDoor {
             Ok(json) => (StatusCode::OK, json.to_string()),
             Err(status) => response_parts(&status),
         };
-        http::Response::builder()
-            .status(http_status)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amzn-requestid", uuid::Uuid::new_v4().to_string())
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+        response(http_status, body)
     }
 
     async fn run(
@@ -252,31 +213,5 @@ impl FrontDoor {
             Ok(()) => status,
             Err(e) => Status::from(e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Counted, InFlight};
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn drain_waits_for_requests_in_flight_and_gives_up_at_the_limit() {
-        let in_flight = Arc::new(InFlight::default());
-        assert!(in_flight.idle_within(Duration::ZERO).await, "idle at once");
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let running = Arc::clone(&in_flight);
-        let request = tokio::spawn(async move {
-            let _counted = Counted::new(&running);
-            let _ = released.await;
-        });
-        while in_flight.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
-        assert!(!in_flight.idle_within(Duration::from_millis(20)).await);
-        let _ = release.send(());
-        assert!(in_flight.idle_within(Duration::from_secs(5)).await);
-        request.await.unwrap();
     }
 }
