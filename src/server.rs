@@ -322,6 +322,9 @@ impl Keyward {
                 .connect_lazy();
             let sender = Sender {
                 region: peer.region.clone(),
+                peer_principal: crate::access::identity::principal(&peer.identity),
+                endpoint: peer.endpoint.clone(),
+                gate: Arc::clone(&self.gate),
                 outbox: Arc::clone(outbox),
                 secrets: Arc::clone(&self.secrets),
                 client: SiteReplicationServiceClient::new(channel)

@@ -563,12 +563,13 @@ async fn replication_rules_are_enforced() {
     const CONFLICT: &str = "a secret with this name already exists in this region";
     let dir = tempfile::tempdir().unwrap();
     let mut sites = Sites::new(dir.path(), &[A, B, C]);
+    sites.allow_overwrite_local(B, A);
     sites.start(A);
     sites.start(B);
     let (mut a, mut b) = (sites.sm(A).await, sites.sm(B).await);
 
     // (a) A name already used in the target site: Failed, the local secret untouched, until
-    // the primary forces the overwrite.
+    // the primary forces the overwrite (site-b lets site-a do that).
     try_create(&mut b, NAME, Some("local-b"), &token("local"))
         .await
         .unwrap();
@@ -1037,4 +1038,136 @@ async fn a_primary_sends_only_to_the_site_whose_certificate_it_expects() {
     let mut b = sites.sm(B).await;
     let err = get(&mut b, NAME, "", "").await.unwrap_err();
     assert_error(&err, Code::NotFound, "ResourceNotFoundException");
+}
+
+/// The audit records of `site` for `action` on resources ending in `name`-ish ARNs.
+fn audit_records(sites: &Sites, site: &str, action: &str) -> Vec<serde_json::Value> {
+    let log = sites.site(site).data_dir.join("audit").join("audit.log");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["action"] == action)
+        .collect()
+}
+
+/// Security finding 1: whether a peer may replace a secret of this site's own is this site's
+/// decision (`allow_overwrite_local` for that peer), not the sender's
+/// `force_overwrite_replica_secret`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_site_cannot_overwrite_this_sites_own_secrets() {
+    const NAME: &str = "prod/db";
+    let dir = tempfile::tempdir().unwrap();
+    let mut sites = Sites::start_all(dir.path(), &[A, B, C]);
+    let (mut a, mut b) = (sites.sm(A).await, sites.sm(B).await);
+
+    // Site-b's own prod/db, with a resource policy and rotation settings.
+    try_create(&mut b, NAME, Some("b's own value"), &token("local"))
+        .await
+        .unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"secretsmanager:DeleteSecret","Resource":"*"}]}"#;
+    b.put_resource_policy(pb::PutResourcePolicyRequest {
+        secret_id: NAME.into(),
+        resource_policy: policy.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    b.rotate_secret(pb::RotateSecretRequest {
+        secret_id: NAME.into(),
+        rotation_rules: Some(pb::RotationRulesType {
+            automatically_after_days: Some(30),
+            ..Default::default()
+        }),
+        rotator: Some(pb::RotatorConfig {
+            kind: Some(pb::rotator_config::Kind::Generated(
+                pb::GeneratedRotator::default(),
+            )),
+        }),
+        rotate_immediately: Some(false),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before = describe(&mut b, NAME).await;
+
+    // Site-a forces its replica onto site-b: refused there, Failed here with the reason.
+    a.create_secret(pb::CreateSecretRequest {
+        name: NAME.into(),
+        client_request_token: token("p1"),
+        secret_string: Some("a's value".into()),
+        add_replica_regions: replicas(&[B]),
+        force_overwrite_replica_secret: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    const REFUSAL: &str = "does not let site-a overwrite its own secrets";
+    wait_for("site-b to refuse the overwrite", CONVERGE, || async {
+        let status = describe(&mut a.clone(), NAME).await.replication_status;
+        status_of(&status, B)
+            .is_some_and(|s| s.status == "Failed" && s.status_message.contains(REFUSAL))
+    })
+    .await;
+    assert_eq!(value(&mut b, NAME, CUR).await, "b's own value");
+    let after = describe(&mut b, NAME).await;
+    assert_eq!(after.primary_region, "");
+    assert_eq!(after.arn, before.arn);
+    assert_eq!(after.rotation_enabled, before.rotation_enabled);
+    assert!(after.rotation_enabled);
+    assert_eq!(after.rotation_rules, before.rotation_rules);
+    assert_eq!(after.rotator, before.rotator);
+    assert_eq!(after.version_ids_to_stages, before.version_ids_to_stages);
+    let stored = b
+        .get_resource_policy(pb::GetResourcePolicyRequest {
+            secret_id: NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.resource_policy.as_deref(), Some(policy));
+
+    // Audited on both sides: site-b's refusal of site-a's change, and site-a's record that
+    // site-b refused it.
+    let refused_at_b: Vec<_> = audit_records(&sites, B, "keyward:ApplyReplicatedChange")
+        .into_iter()
+        .filter(|r| r["outcome"] == "denied")
+        .collect();
+    assert_eq!(refused_at_b.len(), 1, "{refused_at_b:?}");
+    assert!(
+        refused_at_b[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(REFUSAL)
+    );
+    assert_eq!(
+        refused_at_b[0]["principal"],
+        format!("keyward:principal/{}", Sites::identity(A))
+    );
+    let refused_at_a = audit_records(&sites, A, "keyward:ReplicateChange");
+    assert_eq!(refused_at_a.len(), 1, "{refused_at_a:?}");
+    assert_eq!(refused_at_a[0]["outcome"], "denied");
+    assert!(
+        refused_at_a[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(REFUSAL)
+    );
+    assert!(refused_at_a[0]["resource"].as_str().unwrap().contains(NAME));
+
+    // Once site-b's own configuration lets site-a overwrite, the same request converges.
+    sites.stop(B);
+    sites.allow_overwrite_local(B, A);
+    sites.start(B);
+    let mut b = sites.sm(B).await;
+    a.replicate_secret_to_regions(pb::ReplicateSecretToRegionsRequest {
+        secret_id: NAME.into(),
+        add_replica_regions: replicas(&[B]),
+        force_overwrite_replica_secret: true,
+    })
+    .await
+    .unwrap();
+    wait_in_sync(&mut a, NAME, &[B]).await;
+    assert_eq!(value(&mut b, NAME, CUR).await, "a's value");
+    assert_eq!(describe(&mut b, NAME).await.primary_region, A);
 }

@@ -228,3 +228,136 @@ async fn a_database_outage_fails_set_secret_and_the_retry_completes_the_rotation
     assert!(pg.can_login("app", &password));
     assert!(!pg.can_login("app", "first-password"));
 }
+
+/// A bearer token for `principal` and a policy for it, as `[auth]` entries.
+fn principal_with_policy(principal: &str, document: &str) -> String {
+    use keyward::crypto::{hex, sha256};
+    format!(
+        "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n\
+         [[auth.policies]]\nname = \"{principal}\"\nprincipals = [\"{principal}\"]\ndocument = '''{document}'''\n",
+        hex::encode(&sha256(format!("token-{principal}").as_bytes()))
+    )
+}
+
+async fn client_as(server: &Server, principal: &str) -> Sm {
+    secrets::client_with_token(server, &format!("token-{principal}")).await
+}
+
+/// The audit records of the server for `action`.
+fn audit_records(server: &Server, action: &str) -> Vec<serde_json::Value> {
+    let log = server.data_dir.join("audit").join("audit.log");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["action"] == action)
+        .collect()
+}
+
+/// Security finding 2: RotateSecret reads the administrator's secret on its caller's behalf,
+/// so the caller must be allowed to read it. A principal with rights on app/* only cannot make
+/// the server log in as ops/pg-admin, whether it names that secret or the secret already has
+/// a rotator that does.
+#[tokio::test]
+async fn a_rotation_cannot_use_an_admin_secret_its_caller_cannot_read() {
+    let pg = Postgres::start();
+    pg.create_user("victim", "victim-password");
+    let dir = tempfile::tempdir().unwrap();
+    let all =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let app = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"arn:keyward:secretsmanager:*:*:secret:app/*"}]}"#;
+    let server = rotation::server(
+        dir.path(),
+        &format!(
+            "[auth]\n{}{}",
+            principal_with_policy("ops", all),
+            principal_with_policy("app", app)
+        ),
+    );
+    let mut ops = client_as(&server, "ops").await;
+    let mut app_client = client_as(&server, "app").await;
+    let admin_arn = secrets::create(
+        &mut ops,
+        "ops/pg-admin",
+        Some(&credentials(&pg, &pg.superuser, &pg.superuser_password)),
+    )
+    .await
+    .arn;
+    secrets::create(
+        &mut app_client,
+        "app/x",
+        Some(&credentials_in(&pg, "victim", "victim", "victim-password")),
+    )
+    .await;
+    let clone_exists =
+        || pg.superuser_sql("SELECT count(*) FROM pg_roles WHERE rolname = 'victim_clone'") == "1";
+
+    let refused = rotate(
+        &mut app_client,
+        "app/x",
+        &token("deputy"),
+        Some(postgresql("alternating-users", "ops/pg-admin")),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_error(&refused, Code::PermissionDenied, "AccessDeniedException");
+    // Nothing was configured or started, so no rotation will ever log in with it.
+    let described = rotation::describe(&mut app_client, "app/x").await;
+    assert!(described.rotator.is_none(), "{:?}", described.rotator);
+    assert!(described.rotation_status.is_none());
+    assert_eq!(described.version_ids_to_stages.len(), 1);
+    assert!(pg.can_login("victim", "victim-password"));
+    assert!(!clone_exists());
+    // The refused read is in the audit trail, under the caller and the admin secret.
+    let reads = audit_records(&server, "secretsmanager:GetSecretValue");
+    let denied: Vec<_> = reads
+        .iter()
+        .filter(|r| r["resource"] == admin_arn.as_str() && r["outcome"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{reads:?}");
+    assert_eq!(denied[0]["principal"], "keyward:principal/app");
+    assert!(
+        denied[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("on behalf of secretsmanager:RotateSecret")
+    );
+
+    // An operator who may read the admin secret attaches the rotator (without rotating)...
+    ops.rotate_secret(keyward::api::pb::RotateSecretRequest {
+        secret_id: "app/x".into(),
+        rotator: Some(postgresql("alternating-users", "ops/pg-admin")),
+        rotate_immediately: Some(false),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // ...and the app still cannot start a rotation that would use it.
+    let refused = rotate(&mut app_client, "app/x", &token("deputy2"), None, None)
+        .await
+        .unwrap_err();
+    assert_error(&refused, Code::PermissionDenied, "AccessDeniedException");
+    assert!(
+        rotation::describe(&mut app_client, "app/x")
+            .await
+            .rotation_status
+            .is_none()
+    );
+    assert!(!clone_exists());
+
+    // The operator can; the read on its behalf is audited as a success, and it works.
+    let t = token("by-ops");
+    rotate(&mut ops, "app/x", &t, None, None).await.unwrap();
+    wait_rotated(&mut ops, "app/x", &t).await;
+    assert!(clone_exists());
+    let allowed = audit_records(&server, "secretsmanager:GetSecretValue")
+        .into_iter()
+        .filter(|r| {
+            r["resource"] == admin_arn.as_str()
+                && r["outcome"] == "success"
+                && r["principal"] == "keyward:principal/ops"
+        })
+        .count();
+    assert_eq!(allowed, 2, "one per RotateSecret that uses it");
+}

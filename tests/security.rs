@@ -470,3 +470,65 @@ fn plaintext_or_no_auth_on_a_network_address_is_refused() {
     let open = run("allow_plaintext_on_network = true\n");
     assert!(open.contains("every caller is an administrator"), "{open}");
 }
+
+/// Security finding 1, the sending side: CreateSecret with replica regions is also
+/// ReplicateSecretToRegions on the secret, as in AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_with_replicas_also_needs_replicate_secret_to_regions() {
+    let dir = tempfile::tempdir().unwrap();
+    let create_only = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["secretsmanager:CreateSecret","secretsmanager:DescribeSecret"],"Resource":"{SECRET_ARN}:app/*"}}]}}"#
+    );
+    let replicating = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["secretsmanager:CreateSecret","secretsmanager:ReplicateSecretToRegions"],"Resource":"{SECRET_ARN}:app/*"}}]}}"#
+    );
+    let config = format!(
+        "[auth]\n{}{}{}{}",
+        token_entry("creator"),
+        token_entry("replicator"),
+        policy("creator", "\"creator\"", &create_only),
+        policy("replicator", "\"replicator\"", &replicating),
+    );
+    let server = Server::with_config(&dir.path().join("data"), &config);
+    let (mut creator, _) = as_principal(&server, "creator").await;
+    let (mut replicator, _) = as_principal(&server, "replicator").await;
+    let with_replica = |name: &str| pb::CreateSecretRequest {
+        name: name.into(),
+        secret_string: Some("v".into()),
+        add_replica_regions: vec![pb::ReplicaRegionType {
+            region: "site-b".into(),
+            kms_key_id: String::new(),
+        }],
+        ..Default::default()
+    };
+    let refused = creator
+        .create_secret(with_replica("app/replicated"))
+        .await
+        .unwrap_err();
+    assert_error(&refused, Code::PermissionDenied, "AccessDeniedException");
+    assert!(
+        refused
+            .message()
+            .contains("secretsmanager:ReplicateSecretToRegions"),
+        "{refused:?}"
+    );
+    let missing = creator
+        .describe_secret(pb::DescribeSecretRequest {
+            secret_id: "app/replicated".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&missing, Code::NotFound, "ResourceNotFoundException");
+    // The same principal may create without replicas.
+    create(&mut creator, "app/local", "v").await;
+    // With both rights the gate lets it through; this server has no peers at all.
+    let unknown = replicator
+        .create_secret(with_replica("app/replicated"))
+        .await
+        .unwrap_err();
+    assert_error(
+        &unknown,
+        Code::FailedPrecondition,
+        "InvalidRequestException",
+    );
+}

@@ -581,6 +581,52 @@ impl Pass<'_> {
         )
     }
 
+    /// Authorises one more resource the request touches on the caller's behalf (a secret a
+    /// rotation will read with the server's authority) as if the caller had asked for it
+    /// directly: its own decision with the conditions of `access`, and its own audit record
+    /// under the request's id, allowed or denied.
+    pub async fn on_behalf(&self, access: Access<'_>) -> Result<(), GateError> {
+        let gate = self.gate;
+        let started = Instant::now();
+        let resolved = gate.resolve(access.target);
+        let conditions = match gate.mode {
+            Mode::Enforced { .. } => conditions(&access),
+            Mode::Development => Vec::new(),
+        };
+        let verdict = gate.decide(&self.event.principal, access.action, &resolved, &conditions);
+        let mut event = AuditEvent {
+            time_ms: now_ms(),
+            request_id: self.event.request_id.clone(),
+            api: self.event.api,
+            principal: self.event.principal.clone(),
+            source: self.event.source.clone(),
+            action: access.action.into(),
+            resource: resolved.arn.clone(),
+            version_id: non_empty(access.version_id),
+            version_stage: non_empty(access.version_stage),
+            reason: Some(format!("on behalf of {}", self.event.action)),
+            ..AuditEvent::default()
+        };
+        match verdict {
+            Ok(()) => {
+                event.outcome = Outcome::Success;
+                gate.record(event, started, false).await
+            }
+            Err((action, resource, reason)) => {
+                gate.counters.denied.fetch_add(1, Relaxed);
+                event.outcome = Outcome::Denied;
+                event.error = Some("AccessDeniedException".into());
+                event.reason = Some(format!("{reason}; on behalf of {}", self.event.action));
+                gate.record(event, started, false).await?;
+                Err(GateError::Denied {
+                    principal: self.event.principal.clone(),
+                    action,
+                    resource,
+                })
+            }
+        }
+    }
+
     /// Audits the answer: `error` is the AWS exception name of a failed request.
     pub async fn finish(mut self, error: Option<&str>) -> Result<(), GateError> {
         self.event.outcome = if error.is_some() {

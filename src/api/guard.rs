@@ -151,7 +151,15 @@ describe! {
     PutKeyPolicyRequest => |r| Access::new("kms:PutKeyPolicy", Target::Key(&r.key_id));
     GetKeyPolicyRequest => |r| Access::new("kms:GetKeyPolicy", Target::Key(&r.key_id));
     // Secrets Manager
-    CreateSecretRequest => |r| Access::new("secretsmanager:CreateSecret", Target::Secret(&r.name));
+    CreateSecretRequest => |r| {
+        let access = Access::new("secretsmanager:CreateSecret", Target::Secret(&r.name));
+        // As in AWS: creating with replicas is also replicating the secret.
+        if r.add_replica_regions.is_empty() {
+            access
+        } else {
+            access.also("secretsmanager:ReplicateSecretToRegions", Target::Secret(&r.name))
+        }
+    };
     GetSecretValueRequest => |r| {
         Access::new("secretsmanager:GetSecretValue", Target::Secret(&r.secret_id))
             .version(&r.version_id, &r.version_stage)

@@ -2,7 +2,7 @@
 
 use super::guard::guarded;
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
-use crate::access::Gate;
+use crate::access::{Access, Gate, Target};
 use crate::replication::outbox::ReplicaStatus;
 use crate::service::secrets::{
     BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, ReplicaInfo, ReplicaRegion,
@@ -506,14 +506,29 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::RotateSecretRequest>,
     ) -> Reply<pb::RotateSecretResponse> {
-        guarded(&self.gate, request, |r| async move {
+        use super::guard::{Describe, caller, finish};
+        let caller = caller(&self.gate, &request);
+        let r = request.into_inner();
+        let pass = self.gate.admit(&caller, r.access()).await?;
+        let reply = async {
+            let rotator = r.rotator.map(super::rotation::rotator_in).transpose()?;
+            // The rotation will read these with the server's authority: the caller must be
+            // allowed to read them itself (no confused deputy).
+            for other in self
+                .secrets
+                .secrets_a_rotation_reads(&r.secret_id, rotator.as_ref())?
+            {
+                let read = Access::new("secretsmanager:GetSecretValue", Target::Secret(&other))
+                    .version("", "AWSCURRENT");
+                pass.on_behalf(read).await?;
+            }
             let (arn, name, version_id) = self
                 .secrets
                 .rotate_secret(RotateRequest {
                     secret_id: r.secret_id,
                     client_request_token: r.client_request_token,
                     rules: r.rotation_rules.map(super::rotation::rules_in),
-                    rotator: r.rotator.map(super::rotation::rotator_in).transpose()?,
+                    rotator,
                     rotate_immediately: r.rotate_immediately.unwrap_or(true),
                 })
                 .await?;
@@ -522,8 +537,9 @@ impl SecretsManagerService for SecretsApi {
                 name,
                 version_id: version_id.unwrap_or_default(),
             }))
-        })
-        .await
+        }
+        .await;
+        finish(pass, reply).await
     }
 
     async fn cancel_rotate_secret(

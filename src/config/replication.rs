@@ -37,6 +37,11 @@ pub struct PeerConfig {
     /// only if its client certificate has it, and this site sends to the endpoint only if the
     /// server certificate there has it (whatever host the endpoint names).
     pub identity: String,
+    /// Whether this peer may replace a secret of this site's own (a standalone secret, not a
+    /// replica of that peer) when it sends `force_overwrite_replica_secret`. Off by default:
+    /// the receiving site decides, not the sender.
+    #[serde(default)]
+    pub allow_overwrite_local: bool,
 }
 
 fn default_retry_initial_ms() -> u64 {

@@ -4,8 +4,10 @@
 
 use super::outbox::{Outbox, Outcome};
 use super::wire;
+use crate::access::Gate;
 use crate::alarms::Alarms;
 use crate::api::pb::{self, site_replication_service_client::SiteReplicationServiceClient};
+use crate::audit::{AuditEvent, Outcome as AuditOutcome};
 use crate::service::secrets::SecretsService;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,12 +23,16 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub struct Sender {
     pub region: String,
+    /// The peer's principal (its certificate identity) and endpoint, for audit records.
+    pub peer_principal: String,
+    pub endpoint: String,
     pub outbox: Arc<Outbox>,
     pub secrets: Arc<SecretsService>,
     pub client: SiteReplicationServiceClient<Channel>,
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub alarms: Option<Arc<Alarms>>,
+    pub gate: Arc<Gate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +131,7 @@ impl Sender {
                 Ok(Kind::Refused) => {
                     tracing::warn!(peer = %region, secret = %entry.name, reason = %answer.message,
                         "the peer refused a replicated change");
+                    self.audit_refusal(entry, &answer.message).await?;
                     Outcome::Refused(answer.message.clone())
                 }
                 Ok(Kind::Promoted) => {
@@ -149,5 +156,32 @@ impl Sender {
             .await
             .map_err(|e| SendError::Local(e.to_string()))?;
         Ok(handled.len())
+    }
+
+    /// The peer's refusal, in this site's audit trail too: the secret did not reach it.
+    async fn audit_refusal(
+        &self,
+        entry: &super::outbox::Entry,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        let resource = match &entry.change {
+            super::outbox::Change::Upsert { record, .. } => record.arn.clone(),
+            super::outbox::Change::Remove => entry.name.clone(),
+        };
+        let event = AuditEvent {
+            principal: self.peer_principal.clone(),
+            source: self.endpoint.clone(),
+            action: "keyward:ReplicateChange".into(),
+            resource,
+            outcome: AuditOutcome::Denied,
+            error: Some("AccessDeniedException".into()),
+            reason: Some(format!("refused by {}: {reason}", self.region)),
+            ..AuditEvent::default()
+        };
+        // Not acknowledged until audited: a failed record means the answer is asked again.
+        self.gate
+            .record_site(event, Instant::now())
+            .await
+            .map_err(|e| SendError::Local(e.to_string()))
     }
 }

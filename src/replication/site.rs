@@ -21,14 +21,15 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub struct SiteApi {
     secrets: Arc<SecretsService>,
     gate: Arc<Gate>,
-    /// (certificate DNS name, region) of each configured peer.
-    peers: Vec<(String, String)>,
+    /// (certificate DNS name, region, may overwrite local secrets) of each configured peer.
+    peers: Vec<(String, String, bool)>,
 }
 
 /// Who called: the certificate's name, and the peer region it is configured as.
 struct Peer {
     principal: String,
     region: Option<String>,
+    may_overwrite_local: bool,
     source: String,
 }
 
@@ -39,7 +40,13 @@ impl SiteApi {
         let peers = config
             .peers
             .iter()
-            .map(|p| (p.identity.clone(), p.region.clone()))
+            .map(|p| {
+                (
+                    p.identity.clone(),
+                    p.region.clone(),
+                    p.allow_overwrite_local,
+                )
+            })
             .collect();
         Self {
             secrets,
@@ -62,11 +69,12 @@ impl SiteApi {
         let known = self
             .peers
             .iter()
-            .find(|(identity, _)| names.contains(identity));
+            .find(|(identity, _, _)| names.contains(identity));
         Ok(match known {
-            Some((identity, region)) => Peer {
+            Some((identity, region, may_overwrite_local)) => Peer {
                 principal: identity::principal(identity),
                 region: Some(region.clone()),
+                may_overwrite_local: *may_overwrite_local,
                 source,
             },
             None => Peer {
@@ -75,6 +83,7 @@ impl SiteApi {
                     &certificate_name(der.as_ref()).unwrap_or_else(|_| "unnamed".into()),
                 ),
                 region: None,
+                may_overwrite_local: false,
                 source,
             },
         })
@@ -155,7 +164,7 @@ impl SiteReplicationService for SiteApi {
             .collect();
         let (applied, failure) = self
             .secrets
-            .apply_replicated(&from, &batch.log_id, delivered)
+            .apply_replicated(&from, &batch.log_id, delivered, peer.may_overwrite_local)
             .await;
         let mut outcomes = Vec::with_capacity(applied.len());
         for (seq, name, applied) in applied {

@@ -381,16 +381,26 @@ pub mod swtpm;
 pub mod secrets {
     //! Helpers for the secrets API.
     use keyward::api::pb::{self, secrets_manager_service_client::SecretsManagerServiceClient};
+    use keyward::cli::client::{Conn, Connect, connect};
     use std::collections::BTreeMap;
     use tonic::Status;
-    use tonic::transport::Channel;
 
-    pub type Sm = SecretsManagerServiceClient<Channel>;
+    /// A client as the CLI makes one: with a bearer token, or none.
+    pub type Sm = SecretsManagerServiceClient<Conn>;
 
     pub async fn client(server: &super::Server) -> Sm {
-        SecretsManagerServiceClient::connect(server.endpoint.clone())
-            .await
-            .expect("connect")
+        SecretsManagerServiceClient::new(
+            connect(&Connect::plain(&server.endpoint))
+                .await
+                .expect("connect"),
+        )
+    }
+
+    /// A client presenting `token` as its bearer token.
+    pub async fn client_with_token(server: &super::Server, token: &str) -> Sm {
+        let mut to = Connect::plain(&server.endpoint);
+        to.token = Some(token.to_owned());
+        SecretsManagerServiceClient::new(connect(&to).await.expect("connect"))
     }
 
     /// A 32-character token from a short tag, so tests read well.

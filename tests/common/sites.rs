@@ -26,6 +26,8 @@ pub struct Sites {
     sites: Vec<Site>,
     /// (site, peer, site actually listening): a peer's endpoint configured wrongly.
     misroutes: Vec<(String, String, String)>,
+    /// (site, peer): the site lets that peer overwrite its own secrets.
+    overwriters: Vec<(String, String)>,
 }
 
 impl Sites {
@@ -48,6 +50,7 @@ impl Sites {
             ca,
             sites,
             misroutes: Vec::new(),
+            overwriters: Vec::new(),
         }
     }
 
@@ -72,6 +75,11 @@ impl Sites {
     pub fn misroute(&mut self, site: &str, peer: &str, actual: &str) {
         self.misroutes
             .push((site.to_owned(), peer.to_owned(), actual.to_owned()));
+    }
+
+    /// From `site`'s next start, `peer` may overwrite its own secrets (force overwrite).
+    pub fn allow_overwrite_local(&mut self, site: &str, peer: &str) {
+        self.overwriters.push((site.to_owned(), peer.to_owned()));
     }
 
     /// The DNS name a site's certificate carries, which its peers configure as its identity.
@@ -183,8 +191,13 @@ impl Sites {
                 .iter()
                 .find(|(site, to, _)| site == name && *to == peer.name)
                 .map_or(peer.name.as_str(), |(_, _, actual)| actual.as_str());
+            let overwrites = self
+                .overwriters
+                .iter()
+                .any(|(site, from)| site == name && *from == peer.name);
             config.push_str(&format!(
-                "[[replication.peers]]\nregion = \"{}\"\nendpoint = \"{}\"\nidentity = \"{}\"\n",
+                "[[replication.peers]]\nregion = \"{}\"\nendpoint = \"{}\"\nidentity = \"{}\"\n\
+                 allow_overwrite_local = {overwrites}\n",
                 peer.name,
                 self.replication_url(listening),
                 Self::identity(&peer.name),

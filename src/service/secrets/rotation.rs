@@ -257,6 +257,37 @@ impl SecretsService {
         Ok((record.arn, record.name, stopped))
     }
 
+    /// Other secrets a rotation of `secret_id` reads with `requested` (or, when the request
+    /// names none, the rotator the secret has): a PostgreSQL administrator's secret. RotateSecret
+    /// authorises each for its caller, since the server reads it on that caller's behalf.
+    pub fn secrets_a_rotation_reads(
+        &self,
+        secret_id: &str,
+        requested: Option<&RotatorSpec>,
+    ) -> Result<Vec<String>, SecretsError> {
+        let stored;
+        let rotator = match requested {
+            Some(rotator) => rotator,
+            None => {
+                stored = self
+                    .describe_secret(secret_id)?
+                    .rotation
+                    .map(|rotation| rotation.rotator);
+                match &stored {
+                    Some(rotator) => rotator,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        Ok(match rotator {
+            RotatorSpec::Postgresql {
+                admin_secret_id: Some(admin),
+                ..
+            } => vec![admin.clone()],
+            _ => Vec::new(),
+        })
+    }
+
     fn check_rotator(&self, rotator: &RotatorSpec) -> Result<(), SecretsError> {
         match rotator {
             RotatorSpec::Exec { name } if !self.exec_rotators.contains(name) => {

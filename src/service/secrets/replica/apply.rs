@@ -56,7 +56,9 @@ impl SecretsService {
     }
 
     /// Applies consecutive entries of `from`'s log (`log_id`) in order, in one commit: one
-    /// flush per batch, not per entry. Only `from`'s own replicas change. Stops at the first
+    /// flush per batch, not per entry. Only `from`'s own replicas change, and a secret of this
+    /// site's own only when `from` may overwrite local secrets (this site's configuration for
+    /// that peer, whatever the entry asks). Stops at the first
     /// retryable error (root of trust or store unavailable) and returns it after the outcomes
     /// of the entries before it, which are committed; a refusal is final for its entry.
     pub async fn apply_replicated(
@@ -64,6 +66,7 @@ impl SecretsService {
         from: &str,
         log_id: &str,
         entries: Vec<Delivered>,
+        may_overwrite_local: bool,
     ) -> (Vec<(u64, String, Applied)>, Option<SecretsError>) {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut batch = match self.start_batch(from, log_id).await {
@@ -78,7 +81,13 @@ impl SecretsService {
                 continue;
             }
             match self
-                .apply_one(from, &mut batch, &name, delivered.change)
+                .apply_one(
+                    from,
+                    &mut batch,
+                    &name,
+                    delivered.change,
+                    may_overwrite_local,
+                )
                 .await
             {
                 Ok(applied) => {
@@ -134,6 +143,7 @@ impl SecretsService {
         batch: &mut Batch<'a>,
         name: &str,
         change: Result<Incoming, String>,
+        may_overwrite_local: bool,
     ) -> Result<Applied, SecretsError> {
         let incoming = match (change, crate::service::secrets::limits::name(name)) {
             (Err(malformed), _) => return Ok(Applied::Refused(malformed)),
@@ -159,23 +169,25 @@ impl SecretsService {
                 // Nothing of the caller's here (never created, or removed before).
                 None => (Applied::Applied, None),
             },
-            Incoming::Upsert(state) => match refusal(from, local.as_ref(), &state) {
-                Some(refused) => (refused, local),
-                None => {
-                    let version = local.as_ref().map_or(0, |(_, v)| *v);
-                    match self.replica_ops(from, name, local.clone(), state).await {
-                        Ok((ops, record)) => {
-                            batch.ops.extend(ops);
-                            // The store bumps a record's version by one per write.
-                            (Applied::Applied, Some((record, version + 1)))
+            Incoming::Upsert(state) => {
+                match refusal(from, local.as_ref(), &state, may_overwrite_local) {
+                    Some(refused) => (refused, local),
+                    None => {
+                        let version = local.as_ref().map_or(0, |(_, v)| *v);
+                        match self.replica_ops(from, name, local.clone(), state).await {
+                            Ok((ops, record)) => {
+                                batch.ops.extend(ops);
+                                // The store bumps a record's version by one per write.
+                                (Applied::Applied, Some((record, version + 1)))
+                            }
+                            Err(e @ (SecretsError::Unavailable(_) | SecretsError::Internal(_))) => {
+                                return Err(e);
+                            }
+                            Err(e) => (Applied::Refused(e.to_string()), local),
                         }
-                        Err(e @ (SecretsError::Unavailable(_) | SecretsError::Internal(_))) => {
-                            return Err(e);
-                        }
-                        Err(e) => (Applied::Refused(e.to_string()), local),
                     }
                 }
-            },
+            }
         };
         batch.secrets.insert(name.to_owned(), after);
         Ok(applied)
@@ -296,7 +308,17 @@ fn refusal(
     from: &str,
     local: Option<&(SecretRecord, u64)>,
     state: &ReplicaState,
+    may_overwrite_local: bool,
 ) -> Option<Applied> {
+    if let Some(policy) = &state.resource_policy
+        && crate::access::policy::Policy::parse(policy, crate::access::policy::PolicyKind::Resource)
+            .is_err()
+    {
+        // Stored, it would fail closed for everyone; refused, the primary shows why.
+        return Some(Applied::Refused(
+            "the secret's resource policy is not valid here".into(),
+        ));
+    }
     let (record, _) = local?;
     if record.primary_region.as_deref() == Some(from) {
         return None;
@@ -312,6 +334,12 @@ fn refusal(
         return Some(Applied::Refused(
             "a secret with this name already exists in this region".into(),
         ));
+    }
+    if !may_overwrite_local {
+        return Some(Applied::Refused(format!(
+            "a secret with this name already exists in this region, and this region does not let \
+             {from} overwrite its own secrets (replication.peers allow_overwrite_local)"
+        )));
     }
     if !record.replicas.is_empty() {
         return Some(Applied::Refused(
