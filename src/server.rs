@@ -209,7 +209,13 @@ impl Keyward {
             None => None,
         };
         let mut secrets = SecretsService::new(Arc::clone(&kms), store.clone(), Arc::clone(&clock))
-            .with_exec_rotators(config.rotation.exec.keys().cloned());
+            .with_exec_rotators(
+                config
+                    .rotation
+                    .exec
+                    .iter()
+                    .map(|(name, exec)| (name.clone(), exec.secrets.clone())),
+            );
         if let Some(outbox) = &outbox {
             secrets = secrets.with_outbox(Arc::clone(outbox));
         }
@@ -482,6 +488,8 @@ impl Keyward {
                     command: exec.command.clone(),
                     args: exec.args.clone(),
                     timeout: Duration::from_secs(exec.timeout_secs),
+                    secrets: exec.secrets.clone(),
+                    env: exec.env.clone(),
                 };
                 (name.clone(), settings)
             })
@@ -489,7 +497,7 @@ impl Keyward {
         Scheduler {
             secrets: Arc::clone(&self.secrets),
             kms: Arc::clone(&self.kms),
-            rotators: Rotators::new(exec, endpoint),
+            rotators: Rotators::new(exec, endpoint).with_credentials(self.gate.step_credentials()),
             settings: RotationSettings {
                 check_interval: Duration::from_millis(rotation.check_interval_ms.max(10)),
                 retry_initial_secs: rotation.retry_initial_secs as i64,

@@ -23,15 +23,15 @@ fn recorder(dir: &Path) -> std::path::PathBuf {
         &path,
         r#"here=$(dirname "$0")
 input=$(cat)
-echo "$KEYWARD_STEP $KEYWARD_TOKEN" >> "$here/steps.log"
+echo "$KEYWARD_STEP $KEYWARD_VERSION_ID" >> "$here/steps.log"
 case "$KEYWARD_STEP" in
-  create_secret) echo "value-for-$KEYWARD_TOKEN" ;;
+  create_secret) echo "value-for-$KEYWARD_VERSION_ID" ;;
   set_secret)
     if [ -e "$here/block-set" ]; then
       rm "$here/block-set"; echo $$ > "$here/set.pid"; touch "$here/set-reached"; sleep 60
     fi
     case "$input" in
-      *"\"pending\":{\"secret_string\":\"value-for-$KEYWARD_TOKEN\"}"*) ;;
+      *"\"pending\":{\"secret_string\":\"value-for-$KEYWARD_VERSION_ID\"}"*) ;;
       *) echo "set_secret did not receive the pending value" >&2; exit 3 ;;
     esac ;;
   test_secret)

@@ -3,6 +3,7 @@
 //! request, allowed or not. Front doors (gRPC today) describe a request as an [`Access`] and
 //! hold the returned [`Pass`] until the request is answered.
 
+use super::grants::StepGrants;
 use super::identity::{self, AuthFailure, Credentials, DEVELOPMENT_ADMIN, Tokens};
 use super::policy::{self, Decision, DenyReason, Policy, PolicyKind};
 use crate::alarms::{Alarms, Observation};
@@ -11,6 +12,7 @@ use crate::config::AuthConfig;
 use crate::crypto::envelope::Ciphertext;
 use crate::service::KmsService;
 use crate::service::kms::names::Arns;
+use crate::service::rotation::StepCredentials;
 use crate::service::secrets::SecretsService;
 use crate::store::KeyState;
 use std::collections::HashMap;
@@ -178,6 +180,8 @@ pub struct Gate {
     alarms: Option<Arc<Alarms>>,
     resource_policies: PolicyCache,
     counters: GateCounters,
+    /// Exec rotators' step credentials: principals decided by their grant alone.
+    grants: Arc<StepGrants>,
 }
 
 /// A resolved resource: its ARN and the policy attached to it.
@@ -229,7 +233,13 @@ impl Gate {
             alarms,
             resource_policies: PolicyCache::default(),
             counters: GateCounters::default(),
+            grants: Arc::default(),
         })
+    }
+
+    /// Issues exec rotators' step credentials, which this gate then authenticates and decides.
+    pub fn step_credentials(&self) -> Arc<dyn StepCredentials> {
+        Arc::new(Arc::clone(&self.grants))
     }
 
     pub fn counters(&self) -> &GateCounters {
@@ -257,7 +267,15 @@ impl Gate {
                 .certificate
                 .and_then(|der| identity::certificate_name(der).ok())
                 .map_or_else(|| DEVELOPMENT_ADMIN.to_owned(), |n| identity::principal(&n))),
-            Mode::Enforced { tokens, .. } => identity::authenticate(tokens, credentials),
+            Mode::Enforced { tokens, .. } => match identity::authenticate(tokens, credentials) {
+                // Not a configured token: perhaps a rotation step's.
+                Err(AuthFailure::BadToken) => credentials
+                    .authorization
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .and_then(|token| self.grants.principal_for(token.trim()))
+                    .ok_or(AuthFailure::BadToken),
+                other => other,
+            },
         };
         Caller {
             principal,
@@ -421,6 +439,13 @@ impl Gate {
         resource_policy: Option<&str>,
         conditions: &[(String, Vec<String>)],
     ) -> Decision {
+        if let Some(allowed) = self.grants.decide(principal, action, resource) {
+            return if allowed {
+                Decision::Allow
+            } else {
+                Decision::Deny(DenyReason::NoAllow)
+            };
+        }
         let name = principal
             .strip_prefix(identity::PRINCIPAL_PREFIX)
             .unwrap_or(principal);

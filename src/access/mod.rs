@@ -3,6 +3,7 @@
 //! request, allowed or refused.
 
 mod gate;
+pub mod grants;
 pub mod identity;
 pub mod policy;
 pub mod tls;

@@ -110,6 +110,14 @@ pub struct ExecRotatorConfig {
     pub args: Vec<String>,
     #[serde(default = "default_exec_timeout")]
     pub timeout_secs: u64,
+    /// Name patterns (`*` wildcards) of the secrets it may be attached to and rotate. None
+    /// given: no secret.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Variables of the server's environment passed on to the program, which otherwise starts
+    /// with an empty environment (plus its `KEYWARD_*` variables).
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 impl Default for RotationConfig {
@@ -135,6 +143,20 @@ impl RotationConfig {
             if !exec.command.is_absolute() {
                 return Err(ConfigError::Invalid(format!(
                     "rotation.exec.{name}.command must be an absolute path"
+                )));
+            }
+            if let Some(bad) = exec
+                .env
+                .iter()
+                .find(|v| v.is_empty() || v.contains('=') || v.contains('\0'))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "rotation.exec.{name}.env: {bad:?} is not a variable name"
+                )));
+            }
+            if exec.secrets.iter().any(String::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "rotation.exec.{name}.secrets: a pattern is empty"
                 )));
             }
             if exec.timeout_secs == 0 {

@@ -23,10 +23,10 @@ pub fn server(dir: &Path, extra: &str) -> Server {
     )
 }
 
-/// An `[rotation.exec.NAME]` table.
+/// An `[rotation.exec.NAME]` table that lets the program rotate any secret.
 pub fn exec_table(name: &str, command: &Path, timeout_secs: u64) -> String {
     format!(
-        "[rotation.exec.{name}]\ncommand = \"{}\"\ntimeout_secs = {timeout_secs}\n",
+        "[rotation.exec.{name}]\ncommand = \"{}\"\ntimeout_secs = {timeout_secs}\nsecrets = [\"*\"]\n",
         command.display()
     )
 }

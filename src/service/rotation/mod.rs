@@ -5,9 +5,11 @@
 //! target system (`rotators`), and drives both (`scheduler`). KMS keys with automatic rotation
 //! rotate on the same task.
 
+mod credentials;
 pub mod rotators;
 pub mod schedule;
 mod scheduler;
 
+pub use credentials::{IssuedCredential, StepCredentials};
 pub use rotators::{ExecSettings, RotationError, Rotators};
 pub use scheduler::{RotationSettings, Scheduler};

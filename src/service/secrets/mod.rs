@@ -23,7 +23,7 @@ pub use read::{BatchItem, SecretValue};
 pub use replica::{
     Applied, Delivered, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion,
 };
-pub use rotation::{Next, RotateRequest, RotationRules};
+pub use rotation::{Next, RotateRequest, RotationRules, exec_may_rotate};
 pub use values::Value;
 pub use write::{NewSecret, SecretUpdate};
 
@@ -60,8 +60,9 @@ pub struct SecretsService {
     /// Writers to one secret take its stripe, so concurrent writes queue instead of retrying
     /// on conflicts; the guarded commit stays as the correctness check.
     locks: Vec<tokio::sync::Mutex<()>>,
-    /// Exec rotators the configuration names: RotateSecret accepts only these.
-    exec_rotators: std::collections::BTreeSet<String>,
+    /// Exec rotators the configuration names, with the patterns of the secret names each may
+    /// be attached to: RotateSecret accepts only these, only there.
+    exec_rotators: std::collections::BTreeMap<String, Vec<String>>,
     /// Tells the rotation scheduler that a rotation was requested.
     rotation_wake: Arc<tokio::sync::Notify>,
     /// The replication log, when this site has peers.
@@ -85,9 +86,12 @@ impl SecretsService {
         }
     }
 
-    /// The exec rotators RotateSecret may name.
-    pub fn with_exec_rotators(mut self, names: impl IntoIterator<Item = String>) -> Self {
-        self.exec_rotators = names.into_iter().collect();
+    /// The exec rotators RotateSecret may name, with the secret-name patterns of each.
+    pub fn with_exec_rotators(
+        mut self,
+        rotators: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> Self {
+        self.exec_rotators = rotators.into_iter().collect();
         self
     }
 

@@ -98,6 +98,15 @@ fn add_pending_version(
     labels::move_label(&mut record.versions, PENDING, at)
 }
 
+/// Whether an exec rotator configured with these secret-name patterns may rotate `name`.
+/// No patterns: none (the configuration must say where each program may act).
+pub fn exec_may_rotate(patterns: &[String], name: &str) -> bool {
+    use crate::access::policy::{Case, wildcard_match};
+    patterns
+        .iter()
+        .any(|pattern| wildcard_match(pattern, name, Case::Sensitive))
+}
+
 fn start_flight(token: &str, now: i64) -> InFlight {
     InFlight {
         token: token.to_owned(),
@@ -147,10 +156,10 @@ impl SecretsService {
         if let Some(rules) = &request.rules {
             rules.schedule()?;
         }
-        if let Some(rotator) = &request.rotator {
-            self.check_rotator(rotator)?;
-        }
         let (snapshot, _) = self.resolve_writable(&request.secret_id)?;
+        if let Some(rotator) = &request.rotator {
+            self.check_rotator(rotator, &snapshot.name)?;
+        }
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
         let before = record.rotation.clone();
@@ -288,14 +297,25 @@ impl SecretsService {
         })
     }
 
-    fn check_rotator(&self, rotator: &RotatorSpec) -> Result<(), SecretsError> {
+    /// Whether `rotator` may be attached to the secret `secret_name`.
+    fn check_rotator(&self, rotator: &RotatorSpec, secret_name: &str) -> Result<(), SecretsError> {
         match rotator {
-            RotatorSpec::Exec { name } if !self.exec_rotators.contains(name) => {
-                Err(SecretsError::invalid(
+            RotatorSpec::Exec { name } => match self.exec_rotators.get(name) {
+                None => Err(SecretsError::invalid(
                     "rotator",
                     format!("no exec rotator named {name:?} in the server's configuration"),
-                ))
-            }
+                )),
+                Some(patterns) if !exec_may_rotate(patterns, secret_name) => {
+                    Err(SecretsError::invalid(
+                        "rotator",
+                        format!(
+                            "exec rotator {name:?} may not be attached to {secret_name}: \
+                             rotation.exec.{name}.secrets does not name it"
+                        ),
+                    ))
+                }
+                Some(_) => Ok(()),
+            },
             RotatorSpec::Postgresql {
                 strategy: store::PostgresStrategy::AlternatingUsers,
                 admin_secret_id: None,

@@ -3,20 +3,29 @@
 //!
 //! Contract (README "Writing an exec rotator"): environment `KEYWARD_STEP` (create_secret,
 //! set_secret, test_secret, finish_secret), `KEYWARD_SECRET_ID` (ARN), `KEYWARD_SECRET_NAME`,
-//! `KEYWARD_TOKEN` (the pending version id) and `KEYWARD_ENDPOINT`; on stdin one JSON object
-//! with the same fields plus `current`, `pending` and `previous`, each null or
-//! `{"secret_string": ...}` / `{"secret_binary": base64}`. Exit 0 is success. For create_secret
+//! `KEYWARD_VERSION_ID` (the pending version id), `KEYWARD_ENDPOINT` and `KEYWARD_TOKEN`;
+//! on stdin one JSON object with step, secret_id, secret_name, token (the pending version
+//! id), endpoint, `current`, `pending` and `previous`, each null or
+//! `{"secret_string": ...}` / `{"secret_binary": base64}`. Exit 0 is success.
+//!
+//! What a program can reach is bounded: it runs only for the secrets its configuration names
+//! (`secrets`), with an empty environment plus the variables its configuration lets through
+//! (`env`) — never the server's PIN or keys — and `KEYWARD_TOKEN` is a credential for this
+//! step only: the actions the step needs on this one secret, revoked when the step ends. For create_secret
 //! the program prints the new value on stdout (one trailing newline is dropped), or prints
 //! nothing after storing it itself with PutSecretValue. A program still running at its time
 //! limit is killed with its process group, and the step counts as failed.
 
 use super::{BoxFuture, RotationError, Rotator, StepContext};
 use crate::crypto::SecretBytes;
+use crate::service::rotation::StepCredentials;
 use crate::service::secrets::Value;
+use crate::service::secrets::exec_may_rotate;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
@@ -30,13 +39,32 @@ pub struct ExecSettings {
     pub command: PathBuf,
     pub args: Vec<String>,
     pub timeout: Duration,
+    /// Name patterns of the secrets it may rotate.
+    pub secrets: Vec<String>,
+    /// The server's environment variables it is given.
+    pub env: Vec<String>,
 }
 
 pub struct Exec {
     pub name: String,
     pub settings: ExecSettings,
     pub endpoint: String,
+    pub credentials: Option<Arc<dyn StepCredentials>>,
 }
+
+/// What each step's credential allows on its secret: reading it, and for create_secret also
+/// storing the pending value.
+const READ_ACTIONS: &[&str] = &[
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:ListSecretVersionIds",
+];
+const CREATE_ACTIONS: &[&str] = &[
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:ListSecretVersionIds",
+    "secretsmanager:PutSecretValue",
+];
 
 #[derive(Serialize)]
 struct Input<'a> {
@@ -109,6 +137,26 @@ impl Exec {
         step: &str,
         ctx: &StepContext<'_>,
     ) -> Result<Zeroizing<Vec<u8>>, RotationError> {
+        // Checked here too, not only when attached: the configuration may have changed since.
+        if !exec_may_rotate(&self.settings.secrets, ctx.secret_name) {
+            return Err(self.failed(
+                step,
+                format!(
+                    "may not rotate {}: rotation.exec.{}.secrets does not name it",
+                    ctx.secret_name, self.name
+                ),
+            ));
+        }
+        let actions = if step == "create_secret" {
+            CREATE_ACTIONS
+        } else {
+            READ_ACTIONS
+        };
+        // Lives until the step ends; dropping it revokes it.
+        let credential = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.issue(&self.name, ctx.secret_arn, actions, self.settings.timeout));
         let input = Zeroizing::new(
             serde_json::to_vec(&Input {
                 step,
@@ -122,12 +170,22 @@ impl Exec {
             })
             .map_err(|e| self.failed(step, e))?,
         );
-        let mut child = tokio::process::Command::new(&self.settings.command)
+        let mut command = tokio::process::Command::new(&self.settings.command);
+        command.env_clear();
+        for name in &self.settings.env {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        if let Some(credential) = &credential {
+            command.env("KEYWARD_TOKEN", credential.token());
+        }
+        let mut child = command
             .args(&self.settings.args)
             .env("KEYWARD_STEP", step)
             .env("KEYWARD_SECRET_ID", ctx.secret_arn)
             .env("KEYWARD_SECRET_NAME", ctx.secret_name)
-            .env("KEYWARD_TOKEN", ctx.token)
+            .env("KEYWARD_VERSION_ID", ctx.token)
             .env("KEYWARD_ENDPOINT", &self.endpoint)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -9,11 +9,13 @@ mod postgresql;
 pub use exec::ExecSettings;
 pub use generated::check_template;
 
+use super::StepCredentials;
 use crate::service::secrets::{SecretsError, SecretsService, Value};
 use crate::store::RotatorSpec;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -88,11 +90,22 @@ pub struct Rotators {
     exec: BTreeMap<String, ExecSettings>,
     /// Where an exec program reaches this server (KEYWARD_ENDPOINT).
     endpoint: String,
+    /// Issues each exec step its credential (KEYWARD_TOKEN).
+    credentials: Option<Arc<dyn StepCredentials>>,
 }
 
 impl Rotators {
     pub fn new(exec: BTreeMap<String, ExecSettings>, endpoint: String) -> Self {
-        Self { exec, endpoint }
+        Self {
+            exec,
+            endpoint,
+            credentials: None,
+        }
+    }
+
+    pub fn with_credentials(mut self, credentials: Arc<dyn StepCredentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     pub fn build(&self, spec: &RotatorSpec) -> Result<Box<dyn Rotator>, RotationError> {
@@ -120,6 +133,7 @@ impl Rotators {
                     name: name.clone(),
                     settings: settings.clone(),
                     endpoint: self.endpoint.clone(),
+                    credentials: self.credentials.clone(),
                 })
             }
         })
