@@ -59,6 +59,9 @@ pub struct Access<'a> {
     pub encryption_context: Option<&'a HashMap<String, String>>,
     /// A second permission the request needs (ReEncrypt: kms:ReEncryptTo on the destination).
     pub also: Option<(&'static str, Target<'a>)>,
+    /// The encryption context the second permission's conditions read (ReEncrypt: the
+    /// destination context); the first one's is not reused.
+    pub also_context: Option<&'a HashMap<String, String>>,
 }
 
 impl<'a> Access<'a> {
@@ -70,6 +73,7 @@ impl<'a> Access<'a> {
             version_stage: "",
             encryption_context: None,
             also: None,
+            also_context: None,
         }
     }
 
@@ -86,6 +90,11 @@ impl<'a> Access<'a> {
 
     pub fn also(mut self, action: &'static str, target: Target<'a>) -> Self {
         self.also = Some((action, target));
+        self
+    }
+
+    pub fn also_context(mut self, context: &'a HashMap<String, String>) -> Self {
+        self.also_context = Some(context);
         self
     }
 }
@@ -319,7 +328,15 @@ impl Gate {
         {
             let second = self.resolve(target);
             key_pending_deletion |= second.key_pending_deletion;
-            verdict = self.decide(&principal, action, &second, &conditions);
+            // Its own conditions: ReEncryptTo reads the destination context, not the source's.
+            let second_conditions = match self.mode {
+                Mode::Enforced { .. } => self::conditions(&Access {
+                    encryption_context: access.also_context,
+                    ..Access::new(action, target)
+                }),
+                Mode::Development => Vec::new(),
+            };
+            verdict = self.decide(&principal, action, &second, &second_conditions);
         }
         if let Err((action, resource, reason)) = verdict {
             self.counters.denied.fetch_add(1, Relaxed);

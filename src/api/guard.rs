@@ -96,6 +96,7 @@ const fn all(action: &'static str) -> Access<'static> {
         version_stage: "",
         encryption_context: None,
         also: None,
+        also_context: None,
     }
 }
 
@@ -130,6 +131,7 @@ describe! {
         Access::new("kms:ReEncryptFrom", Target::Ciphertext(&r.ciphertext_blob))
             .context(&r.source_encryption_context)
             .also("kms:ReEncryptTo", Target::Key(&r.destination_key_id))
+            .also_context(&r.destination_encryption_context)
     };
     GenerateRandomRequest => |_r| all("kms:GenerateRandom");
     PutKeyPolicyRequest => |r| Access::new("kms:PutKeyPolicy", Target::Key(&r.key_id));
