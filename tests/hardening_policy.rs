@@ -169,3 +169,68 @@ async fn re_encrypt_to_conditions_read_the_destination_context() {
     .await
     .expect("the source's tier is not the destination's");
 }
+
+const KMS_ARN: &str = "arn:keyward:kms:local:000000000000";
+
+/// The aliases of one key.
+async fn alias_names(kms: &mut Kms, key_id: &str) -> Vec<String> {
+    let mut names: Vec<String> = kms
+        .list_aliases(pb::ListAliasesRequest {
+            key_id: key_id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list aliases")
+        .into_inner()
+        .aliases
+        .into_iter()
+        .map(|a| a.alias_name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_name_is_a_resource_policies_can_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+        {{"Effect":"Allow","Action":"kms:CreateAlias","Resource":["{KMS_ARN}:key/*","{KMS_ARN}:alias/app-*"]}},
+        {{"Effect":"Allow","Action":"kms:DeleteAlias","Resource":["{KMS_ARN}:key/*","{KMS_ARN}:alias/*"]}},
+        {{"Sid":"Reserved","Effect":"Deny","Action":"kms:DeleteAlias","Resource":"{KMS_ARN}:alias/reserved-*"}}
+        ]}}"#
+    );
+    let server = server(dir.path(), &[("app", &app)]);
+    let (_, mut admin) = as_principal(&server, "admin").await;
+    let (_, mut app) = as_principal(&server, "app").await;
+    let key = create_key(&mut admin).await;
+    let create = |name: &str| pb::CreateAliasRequest {
+        alias_name: name.into(),
+        target_key_id: key.clone(),
+    };
+
+    denied(app.create_alias(create("alias/prod-x")).await);
+    assert_eq!(alias_names(&mut admin, &key).await, Vec::<String>::new());
+    app.create_alias(create("alias/app-x"))
+        .await
+        .expect("alias/app-* is allowed");
+    admin
+        .create_alias(create("alias/reserved-x"))
+        .await
+        .expect("admin creates a reserved name");
+    denied(
+        app.delete_alias(pb::DeleteAliasRequest {
+            alias_name: "alias/reserved-x".into(),
+        })
+        .await,
+    );
+    app.delete_alias(pb::DeleteAliasRequest {
+        alias_name: "alias/app-x".into(),
+    })
+    .await
+    .expect("DeleteAlias outside the reserved names");
+    assert_eq!(
+        alias_names(&mut admin, &key).await,
+        vec!["alias/reserved-x"]
+    );
+}

@@ -47,6 +47,8 @@ pub enum Target<'a> {
     Key(&'a str),
     /// The key that made a KMS ciphertext (Decrypt, ReEncrypt's source).
     Ciphertext(&'a [u8]),
+    /// An alias name itself (`alias/NAME`), so policies can reserve names: it has no policy.
+    Alias(&'a str),
 }
 
 /// One request, described for the decision and the audit record.
@@ -501,6 +503,11 @@ impl Gate {
                 },
             },
             Target::Key(id) => self.resolve_key(id),
+            Target::Alias(name) => Resolved {
+                arn: self.arns.alias(name),
+                policy: None,
+                key_pending_deletion: false,
+            },
             Target::Ciphertext(blob) => match Ciphertext::parse(blob) {
                 Ok(parsed) => self.resolve_key(&parsed.header.key_id.to_string()),
                 // Unparsable: the domain answers InvalidCiphertext if identity policies allow.

@@ -114,8 +114,11 @@ describe! {
     EnableKeyRotationRequest => |r| Access::new("kms:EnableKeyRotation", Target::Key(&r.key_id));
     DisableKeyRotationRequest => |r| Access::new("kms:DisableKeyRotation", Target::Key(&r.key_id));
     GetKeyRotationStatusRequest => |r| Access::new("kms:GetKeyRotationStatus", Target::Key(&r.key_id));
-    CreateAliasRequest => |r| Access::new("kms:CreateAlias", Target::Key(&r.target_key_id));
-    DeleteAliasRequest => |r| Access::new("kms:DeleteAlias", Target::Key(&r.alias_name));
+    // As in AWS: the permission on the key and on the alias name, so policies can reserve names.
+    CreateAliasRequest => |r| Access::new("kms:CreateAlias", Target::Key(&r.target_key_id))
+        .also("kms:CreateAlias", Target::Alias(&r.alias_name));
+    DeleteAliasRequest => |r| Access::new("kms:DeleteAlias", Target::Key(&r.alias_name))
+        .also("kms:DeleteAlias", Target::Alias(&r.alias_name));
     ListAliasesRequest => |_r| all("kms:ListAliases");
     GenerateDataKeyRequest => |r| Access::new("kms:GenerateDataKey", Target::Key(&r.key_id))
         .context(&r.encryption_context);
