@@ -234,3 +234,119 @@ async fn an_alias_name_is_a_resource_policies_can_reserve() {
         vec!["alias/reserved-x"]
     );
 }
+
+const SECRET_ARN: &str = "arn:keyward:secretsmanager:local:000000000000:secret";
+
+async fn create_secret(sm: &mut Sm, name: &str) -> String {
+    sm.create_secret(pb::CreateSecretRequest {
+        name: name.into(),
+        secret_string: Some(format!("value-of-{name}")),
+        ..Default::default()
+    })
+    .await
+    .expect("create secret")
+    .into_inner()
+    .arn
+}
+
+async fn batch(
+    sm: &mut Sm,
+    ids: &[&str],
+) -> Result<pb::BatchGetSecretValueResponse, tonic::Status> {
+    sm.batch_get_secret_value(pb::BatchGetSecretValueRequest {
+        secret_id_list: ids.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// The exception name of GetSecretValue, or "" when it succeeds.
+async fn get_outcome(sm: &mut Sm, id: &str) -> String {
+    match sm
+        .get_secret_value(pb::GetSecretValueRequest {
+            secret_id: id.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => String::new(),
+        Err(status) => status
+            .metadata()
+            .get("x-keyward-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_get_secret_value_decides_each_secret_as_get_secret_value_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+        {{"Effect":"Allow","Action":"secretsmanager:BatchGetSecretValue","Resource":"*"}},
+        {{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*","Condition":{{"StringEquals":{{"secretsmanager:VersionStage":"AWSCURRENT"}}}}}},
+        {{"Sid":"CurrentOnly","Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"*","Condition":{{"StringNotEquals":{{"secretsmanager:VersionStage":"AWSCURRENT"}}}}}},
+        {{"Sid":"NotOther","Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"{SECRET_ARN}:other/*"}}
+        ]}}"#
+    );
+    let lister = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":["secretsmanager:BatchGetSecretValue","secretsmanager:ListSecrets","secretsmanager:GetSecretValue"],"Resource":"*"}
+        ]}"#;
+    let server = server(dir.path(), &[("app", &app), ("lister", lister)]);
+    let (mut admin, _) = as_principal(&server, "admin").await;
+    let (mut app, _) = as_principal(&server, "app").await;
+    let (mut lister, _) = as_principal(&server, "lister").await;
+    create_secret(&mut admin, "app/a").await;
+    let other_arn = create_secret(&mut admin, "other/b").await;
+
+    let ids = ["app/a", "other/b", "app/missing", "other/missing"];
+    let answer = batch(&mut app, &ids).await.expect("batch");
+    for id in ids {
+        let single = get_outcome(&mut app, id).await;
+        let in_batch = if answer.secret_values.iter().any(|v| v.name == id) {
+            String::new()
+        } else {
+            let error = answer
+                .errors
+                .iter()
+                .find(|e| e.secret_id == id)
+                .unwrap_or_else(|| panic!("{id} missing from {answer:?}"));
+            error.error_code.clone()
+        };
+        assert_eq!(in_batch, single, "{id}: {answer:?}");
+    }
+    assert_eq!(
+        get_outcome(&mut app, "app/a").await,
+        "",
+        "AWSCURRENT reads are allowed"
+    );
+    // A refused item names only what the caller gave: not the ARN nor its random suffix.
+    let refused = answer
+        .errors
+        .iter()
+        .find(|e| e.secret_id == "other/b")
+        .expect("other/b refused");
+    let suffix = other_arn.rsplit('-').next().unwrap();
+    assert!(
+        !refused.message.contains("arn:") && !refused.message.contains(suffix),
+        "{refused:?}"
+    );
+
+    // Filters list secrets: without secretsmanager:ListSecrets the call is refused.
+    let by_filter = pb::BatchGetSecretValueRequest {
+        filters: vec![pb::Filter {
+            key: "name".into(),
+            values: vec!["app/".into()],
+        }],
+        ..Default::default()
+    };
+    denied(app.batch_get_secret_value(by_filter.clone()).await);
+    let listed = lister
+        .batch_get_secret_value(by_filter)
+        .await
+        .expect("ListSecrets allows filters")
+        .into_inner();
+    assert_eq!(listed.secret_values.len(), 1, "{listed:?}");
+}

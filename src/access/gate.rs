@@ -358,7 +358,6 @@ impl Gate {
             event,
             started,
             key_pending_deletion,
-            conditions,
         })
     }
 
@@ -582,27 +581,28 @@ pub struct Pass<'g> {
     event: AuditEvent,
     started: Instant,
     key_pending_deletion: bool,
-    conditions: Vec<(String, Vec<String>)>,
 }
 
 impl Pass<'_> {
-    /// Whether the principal may also do `action` on one more resource (BatchGetSecretValue's
-    /// per-secret check), with the same conditions as the request.
-    pub fn allows(&self, action: &str, arn: &str, resource_policy: Option<&str>) -> bool {
+    /// Whether the principal may read one secret of a batch: the decision GetSecretValue of
+    /// `secret_id` with no version would get (a batch reads AWSCURRENT), so a batch is no way
+    /// around a condition, and a secret that does not exist is refused alike.
+    pub fn allows_secret_read(&self, secret_id: &str) -> bool {
         let Mode::Enforced { policies, .. } = &self.gate.mode else {
             return true;
         };
-        matches!(
-            self.gate.evaluate(
+        let access = Access::new("secretsmanager:GetSecretValue", Target::Secret(secret_id));
+        let resolved = self.gate.resolve(access.target);
+        self.gate
+            .evaluate(
                 policies,
                 &self.event.principal,
-                action,
-                arn,
-                resource_policy,
-                &self.conditions,
-            ),
-            Decision::Allow
-        )
+                access.action,
+                &resolved.arn,
+                resolved.policy.as_deref(),
+                &conditions(&access),
+            )
+            .is_allowed()
     }
 
     /// Audits the answer: `error` is the AWS exception name of a failed request.

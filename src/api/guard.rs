@@ -145,7 +145,13 @@ describe! {
         Access::new("secretsmanager:GetSecretValue", Target::Secret(&r.secret_id))
             .version(&r.version_id, &r.version_stage)
     };
-    BatchGetSecretValueRequest => |_r| all("secretsmanager:BatchGetSecretValue");
+    // Each secret is then decided as its GetSecretValue would be (`Pass::allows_secret_read`);
+    // filters list secrets, so they need ListSecrets too.
+    BatchGetSecretValueRequest => |r| match r.filters.is_empty() {
+        true => all("secretsmanager:BatchGetSecretValue"),
+        false => all("secretsmanager:BatchGetSecretValue")
+            .also("secretsmanager:ListSecrets", Target::All),
+    };
     PutSecretValueRequest => |r| Access::new("secretsmanager:PutSecretValue", Target::Secret(&r.secret_id));
     UpdateSecretRequest => |r| Access::new("secretsmanager:UpdateSecret", Target::Secret(&r.secret_id));
     UpdateSecretVersionStageRequest => |r| {
