@@ -350,3 +350,125 @@ async fn batch_get_secret_value_decides_each_secret_as_get_secret_value_does() {
         .into_inner();
     assert_eq!(listed.secret_values.len(), 1, "{listed:?}");
 }
+
+async fn decrypt(kms: &mut Kms, blob: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    kms.decrypt(pb::DecryptRequest {
+        ciphertext_blob: blob.to_vec(),
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner().plaintext)
+}
+
+const DELEGATE: &str = r#"{"Sid":"Enable identity policies","Effect":"Allow","Principal":{"AWS":"arn:keyward:iam::000000000000:root"},"Action":"kms:*","Resource":"*"}"#;
+const ADMIN_OWNS: &str = r#"{"Effect":"Allow","Principal":{"AWS":"keyward:principal/admin"},"Action":"kms:*","Resource":"*"}"#;
+
+fn key_policy(statements: &[&str]) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+        statements.join(",")
+    )
+}
+
+async fn put_key_policy(
+    kms: &mut Kms,
+    key_id: &str,
+    policy: &str,
+    bypass: bool,
+) -> Result<(), tonic::Status> {
+    kms.put_key_policy(pb::PutKeyPolicyRequest {
+        key_id: key_id.into(),
+        policy_name: "default".into(),
+        policy: policy.into(),
+        bypass_policy_lockout_safety_check: bypass,
+    })
+    .await
+    .map(drop)
+}
+
+async fn get_key_policy(kms: &mut Kms, key_id: &str) -> String {
+    kms.get_key_policy(pb::GetKeyPolicyRequest {
+        key_id: key_id.into(),
+        policy_name: "default".into(),
+    })
+    .await
+    .expect("get key policy")
+    .into_inner()
+    .policy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_policy_without_delegation_restricts_identity_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#;
+    let server = server(dir.path(), &[("app", app)]);
+    let (_, mut admin) = as_principal(&server, "admin").await;
+    let (_, mut app) = as_principal(&server, "app").await;
+    let key = create_key(&mut admin).await;
+    let blob = encrypt(&mut admin, &key, &[]).await;
+    // No key policy of its own: the default one delegates to identity policies.
+    assert_eq!(decrypt(&mut app, &blob).await.unwrap(), b"payload");
+
+    put_key_policy(&mut admin, &key, &key_policy(&[ADMIN_OWNS]), false)
+        .await
+        .expect("a policy that keeps its author");
+    denied(decrypt(&mut app, &blob).await);
+
+    put_key_policy(
+        &mut admin,
+        &key,
+        &key_policy(&[ADMIN_OWNS, DELEGATE]),
+        false,
+    )
+    .await
+    .expect("the delegation statement parses");
+    assert_eq!(decrypt(&mut app, &blob).await.unwrap(), b"payload");
+
+    let names_app = r#"{"Effect":"Allow","Principal":{"AWS":"keyward:principal/app"},"Action":"kms:Decrypt","Resource":"*"}"#;
+    put_key_policy(
+        &mut admin,
+        &key,
+        &key_policy(&[ADMIN_OWNS, names_app]),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(decrypt(&mut app, &blob).await.unwrap(), b"payload");
+
+    // What GetKeyPolicy shows for a key without a policy of its own is the delegation.
+    let fresh = create_key(&mut admin).await;
+    assert!(
+        get_key_policy(&mut admin, &fresh)
+            .await
+            .contains(r#""AWS":"arn:keyward:iam::000000000000:root""#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_key_policy_refuses_to_lock_out_its_caller_unless_bypassed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), &[]);
+    let (_, mut admin) = as_principal(&server, "admin").await;
+    let key = create_key(&mut admin).await;
+    let kept = key_policy(&[ADMIN_OWNS]);
+    put_key_policy(&mut admin, &key, &kept, false)
+        .await
+        .unwrap();
+
+    let names_app = key_policy(&[
+        r#"{"Effect":"Allow","Principal":{"AWS":"keyward:principal/app"},"Action":"kms:*","Resource":"*"}"#,
+    ]);
+    assert_error(
+        &put_key_policy(&mut admin, &key, &names_app, false)
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+        "MalformedPolicyDocumentException",
+    );
+    assert_eq!(get_key_policy(&mut admin, &key).await, kept);
+
+    put_key_policy(&mut admin, &key, &names_app, true)
+        .await
+        .expect("bypass_policy_lockout_safety_check puts it anyway");
+    denied(put_key_policy(&mut admin, &key, &kept, true).await);
+}
