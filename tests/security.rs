@@ -306,6 +306,7 @@ async fn the_policy_matrix_decides_before_any_hardware_call() {
             key_id: key.clone(),
             policy_name: "default".into(),
             policy: r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"keyward:principal/other"},"Action":"kms:Decrypt","Resource":"*"}]}"#.into(),
+            bypass_policy_lockout_safety_check: true,
         })
         .await
         .expect("put key policy");

@@ -49,6 +49,8 @@ pub enum Target<'a> {
     Key(&'a str),
     /// The key that made a KMS ciphertext (Decrypt, ReEncrypt's source).
     Ciphertext(&'a [u8]),
+    /// An alias name itself (`alias/NAME`), so policies can reserve names: it has no policy.
+    Alias(&'a str),
 }
 
 /// One request, described for the decision and the audit record.
@@ -61,6 +63,9 @@ pub struct Access<'a> {
     pub encryption_context: Option<&'a HashMap<String, String>>,
     /// A second permission the request needs (ReEncrypt: kms:ReEncryptTo on the destination).
     pub also: Option<(&'static str, Target<'a>)>,
+    /// The encryption context the second permission's conditions read (ReEncrypt: the
+    /// destination context); the first one's is not reused.
+    pub also_context: Option<&'a HashMap<String, String>>,
 }
 
 impl<'a> Access<'a> {
@@ -72,6 +77,7 @@ impl<'a> Access<'a> {
             version_stage: "",
             encryption_context: None,
             also: None,
+            also_context: None,
         }
     }
 
@@ -88,6 +94,11 @@ impl<'a> Access<'a> {
 
     pub fn also(mut self, action: &'static str, target: Target<'a>) -> Self {
         self.also = Some((action, target));
+        self
+    }
+
+    pub fn also_context(mut self, context: &'a HashMap<String, String>) -> Self {
+        self.also_context = Some(context);
         self
     }
 }
@@ -124,26 +135,67 @@ pub struct GateCounters {
     pub unauthenticated: AtomicU64,
 }
 
-/// Parsed resource policies by their text: a policy is parsed once, not per request. Cleared
-/// when it grows past a bound, so replaced policies do not pile up.
+/// Parsed resource and key policies by their kind and text: a policy is parsed once, not per
+/// request. Cleared when it grows past a bound, so replaced policies do not pile up.
 #[derive(Default)]
-struct PolicyCache(Mutex<HashMap<String, Arc<Policy>>>);
+struct PolicyCache(Mutex<HashMap<(PolicyKind, String), Arc<Policy>>>);
 
 const POLICY_CACHE_LIMIT: usize = 4096;
 
 impl PolicyCache {
-    fn get(&self, text: &str) -> Option<Arc<Policy>> {
-        if let Some(policy) = self.0.lock().ok()?.get(text) {
+    /// None when the text does not parse (stored policies were validated when put, so a parser
+    /// grown stricter since, or a damaged record) or the cache is unusable: the caller denies.
+    fn get(&self, kind: PolicyKind, text: &str) -> Option<Arc<Policy>> {
+        let key = (kind, text.to_owned());
+        if let Some(policy) = self.0.lock().ok()?.get(&key) {
             return Some(Arc::clone(policy));
         }
-        // Stored policies were validated when put; one that no longer parses grants nothing.
-        let parsed = Arc::new(Policy::parse(text, PolicyKind::Resource).ok()?);
+        let parsed = Arc::new(Policy::parse(text, kind).ok()?);
         let mut cache = self.0.lock().ok()?;
         if cache.len() >= POLICY_CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(text.to_owned(), Arc::clone(&parsed));
+        cache.insert(key, Arc::clone(&parsed));
         Some(parsed)
+    }
+}
+
+/// The policy attached to a resource, and how it is read.
+#[derive(Debug, Clone, Copy)]
+enum Attached<'a> {
+    None,
+    /// A secret's resource policy, or a key policy put before key policies could restrict use:
+    /// AWS same-account evaluation (identity policies or this one may allow).
+    Resource(&'a str),
+    /// A key policy evaluated as written: identity policies count only if it delegates to the
+    /// account ([`policy::decide_key`]).
+    Key(&'a str),
+}
+
+/// The decision over the caller's identity policies and the resource's policy. A policy that
+/// is attached but does not parse denies everyone: ignoring it would drop its restrictions.
+fn judge(
+    cache: &PolicyCache,
+    identity: &[(&str, &Policy)],
+    attached: Attached,
+    account_root: &str,
+    request: &policy::Request,
+) -> Decision {
+    let (kind, text, name) = match attached {
+        Attached::None => return policy::decide(identity, None, request),
+        Attached::Resource(text) => (PolicyKind::Resource, text, "resource policy"),
+        Attached::Key(text) => (PolicyKind::Key, text, "key policy"),
+    };
+    let Some(parsed) = cache.get(kind, text) else {
+        return Decision::Deny(DenyReason::Unparseable {
+            policy: name.to_owned(),
+        });
+    };
+    match kind {
+        PolicyKind::Key => policy::decide_key(identity, (name, &parsed), account_root, request),
+        PolicyKind::Identity | PolicyKind::Resource => {
+            policy::decide(identity, Some((name, &parsed)), request)
+        }
     }
 }
 
@@ -179,6 +231,9 @@ pub struct Gate {
     audit: AuditLog,
     alarms: Option<Arc<Alarms>>,
     resource_policies: PolicyCache,
+    /// `arn:keyward:iam::ACCOUNT:root`: whom a key policy names to delegate to identity
+    /// policies.
+    account_root: String,
     counters: GateCounters,
     /// Exec rotators' step credentials: principals decided by their grant alone.
     grants: Arc<StepGrants>,
@@ -188,7 +243,19 @@ pub struct Gate {
 struct Resolved {
     arn: String,
     policy: Option<String>,
+    /// A key policy evaluated as written (put since key policies can restrict use).
+    key_policy_as_written: bool,
     key_pending_deletion: bool,
+}
+
+impl Resolved {
+    fn attached(&self) -> Attached<'_> {
+        match (&self.policy, self.key_policy_as_written) {
+            (None, _) => Attached::None,
+            (Some(text), false) => Attached::Resource(text),
+            (Some(text), true) => Attached::Key(text),
+        }
+    }
 }
 
 impl Gate {
@@ -223,6 +290,11 @@ impl Gate {
                 }
             }
         };
+        let account_root = format!(
+            "{}{}:root",
+            policy::ACCOUNT_ROOT_PREFIX,
+            kms.arns().account_id
+        );
         Ok(Self {
             mode,
             request_ids: RequestIds::new(),
@@ -232,6 +304,7 @@ impl Gate {
             audit,
             alarms,
             resource_policies: PolicyCache::default(),
+            account_root,
             counters: GateCounters::default(),
             grants: Arc::default(),
         })
@@ -337,7 +410,15 @@ impl Gate {
         {
             let second = self.resolve(target);
             key_pending_deletion |= second.key_pending_deletion;
-            verdict = self.decide(&principal, action, &second, &conditions);
+            // Its own conditions: ReEncryptTo reads the destination context, not the source's.
+            let second_conditions = match self.mode {
+                Mode::Enforced { .. } => self::conditions(&Access {
+                    encryption_context: access.also_context,
+                    ..Access::new(action, target)
+                }),
+                Mode::Development => Vec::new(),
+            };
+            verdict = self.decide(&principal, action, &second, &second_conditions);
         }
         if let Err((action, resource, reason)) = verdict {
             self.counters.denied.fetch_add(1, Relaxed);
@@ -357,7 +438,6 @@ impl Gate {
             event,
             started,
             key_pending_deletion,
-            conditions,
         })
     }
 
@@ -416,13 +496,12 @@ impl Gate {
         let Mode::Enforced { policies, .. } = &self.mode else {
             return Ok(());
         };
-        let policy = resolved.policy.as_deref();
         match self.evaluate(
             policies,
             principal,
             action,
             &resolved.arn,
-            policy,
+            resolved.attached(),
             conditions,
         ) {
             Decision::Allow => Ok(()),
@@ -436,7 +515,7 @@ impl Gate {
         principal: &str,
         action: &str,
         resource: &str,
-        resource_policy: Option<&str>,
+        attached: Attached,
         conditions: &[(String, Vec<String>)],
     ) -> Decision {
         if let Some(allowed) = self.grants.decide(principal, action, resource) {
@@ -458,7 +537,6 @@ impl Gate {
             })
             .map(|p| (p.name.as_str(), &p.policy))
             .collect();
-        let attached = resource_policy.and_then(|text| self.resource_policies.get(text));
         let values: Vec<Vec<&str>> = conditions
             .iter()
             .map(|(_, vs)| vs.iter().map(String::as_str).collect())
@@ -474,9 +552,11 @@ impl Gate {
             resource,
             conditions: &borrowed,
         };
-        policy::decide(
+        judge(
+            &self.resource_policies,
             &identity,
-            attached.as_deref().map(|p| ("resource policy", p)),
+            attached,
+            &self.account_root,
             &request,
         )
     }
@@ -490,12 +570,14 @@ impl Gate {
             Target::All => Resolved {
                 arn: "*".into(),
                 policy: None,
+                key_policy_as_written: false,
                 key_pending_deletion: false,
             },
             Target::Secret(id) => match self.secrets.describe_secret(id) {
                 Ok(record) => Resolved {
                     arn: record.arn,
                     policy: record.resource_policy,
+                    key_policy_as_written: false,
                     key_pending_deletion: false,
                 },
                 Err(_) => Resolved {
@@ -505,16 +587,24 @@ impl Gate {
                         format!("arn:keyward:secretsmanager:{region}:{account}:secret:{id}")
                     },
                     policy: None,
+                    key_policy_as_written: false,
                     key_pending_deletion: false,
                 },
             },
             Target::Key(id) => self.resolve_key(id),
+            Target::Alias(name) => Resolved {
+                arn: self.arns.alias(name),
+                policy: None,
+                key_policy_as_written: false,
+                key_pending_deletion: false,
+            },
             Target::Ciphertext(blob) => match Ciphertext::parse(blob) {
                 Ok(parsed) => self.resolve_key(&parsed.header.key_id.to_string()),
                 // Unparsable: the domain answers InvalidCiphertext if identity policies allow.
                 Err(_) => Resolved {
                     arn: format!("arn:keyward:kms:{region}:{account}:key/*"),
                     policy: None,
+                    key_policy_as_written: false,
                     key_pending_deletion: false,
                 },
             },
@@ -526,21 +616,27 @@ impl Gate {
             Ok(record) => Resolved {
                 arn: self.arns.key(&record.key_id),
                 key_pending_deletion: record.state == KeyState::PendingDeletion,
+                // Policies put before key policies could restrict use keep their meaning: read
+                // as if they held the delegation statement (same-account evaluation).
+                key_policy_as_written: record.policy_as_written,
                 policy: record.policy,
             },
             Err(_) if id.starts_with("arn:") => Resolved {
                 arn: id.to_owned(),
                 policy: None,
+                key_policy_as_written: false,
                 key_pending_deletion: false,
             },
             Err(_) if id.starts_with("alias/") => Resolved {
                 arn: self.arns.alias(id),
                 policy: None,
+                key_policy_as_written: false,
                 key_pending_deletion: false,
             },
             Err(_) => Resolved {
                 arn: self.arns.key(id),
                 policy: None,
+                key_policy_as_written: false,
                 key_pending_deletion: false,
             },
         }
@@ -583,27 +679,46 @@ pub struct Pass<'g> {
     event: AuditEvent,
     started: Instant,
     key_pending_deletion: bool,
-    conditions: Vec<(String, Vec<String>)>,
 }
 
 impl Pass<'_> {
-    /// Whether the principal may also do `action` on one more resource (BatchGetSecretValue's
-    /// per-secret check), with the same conditions as the request.
-    pub fn allows(&self, action: &str, arn: &str, resource_policy: Option<&str>) -> bool {
+    /// Whether the principal may read one secret of a batch: the decision GetSecretValue of
+    /// `secret_id` with no version would get (a batch reads AWSCURRENT), so a batch is no way
+    /// around a condition, and a secret that does not exist is refused alike.
+    pub fn allows_secret_read(&self, secret_id: &str) -> bool {
         let Mode::Enforced { policies, .. } = &self.gate.mode else {
             return true;
         };
-        matches!(
-            self.gate.evaluate(
+        let access = Access::new("secretsmanager:GetSecretValue", Target::Secret(secret_id));
+        let resolved = self.gate.resolve(access.target);
+        self.gate
+            .evaluate(
                 policies,
                 &self.event.principal,
-                action,
-                arn,
-                resource_policy,
-                &self.conditions,
-            ),
-            Decision::Allow
-        )
+                access.action,
+                &resolved.arn,
+                resolved.attached(),
+                &conditions(&access),
+            )
+            .is_allowed()
+    }
+
+    /// Whether the principal could still change the key policy (kms:PutKeyPolicy on the key
+    /// this request is about) were `key_policy` in force: PutKeyPolicy's lockout check.
+    pub fn keeps_key_policy_access(&self, key_policy: &str) -> bool {
+        let Mode::Enforced { policies, .. } = &self.gate.mode else {
+            return true;
+        };
+        self.gate
+            .evaluate(
+                policies,
+                &self.event.principal,
+                "kms:PutKeyPolicy",
+                &self.event.resource,
+                Attached::Key(key_policy),
+                &[],
+            )
+            .is_allowed()
     }
 
     /// Authorises one more resource the request touches on the caller's behalf (a secret a
@@ -710,6 +825,9 @@ fn deny_reason(reason: &DenyReason) -> String {
             None => format!("explicit deny in {policy}"),
         },
         DenyReason::NoAllow => "no policy allows it".into(),
+        DenyReason::Unparseable { policy } => {
+            format!("the {policy} attached no longer parses: denied to everyone until replaced")
+        }
     }
 }
 
@@ -718,3 +836,85 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 use crate::calendar::now_ms;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "arn:keyward:iam::000000000000:root";
+    const KEY: &str = "arn:keyward:kms:local:000000000000:key/k";
+
+    fn allow_all() -> Policy {
+        Policy::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap()
+    }
+
+    fn request() -> policy::Request<'static> {
+        policy::Request {
+            principal: "keyward:principal/admin",
+            action: "kms:Decrypt",
+            resource: KEY,
+            conditions: &[],
+        }
+    }
+
+    #[test]
+    fn an_attached_policy_that_no_longer_parses_denies_everyone() {
+        let cache = PolicyCache::default();
+        let admin = allow_all();
+        let identity = [("admin-all", &admin)];
+        // Valid JSON, but an element the parser refuses (as a stricter parser would).
+        let unparseable = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Bogus":1}]}"#;
+        for attached in [Attached::Resource(unparseable), Attached::Key(unparseable)] {
+            let decision = judge(&cache, &identity, attached, ROOT, &request());
+            let Decision::Deny(reason) = decision else {
+                panic!("{attached:?}: allowed");
+            };
+            assert!(
+                deny_reason(&reason).contains("no longer parses"),
+                "{reason:?}"
+            );
+        }
+        // The identity policy alone still allows where nothing is attached.
+        assert!(judge(&cache, &identity, Attached::None, ROOT, &request()).is_allowed());
+    }
+
+    #[test]
+    fn a_key_policy_from_before_restriction_reads_as_delegating() {
+        let cache = PolicyCache::default();
+        let admin = allow_all();
+        let identity = [("admin-all", &admin)];
+        let names_other = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"keyward:principal/other"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+        assert!(
+            judge(
+                &cache,
+                &identity,
+                Attached::Resource(names_other),
+                ROOT,
+                &request()
+            )
+            .is_allowed()
+        );
+        assert!(
+            !judge(
+                &cache,
+                &identity,
+                Attached::Key(names_other),
+                ROOT,
+                &request()
+            )
+            .is_allowed()
+        );
+        let record: crate::store::KeyRecord = serde_json::from_str(
+            r#"{"key_id":"k","description":"","created_at":0,"state":"Enabled","deletion_date":null,"pending_window_days":null,"origin":"x","tags":[],"versions":[],"policy":"{}"}"#,
+        )
+        .unwrap();
+        assert!(
+            !record.policy_as_written,
+            "stored before: read as delegating"
+        );
+    }
+}

@@ -112,6 +112,7 @@ const fn all(action: &'static str) -> Access<'static> {
         version_stage: "",
         encryption_context: None,
         also: None,
+        also_context: None,
     }
 }
 
@@ -129,8 +130,11 @@ describe! {
     EnableKeyRotationRequest => |r| Access::new("kms:EnableKeyRotation", Target::Key(&r.key_id));
     DisableKeyRotationRequest => |r| Access::new("kms:DisableKeyRotation", Target::Key(&r.key_id));
     GetKeyRotationStatusRequest => |r| Access::new("kms:GetKeyRotationStatus", Target::Key(&r.key_id));
-    CreateAliasRequest => |r| Access::new("kms:CreateAlias", Target::Key(&r.target_key_id));
-    DeleteAliasRequest => |r| Access::new("kms:DeleteAlias", Target::Key(&r.alias_name));
+    // As in AWS: the permission on the key and on the alias name, so policies can reserve names.
+    CreateAliasRequest => |r| Access::new("kms:CreateAlias", Target::Key(&r.target_key_id))
+        .also("kms:CreateAlias", Target::Alias(&r.alias_name));
+    DeleteAliasRequest => |r| Access::new("kms:DeleteAlias", Target::Key(&r.alias_name))
+        .also("kms:DeleteAlias", Target::Alias(&r.alias_name));
     ListAliasesRequest => |_r| all("kms:ListAliases");
     GenerateDataKeyRequest => |r| Access::new("kms:GenerateDataKey", Target::Key(&r.key_id))
         .context(&r.encryption_context);
@@ -146,6 +150,7 @@ describe! {
         Access::new("kms:ReEncryptFrom", Target::Ciphertext(&r.ciphertext_blob))
             .context(&r.source_encryption_context)
             .also("kms:ReEncryptTo", Target::Key(&r.destination_key_id))
+            .also_context(&r.destination_encryption_context)
     };
     GenerateRandomRequest => |_r| all("kms:GenerateRandom");
     PutKeyPolicyRequest => |r| Access::new("kms:PutKeyPolicy", Target::Key(&r.key_id));
@@ -164,7 +169,13 @@ describe! {
         Access::new("secretsmanager:GetSecretValue", Target::Secret(&r.secret_id))
             .version(&r.version_id, &r.version_stage)
     };
-    BatchGetSecretValueRequest => |_r| all("secretsmanager:BatchGetSecretValue");
+    // Each secret is then decided as its GetSecretValue would be (`Pass::allows_secret_read`);
+    // filters list secrets, so they need ListSecrets too.
+    BatchGetSecretValueRequest => |r| match r.filters.is_empty() {
+        true => all("secretsmanager:BatchGetSecretValue"),
+        false => all("secretsmanager:BatchGetSecretValue")
+            .also("secretsmanager:ListSecrets", Target::All),
+    };
     PutSecretValueRequest => |r| Access::new("secretsmanager:PutSecretValue", Target::Secret(&r.secret_id));
     UpdateSecretRequest => |r| Access::new("secretsmanager:UpdateSecret", Target::Secret(&r.secret_id));
     UpdateSecretVersionStageRequest => |r| {

@@ -450,13 +450,24 @@ impl KeyManagementService for KmsApi {
         &self,
         request: Request<pb::PutKeyPolicyRequest>,
     ) -> Reply<pb::PutKeyPolicyResponse> {
-        guarded(&self.gate, request, |r| async move {
-            self.kms
-                .put_key_policy(&r.key_id, &r.policy_name, r.policy)
-                .await?;
-            Ok(Response::new(pb::PutKeyPolicyResponse {}))
-        })
-        .await
+        use super::guard::{Describe, caller, finish};
+        let caller = caller(&self.gate, &request);
+        let r = request.into_inner();
+        let pass = self.gate.admit(&caller, r.access()).await?;
+        // The lockout check needs the caller's identity policies: the gate's, through the pass.
+        let keeps_access = |policy: &str| pass.keeps_key_policy_access(policy);
+        let reply = self
+            .kms
+            .put_key_policy(
+                &r.key_id,
+                &r.policy_name,
+                r.policy,
+                (!r.bypass_policy_lockout_safety_check).then_some(&keeps_access as _),
+            )
+            .await
+            .map(|()| Response::new(pb::PutKeyPolicyResponse {}))
+            .map_err(Status::from);
+        finish(pass, reply).await
     }
 
     async fn get_key_policy(

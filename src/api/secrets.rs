@@ -218,13 +218,7 @@ impl SecretsManagerService for SecretsApi {
         let caller = caller(&self.gate, &request);
         let r = request.into_inner();
         let pass = self.gate.admit(&caller, r.access()).await?;
-        let allowed = |record: &SecretRecord| {
-            pass.allows(
-                "secretsmanager:GetSecretValue",
-                &record.arn,
-                record.resource_policy.as_deref(),
-            )
-        };
+        let allowed = |secret_id: &str| pass.allows_secret_read(secret_id);
         let reply = async {
             let (items, next) = self
                 .secrets

@@ -129,6 +129,9 @@ pub enum KmsCommand {
         policy: String,
         #[arg(long, default_value = "default")]
         policy_name: String,
+        /// Put it even if it would lock you out of changing it again.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
     },
     GetKeyPolicy {
         key_id: String,
@@ -286,12 +289,14 @@ async fn run(args: KmsArgs) -> Result<(), String> {
             key_id,
             policy,
             policy_name,
+            bypass_policy_lockout_safety_check,
         } => call!(
             put_key_policy,
             pb::PutKeyPolicyRequest {
                 key_id,
                 policy_name,
                 policy: super::client::document(&policy)?,
+                bypass_policy_lockout_safety_check,
             }
         ),
         KmsCommand::GetKeyPolicy {

@@ -82,6 +82,12 @@ pub struct KeyRecord {
     /// The key policy (IAM JSON, validated when put); none: identity policies alone decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The policy is evaluated as written: identity policies reach the key only through its
+    /// delegation statement. Absent (false) in records written before key policies could
+    /// restrict use: those policies read as if they held the delegation statement, so an
+    /// upgrade changes no decision. PutKeyPolicy sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_as_written: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,10 +14,26 @@ pub const SYNTAX_CHECK: &str = "SYNTAX_CHECK";
 
 /// Identity policies are attached to a principal and name none; resource policies are attached
 /// to a key or secret and must say whom each statement is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyKind {
     Identity,
+    /// A secret's resource policy.
     Resource,
+    /// A key policy: a resource policy that may also name the account
+    /// (`arn:keyward:iam::<12 digits>:root`), the statement that delegates to identity policies.
+    Key,
+}
+
+/// `arn:keyward:iam::<account id>:root`: the account, in a key policy.
+pub const ACCOUNT_ROOT_PREFIX: &str = "arn:keyward:iam::";
+const ACCOUNT_ROOT_SUFFIX: &str = ":root";
+
+/// The account id a principal names as `arn:keyward:iam::<12 digits>:root`, if it does.
+pub fn account_root(principal: &str) -> Option<&str> {
+    let account = principal
+        .strip_prefix(ACCOUNT_ROOT_PREFIX)?
+        .strip_suffix(ACCOUNT_ROOT_SUFFIX)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +161,14 @@ impl Policy {
                     .as_ref()
                     .is_some_and(|ps| ps.iter().any(|p| matching::matches_every_principal(p)))
         })
+    }
+
+    /// Every principal the statements name.
+    pub fn principals(&self) -> impl Iterator<Item = &str> {
+        self.statements
+            .iter()
+            .flat_map(|s| s.principals.iter().flatten())
+            .map(String::as_str)
     }
 
     pub fn kind(&self) -> PolicyKind {
@@ -456,7 +480,7 @@ impl Parser {
                 None
             }
             (PolicyKind::Identity, None) => None,
-            (PolicyKind::Resource, None) => {
+            (PolicyKind::Resource | PolicyKind::Key, None) => {
                 if obj.get("NotPrincipal").is_none() {
                     self.error(
                         path,
@@ -465,7 +489,7 @@ impl Parser {
                 }
                 None
             }
-            (PolicyKind::Resource, Some(value)) => {
+            (PolicyKind::Resource | PolicyKind::Key, Some(value)) => {
                 self.principal_value(&format!("{path}.Principal"), value)
             }
         }
@@ -521,7 +545,8 @@ impl Parser {
             let named = principal
                 .strip_prefix(PRINCIPAL_PREFIX)
                 .is_some_and(|name| !name.is_empty());
-            if principal != "*" && !named {
+            let account = self.kind == PolicyKind::Key && account_root(principal).is_some();
+            if principal != "*" && !named && !account {
                 self.error(
                     &item_path,
                     format_args!("principal '{principal}' is not supported; use \"*\" or \"keyward:principal/<name>\""),
@@ -1080,6 +1105,32 @@ mod tests {
                 "{principal}"
             );
         }
+    }
+
+    #[test]
+    fn only_key_policies_may_name_the_account() {
+        let root = statement(&format!(
+            r#""Principal":{{"AWS":"arn:keyward:iam::000000000000:root"}},{ALLOW_GET}"#
+        ));
+        assert!(Policy::parse(&root, PolicyKind::Key).is_ok());
+        rejects(
+            &root,
+            PolicyKind::Resource,
+            &["Principal.AWS", "not supported"],
+        );
+        for near in [
+            "arn:keyward:iam::00000000000:root",
+            "arn:keyward:iam::*:root",
+            "arn:aws:iam::000000000000:root",
+            "arn:keyward:iam::000000000000:user/x",
+        ] {
+            let json = statement(&format!(r#""Principal":{{"AWS":"{near}"}},{ALLOW_GET}"#));
+            rejects(&json, PolicyKind::Key, &["Principal.AWS", "not supported"]);
+        }
+        assert_eq!(
+            account_root("arn:keyward:iam::123456789012:root"),
+            Some("123456789012")
+        );
     }
 
     #[test]

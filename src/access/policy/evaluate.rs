@@ -37,6 +37,9 @@ pub enum DenyReason {
     Explicit { policy: String, sid: Option<String> },
     /// Nothing allowed the request (implicit deny).
     NoAllow,
+    /// The policy attached to the resource no longer parses: nobody may use the resource until
+    /// it is replaced, rather than the policy's restrictions silently vanishing.
+    Unparseable { policy: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +92,75 @@ pub fn decide(
     }
 }
 
+/// AWS KMS evaluation over identity policies and a key policy that restricts use: an explicit
+/// Deny in any policy wins (a Deny naming the account names every principal); else Allow if a
+/// key-policy Allow names the caller, or if a key-policy Allow names the account
+/// (`account_root`, the delegation statement) and an identity policy allows. Without the
+/// delegation, identity-policy Allows do not reach the key.
+pub fn decide_key(
+    identity: &[(&str, &Policy)],
+    key_policy: (&str, &Policy),
+    account_root: &str,
+    request: &Request,
+) -> Decision {
+    let mut identity_allows = false;
+    for &(name, policy) in identity {
+        for statement in &policy.statements {
+            if !applies(statement, Slot::Identity, request) {
+                continue;
+            }
+            match statement.effect {
+                Effect::Deny => return explicit_deny(name, statement),
+                Effect::Allow => identity_allows = true,
+            }
+        }
+    }
+    let (name, policy) = key_policy;
+    let (mut direct, mut delegated) = (false, false);
+    for statement in &policy.statements {
+        if !applies_to_any_principal(statement, request) {
+            continue;
+        }
+        let names_caller = principal_applies(statement, Slot::Resource, request.principal);
+        let names_account = statement
+            .principals
+            .as_ref()
+            .is_some_and(|ps| ps.iter().any(|p| p == account_root));
+        match statement.effect {
+            Effect::Deny if names_caller || names_account => {
+                return explicit_deny(name, statement);
+            }
+            Effect::Allow if names_caller => direct = true,
+            Effect::Allow if names_account => delegated = true,
+            _ => {}
+        }
+    }
+    if direct || (delegated && identity_allows) {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::NoAllow)
+    }
+}
+
+fn explicit_deny(policy: &str, statement: &Statement) -> Decision {
+    Decision::Deny(DenyReason::Explicit {
+        policy: policy.to_owned(),
+        sid: statement.sid.clone(),
+    })
+}
+
 fn applies(statement: &Statement, slot: Slot, request: &Request) -> bool {
+    applies_to_any_principal(statement, request)
+        && principal_applies(statement, slot, request.principal)
+}
+
+fn applies_to_any_principal(statement: &Statement, request: &Request) -> bool {
     covers(&statement.actions, request.action, matching::action_matches)
         && covers(
             &statement.resources,
             request.resource,
             matching::resource_matches,
         )
-        && principal_applies(statement, slot, request.principal)
         && statement
             .conditions
             .iter()
@@ -727,6 +791,72 @@ mod tests {
             c,
             &[(APP_KEY, &["hr"]), (id, &["v1-abc"])]
         ));
+    }
+
+    const ROOT: &str = "arn:keyward:iam::000000000000:root";
+
+    fn key_policy(statements: &[&str]) -> Policy {
+        parse(PolicyKind::Key, statements)
+    }
+
+    #[test]
+    fn key_policies_reach_identity_policies_only_through_delegation() {
+        let decrypt = identity(&[r#""Effect":"Allow","Action":"kms:Decrypt","Resource":"*""#]);
+        let own = key_policy(&[
+            r#""Principal":{"AWS":"keyward:principal/admin"},"Effect":"Allow","Action":"kms:*","Resource":"*""#,
+        ]);
+        let delegating = key_policy(&[&format!(
+            r#""Principal":{{"AWS":"{ROOT}"}},"Effect":"Allow","Action":"kms:*","Resource":"*""#
+        )]);
+        let naming_app = key_policy(&[&format!(
+            r#""Principal":{{"AWS":"{APP}"}},"Effect":"Allow","Action":"kms:Decrypt","Resource":"*""#
+        )]);
+        let req = request(APP, "kms:Decrypt", KEY, NO_CONTEXT);
+        let key = |p: &Policy, ids: &[(&str, &Policy)]| decide_key(ids, ("key", p), ROOT, &req);
+        assert_eq!(key(&own, &[("app", &decrypt)]), NO_ALLOW);
+        assert_eq!(key(&delegating, &[("app", &decrypt)]), Decision::Allow);
+        assert_eq!(
+            key(&delegating, &[]),
+            NO_ALLOW,
+            "delegation alone grants nothing"
+        );
+        assert_eq!(key(&naming_app, &[]), Decision::Allow);
+        // The delegation is to this account only.
+        let elsewhere = decide_key(
+            &[("app", &decrypt)],
+            ("key", &delegating),
+            "arn:keyward:iam::111111111111:root",
+            &req,
+        );
+        assert_eq!(elsewhere, NO_ALLOW);
+    }
+
+    #[test]
+    fn a_key_policy_deny_naming_the_account_denies_everyone() {
+        let policy = key_policy(&[
+            &format!(
+                r#""Principal":{{"AWS":"{APP}"}},"Effect":"Allow","Action":"kms:*","Resource":"*""#
+            ),
+            &format!(
+                r#""Sid":"NoDecrypt","Principal":{{"AWS":"{ROOT}"}},"Effect":"Deny","Action":"kms:Decrypt","Resource":"*""#
+            ),
+        ]);
+        let decrypt = request(APP, "kms:Decrypt", KEY, NO_CONTEXT);
+        assert_eq!(
+            decide_key(&[], ("key", &policy), ROOT, &decrypt),
+            explicit("key", Some("NoDecrypt"))
+        );
+        let encrypt = request(APP, "kms:Encrypt", KEY, NO_CONTEXT);
+        assert_eq!(
+            decide_key(&[], ("key", &policy), ROOT, &encrypt),
+            Decision::Allow
+        );
+        // An identity Deny still wins over the key policy's Allow.
+        let deny = identity(&[r#""Effect":"Deny","Action":"kms:Encrypt","Resource":"*""#]);
+        assert_eq!(
+            decide_key(&[("d", &deny)], ("key", &policy), ROOT, &encrypt),
+            explicit("d", None)
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod evaluate;
 mod json;
 mod matching;
 
-pub use document::{Policy, PolicyKind, SYNTAX_CHECK, ValidationError};
-pub use evaluate::{Decision, DenyReason, Request, decide};
+pub use document::{
+    ACCOUNT_ROOT_PREFIX, Policy, PolicyKind, SYNTAX_CHECK, ValidationError, account_root,
+};
+pub use evaluate::{Decision, DenyReason, Request, decide, decide_key};
 pub use matching::{Case, wildcard_match};

@@ -91,6 +91,7 @@ impl KmsService {
             rotation: None,
             protection,
             policy: None,
+            policy_as_written: false,
         };
         let op = Op::Put {
             key: key_storage_key(&key_id),

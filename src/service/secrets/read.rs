@@ -115,7 +115,7 @@ impl SecretsService {
         filters: Vec<super::Filter>,
         max_results: Option<i32>,
         next_token: &str,
-        allowed: &(dyn Fn(&SecretRecord) -> bool + Send + Sync),
+        allowed: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<(Vec<BatchItem>, Option<String>), SecretsError> {
         match (secret_ids.is_empty(), filters.is_empty()) {
             (false, false) => Err(SecretsError::invalid(
@@ -141,10 +141,9 @@ impl SecretsService {
                 }
                 let mut items = Vec::with_capacity(secret_ids.len());
                 for id in secret_ids {
-                    if let Ok((record, _)) = self.resolve(&id)
-                        && !allowed(&record)
-                    {
-                        items.push(denied(id, &record));
+                    // Before the lookup: a refused name answers alike whether it exists or not.
+                    if !allowed(&id) {
+                        items.push(denied(id));
                         continue;
                     }
                     items.push(match self.get_secret_value(&id, "", "").await {
@@ -177,8 +176,8 @@ impl SecretsService {
                 let (records, next) = self.list_records(options)?;
                 let mut items = Vec::with_capacity(records.len());
                 for record in records {
-                    if !allowed(&record) {
-                        items.push(denied(record.arn.clone(), &record));
+                    if !allowed(&record.arn) {
+                        items.push(denied(record.name.clone()));
                         continue;
                     }
                     items.push(match self.get_secret_value(&record.arn, "", "").await {
@@ -279,13 +278,13 @@ fn pick_version(
     }
 }
 
-/// A batch item the caller's policies do not allow reading.
-fn denied(secret_id: String, record: &SecretRecord) -> BatchItem {
+/// A batch item the caller's policies do not allow reading. It names the secret only as the
+/// caller did (or by name, for filters): an ARN would reveal its random suffix.
+fn denied(secret_id: String) -> BatchItem {
     BatchItem::Error {
-        secret_id,
         error: SecretsError::AccessDenied(format!(
-            "not authorized to perform secretsmanager:GetSecretValue on resource {}",
-            record.arn
+            "not authorized to perform secretsmanager:GetSecretValue on secret {secret_id}"
         )),
+        secret_id,
     }
 }
