@@ -85,3 +85,119 @@ fn a_network_aws_endpoint_without_auth_is_refused_at_start() {
     }
 }
 
+const DENY_BY_PRINCIPAL_ARN: &str = r#"{"Version":"2012-10-17","Statement":[
+    {"Effect":"Allow","Principal":{"AWS":"keyward:principal/app"},"Action":"secretsmanager:GetSecretValue","Resource":"*"},
+    {"Effect":"Deny","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*",
+     "Condition":{"StringEquals":{"aws:PrincipalArn":"keyward:principal/app"}}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condition_keys_keyward_does_not_supply_are_refused_when_a_policy_is_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut sm: Sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "guarded/db", Some("v")).await;
+
+    let put = sm
+        .put_resource_policy(pb::PutResourcePolicyRequest {
+            secret_id: "guarded/db".into(),
+            resource_policy: DENY_BY_PRINCIPAL_ARN.into(),
+            block_public_policy: None,
+        })
+        .await
+        .unwrap_err();
+    assert_error(
+        &put,
+        Code::InvalidArgument,
+        "MalformedPolicyDocumentException",
+    );
+    assert!(put.message().contains("aws:PrincipalArn"), "{put:?}");
+    let stored = sm
+        .get_resource_policy(pb::GetResourcePolicyRequest {
+            secret_id: "guarded/db".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.resource_policy, None, "nothing stored");
+
+    let validated = sm
+        .validate_resource_policy(pb::ValidateResourcePolicyRequest {
+            secret_id: None,
+            resource_policy: DENY_BY_PRINCIPAL_ARN
+                .replace("aws:PrincipalArn", "secretsmanager:ResourceTag/team"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!validated.policy_validation_passed);
+    assert!(
+        validated
+            .validation_errors
+            .iter()
+            .any(|e| e.error_message.contains("secretsmanager:ResourceTag/team")),
+        "{validated:?}"
+    );
+
+    // The keys Keyward supplies, in any case, are accepted.
+    let supported =
+        DENY_BY_PRINCIPAL_ARN.replace("aws:PrincipalArn", "SecretsManager:versionStage");
+    sm.put_resource_policy(pb::PutResourcePolicyRequest {
+        secret_id: "guarded/db".into(),
+        resource_policy: supported,
+        block_public_policy: None,
+    })
+    .await
+    .expect("a policy on secretsmanager:VersionStage");
+
+    let mut kms = server.kms().await;
+    let key = common::create_key(&mut kms, "guarded").await.key_id;
+    let key_policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"000000000000"}}}]}"#;
+    let put = kms
+        .put_key_policy(pb::PutKeyPolicyRequest {
+            key_id: key.clone(),
+            policy_name: String::new(),
+            policy: key_policy.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(
+        &put,
+        Code::InvalidArgument,
+        "MalformedPolicyDocumentException",
+    );
+    let policy = kms
+        .get_key_policy(pb::GetKeyPolicyRequest {
+            key_id: key,
+            policy_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy;
+    assert!(!policy.contains("CallerAccount"), "{policy}");
+}
+
+#[test]
+fn an_identity_policy_with_an_unsupplied_condition_key_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("policy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[root_of_trust]\ntype = \"development\"\n[auth]\n\
+             [[auth.policies]]\nname = \"ops\"\nprincipals = [\"ops\"]\n\
+             document = '''{{\"Statement\":[{{\"Effect\":\"Deny\",\"Action\":\"*\",\"Resource\":\"*\",\
+             \"Condition\":{{\"StringNotEquals\":{{\"aws:SourceIp\":\"10.0.0.1\"}}}}}}]}}'''\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let log = match Server::try_spawn(&data, &["--config", config.to_str().unwrap()], &[]) {
+        Ok(_) => panic!("the server started with a policy on aws:SourceIp"),
+        Err(log) => log,
+    };
+    assert!(log.contains("auth.policies \"ops\""), "{log}");
+    assert!(log.contains("aws:SourceIp"), "{log}");
+}
+

@@ -595,7 +595,8 @@ impl Pass<'_> {
     }
 }
 
-/// Condition keys the request supplies, lower-case as the policy engine expects.
+/// Condition keys the request supplies, lower-case as the policy engine expects. Policies may
+/// name no other key: keep in step with `policy::document::supplied_condition_key`.
 fn conditions(access: &Access) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     if !access.version_stage.is_empty() {
