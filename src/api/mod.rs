@@ -17,6 +17,12 @@ pub mod pb {
         tonic::include_file_descriptor_set!("keyward_descriptor");
 }
 
+/// The largest KMS or Secrets Manager message the gRPC listener decodes. The largest valid
+/// request is a 64 KiB secret value with 2 KiB of description, 50 tags and 20 labels (under
+/// 90 KiB); a larger message is refused by the decoder (OUT_OF_RANGE) before any handler, so it
+/// is not audited.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use std::fmt;
 
