@@ -25,10 +25,12 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// Serialises a bytes field as standard base64 (the CLI's JSON output, like the AWS CLI).
+/// The base64 text of a field that may be plaintext is zeroized once written.
 pub fn base64_field<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&STANDARD.encode(bytes))
+    serializer.serialize_str(&Zeroizing::new(STANDARD.encode(bytes)))
 }
 
 /// Serialises an optional bytes field as base64 (or null).
@@ -37,7 +39,7 @@ pub fn base64_optional_field<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     match bytes {
-        Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
+        Some(bytes) => serializer.serialize_str(&Zeroizing::new(STANDARD.encode(bytes))),
         None => serializer.serialize_none(),
     }
 }
@@ -47,9 +49,9 @@ pub fn base64_field_in<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<u8>, D::Error> {
     use serde::Deserialize;
-    let text = String::deserialize(deserializer)?;
+    let text = Zeroizing::new(String::deserialize(deserializer)?);
     STANDARD
-        .decode(text)
+        .decode(text.as_bytes())
         .map_err(|_| serde::de::Error::custom("not base64"))
 }
 
@@ -58,9 +60,9 @@ pub fn base64_optional_field_in<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Vec<u8>>, D::Error> {
     use serde::Deserialize;
-    match Option::<String>::deserialize(deserializer)? {
+    match Option::<String>::deserialize(deserializer)?.map(Zeroizing::new) {
         Some(text) => STANDARD
-            .decode(text)
+            .decode(text.as_bytes())
             .map(Some)
             .map_err(|_| serde::de::Error::custom("not base64")),
         None => Ok(None),
