@@ -424,14 +424,20 @@ impl Keyward {
             .layer(crate::metrics::requests::CountLayer(requests))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(KeyManagementServiceServer::new(KmsApi::new(
-                Arc::clone(&self.kms),
-                Arc::clone(gate),
-            )))
-            .add_service(SecretsManagerServiceServer::new(SecretsApi::new(
-                Arc::clone(&self.secrets),
-                Arc::clone(gate),
-            )))
+            .add_service(
+                KeyManagementServiceServer::new(KmsApi::new(
+                    Arc::clone(&self.kms),
+                    Arc::clone(gate),
+                ))
+                .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                SecretsManagerServiceServer::new(SecretsApi::new(
+                    Arc::clone(&self.secrets),
+                    Arc::clone(gate),
+                ))
+                .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
+            )
             .add_service(AuditServiceServer::new(AuditApi::new(
                 Arc::clone(gate),
                 Arc::clone(&self.mac),

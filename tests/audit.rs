@@ -117,7 +117,8 @@ async fn the_trail_verifies_holds_no_secrets_and_every_tampering_is_located() {
     );
 
     let log = audit_log(&server);
-    let (ok, output) = verify(&server, &log, &[]);
+    // A live log's newest records wait for the next checkpoint.
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
     assert!(ok, "{output}");
     assert!(
         output.contains("checkpoint MAC(s) checked by the server's root of trust"),
@@ -163,7 +164,7 @@ async fn the_trail_verifies_holds_no_secrets_and_every_tampering_is_located() {
     let mut server =
         Server::try_spawn(&data, &["--config", config.to_str().unwrap()], &[]).expect("restart");
     server.swtpm = tpm;
-    let (ok, output) = verify(&server, &log, &[]);
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
     assert!(ok, "after a restart: {output}");
     assert!(
         std::fs::read_to_string(&log)
@@ -229,19 +230,19 @@ async fn the_trail_verifies_holds_no_secrets_and_every_tampering_is_located() {
         )));
     }
     write_lines(&copy, &forged);
-    let (ok, output) = verify(&server, &copy, &["--offline"]);
+    let (ok, output) = verify(&server, &copy, &["--offline", "--allow-unsealed-tail"]);
     assert!(
         ok,
         "the chain of a fully rewritten log is consistent: {output}"
     );
-    let (ok, output) = verify(&server, &copy, &[]);
+    let (ok, output) = verify(&server, &copy, &["--allow-unsealed-tail"]);
     assert!(!ok, "a forged log passed: {output}");
     assert!(output.to_lowercase().contains("mac"), "{output}");
 
     // The server's own log with its tail cut: the server's newest record is missing.
     let keep = original.len() - 2;
     write_lines(&log, &original[..keep]);
-    let (ok, output) = verify(&server, &log, &[]);
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
     assert!(!ok, "truncation passed: {output}");
     assert!(output.contains("truncat"), "{output}");
 }
@@ -512,6 +513,55 @@ async fn state_changes_whose_callers_vanish_are_still_audited() {
         common::describe(&mut kms, &key.key_id).await.key_state,
         "PendingDeletion"
     );
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
+    assert!(ok, "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsealed_tail_fails_verification_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = "[audit]\ncheckpoint_every = 100000\ncheckpoint_interval_secs = 3600\n";
+    let mut server = Server::with_config(&data, config);
+    let _tpm = server.swtpm.take();
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "unsealed", Some("v")).await;
+    let log = audit_log(&server);
+
+    // No checkpoint yet: nothing in the log is covered by a MAC.
     let (ok, output) = verify(&server, &log, &[]);
+    assert!(!ok, "an unsealed log passed: {output}");
+    assert!(output.contains("unsealed tail"), "{output}");
+    assert!(output.contains("no checkpoint seals the log"), "{output}");
+    assert!(output.contains("--allow-unsealed-tail"), "{output}");
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
+    assert!(ok, "{output}");
+    assert!(output.contains("unsealed tail"), "{output}");
+    assert!(output.contains("warning: "), "{output}");
+
+    // A clean stop seals the tail: then the log verifies without the flag.
+    server.stop();
+    let out = std::process::Command::new(common::BIN)
+        .args(["audit", "verify", "--offline"])
+        .arg(&log)
+        .output()
+        .expect("run keyward audit verify");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("unsealed"), "{text}");
+
+    // Records after the last checkpoint: the same refusal.
+    let config = data.with_extension("toml");
+    let server =
+        Server::try_spawn(&data, &["--config", config.to_str().unwrap()], &[]).expect("restart");
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "after-the-seal", Some("v")).await;
+    let (ok, output) = verify(&server, &log, &[]);
+    assert!(!ok, "an unsealed tail passed: {output}");
+    assert!(
+        output.contains("records after the last checkpoint are not sealed"),
+        "{output}"
+    );
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
     assert!(ok, "{output}");
 }

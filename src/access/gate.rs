@@ -473,6 +473,41 @@ impl Gate {
         self.record(event, Instant::now(), false).await
     }
 
+    /// Audits a request refused before admission because an identifier it names is longer
+    /// than any valid one: nothing was looked up or matched. The record names what the client
+    /// sent, capped by the audit log.
+    pub async fn refuse_invalid(
+        &self,
+        caller: &Caller,
+        access: Access<'_>,
+        error: &str,
+        reason: &str,
+    ) -> Result<(), GateError> {
+        let resource = match access.target {
+            Target::Secret(id) | Target::Key(id) | Target::Alias(id) => id,
+            Target::All | Target::Ciphertext(_) => "*",
+        };
+        let event = AuditEvent {
+            time_ms: now_ms(),
+            request_id: self.request_ids.next(),
+            api: caller.api,
+            principal: caller
+                .principal
+                .clone()
+                .unwrap_or_else(|_| "anonymous".into()),
+            source: caller.source.clone(),
+            action: access.action.to_owned(),
+            resource: resource.to_owned(),
+            version_id: non_empty(access.version_id),
+            version_stage: non_empty(access.version_stage),
+            outcome: Outcome::Failed,
+            error: Some(error.to_owned()),
+            reason: Some(reason.to_owned()),
+            ..AuditEvent::default()
+        };
+        self.record(event, Instant::now(), false).await
+    }
+
     /// Audits what a peer site asked of this one (replication), which does not pass the
     /// client policies: the site service authenticates peers by certificate itself.
     pub async fn record_site(&self, event: AuditEvent, started: Instant) -> Result<(), GateError> {
@@ -781,7 +816,8 @@ impl Pass<'_> {
     }
 }
 
-/// Condition keys the request supplies, lower-case as the policy engine expects.
+/// Condition keys the request supplies, lower-case as the policy engine expects. Policies may
+/// name no other key: keep in step with `policy::document::supplied_condition_key`.
 fn conditions(access: &Access) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     if !access.version_stage.is_empty() {

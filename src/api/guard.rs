@@ -6,6 +6,8 @@ use super::pb;
 use super::status::exception_name;
 use crate::access::identity::Credentials;
 use crate::access::{Access, Caller, Gate, GateError, Pass, Target};
+use crate::service::KmsError;
+use crate::service::secrets::SecretsError;
 use std::future::Future;
 use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
 
@@ -26,8 +28,54 @@ where
 {
     let caller = caller(gate, &request);
     let message = request.into_inner();
-    let pass = gate.admit(&caller, message.access()).await?;
+    let access = message.access();
+    // An unauthenticated caller is refused as such by the gate, which looks nothing up for it.
+    if caller.principal.is_ok()
+        && let Err(status) = bounded(&access)
+    {
+        gate.refuse_invalid(&caller, access, exception_name(&status), status.message())
+            .await?;
+        return Err(status);
+    }
+    let pass = gate.admit(&caller, access).await?;
     finish(pass, work(message).await).await
+}
+
+/// Refuses identifiers longer than any valid one before the gate resolves them, matches them
+/// against policies or audits them: AWS's limits, defined once in the services.
+fn bounded(access: &Access) -> Result<(), Status> {
+    use crate::service::kms::names::{MAX_ALIAS_LEN, MAX_KEY_ID};
+    use crate::service::secrets::limits::{MAX_LABEL, MAX_SECRET_ID, TOKEN_LEN};
+    let kms = access.action.starts_with("kms:");
+    let refuse = |field: &'static str, limit: usize| -> Status {
+        let reason = format!("must be at most {limit} characters");
+        if kms {
+            KmsError::validation(field, reason).into()
+        } else {
+            SecretsError::invalid(field, reason).into()
+        }
+    };
+    let targets = std::iter::once(access.target).chain(access.also.map(|(_, target)| target));
+    for target in targets {
+        match target {
+            Target::Secret(id) if id.len() > MAX_SECRET_ID => {
+                return Err(refuse("secret_id", MAX_SECRET_ID));
+            }
+            Target::Key(id) if id.len() > MAX_KEY_ID => return Err(refuse("key_id", MAX_KEY_ID)),
+            Target::Alias(name) if name.len() > MAX_ALIAS_LEN => {
+                return Err(refuse("alias_name", MAX_ALIAS_LEN));
+            }
+            Target::Secret(_) | Target::Key(_) | Target::Alias(_) => {}
+            Target::All | Target::Ciphertext(_) => {}
+        }
+    }
+    if access.version_id.len() > *TOKEN_LEN.end() {
+        return Err(refuse("version_id", *TOKEN_LEN.end()));
+    }
+    if access.version_stage.len() > MAX_LABEL {
+        return Err(refuse("version_stage", MAX_LABEL));
+    }
+    Ok(())
 }
 
 /// Audits the reply; an audit failure replaces it.

@@ -18,12 +18,20 @@ pub mod pb {
         tonic::include_file_descriptor_set!("keyward_descriptor");
 }
 
+/// The largest KMS or Secrets Manager message the gRPC listener decodes. The largest valid
+/// request is a 64 KiB secret value with 2 KiB of description, 50 tags and 20 labels (under
+/// 90 KiB); a larger message is refused by the decoder (OUT_OF_RANGE) before any handler, so it
+/// is not audited.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// Serialises a bytes field as standard base64 (the CLI's JSON output, like the AWS CLI).
+/// The base64 text of a field that may be plaintext is zeroized once written.
 pub fn base64_field<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&STANDARD.encode(bytes))
+    serializer.serialize_str(&Zeroizing::new(STANDARD.encode(bytes)))
 }
 
 /// Serialises an optional bytes field as base64 (or null).
@@ -32,7 +40,7 @@ pub fn base64_optional_field<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     match bytes {
-        Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
+        Some(bytes) => serializer.serialize_str(&Zeroizing::new(STANDARD.encode(bytes))),
         None => serializer.serialize_none(),
     }
 }
@@ -42,9 +50,9 @@ pub fn base64_field_in<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<u8>, D::Error> {
     use serde::Deserialize;
-    let text = String::deserialize(deserializer)?;
+    let text = Zeroizing::new(String::deserialize(deserializer)?);
     STANDARD
-        .decode(text)
+        .decode(text.as_bytes())
         .map_err(|_| serde::de::Error::custom("not base64"))
 }
 
@@ -53,9 +61,9 @@ pub fn base64_optional_field_in<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Vec<u8>>, D::Error> {
     use serde::Deserialize;
-    match Option::<String>::deserialize(deserializer)? {
+    match Option::<String>::deserialize(deserializer)?.map(Zeroizing::new) {
         Some(text) => STANDARD
-            .decode(text)
+            .decode(text.as_bytes())
             .map(Some)
             .map_err(|_| serde::de::Error::custom("not base64")),
         None => Ok(None),

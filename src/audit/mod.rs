@@ -24,7 +24,9 @@
 //!   `source`, `action`, `resource`, `version_id`, `version_stage`,
 //!   `outcome` (`"success"` / `"denied"` / `"failed"`), `error`, `reason`,
 //!   `duration_us`. Optional fields are written as `null`. `time` is the
-//!   event's time. No field carries a secret, a payload or key material.
+//!   event's time. No field carries a secret, a payload or key material. A
+//!   text field longer than 2560 bytes (only ever invalid input) is cut there
+//!   and ends with `...[truncated]`.
 //! * `checkpoint` — `mac`: lower-case hex of the root of trust's MAC over
 //!   `b"keyward-audit-checkpoint-v1\0" || seq (u64 big-endian) || prev (the 32
 //!   raw bytes)`, with `seq` and `prev` those of this very line; `key`: the MAC
@@ -58,8 +60,8 @@ mod writer;
 
 pub use key::RootMac;
 pub use record::{
-    AuditEvent, CHECKPOINT_DOMAIN, GENESIS, Head, LineHash, Outcome, checkpoint_message,
-    format_time, genesis_prev, hex, line_hash, parse_time,
+    AuditEvent, CHECKPOINT_DOMAIN, GENESIS, Head, LineHash, MAX_FIELD_BYTES, Outcome,
+    TRUNCATED_MARK, checkpoint_message, format_time, genesis_prev, hex, line_hash, parse_time,
 };
 pub use verify::{CheckpointClaim, Evidence, Finding, Problem, Scan, scan};
 pub use writer::{

@@ -82,6 +82,54 @@ pub struct AuditEvent {
     pub duration_us: u64,
 }
 
+/// The most bytes a request record's text field keeps: more than any valid identifier (secret
+/// and key ids are at most 2048 characters), so only input refused as invalid is ever cut, and
+/// a line stays small whatever a client sends.
+pub const MAX_FIELD_BYTES: usize = 2560;
+
+/// What replaces the end of a field longer than [`MAX_FIELD_BYTES`].
+pub const TRUNCATED_MARK: &str = "...[truncated]";
+
+impl AuditEvent {
+    /// The event with every text field cut to [`MAX_FIELD_BYTES`] (at a character boundary)
+    /// and marked as cut.
+    pub fn capped(mut self) -> Self {
+        for field in [
+            &mut self.request_id,
+            &mut self.principal,
+            &mut self.source,
+            &mut self.action,
+            &mut self.resource,
+        ] {
+            cap(field);
+        }
+        for field in [
+            &mut self.version_id,
+            &mut self.version_stage,
+            &mut self.error,
+            &mut self.reason,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cap(field);
+        }
+        self
+    }
+}
+
+fn cap(field: &mut String) {
+    if field.len() <= MAX_FIELD_BYTES {
+        return;
+    }
+    let mut end = MAX_FIELD_BYTES - TRUNCATED_MARK.len();
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    field.truncate(end);
+    field.push_str(TRUNCATED_MARK);
+}
+
 /// The kind-specific part of a line.
 pub(crate) enum Body<'a> {
     Request(&'a AuditEvent),
@@ -284,6 +332,29 @@ pub(crate) use crate::calendar::now_ms;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_fields_are_cut_at_a_character_and_marked() {
+        let event = AuditEvent {
+            resource: "é".repeat(4096),
+            reason: Some("r".repeat(MAX_FIELD_BYTES)),
+            version_stage: Some("s".repeat(MAX_FIELD_BYTES + 1)),
+            action: "kms:Decrypt".into(),
+            ..AuditEvent::default()
+        }
+        .capped();
+        assert!(event.resource.len() <= MAX_FIELD_BYTES);
+        assert!(event.resource.ends_with(TRUNCATED_MARK));
+        assert!(event.resource.starts_with("éé"));
+        assert_eq!(
+            event.reason.as_deref(),
+            Some("r".repeat(MAX_FIELD_BYTES).as_str())
+        );
+        let stage = event.version_stage.unwrap();
+        assert_eq!(stage.len(), MAX_FIELD_BYTES);
+        assert!(stage.ends_with(TRUNCATED_MARK));
+        assert_eq!(event.action, "kms:Decrypt");
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -55,10 +55,11 @@ pub enum Problem {
     Inserted,
     /// The last line has no `\n`: a torn write, or an edit.
     TornTail,
-    /// Lines from `from_seq` on are not covered by a checkpoint MAC. A
-    /// warning: it is normal for a log that is still being written or that
-    /// stopped without closing, but those lines could be cut off unnoticed
-    /// without the server head.
+    /// Lines from `from_seq` on are not covered by a checkpoint MAC. Normal
+    /// for a log that is still being written or that stopped without closing,
+    /// but those lines could be cut off unnoticed without the server head, so
+    /// `keyward audit verify` fails on it unless told to allow it
+    /// ([`Scan::sealed`]).
     UnsealedTail { from_seq: u64 },
     /// The root of trust rejects this checkpoint's MAC: everything up to
     /// here was rewritten (or the MAC key is wrong).
@@ -204,7 +205,19 @@ impl Scan {
         }
     }
 
-    /// True if nothing but warnings ([`Problem::UnsealedTail`]) was found.
+    /// True if every line is covered by a checkpoint MAC: the log has a
+    /// checkpoint and nothing follows the last one. Judged apart from
+    /// [`Scan::ok`] because a live log's newest lines wait for the next one.
+    pub fn sealed(&self) -> bool {
+        !self.checkpoints.is_empty()
+            && !self
+                .findings
+                .iter()
+                .any(|f| matches!(f.problem, Problem::UnsealedTail { .. }))
+    }
+
+    /// True if the chain is intact: nothing but an unsealed tail
+    /// ([`Problem::UnsealedTail`], see [`Scan::sealed`]) was found.
     pub fn ok(&self) -> bool {
         self.findings
             .iter()
@@ -565,7 +578,7 @@ impl fmt::Display for Problem {
             ),
             Problem::UnsealedTail { from_seq } => write!(
                 f,
-                "unsealed tail (warning) — records from {from_seq} on are not covered by a checkpoint MAC"
+                "unsealed tail — records from {from_seq} on are not covered by a checkpoint MAC"
             ),
             Problem::BadMac => write!(
                 f,
@@ -726,7 +739,7 @@ mod tests {
         let lines = sample();
         let scan = verify(&join(&lines), Some(&head(&lines)));
         assert!(scan.findings.is_empty(), "{:?}", scan.findings);
-        assert!(scan.ok());
+        assert!(scan.ok() && scan.sealed());
         assert_eq!((scan.lines, scan.records), (14, 10));
         assert_eq!(scan.last, Some(head(&lines)));
         let claimed: Vec<_> = scan.checkpoints.iter().map(|c| (c.line, c.seq)).collect();
@@ -741,6 +754,7 @@ mod tests {
     fn an_empty_file_is_fine_unless_the_server_wrote_something() {
         let mut scan = scan(&b""[..]).unwrap();
         assert!(scan.ok() && scan.last.is_none());
+        assert!(!scan.sealed(), "no checkpoint seals an empty file");
         scan.check_head(&Head {
             seq: 3,
             hash: String::new(),
@@ -961,7 +975,8 @@ mod tests {
         // Cut after record 13: lines 12-13 are unsealed.
         let lines = &original[..13];
         let scan = verify(&join(lines), None);
-        assert!(scan.ok(), "only a warning without the head");
+        assert!(scan.ok(), "the chain is intact without the head");
+        assert!(!scan.sealed(), "but its tail is unsealed");
         assert_eq!(
             scan.findings,
             [Finding {

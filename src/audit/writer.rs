@@ -215,10 +215,11 @@ impl AuditLog {
     /// Resolves once the record is written (and synced per [`SyncMode`]).
     /// An error means the request must fail: nothing is served unaudited.
     /// Dropping the future after it was queued does not withdraw the record.
+    /// Text fields are capped here ([`AuditEvent::capped`]), the one way into the log.
     pub async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Append(event, reply))
+            .send(Msg::Append(event.capped(), reply))
             .await
             .map_err(|_| AuditError::Closed)?;
         answer.await.map_err(|_| AuditError::Closed)?

@@ -14,5 +14,6 @@ pub mod server;
 pub mod shapes;
 pub mod signing;
 pub mod sigv4;
+pub mod wipe;
 
 pub use server::{FrontDoor, MAX_BODY, serve};

@@ -4,6 +4,7 @@
 //! business rule are the same on both front doors.
 
 use super::shapes::{self, Service};
+use super::wipe::Document;
 use crate::access::Caller;
 use crate::api::kms::KmsApi;
 use crate::api::pb::{
@@ -11,7 +12,6 @@ use crate::api::pb::{
     secrets_manager_service_server::SecretsManagerService,
 };
 use crate::api::secrets::SecretsApi;
-use serde_json::Value;
 use std::future::Future;
 use tonic::{Request, Response, Status};
 
@@ -31,25 +31,30 @@ pub struct Operation {
 }
 
 /// Deserializes the request, runs the handler with the caller attached, serializes the reply.
+/// The documents on the way are zeroized when dropped; the message is read from a borrowed
+/// document so that members it ignores are zeroized too.
 async fn call<Req, Resp, F, Fut>(
-    body: Value,
+    body: Document,
     caller: Caller,
     service: Service,
     handler: F,
-) -> Result<Value, Status>
+) -> Result<Document, Status>
 where
     Req: serde::de::DeserializeOwned,
     Resp: serde::Serialize,
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let message: Req = serde_json::from_value(shapes::request_in(body))
-        .map_err(|e| super::errors::serialization(&e.to_string()))?;
+    let document = Document::new(shapes::request_in(body.take()));
+    let message =
+        Req::deserialize(&*document).map_err(|e| super::errors::serialization(&e.to_string()))?;
+    drop(document);
     let mut request = Request::new(message);
     request.extensions_mut().insert(caller);
     let reply = handler(request).await?.into_inner();
-    let json = serde_json::to_value(&reply).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(shapes::response_out(json, service))
+    let json =
+        Document::new(serde_json::to_value(&reply).map_err(|e| Status::internal(e.to_string()))?);
+    Ok(Document::new(shapes::response_out(json.take(), service)))
 }
 
 macro_rules! action {
@@ -71,7 +76,7 @@ macro_rules! operations {
 
         impl Handlers {
             /// Runs `op` (from `find`) on `body` for `caller`.
-            pub async fn run(&self, op: Operation, body: Value, caller: Caller) -> Result<Value, Status> {
+            pub async fn run(&self, op: Operation, body: Document, caller: Caller) -> Result<Document, Status> {
                 match (op.service, op.name) {
                     $((Service::$service, $name) => {
                         call::<pb::$req, _, _, _>(body, caller, op.service, |r| self.$api.$method(r)).await

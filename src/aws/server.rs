@@ -5,12 +5,12 @@
 use super::errors::{self, named, response_parts};
 use super::operations::{self, Handlers};
 use super::signing::AccessKeys;
+use super::wipe::{Document, SecretBuf};
 use crate::access::{Caller, Gate};
 use crate::api::detach::InFlight;
 use crate::api::status::exception_name;
 use crate::audit::Outcome;
 use crate::metrics::requests::Requests;
-use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
+use zeroize::Zeroizing;
 
 /// Larger bodies are refused before they are parsed. The largest legitimate request is a
 /// 64 KiB binary secret in base64 with its fields.
@@ -74,7 +75,10 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
                     Ok::<_, std::convert::Infallible>(answer.await.unwrap_or_else(|| {
                         response(
                             StatusCode::INTERNAL_SERVER_ERROR,
-                            r#"{"__type":"InternalFailure","message":"internal error"}"#.into(),
+                            SecretBuf::from(
+                                r#"{"__type":"InternalFailure","message":"internal error"}"#
+                                    .to_owned(),
+                            ),
                         )
                     }))
                 }
@@ -88,15 +92,15 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
     }
 }
 
-type HttpResponse = http::Response<Full<Bytes>>;
+type HttpResponse = http::Response<Full<SecretBuf>>;
 
-fn response(status: StatusCode, body: String) -> HttpResponse {
+fn response(status: StatusCode, body: SecretBuf) -> HttpResponse {
     http::Response::builder()
         .status(status)
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amzn-requestid", uuid::Uuid::new_v4().to_string())
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+        .body(Full::new(body))
+        .unwrap_or_else(|_| http::Response::new(Full::new(SecretBuf::default())))
 }
 
 impl FrontDoor {
@@ -131,8 +135,11 @@ impl FrontDoor {
         self.requests
             .record(name, code, started.elapsed().as_secs_f64());
         let (http_status, body) = match reply {
-            Ok(json) => (StatusCode::OK, json.to_string()),
-            Err(status) => response_parts(&status),
+            Ok(json) => (StatusCode::OK, SecretBuf::json(&json)),
+            Err(status) => {
+                let (http_status, body) = response_parts(&status);
+                (http_status, SecretBuf::from(body))
+            }
         };
         response(http_status, body)
     }
@@ -143,10 +150,11 @@ impl FrontDoor {
         parts: &http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
-    ) -> Result<serde_json::Value, Status> {
+    ) -> Result<Document, Status> {
         let source = peer.to_string();
+        // Ours to zeroize; hyper's read buffer it came from is not.
         let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
+            Ok(collected) => Zeroizing::new(Vec::from(collected.to_bytes())),
             Err(_) => {
                 return Err(named(
                     Code::InvalidArgument,
@@ -170,8 +178,8 @@ impl FrontDoor {
             let status = Status::from(crate::access::GateError::Unauthenticated(failure.clone()));
             return Err(self.refused(&caller, op, status).await);
         }
-        let json = match serde_json::from_slice(&body) {
-            Ok(json @ serde_json::Value::Object(_)) => json,
+        let json = match serde_json::from_slice(&body).map(Document::new) {
+            Ok(json) if json.is_object() => json,
             Ok(_) => {
                 let status = errors::serialization("expected a JSON object");
                 return Err(self.refused(&caller, op, status).await);

@@ -30,6 +30,11 @@ pub enum AuditCommand {
         /// log rewritten from scratch would pass.
         #[arg(long)]
         offline: bool,
+        /// Accept records after the last checkpoint (a live log's newest records wait for the
+        /// next one) with a warning. Without it, a log with no checkpoint or with records after
+        /// its last one fails: those records could be cut off unnoticed.
+        #[arg(long)]
+        allow_unsealed_tail: bool,
     },
 }
 
@@ -38,15 +43,18 @@ const BATCH: usize = 1000;
 
 pub fn main(args: AuditArgs) -> ExitCode {
     match args.command {
-        AuditCommand::Verify { file, offline } => {
-            super::client::run_client(|| verify(file, offline, args.connect))
-        }
+        AuditCommand::Verify {
+            file,
+            offline,
+            allow_unsealed_tail,
+        } => super::client::run_client(|| verify(file, offline, allow_unsealed_tail, args.connect)),
     }
 }
 
 async fn verify(
     file: PathBuf,
     offline: bool,
+    allow_unsealed_tail: bool,
     connect: super::client::Connect,
 ) -> Result<(), String> {
     let reader = std::fs::File::open(&file)
@@ -119,20 +127,40 @@ async fn verify(
             ));
         }
     }
+    let sealed = report.sealed();
+    if !sealed && allow_unsealed_tail {
+        notes.push(
+            "warning: records after the last checkpoint (or a log without one) are accepted \
+             (--allow-unsealed-tail); no MAC covers them"
+                .into(),
+        );
+    }
     for finding in &report.findings {
         println!("{finding}");
     }
     for note in &notes {
         println!("note: {note}");
     }
-    if report.ok() {
+    if !report.ok() {
+        Err(format!("{} failed verification", file.display()))
+    } else if !sealed && !allow_unsealed_tail {
+        Err(format!(
+            "{} failed verification: {}, so records could be cut off unnoticed. Stop the server \
+             cleanly (it seals the log), or pass --allow-unsealed-tail to accept a live log's \
+             unsealed tail",
+            file.display(),
+            if report.checkpoints.is_empty() {
+                "no checkpoint seals the log"
+            } else {
+                "records after the last checkpoint are not sealed"
+            }
+        ))
+    } else {
         println!(
             "OK: {} lines, {} request records, chain intact",
             report.lines, report.records
         );
         Ok(())
-    } else {
-        Err(format!("{} failed verification", file.display()))
     }
 }
 

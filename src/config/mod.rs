@@ -419,6 +419,18 @@ impl Config {
                  allow_plaintext_on_network = true (or put a TLS proxy in front and listen on loopback)"
             )));
         }
+        // The AWS endpoint answers for the same principals: without [auth] a caller signing
+        // with the published development key pair is the administrator.
+        if let Some(aws) = self.aws_listen()?
+            && !aws.ip().is_loopback()
+            && self.auth.is_none()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "aws_listen = {aws}: without an [auth] section every caller is an administrator (the \
+                 development access key is published), which is only allowed on a loopback address. \
+                 Configure [auth] with access_keys, or set aws_listen to a loopback address or \"off\""
+            )));
+        }
         let loopback = self.listen.ip().is_loopback();
         if !loopback && self.tls.is_none() && !self.allow_plaintext_on_network {
             return Err(ConfigError::Invalid(format!(

@@ -596,6 +596,15 @@ impl Parser {
                     self.error(&op_path, "condition key must not be empty");
                 }
                 self.rejects_variables(&key_path, key);
+                if !key.is_empty() && !supplied_condition_key(key) {
+                    self.error(
+                        &key_path,
+                        format_args!(
+                            "condition key '{key}' is not supported: Keyward supplies only {SUPPLIED_KEYS}, \
+                             so a condition on it would never match"
+                        ),
+                    );
+                }
                 let Some(values) = self.condition_values(&key_path, values) else {
                     continue;
                 };
@@ -726,6 +735,22 @@ fn item_path(path: &str, value: &Json, index: usize) -> String {
         Json::Array(_) => format!("{path}[{index}]"),
         _ => path.to_owned(),
     }
+}
+
+/// The condition keys the access gate puts in a request (`gate::conditions`), for messages.
+const SUPPLIED_KEYS: &str = "secretsmanager:VersionStage, secretsmanager:VersionId, \
+                             kms:EncryptionContext:<key> and kms:EncryptionContextKeys";
+
+/// Whether requests can carry `key` (IAM keys are case-insensitive). A key no request carries
+/// would make a Deny that never applies and an Allow that never grants, so it is refused.
+fn supplied_condition_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "secretsmanager:versionstage" | "secretsmanager:versionid" | "kms:encryptioncontextkeys"
+    ) || key
+        .strip_prefix("kms:encryptioncontext:")
+        .is_some_and(|context_key| !context_key.is_empty())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1208,7 +1233,7 @@ mod tests {
             for prefix in ["", "ForAnyValue:", "ForAllValues:"] {
                 for suffix in ["", "IfExists"] {
                     let body = format!(
-                        r#"{ALLOW_GET},"Condition":{{"{prefix}{op}{suffix}":{{"k:x":["a","b"]}}}}"#
+                        r#"{ALLOW_GET},"Condition":{{"{prefix}{op}{suffix}":{{"kms:EncryptionContext:x":["a","b"]}}}}"#
                     );
                     let policy = Policy::parse(&statement(&body), PolicyKind::Identity)
                         .unwrap_or_else(|e| panic!("{prefix}{op}{suffix}: {e:?}"));
@@ -1216,7 +1241,9 @@ mod tests {
                 }
             }
         }
-        let body = format!(r#"{ALLOW_GET},"Condition":{{"Null":{{"k:a":"true","k:b":false}}}}"#);
+        let body = format!(
+            r#"{ALLOW_GET},"Condition":{{"Null":{{"kms:EncryptionContext:a":"true","kms:EncryptionContext:b":false}}}}"#
+        );
         let policy = Policy::parse(&statement(&body), PolicyKind::Identity).unwrap();
         assert!(matches!(
             policy.statements[0].conditions[1].test,
@@ -1231,7 +1258,7 @@ mod tests {
     fn unknown_and_malformed_operators_are_errors() {
         let cases: &[(&str, &[&str])] = &[
             (
-                r#"{"NumericEquals":{"k:x":"1"}}"#,
+                r#"{"NumericEquals":{"kms:EncryptionContext:x":"1"}}"#,
                 &[
                     "Statement[0].Condition.NumericEquals",
                     "unsupported condition operator 'NumericEquals'",
@@ -1242,31 +1269,31 @@ mod tests {
                 &["unsupported condition operator 'Bool'"],
             ),
             (
-                r#"{"stringequals":{"k:x":"1"}}"#,
+                r#"{"stringequals":{"kms:EncryptionContext:x":"1"}}"#,
                 &["unsupported condition operator 'stringequals'"],
             ),
             (
-                r#"{"ForSomeValues:StringEquals":{"k:x":"1"}}"#,
+                r#"{"ForSomeValues:StringEquals":{"kms:EncryptionContext:x":"1"}}"#,
                 &["'ForSomeValues:StringEquals'"],
             ),
             (
-                r#"{"NullIfExists":{"k:x":"true"}}"#,
+                r#"{"NullIfExists":{"kms:EncryptionContext:x":"true"}}"#,
                 &["Condition.NullIfExists", "IfExists"],
             ),
             (
-                r#"{"ForAnyValue:Null":{"k:x":"true"}}"#,
+                r#"{"ForAnyValue:Null":{"kms:EncryptionContext:x":"true"}}"#,
                 &["Condition.ForAnyValue:Null", "set qualifier"],
             ),
             (
-                r#"{"Null":{"k:x":"yes"}}"#,
-                &["Condition.Null.k:x", "\"yes\""],
+                r#"{"Null":{"kms:EncryptionContext:x":"yes"}}"#,
+                &["Condition.Null.kms:EncryptionContext:x", "\"yes\""],
             ),
             (
                 r#"["StringEquals"]"#,
                 &["Statement[0].Condition: expected an object"],
             ),
             (
-                r#"{"StringEquals":"k:x"}"#,
+                r#"{"StringEquals":"kms:EncryptionContext:x"}"#,
                 &["Condition.StringEquals: expected an object of condition keys"],
             ),
             (
@@ -1274,27 +1301,32 @@ mod tests {
                 &["Condition.StringEquals", "at least one condition key"],
             ),
             (
-                r#"{"StringEquals":{"k:x":{"a":"b"}}}"#,
-                &["Condition.StringEquals.k:x: expected a string or an array of strings"],
+                r#"{"StringEquals":{"kms:EncryptionContext:x":{"a":"b"}}}"#,
+                &[
+                    "Condition.StringEquals.kms:EncryptionContext:x: expected a string or an array of strings",
+                ],
             ),
             (
-                r#"{"StringEquals":{"k:x":["a",null]}}"#,
-                &["Condition.StringEquals.k:x[1]", "null"],
+                r#"{"StringEquals":{"kms:EncryptionContext:x":["a",null]}}"#,
+                &["Condition.StringEquals.kms:EncryptionContext:x[1]", "null"],
             ),
             (
-                r#"{"StringEquals":{"k:x":[]}}"#,
-                &["Condition.StringEquals.k:x", "at least one value"],
+                r#"{"StringEquals":{"kms:EncryptionContext:x":[]}}"#,
+                &[
+                    "Condition.StringEquals.kms:EncryptionContext:x",
+                    "at least one value",
+                ],
             ),
             (
-                r#"{"StringEquals":{"k:x":1.5}}"#,
-                &["Condition.StringEquals.k:x", "a number"],
+                r#"{"StringEquals":{"kms:EncryptionContext:x":1.5}}"#,
+                &["Condition.StringEquals.kms:EncryptionContext:x", "a number"],
             ),
             (
-                r#"{"StringEquals":{"k:x":"a","k:x":"b"}}"#,
-                &["duplicate condition key 'k:x'"],
+                r#"{"StringEquals":{"kms:EncryptionContext:x":"a","kms:EncryptionContext:x":"b"}}"#,
+                &["duplicate condition key 'kms:EncryptionContext:x'"],
             ),
             (
-                r#"{"StringLike":{"k:x":"a"},"StringLike":{"k:y":"b"}}"#,
+                r#"{"StringLike":{"kms:EncryptionContext:x":"a"},"StringLike":{"kms:EncryptionContext:y":"b"}}"#,
                 &["duplicate condition operator 'StringLike'"],
             ),
         ];
@@ -1307,7 +1339,7 @@ mod tests {
     #[test]
     fn condition_values_may_be_booleans_or_integers() {
         let body = format!(
-            r#"{ALLOW_GET},"Condition":{{"StringEquals":{{"k:n":123456789012,"k:b":[true,"x"]}}}}"#
+            r#"{ALLOW_GET},"Condition":{{"StringEquals":{{"kms:EncryptionContext:n":123456789012,"kms:EncryptionContext:b":[true,"x"]}}}}"#
         );
         let policy = Policy::parse(&statement(&body), PolicyKind::Identity).unwrap();
         let values: Vec<_> = policy.statements[0]
@@ -1333,8 +1365,8 @@ mod tests {
             r#""Effect":"Allow","Action":"kms:Decrypt","Resource":"arn:aws:kms:*:key/${aws:username}""#,
             r#""Effect":"Allow","Action":"kms:Decrypt","NotResource":["*","arn:${x}"]"#,
             r#""Effect":"Allow","Action":"kms:${x}","Resource":"*""#,
-            r#""Effect":"Allow","Action":"kms:Decrypt","Resource":"*","Condition":{"StringLike":{"k:x":"${aws:username}*"}}"#,
-            r#""Effect":"Allow","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"k:${x}":"a"}}"#,
+            r#""Effect":"Allow","Action":"kms:Decrypt","Resource":"*","Condition":{"StringLike":{"kms:EncryptionContext:x":"${aws:username}*"}}"#,
+            r#""Effect":"Allow","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:${x}":"a"}}"#,
         ];
         for body in cases {
             rejects(
@@ -1365,6 +1397,39 @@ mod tests {
     }
 
     #[test]
+    fn condition_keys_requests_do_not_carry_are_refused() {
+        for key in [
+            "aws:PrincipalArn",
+            "aws:SourceIp",
+            "secretsmanager:ResourceTag/team",
+            "kms:CallerAccount",
+            "kms:EncryptionContext:",
+        ] {
+            rejects(
+                &statement(&format!(
+                    r#"{ALLOW_GET},"Condition":{{"StringEquals":{{"{key}":"x"}}}}"#
+                )),
+                PolicyKind::Identity,
+                &[
+                    &format!("Condition.StringEquals.{key}"),
+                    &format!("condition key '{key}' is not supported"),
+                ],
+            );
+        }
+        for key in [
+            "secretsmanager:VersionStage",
+            "SECRETSMANAGER:versionid",
+            "kms:EncryptionContext:Tenant",
+            "kms:encryptioncontextkeys",
+        ] {
+            let json = statement(&format!(
+                r#"{ALLOW_GET},"Condition":{{"StringEquals":{{"{key}":"x"}}}}"#
+            ));
+            assert!(Policy::parse(&json, PolicyKind::Identity).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
     fn all_problems_are_reported_together() {
         let json = r#"{
             "Version": "2012-10-17",
@@ -1383,6 +1448,7 @@ mod tests {
             "Statement[1].Principal",
             "Statement[2]: missing required element 'Resource' or 'NotResource'",
             "Statement[2].Condition.DateLessThan",
+            "condition key 'aws:CurrentTime' is not supported",
         ];
         for needle in expected {
             assert!(
@@ -1414,7 +1480,7 @@ mod tests {
             format!(r#""Principal":{{"AWS":"keyward:principal/app*"}},{ALLOW_GET}"#),
             r#""Principal":"*","Effect":"Deny","Action":"*","Resource":"*""#.to_owned(),
             format!(
-                r#""Principal":"*",{ALLOW_GET},"Condition":{{"StringEquals":{{"kms:callerprincipal":"x"}}}}"#
+                r#""Principal":"*",{ALLOW_GET},"Condition":{{"StringEquals":{{"secretsmanager:VersionStage":"x"}}}}"#
             ),
         ];
         for body in &not_public {

@@ -4,7 +4,9 @@ use crate::service::KmsError;
 use uuid::Uuid;
 
 pub const ALIAS_PREFIX: &str = "alias/";
-const MAX_ALIAS_LEN: usize = 256;
+pub const MAX_ALIAS_LEN: usize = 256;
+/// AWS's limit on a `KeyId` member: an alias ARN is the longest valid form.
+pub const MAX_KEY_ID: usize = 2048;
 
 /// A reference to a key as a client wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,12 @@ impl Arns {
     pub fn parse(&self, field: &'static str, input: &str) -> Result<KeyName, KmsError> {
         if input.is_empty() {
             return Err(KmsError::validation(field, "is required"));
+        }
+        if input.len() > MAX_KEY_ID {
+            return Err(KmsError::validation(
+                field,
+                format!("must be at most {MAX_KEY_ID} characters"),
+            ));
         }
         if input.starts_with(ALIAS_PREFIX) {
             return validate_alias(input).map(|()| KeyName::Alias(input.to_owned()));

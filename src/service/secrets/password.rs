@@ -2,6 +2,7 @@
 
 use super::{SecretsError, SecretsService};
 use crate::crypto::SecretBytes;
+use zeroize::Zeroizing;
 
 const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -85,39 +86,33 @@ impl SecretsService {
                 ),
             ));
         }
-        let alphabet: Vec<char> = sets.iter().flatten().copied().collect();
+        // Every class is ASCII, so a password is its bytes.
+        let alphabet: Vec<u8> = sets
+            .iter()
+            .flatten()
+            .filter_map(|c| u8::try_from(*c).ok())
+            .collect();
         loop {
             // Rejection sampling may need more bytes than characters; twice is ample, and the
             // loop draws again in the unlikely case it is not.
             let random = self.random(2 * length + 64).await?;
-            let mut draw = Draw {
-                random: random.expose(),
-                at: 0,
-            };
-            let mut password = Vec::with_capacity(length);
-            while password.len() < length {
-                match draw.below(alphabet.len()) {
-                    Some(i) => password.push(alphabet[i]),
-                    None => break,
-                }
-            }
-            if password.len() < length {
+            let Some(mut password) = assemble(random.expose(), &alphabet, length) else {
                 continue;
-            }
+            };
             if require_each
                 && !sets
                     .iter()
-                    .all(|set| password.iter().any(|c| set.contains(c)))
+                    .all(|set| set.iter().any(|c| password.contains(&(*c as u8))))
             {
                 continue;
             }
-            let text: String = password.into_iter().collect();
-            return Ok(SecretBytes::new(text.into_bytes()));
+            return Ok(SecretBytes::new(std::mem::take(&mut *password)));
         }
     }
 
     async fn random(&self, len: usize) -> Result<SecretBytes, SecretsError> {
-        let mut out = Vec::with_capacity(len);
+        // Sized once, so no reallocation leaves a copy of the random bytes behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(len));
         while out.len() < len {
             let chunk = (len - out.len()).min(1024) as i32;
             let bytes = self
@@ -127,8 +122,19 @@ impl SecretsService {
                 .map_err(SecretsError::from_kms_write)?;
             out.extend_from_slice(bytes.expose());
         }
-        Ok(SecretBytes::new(out))
+        Ok(SecretBytes::new(std::mem::take(&mut *out)))
     }
+}
+
+/// `length` characters of `alphabet` drawn with `random`, or None
+/// if it runs out. The buffer is sized once and zeroized when dropped, a rejected draw too.
+fn assemble(random: &[u8], alphabet: &[u8], length: usize) -> Option<Zeroizing<Vec<u8>>> {
+    let mut draw = Draw { random, at: 0 };
+    let mut password = Zeroizing::new(Vec::with_capacity(length));
+    while password.len() < length {
+        password.push(alphabet[draw.below(alphabet.len())?]);
+    }
+    Some(password)
 }
 
 #[cfg(test)]
@@ -153,6 +159,19 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(with_space.len(), 5);
+    }
+
+    #[test]
+    fn a_password_is_assembled_in_a_zeroizing_buffer_of_its_size() {
+        let alphabet = b"abc";
+        // 255 is rejected for n = 3 (limit 255).
+        let password: Zeroizing<Vec<u8>> = assemble(&[0, 255, 1, 2, 3], alphabet, 4).unwrap();
+        assert_eq!(password.as_slice(), b"abca");
+        assert_eq!(password.capacity(), 4, "no reallocation");
+        assert!(
+            assemble(&[0, 1], alphabet, 3).is_none(),
+            "ran out of random bytes"
+        );
     }
 
     #[test]
