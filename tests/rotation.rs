@@ -472,3 +472,154 @@ async fn key_rotation_settings_follow_aws_kms() {
 }
 
 const ROTATION_WAIT: std::time::Duration = rotation::ROTATION_TIMEOUT;
+
+/// Security findings 2 and 7, exec rotators: a program may be attached only to the secrets its
+/// configuration names; it starts with an empty environment plus the allowlist (never the
+/// server's PIN or access keys); `KEYWARD_VERSION_ID` is the pending version and
+/// `KEYWARD_TOKEN` a credential for its step only — that secret, that step's actions, revoked
+/// when the step ends; and why it failed is shown only to callers who may read the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_rotators_reach_only_their_secret_with_a_bare_environment() {
+    use keyward::crypto::{hex, sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path();
+    let probe = here.join("probe.sh");
+    rotation::script(
+        &probe,
+        &format!(
+            r#"here={here}
+env > "$here/env-$KEYWARD_STEP"
+if [ "$KEYWARD_STEP" = create_secret ]; then
+  echo -n "$KEYWARD_TOKEN" > "$here/token"
+  {bin} secrets get "$KEYWARD_SECRET_ID" > /dev/null 2> "$here/own-err" && echo own-read-ok >> "$here/results"
+  {bin} secrets get ops/other > /dev/null 2> "$here/other-err" || echo other-read-refused >> "$here/results"
+  echo "rotated-value"
+fi
+if [ "$KEYWARD_STEP" = test_secret ] && [ -e "$here/fail-test" ]; then
+  echo "db said: password rejected" >&2; exit 1
+fi"#,
+            here = here.display(),
+            bin = common::BIN,
+        ),
+    );
+    let token_entry = |principal: &str| {
+        format!(
+            "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n",
+            hex::encode(&sha256(format!("token-{principal}").as_bytes()))
+        )
+    };
+    let config = format!(
+        "[rotation]\ncheck_interval_ms = 100\nretry_initial_secs = 1\nretry_max_secs = 2\n\
+         [rotation.exec.probe]\ncommand = \"{}\"\ntimeout_secs = 30\nsecrets = [\"app/*\"]\nenv = [\"PATH\"]\n\
+         [rotation.exec.unscoped]\ncommand = \"{}\"\n\
+         [auth]\n{}{}\
+         [[auth.policies]]\nname = \"ops\"\nprincipals = [\"ops\"]\n\
+         document = '''{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}}]}}'''\n\
+         [[auth.policies]]\nname = \"lister\"\nprincipals = [\"lister\"]\n\
+         document = '''{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":[\"secretsmanager:ListSecrets\",\"secretsmanager:DescribeSecret\"],\"Resource\":\"*\"}}]}}'''\n",
+        probe.display(),
+        probe.display(),
+        token_entry("ops"),
+        token_entry("lister"),
+    );
+    let server = Server::with_config_via(
+        &[
+            "env",
+            "KEYWARD_PKCS11_PIN=server-pin-1234",
+            "KEYWARD_AWS_SECRET=server-aws-secret",
+        ],
+        &here.join("data"),
+        &config,
+    );
+    let mut ops = secrets::client_with_token(&server, "token-ops").await;
+    let mut lister = secrets::client_with_token(&server, "token-lister").await;
+    secrets::create(&mut ops, "app/x", Some("v0")).await;
+    secrets::create(&mut ops, "ops/other", Some("not for the rotator")).await;
+
+    // Attached only where the configuration says, and nowhere without `secrets`.
+    for (secret, rotator) in [("ops/other", "probe"), ("app/x", "unscoped")] {
+        let refused = rotate(&mut ops, secret, &token("nope"), Some(exec(rotator)), None)
+            .await
+            .unwrap_err();
+        assert_error(&refused, Code::InvalidArgument, "InvalidParameterException");
+        assert!(
+            refused.message().contains("may not be attached"),
+            "{refused:?}"
+        );
+    }
+
+    let t = token("probe");
+    rotate(&mut ops, "app/x", &t, Some(exec("probe")), None)
+        .await
+        .unwrap();
+    wait_rotated(&mut ops, "app/x", &t).await;
+    assert_eq!(
+        secrets::value(&mut ops, "app/x", "AWSCURRENT").await,
+        "rotated-value"
+    );
+
+    let env = std::fs::read_to_string(here.join("env-create_secret")).unwrap();
+    let vars: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    assert!(env.contains(&format!("KEYWARD_VERSION_ID={t}")), "{env}");
+    assert!(
+        !env.contains("server-pin-1234") && !env.contains("server-aws-secret"),
+        "{env}"
+    );
+    for var in &vars {
+        assert!(
+            var.starts_with("KEYWARD_") || ["PATH", "PWD", "SHLVL", "_"].contains(var),
+            "{var} leaked into the rotator's environment:\n{env}"
+        );
+    }
+    for var in ["KEYWARD_PKCS11_PIN", "KEYWARD_AWS_SECRET"] {
+        assert!(!vars.contains(&var), "{var} leaked:\n{env}");
+    }
+    // The step's credential reads its own secret and nothing else.
+    let results = std::fs::read_to_string(here.join("results")).unwrap_or_default();
+    assert!(
+        results.contains("own-read-ok"),
+        "{results}: {}",
+        std::fs::read_to_string(here.join("own-err")).unwrap_or_default()
+    );
+    assert!(results.contains("other-read-refused"), "{results}");
+    let other_err = std::fs::read_to_string(here.join("other-err")).unwrap();
+    assert!(other_err.contains("AccessDeniedException"), "{other_err}");
+    // Revoked with its step.
+    let step_token = std::fs::read_to_string(here.join("token")).unwrap();
+    assert_eq!(step_token.len(), 64, "a 256-bit credential");
+    let mut replay = secrets::client_with_token(&server, &step_token).await;
+    let after = replay
+        .get_secret_value(pb::GetSecretValueRequest {
+            secret_id: "app/x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(after.code(), Code::Unauthenticated, "{after:?}");
+
+    // A failed step's stderr: shown to a caller who may read the secret, not to a lister.
+    std::fs::write(here.join("fail-test"), "").unwrap();
+    rotate(&mut ops, "app/x", &token("fails"), None, None)
+        .await
+        .unwrap();
+    let status = rotation::wait_failed(&mut ops, "app/x", "test_secret").await;
+    assert!(
+        status.last_error.contains("password rejected"),
+        "{status:?}"
+    );
+    let seen = rotation::describe(&mut lister, "app/x")
+        .await
+        .rotation_status
+        .expect("in flight");
+    assert!(!seen.last_error.contains("password rejected"), "{seen:?}");
+    assert_eq!(seen.step, "test_secret");
+    let listed = lister
+        .list_secrets(pb::ListSecretsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .secret_list;
+    let entry = listed.iter().find(|e| e.name == "app/x").expect("listed");
+    let shown = entry.rotation_status.as_ref().expect("in flight");
+    assert!(!shown.last_error.contains("password rejected"), "{shown:?}");
+}

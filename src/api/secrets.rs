@@ -2,7 +2,7 @@
 
 use super::guard::guarded;
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
-use crate::access::{Access, Gate, Target};
+use crate::access::{Access, Gate, Pass, Target};
 use crate::replication::outbox::ReplicaStatus;
 use crate::service::secrets::{
     BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, ReplicaInfo, ReplicaRegion,
@@ -129,8 +129,35 @@ fn regions_in(regions: Vec<pb::ReplicaRegionType>) -> Vec<ReplicaRegion> {
         .collect()
 }
 
-fn list_entry(secrets: &SecretsService, record: &SecretRecord) -> pb::SecretListEntry {
-    let rotation = super::rotation::fields_out(record.rotation.as_ref());
+/// What a failed rotation's `last_error` shows a caller who may not read the secret: the
+/// error can quote a rotator's stderr, which is about the secret's value and its systems.
+const LAST_ERROR_HIDDEN: &str =
+    "(shown only to callers allowed secretsmanager:GetSecretValue on the secret)";
+
+/// Whether the caller sees why `record`'s rotation failed (asked only when one is in flight:
+/// a policy decision per listed secret costs a store read).
+fn sees_errors(pass: &Pass<'_>, record: &SecretRecord) -> bool {
+    record
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.in_flight.is_some())
+        && pass.allows_secret_read(&record.arn)
+}
+
+/// One secret as DescribeSecret and ListSecrets show it; `readable`: the caller may read its
+/// value, and so see why a rotation failed.
+fn list_entry(
+    secrets: &SecretsService,
+    record: &SecretRecord,
+    readable: bool,
+) -> pb::SecretListEntry {
+    let mut rotation = super::rotation::fields_out(record.rotation.as_ref());
+    if let Some(status) = rotation.status.as_mut()
+        && !readable
+        && !status.last_error.is_empty()
+    {
+        status.last_error = LAST_ERROR_HIDDEN.into();
+    }
     pb::SecretListEntry {
         arn: record.arn.clone(),
         name: record.name.clone(),
@@ -328,9 +355,13 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::DescribeSecretRequest>,
     ) -> Reply<pb::DescribeSecretResponse> {
-        guarded(&self.gate, request, |r| async move {
+        use super::guard::{Describe, caller, finish};
+        let caller = caller(&self.gate, &request);
+        let r = request.into_inner();
+        let pass = self.gate.admit(&caller, r.access()).await?;
+        let reply = async {
             let record = self.secrets.describe_secret(&r.secret_id)?;
-            let entry = list_entry(&self.secrets, &record);
+            let entry = list_entry(&self.secrets, &record, sees_errors(&pass, &record));
             Ok(Response::new(pb::DescribeSecretResponse {
                 arn: entry.arn,
                 name: entry.name,
@@ -351,15 +382,20 @@ impl SecretsManagerService for SecretsApi {
                 primary_region: entry.primary_region,
                 replication_status: entry.replication_status,
             }))
-        })
-        .await
+        }
+        .await;
+        finish(pass, reply).await
     }
 
     async fn list_secrets(
         &self,
         request: Request<pb::ListSecretsRequest>,
     ) -> Reply<pb::ListSecretsResponse> {
-        guarded(&self.gate, request, |r| async move {
+        use super::guard::{Describe, caller, finish};
+        let caller = caller(&self.gate, &request);
+        let r = request.into_inner();
+        let pass = self.gate.admit(&caller, r.access()).await?;
+        let reply = async {
             let (records, next) = self.secrets.list_records(ListOptions {
                 include_planned_deletion: r.include_planned_deletion,
                 max_results: r.max_results,
@@ -370,12 +406,13 @@ impl SecretsManagerService for SecretsApi {
             Ok(Response::new(pb::ListSecretsResponse {
                 secret_list: records
                     .iter()
-                    .map(|r| list_entry(&self.secrets, r))
+                    .map(|record| list_entry(&self.secrets, record, sees_errors(&pass, record)))
                     .collect(),
                 next_token: next.unwrap_or_default(),
             }))
-        })
-        .await
+        }
+        .await;
+        finish(pass, reply).await
     }
 
     async fn list_secret_version_ids(
