@@ -59,6 +59,7 @@ impl From<KmsError> for Status {
                     "the root of trust is unavailable; retry later".into(),
                 )
             }
+            KmsError::Throttled(_) => status(Code::Unavailable, "ThrottlingException", message),
             KmsError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 status(
@@ -115,6 +116,7 @@ impl From<SecretsError> for Status {
                     "the root of trust is unavailable; retry later".into(),
                 )
             }
+            SecretsError::Throttled(_) => status(Code::Unavailable, "ThrottlingException", message),
             SecretsError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 status(

@@ -41,6 +41,9 @@ pub enum KmsError {
     /// for the log, not the client.
     #[error("root of trust unavailable: {0}")]
     Unavailable(String),
+    /// ThrottlingException: too many calls are waiting for the root of trust. Retryable.
+    #[error("{0}")]
+    Throttled(String),
     /// KMSInternalException. The detail is for the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,6 +72,7 @@ impl From<BackendError> for KmsError {
                 "the platform state changed since the key was made ({detail}); the key refuses use until the measured state is back"
             )),
             BackendError::Unsupported(reason) => Self::validation("tpm_key_mode", reason),
+            busy @ BackendError::Busy(_) => Self::Throttled(busy.to_string()),
             BackendError::Internal(detail) => Self::Internal(detail),
         }
     }

@@ -39,6 +39,9 @@ pub enum SecretsError {
     /// LimitExceededException.
     #[error("{0}")]
     LimitExceeded(String),
+    /// ThrottlingException, retryable: too many calls are waiting for the root of trust.
+    #[error("{0}")]
+    Throttled(String),
     /// InternalServiceError, retryable: the root of trust is unavailable.
     #[error("root of trust unavailable: {0}")]
     Unavailable(String),
@@ -59,6 +62,7 @@ impl SecretsError {
     pub fn from_kms_read(err: KmsError, secret: &str) -> Self {
         match err {
             KmsError::Unavailable(detail) => Self::Unavailable(detail),
+            KmsError::Throttled(detail) => Self::Throttled(detail),
             KmsError::Disabled(key) => {
                 Self::DecryptionFailure(format!("{secret}: the KMS key {key} is disabled"))
             }
@@ -78,6 +82,7 @@ impl SecretsError {
     pub fn from_kms_write(err: KmsError) -> Self {
         match err {
             KmsError::Unavailable(detail) => Self::Unavailable(detail),
+            KmsError::Throttled(detail) => Self::Throttled(detail),
             KmsError::Disabled(key) => {
                 Self::EncryptionFailure(format!("the KMS key {key} is disabled"))
             }

@@ -9,6 +9,8 @@ use crate::store::PasswordPolicy;
 use serde_json::Value as Json;
 
 const MARKER: &str = "{{generate}}";
+/// Fields one template may generate: each is a password's worth of hardware calls.
+const MAX_MARKERS: usize = 32;
 
 pub struct Generated {
     pub password: PasswordPolicy,
@@ -22,10 +24,13 @@ pub fn check_template(template: &str) -> Result<(), String> {
     if !json.is_object() {
         return Err("template must be a JSON object".into());
     }
-    if markers(&json) == 0 {
-        return Err(format!("template has no {MARKER:?} field to generate"));
+    match markers(&json) {
+        0 => Err(format!("template has no {MARKER:?} field to generate")),
+        n if n > MAX_MARKERS => Err(format!(
+            "template has {n} {MARKER:?} fields; at most {MAX_MARKERS}"
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn markers(json: &Json) -> usize {
@@ -71,6 +76,8 @@ impl Rotator for Generated {
             let text = match &self.template {
                 None => self.password(ctx).await?,
                 Some(template) => {
+                    // Checked again: the template was stored under the rules of its day.
+                    check_template(template).map_err(RotationError::Failed)?;
                     let mut json: Json = serde_json::from_str(template)
                         .map_err(|e| RotationError::Failed(format!("template: {e}")))?;
                     self.fill(ctx, &mut json).await?;
@@ -107,5 +114,16 @@ mod tests {
         assert!(check_template(r#"{"username":"app"}"#).is_err());
         assert!(check_template(r#"["{{generate}}"]"#).is_err());
         assert!(check_template("not json").is_err());
+    }
+
+    #[test]
+    fn a_template_generates_a_bounded_number_of_fields() {
+        let fields = |n: usize| {
+            let list: Vec<String> = (0..n).map(|_| format!("\"{MARKER}\"")).collect();
+            format!(r#"{{"keys":[{}]}}"#, list.join(","))
+        };
+        assert!(check_template(&fields(MAX_MARKERS)).is_ok());
+        let refused = check_template(&fields(MAX_MARKERS + 1)).unwrap_err();
+        assert!(refused.contains("at most 32"), "{refused}");
     }
 }

@@ -406,7 +406,11 @@ impl SecretsService {
                     .await
                 {
                     Ok(value) => Some(value),
-                    Err(e @ (SecretsError::Unavailable(_) | SecretsError::Internal(_))) => {
+                    Err(
+                        e @ (SecretsError::Unavailable(_)
+                        | SecretsError::Throttled(_)
+                        | SecretsError::Internal(_)),
+                    ) => {
                         return Err(e);
                     }
                     // Sent without it: the peer refuses the entry, and the secret's status
