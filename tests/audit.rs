@@ -565,3 +565,69 @@ async fn an_unsealed_tail_fails_verification_unless_allowed() {
     let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
     assert!(ok, "{output}");
 }
+
+/// Security finding 12: VerifyAuditCheckpoints is bounded per request — at most 1000
+/// checkpoints, and a message that is not a checkpoint's is answered without the hardware.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_audit_checkpoints_is_bounded_per_request() {
+    use keyward::api::pb::audit_service_client::AuditServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_config(
+        &dir.path().join("data"),
+        "metrics_listen = \"127.0.0.1:0\"\n[audit]\ncheckpoint_every = 1\n",
+    );
+    let mut audit = AuditServiceClient::connect(server.endpoint.clone())
+        .await
+        .unwrap();
+    audit
+        .get_audit_head(pb::GetAuditHeadRequest::default())
+        .await
+        .unwrap();
+    // The checkpoint key's id, from a checkpoint line: the real key, so only the message's
+    // shape can spare the hardware.
+    let log = audit_log(&server);
+    let key_of = |line: &String| {
+        let record: serde_json::Value = serde_json::from_str(line).ok()?;
+        record["key"].as_str().map(str::to_owned)
+    };
+    common::wait_for("a checkpoint", std::time::Duration::from_secs(20), || {
+        let found = lines(&log).iter().any(|l| key_of(l).is_some());
+        async move { found }
+    })
+    .await;
+    let key_id = lines(&log).iter().find_map(key_of).unwrap();
+    let checkpoint = |message: Vec<u8>| pb::AuditCheckpoint {
+        key_id: key_id.clone(),
+        message,
+        mac: vec![0; 32],
+    };
+    let too_many = audit
+        .verify_audit_checkpoints(pb::VerifyAuditCheckpointsRequest {
+            checkpoints: (0..1001).map(|_| checkpoint(vec![1])).collect(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&too_many, Code::InvalidArgument, "ValidationException");
+    let calls = || async {
+        let text = keyward::metrics::fetch(server.metrics.as_deref().unwrap())
+            .await
+            .unwrap();
+        keyward::metrics::value_of(&text, "keyward_root_of_trust_calls_total").unwrap()
+    };
+    let before = calls().await;
+    let answer = audit
+        .verify_audit_checkpoints(pb::VerifyAuditCheckpointsRequest {
+            checkpoints: (0..1000).map(|_| checkpoint(vec![7; 4096])).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.valid, vec![false; 1000]);
+    // The one call allowed is the checkpoint after this request's own audit record
+    // (checkpoint_every = 1); a MAC per checkpoint claimed would be 1000 more.
+    let made = calls().await - before;
+    assert!(
+        made <= 1.0,
+        "{made} hardware calls for messages that are not checkpoints"
+    );
+}

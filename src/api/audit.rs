@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// More than this many checkpoints per call is refused: each costs a root-of-trust call.
-const MAX_CHECKPOINTS: usize = 10_000;
+/// More than this many checkpoints per call is refused: each costs a root-of-trust call, and
+/// one request must not hold the hardware for long. `keyward audit verify` sends batches of
+/// this size.
+pub const MAX_CHECKPOINTS: usize = 1000;
 
 pub struct AuditApi {
     gate: Arc<Gate>,
@@ -50,13 +52,16 @@ impl AuditService for AuditApi {
     ) -> Reply<pb::VerifyAuditCheckpointsResponse> {
         guarded(&self.gate, request, |r| async move {
             if r.checkpoints.len() > MAX_CHECKPOINTS {
-                return Err(Status::invalid_argument(format!(
-                    "at most {MAX_CHECKPOINTS} checkpoints per call"
-                )));
+                return Err(crate::service::KmsError::validation(
+                    "checkpoints",
+                    format!("at most {MAX_CHECKPOINTS} per call"),
+                )
+                .into());
             }
             let mut valid = Vec::with_capacity(r.checkpoints.len());
             for checkpoint in r.checkpoints {
                 let ok = checkpoint.key_id == self.mac.id()
+                    && crate::audit::is_checkpoint_message(&checkpoint.message)
                     && self
                         .mac
                         .verify(checkpoint.message, &checkpoint.mac)

@@ -32,6 +32,12 @@ pub fn checkpoint_message(seq: u64, prev: &LineHash) -> Vec<u8> {
     message
 }
 
+/// Whether `message` has the shape of a checkpoint message: anything else is not one, and is
+/// answered without asking the root of trust.
+pub fn is_checkpoint_message(message: &[u8]) -> bool {
+    message.len() == CHECKPOINT_DOMAIN.len() + 8 + 32 && message.starts_with(CHECKPOINT_DOMAIN)
+}
+
 /// The chain head: the last line of a log and the hash of its bytes.
 /// Kept by the server outside the file, it is what exposes a cut-off tail or
 /// an edit to the last line.

@@ -39,7 +39,7 @@ pub enum AuditCommand {
 }
 
 /// Checkpoints per VerifyAuditCheckpoints call.
-const BATCH: usize = 1000;
+const BATCH: usize = crate::api::audit::MAX_CHECKPOINTS;
 
 pub fn main(args: AuditArgs) -> ExitCode {
     match args.command {
