@@ -390,6 +390,7 @@ impl Keyward {
                     crate::aws::signing::AccessKeys::from_config(&self.config)?,
                     Arc::clone(&requests),
                     Arc::clone(&in_flight),
+                    self.config.aws_endpoint.clone(),
                 ));
                 let accepting = tokio::spawn(crate::aws::serve(listener, Arc::clone(&door)));
                 Some(accepting)

@@ -588,3 +588,89 @@ document = '{{"Statement":[{{"Effect":"Allow","Action":"secretsmanager:GetSecret
         "{err}"
     );
 }
+
+/// `host:port` of a server's AWS endpoint.
+fn aws_addr(server: &Server) -> String {
+    server
+        .aws
+        .as_deref()
+        .expect("AWS endpoint")
+        .trim_start_matches("http://")
+        .to_owned()
+}
+
+/// Everything the server sends on `stream` until it closes it; panics if it does not close
+/// within a minute (the server's bounds are far shorter).
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server kept the connection open")
+    .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Security finding 12: a client that sends its headers or body slowly, or never, is cut off
+/// at the read timeout, and connections beyond `max_connections` wait until one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_surplus_clients_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_config(
+        &dir.path().join("slow"),
+        "[aws_endpoint]\nread_timeout_ms = 300\n",
+    );
+    let addr = aws_addr(&server);
+    // Headers that never end.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    until_closed(&mut slow).await;
+    // A body that never arrives.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
+          Content-Type: application/x-amz-json-1.1\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let answer = until_closed(&mut slow).await;
+    assert!(answer.contains("RequestTimeoutException"), "{answer}");
+
+    // One connection at a time: the second is served once the first closes.
+    let server = Server::with_config(
+        &dir.path().join("capped"),
+        "[aws_endpoint]\nmax_connections = 1\n",
+    );
+    let addr = aws_addr(&server);
+    let holder = TcpStream::connect(&addr).await.unwrap();
+    let mut waiting = TcpStream::connect(&addr).await.unwrap();
+    waiting
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n\
+              Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
+    // Not answered while the first connection is open. (This window can only let a broken
+    // cap pass on a very slow machine, never fail a working one.)
+    let mut early = [0u8; 1];
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        tokio::io::AsyncReadExt::read(&mut waiting, &mut early),
+    )
+    .await;
+    assert!(answered.is_err(), "served beyond max_connections");
+    drop(holder);
+    let answer = until_closed(&mut waiting).await;
+    assert!(
+        answer.contains("MissingAuthenticationTokenException"),
+        "{answer}"
+    );
+}

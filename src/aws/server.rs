@@ -10,12 +10,14 @@ use crate::access::{Caller, Gate};
 use crate::api::detach::InFlight;
 use crate::api::status::exception_name;
 use crate::audit::Outcome;
+use crate::config::AwsEndpointConfig;
 use crate::metrics::requests::Requests;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
@@ -32,6 +34,7 @@ pub struct FrontDoor {
     pub requests: Arc<Requests>,
     /// Each request runs in a task of its own, counted here (see `api::detach`).
     in_flight: Arc<InFlight>,
+    limits: AwsEndpointConfig,
 }
 
 impl FrontDoor {
@@ -41,6 +44,7 @@ impl FrontDoor {
         keys: AccessKeys,
         requests: Arc<Requests>,
         in_flight: Arc<InFlight>,
+        limits: AwsEndpointConfig,
     ) -> Self {
         Self {
             handlers,
@@ -48,13 +52,21 @@ impl FrontDoor {
             keys,
             requests,
             in_flight,
+            limits,
         }
     }
 }
 
-/// Serves until the task is aborted.
+/// Serves until the task is aborted. At most `max_connections` connections are open at once:
+/// the next is accepted when one closes. A request's headers must arrive within the read
+/// timeout of its first byte, and its body within the read timeout after them.
 pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(door.limits.max_connections));
+    let read_timeout = Duration::from_millis(door.limits.read_timeout_ms);
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -65,6 +77,7 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
         let _ = stream.set_nodelay(true);
         let door = Arc::clone(&door);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
                 let door = Arc::clone(&door);
                 // A closed connection drops this future, not the request's work: it finishes
@@ -84,6 +97,8 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
                 }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(read_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "AWS endpoint: connection ended");
@@ -153,9 +168,19 @@ impl FrontDoor {
     ) -> Result<Document, Status> {
         let source = peer.to_string();
         // Ours to zeroize; hyper's read buffer it came from is not.
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(collected) => Zeroizing::new(Vec::from(collected.to_bytes())),
+        let read_timeout = Duration::from_millis(self.limits.read_timeout_ms);
+        let collected =
+            tokio::time::timeout(read_timeout, Limited::new(body, MAX_BODY).collect()).await;
+        let body = match collected {
+            Ok(Ok(collected)) => Zeroizing::new(Vec::from(collected.to_bytes())),
             Err(_) => {
+                return Err(named(
+                    Code::DeadlineExceeded,
+                    "RequestTimeoutException",
+                    &format!("the request body did not arrive within {read_timeout:?}"),
+                ));
+            }
+            Ok(Err(_)) => {
                 return Err(named(
                     Code::InvalidArgument,
                     "ValidationException",

@@ -51,6 +51,9 @@ pub struct Config {
     /// The AWS JSON 1.1 endpoint (AWS SDKs, the aws CLI): an address, or "off".
     #[serde(default = "default_aws_listen")]
     pub aws_listen: String,
+    /// How long and how many clients the AWS endpoint waits for.
+    #[serde(default)]
+    pub aws_endpoint: AwsEndpointConfig,
     pub data_dir: PathBuf,
     #[serde(default = "default_region")]
     pub region: String,
@@ -83,6 +86,35 @@ pub struct Config {
     /// Peer sites secrets are replicated to and from; none: this site stands alone.
     #[serde(default)]
     pub replication: Option<ReplicationConfig>,
+}
+
+/// Bounds on what a client of the AWS endpoint can hold: a connection that sends its request
+/// slowly or never, and the number of connections at once (beyond it, new connections wait in
+/// the listen queue until one closes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsEndpointConfig {
+    /// For a request's headers (counted from its first byte) and, separately, its body.
+    #[serde(default = "default_aws_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "default_aws_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for AwsEndpointConfig {
+    fn default() -> Self {
+        Self {
+            read_timeout_ms: default_aws_read_timeout_ms(),
+            max_connections: default_aws_max_connections(),
+        }
+    }
+}
+
+fn default_aws_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_aws_max_connections() -> usize {
+    512
 }
 
 /// The rotation scheduler, and the exec rotators RotateSecret may name.
@@ -399,6 +431,11 @@ impl Config {
         }
         self.rotation.validate()?;
         self.audit.validate()?;
+        if self.aws_endpoint.read_timeout_ms == 0 || self.aws_endpoint.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "aws_endpoint: read_timeout_ms and max_connections must be at least 1".into(),
+            ));
+        }
         if let Some(replication) = &self.replication {
             replication.validate(&self.region)?;
         }
@@ -465,6 +502,7 @@ impl Config {
             listen,
             metrics_listen: None,
             aws_listen: default_aws_listen(),
+            aws_endpoint: AwsEndpointConfig::default(),
             data_dir: data_dir.to_owned(),
             region: default_region(),
             account_id: default_account(),
