@@ -26,6 +26,17 @@ where
     W: FnOnce(Req) -> Fut,
     Fut: Future<Output = Reply<Resp>>,
 {
+    let (message, pass) = admitted(gate, request).await?;
+    finish(pass, work(message).await).await
+}
+
+/// The start of every handler: the caller, identifiers bounded, the gate's decision. Handlers
+/// whose answer depends on what else the caller may do keep the [`Pass`] and call [`finish`]
+/// themselves; the others use [`guarded`].
+pub async fn admitted<Req: Describe>(
+    gate: &Gate,
+    request: Request<Req>,
+) -> Result<(Req, Pass<'_>), Status> {
     let caller = caller(gate, &request);
     let message = request.into_inner();
     let access = message.access();
@@ -38,7 +49,7 @@ where
         return Err(status);
     }
     let pass = gate.admit(&caller, access).await?;
-    finish(pass, work(message).await).await
+    Ok((message, pass))
 }
 
 /// Refuses identifiers longer than any valid one before the gate resolves them, matches them

@@ -450,10 +450,8 @@ impl KeyManagementService for KmsApi {
         &self,
         request: Request<pb::PutKeyPolicyRequest>,
     ) -> Reply<pb::PutKeyPolicyResponse> {
-        use super::guard::{Describe, caller, finish};
-        let caller = caller(&self.gate, &request);
-        let r = request.into_inner();
-        let pass = self.gate.admit(&caller, r.access()).await?;
+        use super::guard::{admitted, finish};
+        let (r, pass) = admitted(&self.gate, request).await?;
         // The lockout check needs the caller's identity policies: the gate's, through the pass.
         let keeps_access = |policy: &str| pass.keeps_key_policy_access(policy);
         let reply = self

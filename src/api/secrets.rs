@@ -241,10 +241,8 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::BatchGetSecretValueRequest>,
     ) -> Reply<pb::BatchGetSecretValueResponse> {
-        use super::guard::{Describe, caller, finish};
-        let caller = caller(&self.gate, &request);
-        let r = request.into_inner();
-        let pass = self.gate.admit(&caller, r.access()).await?;
+        use super::guard::{admitted, finish};
+        let (r, pass) = admitted(&self.gate, request).await?;
         let allowed = |secret_id: &str| pass.allows_secret_read(secret_id);
         let reply = async {
             let (items, next) = self
@@ -355,10 +353,8 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::DescribeSecretRequest>,
     ) -> Reply<pb::DescribeSecretResponse> {
-        use super::guard::{Describe, caller, finish};
-        let caller = caller(&self.gate, &request);
-        let r = request.into_inner();
-        let pass = self.gate.admit(&caller, r.access()).await?;
+        use super::guard::{admitted, finish};
+        let (r, pass) = admitted(&self.gate, request).await?;
         let reply = async {
             let record = self.secrets.describe_secret(&r.secret_id)?;
             let entry = list_entry(&self.secrets, &record, sees_errors(&pass, &record));
@@ -391,10 +387,8 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::ListSecretsRequest>,
     ) -> Reply<pb::ListSecretsResponse> {
-        use super::guard::{Describe, caller, finish};
-        let caller = caller(&self.gate, &request);
-        let r = request.into_inner();
-        let pass = self.gate.admit(&caller, r.access()).await?;
+        use super::guard::{admitted, finish};
+        let (r, pass) = admitted(&self.gate, request).await?;
         let reply = async {
             let (records, next) = self.secrets.list_records(ListOptions {
                 include_planned_deletion: r.include_planned_deletion,
@@ -537,10 +531,8 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::RotateSecretRequest>,
     ) -> Reply<pb::RotateSecretResponse> {
-        use super::guard::{Describe, caller, finish};
-        let caller = caller(&self.gate, &request);
-        let r = request.into_inner();
-        let pass = self.gate.admit(&caller, r.access()).await?;
+        use super::guard::{admitted, finish};
+        let (r, pass) = admitted(&self.gate, request).await?;
         let reply = async {
             let rotator = r.rotator.map(super::rotation::rotator_in).transpose()?;
             // The rotation will read these with the server's authority: the caller must be
