@@ -366,19 +366,11 @@ async fn a_log_cut_while_the_server_was_stopped_stops_the_next_start() {
     Server::try_spawn(&data, &args, &[]).expect("restart after a crash");
 }
 
-/// The record of `action` on `resource` with outcome success, if the log has one.
-fn success_record(path: &Path, action: &str, resource: &str) -> bool {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .any(|line| {
-            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
-                return false;
-            };
-            record["action"] == action
-                && record["resource"] == resource
-                && record["outcome"] == "success"
-        })
+/// Whether the log of the server on `data_dir` has a successful `action` on `resource`.
+fn success_record(data_dir: &Path, action: &str, resource: &str) -> bool {
+    common::audit_records(data_dir, action)
+        .iter()
+        .any(|record| record["resource"] == resource && record["outcome"] == "success")
 }
 
 /// Security finding 3: a state change whose caller gave up mid-request (a gRPC deadline that
@@ -473,7 +465,7 @@ async fn state_changes_whose_callers_vanish_are_still_audited() {
         "the vanished callers' records",
         Duration::from_secs(20),
         || {
-            let log = log.clone();
+            let data = server.data_dir.clone();
             let (deleted, with_policy, over_aws, key_arn) = (
                 deleted.clone(),
                 with_policy.clone(),
@@ -481,10 +473,10 @@ async fn state_changes_whose_callers_vanish_are_still_audited() {
                 key_arn.clone(),
             );
             async move {
-                success_record(&log, "secretsmanager:DeleteSecret", &deleted)
-                    && success_record(&log, "secretsmanager:PutResourcePolicy", &with_policy)
-                    && success_record(&log, "kms:ScheduleKeyDeletion", &key_arn)
-                    && success_record(&log, "secretsmanager:DeleteSecret", &over_aws)
+                success_record(&data, "secretsmanager:DeleteSecret", &deleted)
+                    && success_record(&data, "secretsmanager:PutResourcePolicy", &with_policy)
+                    && success_record(&data, "kms:ScheduleKeyDeletion", &key_arn)
+                    && success_record(&data, "secretsmanager:DeleteSecret", &over_aws)
             }
         },
     )

@@ -6,13 +6,14 @@
 
 mod common;
 
+use common::audit_records;
+use common::auth::token_entry;
+
 use common::secrets::{self, Sm};
 use common::{Server, assert_error};
 use keyward::api::pb;
 use keyward::aws::signing::sign;
-use keyward::crypto::{hex, sha256};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use tonic::Code;
 
@@ -202,31 +203,8 @@ fn an_identity_policy_with_an_unsupplied_condition_key_stops_the_start() {
     assert!(log.contains("aws:SourceIp"), "{log}");
 }
 
-fn token_entry(principal: &str) -> String {
-    format!(
-        "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n",
-        hex::encode(&sha256(format!("token-{principal}").as_bytes()))
-    )
-}
-
-type TokenSm =
-    pb::secrets_manager_service_client::SecretsManagerServiceClient<keyward::cli::client::Conn>;
-
-async fn as_principal(server: &Server, principal: &str) -> TokenSm {
-    let mut to = keyward::cli::client::Connect::plain(&server.endpoint);
-    to.token = Some(format!("token-{principal}"));
-    let conn = keyward::cli::client::connect(&to).await.expect("connect");
-    pb::secrets_manager_service_client::SecretsManagerServiceClient::new(conn)
-}
-
-/// The audit records for `action`, as parsed JSON.
-fn audit_records(data_dir: &Path, action: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(data_dir.join("audit").join("audit.log"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["action"] == action)
-        .collect()
+async fn as_principal(server: &Server, principal: &str) -> common::secrets::Sm {
+    common::auth::clients(server, principal).await.0
 }
 
 /// A signed AWS JSON 1.1 POST: (HTTP status, body).

@@ -5,33 +5,20 @@
 
 mod common;
 
+use common::auth::{policy, token_entry};
+
 use common::{Server, assert_error};
 use keyward::api::pb::{
     self, key_management_service_client::KeyManagementServiceClient,
     secrets_manager_service_client::SecretsManagerServiceClient,
 };
-use keyward::cli::client::{Conn, Connect, connect};
-use keyward::crypto::{hex, sha256};
+use keyward::cli::client::Conn;
 use tonic::Code;
 
 type Sm = SecretsManagerServiceClient<Conn>;
 type Kms = KeyManagementServiceClient<Conn>;
 
-const ADMIN_ALL: &str =
-    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-
-fn token_entry(principal: &str) -> String {
-    format!(
-        "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n",
-        hex::encode(&sha256(format!("token-{principal}").as_bytes()))
-    )
-}
-
-fn policy(name: &str, principal: &str, document: &str) -> String {
-    format!(
-        "[[auth.policies]]\nname = \"{name}\"\nprincipals = [\"{principal}\"]\ndocument = '''{document}'''\n"
-    )
-}
+const ADMIN_ALL: &str = common::auth::ALLOW_ALL;
 
 /// A server with an `admin` allowed everything and one more principal per `(name, policy)`.
 fn server(dir: &std::path::Path, principals: &[(&str, &str)]) -> Server {
@@ -39,21 +26,15 @@ fn server(dir: &std::path::Path, principals: &[(&str, &str)]) -> Server {
     for (name, _) in principals {
         config.push_str(&token_entry(name));
     }
-    config.push_str(&policy("admin-all", "admin", ADMIN_ALL));
+    config.push_str(&policy("admin-all", "\"admin\"", ADMIN_ALL));
     for (name, document) in principals {
-        config.push_str(&policy(name, name, document));
+        config.push_str(&policy(name, &format!("\"{name}\""), document));
     }
     Server::with_config(&dir.join("data"), &config)
 }
 
 async fn as_principal(server: &Server, principal: &str) -> (Sm, Kms) {
-    let mut to = Connect::plain(&server.endpoint);
-    to.token = Some(format!("token-{principal}"));
-    let conn = connect(&to).await.expect("connect");
-    (
-        SecretsManagerServiceClient::new(conn.clone()),
-        KeyManagementServiceClient::new(conn),
-    )
+    common::auth::clients(server, principal).await
 }
 
 #[track_caller]

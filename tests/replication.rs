@@ -9,7 +9,7 @@ mod common;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use common::secrets::*;
 use common::sites::Sites;
-use common::{assert_error, wait_for};
+use common::{assert_error, audit_records, wait_for};
 use keyward::api::pb::{self, entry_outcome::Kind, replication_entry::Change};
 use keyward::store::{SecretValueRecord, Store};
 use std::collections::{BTreeMap, HashSet};
@@ -1040,17 +1040,6 @@ async fn a_primary_sends_only_to_the_site_whose_certificate_it_expects() {
     assert_error(&err, Code::NotFound, "ResourceNotFoundException");
 }
 
-/// The audit records of `site` for `action` on resources ending in `name`-ish ARNs.
-fn audit_records(sites: &Sites, site: &str, action: &str) -> Vec<serde_json::Value> {
-    let log = sites.site(site).data_dir.join("audit").join("audit.log");
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|record| record["action"] == action)
-        .collect()
-}
-
 /// Security finding 1: whether a peer may replace a secret of this site's own is this site's
 /// decision (`allow_overwrite_local` for that peer), not the sender's
 /// `force_overwrite_replica_secret`.
@@ -1129,10 +1118,11 @@ async fn a_peer_site_cannot_overwrite_this_sites_own_secrets() {
 
     // Audited on both sides: site-b's refusal of site-a's change, and site-a's record that
     // site-b refused it.
-    let refused_at_b: Vec<_> = audit_records(&sites, B, "keyward:ApplyReplicatedChange")
-        .into_iter()
-        .filter(|r| r["outcome"] == "denied")
-        .collect();
+    let refused_at_b: Vec<_> =
+        audit_records(&sites.site(B).data_dir, "keyward:ApplyReplicatedChange")
+            .into_iter()
+            .filter(|r| r["outcome"] == "denied")
+            .collect();
     assert_eq!(refused_at_b.len(), 1, "{refused_at_b:?}");
     assert!(
         refused_at_b[0]["reason"]
@@ -1144,7 +1134,7 @@ async fn a_peer_site_cannot_overwrite_this_sites_own_secrets() {
         refused_at_b[0]["principal"],
         format!("keyward:principal/{}", Sites::identity(A))
     );
-    let refused_at_a = audit_records(&sites, A, "keyward:ReplicateChange");
+    let refused_at_a = audit_records(&sites.site(A).data_dir, "keyward:ReplicateChange");
     assert_eq!(refused_at_a.len(), 1, "{refused_at_a:?}");
     assert_eq!(refused_at_a[0]["outcome"], "denied");
     assert!(

@@ -480,7 +480,6 @@ const ROTATION_WAIT: std::time::Duration = rotation::ROTATION_TIMEOUT;
 /// when the step ends; and why it failed is shown only to callers who may read the secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_rotators_reach_only_their_secret_with_a_bare_environment() {
-    use keyward::crypto::{hex, sha256};
     let dir = tempfile::tempdir().unwrap();
     let here = dir.path();
     let probe = here.join("probe.sh");
@@ -502,12 +501,7 @@ fi"#,
             bin = common::BIN,
         ),
     );
-    let token_entry = |principal: &str| {
-        format!(
-            "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n",
-            hex::encode(&sha256(format!("token-{principal}").as_bytes()))
-        )
-    };
+    use common::auth::token_entry;
     let config = format!(
         "[rotation]\ncheck_interval_ms = 100\nretry_initial_secs = 1\nretry_max_secs = 2\n\
          [rotation.exec.probe]\ncommand = \"{}\"\ntimeout_secs = 30\nsecrets = [\"app/*\"]\nenv = [\"PATH\"]\n\

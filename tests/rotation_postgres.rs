@@ -229,29 +229,8 @@ async fn a_database_outage_fails_set_secret_and_the_retry_completes_the_rotation
     assert!(!pg.can_login("app", "first-password"));
 }
 
-/// A bearer token for `principal` and a policy for it, as `[auth]` entries.
-fn principal_with_policy(principal: &str, document: &str) -> String {
-    use keyward::crypto::{hex, sha256};
-    format!(
-        "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n\
-         [[auth.policies]]\nname = \"{principal}\"\nprincipals = [\"{principal}\"]\ndocument = '''{document}'''\n",
-        hex::encode(&sha256(format!("token-{principal}").as_bytes()))
-    )
-}
-
 async fn client_as(server: &Server, principal: &str) -> Sm {
     secrets::client_with_token(server, &format!("token-{principal}")).await
-}
-
-/// The audit records of the server for `action`.
-fn audit_records(server: &Server, action: &str) -> Vec<serde_json::Value> {
-    let log = server.data_dir.join("audit").join("audit.log");
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|record| record["action"] == action)
-        .collect()
 }
 
 /// Security finding 2: RotateSecret reads the administrator's secret on its caller's behalf,
@@ -270,8 +249,8 @@ async fn a_rotation_cannot_use_an_admin_secret_its_caller_cannot_read() {
         dir.path(),
         &format!(
             "[auth]\n{}{}",
-            principal_with_policy("ops", all),
-            principal_with_policy("app", app)
+            common::auth::principal_with_policy("ops", all),
+            common::auth::principal_with_policy("app", app)
         ),
     );
     let mut ops = client_as(&server, "ops").await;
@@ -310,7 +289,7 @@ async fn a_rotation_cannot_use_an_admin_secret_its_caller_cannot_read() {
     assert!(pg.can_login("victim", "victim-password"));
     assert!(!clone_exists());
     // The refused read is in the audit trail, under the caller and the admin secret.
-    let reads = audit_records(&server, "secretsmanager:GetSecretValue");
+    let reads = audit_records(&server.data_dir, "secretsmanager:GetSecretValue");
     let denied: Vec<_> = reads
         .iter()
         .filter(|r| r["resource"] == admin_arn.as_str() && r["outcome"] == "denied")
@@ -351,7 +330,7 @@ async fn a_rotation_cannot_use_an_admin_secret_its_caller_cannot_read() {
     rotate(&mut ops, "app/x", &t, None, None).await.unwrap();
     wait_rotated(&mut ops, "app/x", &t).await;
     assert!(clone_exists());
-    let allowed = audit_records(&server, "secretsmanager:GetSecretValue")
+    let allowed = audit_records(&server.data_dir, "secretsmanager:GetSecretValue")
         .into_iter()
         .filter(|r| {
             r["resource"] == admin_arn.as_str()

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::auth::{policy, token_entry};
 use common::pki::{Ca, Pair};
 use common::{Server, assert_error};
 use keyward::api::pb::{
@@ -12,35 +13,15 @@ use keyward::api::pb::{
     secrets_manager_service_client::SecretsManagerServiceClient,
 };
 use keyward::cli::client::{Conn, Connect, connect};
-use keyward::crypto::{hex, sha256};
 use tonic::Code;
 
 type Sm = SecretsManagerServiceClient<Conn>;
 type Kms = KeyManagementServiceClient<Conn>;
 
-fn token_entry(principal: &str) -> String {
-    format!(
-        "[[auth.tokens]]\nprincipal = \"{principal}\"\nsha256 = \"{}\"\n",
-        hex::encode(&sha256(format!("token-{principal}").as_bytes()))
-    )
-}
-
-fn policy(name: &str, principals: &str, document: &str) -> String {
-    format!(
-        "[[auth.policies]]\nname = \"{name}\"\nprincipals = [{principals}]\ndocument = '''{document}'''\n"
-    )
-}
-
 const SECRET_ARN: &str = "arn:keyward:secretsmanager:local:000000000000:secret";
 
 async fn as_principal(server: &Server, principal: &str) -> (Sm, Kms) {
-    let mut to = Connect::plain(&server.endpoint);
-    to.token = Some(format!("token-{principal}"));
-    let conn = connect(&to).await.expect("connect");
-    (
-        SecretsManagerServiceClient::new(conn.clone()),
-        KeyManagementServiceClient::new(conn),
-    )
+    common::auth::clients(server, principal).await
 }
 
 async fn get(sm: &mut Sm, id: &str, stage: &str) -> Result<String, tonic::Status> {

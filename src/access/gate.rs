@@ -454,7 +454,20 @@ impl Gate {
         if caller.principal.is_err() {
             self.counters.unauthenticated.fetch_add(1, Relaxed);
         }
-        let event = AuditEvent {
+        let event = self.refusal(caller, action, error, reason, outcome);
+        self.record(event, Instant::now(), false).await
+    }
+
+    /// The record of a request refused before admission, on `*`.
+    fn refusal(
+        &self,
+        caller: &Caller,
+        action: &str,
+        error: &str,
+        reason: &str,
+        outcome: Outcome,
+    ) -> AuditEvent {
+        AuditEvent {
             time_ms: now_ms(),
             request_id: self.request_ids.next(),
             api: caller.api,
@@ -469,8 +482,7 @@ impl Gate {
             error: Some(error.to_owned()),
             reason: Some(reason.to_owned()),
             ..AuditEvent::default()
-        };
-        self.record(event, Instant::now(), false).await
+        }
     }
 
     /// Audits a request refused before admission because an identifier it names is longer
@@ -488,22 +500,10 @@ impl Gate {
             Target::All | Target::Ciphertext(_) => "*",
         };
         let event = AuditEvent {
-            time_ms: now_ms(),
-            request_id: self.request_ids.next(),
-            api: caller.api,
-            principal: caller
-                .principal
-                .clone()
-                .unwrap_or_else(|_| "anonymous".into()),
-            source: caller.source.clone(),
-            action: access.action.to_owned(),
             resource: resource.to_owned(),
             version_id: non_empty(access.version_id),
             version_stage: non_empty(access.version_stage),
-            outcome: Outcome::Failed,
-            error: Some(error.to_owned()),
-            reason: Some(reason.to_owned()),
-            ..AuditEvent::default()
+            ..self.refusal(caller, access.action, error, reason, Outcome::Failed)
         };
         self.record(event, Instant::now(), false).await
     }

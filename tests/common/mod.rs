@@ -305,6 +305,16 @@ where
 
 /// Asserts the gRPC code and the AWS exception name in `x-keyward-error`.
 #[track_caller]
+/// The audit records for `action` in the log of the server on `data_dir`, parsed.
+pub fn audit_records(data_dir: &Path, action: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data_dir.join("audit").join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["action"] == action)
+        .collect()
+}
+
 pub fn assert_error(status: &Status, code: Code, exception: &str) {
     assert_eq!(status.code(), code, "{status:?}");
     let name = status
@@ -372,6 +382,7 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
         .collect()
 }
 
+pub mod auth;
 pub mod pki;
 pub mod postgres;
 pub mod rotation;

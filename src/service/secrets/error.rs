@@ -58,6 +58,14 @@ impl SecretsError {
         }
     }
 
+    /// Whether trying again later may succeed: the root of trust or the store, not the request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Throttled(_) | Self::Internal(_)
+        )
+    }
+
     /// A KMS failure while unwrapping a stored data key.
     pub fn from_kms_read(err: KmsError, secret: &str) -> Self {
         match err {

@@ -180,11 +180,7 @@ impl SecretsService {
                                 // The store bumps a record's version by one per write.
                                 (Applied::Applied, Some((record, version + 1)))
                             }
-                            Err(
-                                e @ (SecretsError::Unavailable(_)
-                                | SecretsError::Throttled(_)
-                                | SecretsError::Internal(_)),
-                            ) => {
+                            Err(e) if e.is_retryable() => {
                                 return Err(e);
                             }
                             Err(e) => (Applied::Refused(e.to_string()), local),

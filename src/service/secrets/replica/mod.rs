@@ -406,11 +406,7 @@ impl SecretsService {
                     .await
                 {
                     Ok(value) => Some(value),
-                    Err(
-                        e @ (SecretsError::Unavailable(_)
-                        | SecretsError::Throttled(_)
-                        | SecretsError::Internal(_)),
-                    ) => {
+                    Err(e) if e.is_retryable() => {
                         return Err(e);
                     }
                     // Sent without it: the peer refuses the entry, and the secret's status
