@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::aws::{aws_addr, now, post, signed};
+
 use base64::Engine;
 use common::Server;
 use common::secrets::{self, Sm};
 use keyward::api::pb;
 use keyward::aws::signing::{DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY, sign};
-use std::io::{Read, Write};
 use std::process::Command;
 
 /// The aws CLI softhsm/run-tests installs (KEYWARD_AWS_CLI), else `aws` on the PATH.
@@ -201,79 +202,6 @@ async fn the_aws_cli_and_grpc_see_each_others_writes() {
     );
     assert!(!ok);
     assert!(err.contains("(NotFoundException)"), "{err}");
-}
-
-/// A raw HTTP/1.1 POST to the AWS endpoint: (status, body).
-fn post(server: &Server, headers: &http::HeaderMap, body: &[u8]) -> (u16, serde_json::Value) {
-    let url = server.aws.as_deref().unwrap();
-    let authority = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(authority).unwrap();
-    let mut request = format!(
-        "POST / HTTP/1.1\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, json(body))
-}
-
-/// Headers for a JSON 1.1 call to `target`, signed with `key` for `region` at `epoch`.
-fn signed(
-    server: &Server,
-    target: &str,
-    body: &[u8],
-    key: (&str, &str),
-    region: &str,
-    epoch: i64,
-) -> http::HeaderMap {
-    let authority = server
-        .aws
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("http://")
-        .to_owned();
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", authority.parse().unwrap());
-    headers.insert("x-amz-target", target.parse().unwrap());
-    headers.insert(
-        "content-type",
-        "application/x-amz-json-1.1".parse().unwrap(),
-    );
-    let uri: http::Uri = format!("http://{authority}/").parse().unwrap();
-    let service = if target.starts_with("TrentService") {
-        "kms"
-    } else {
-        "secretsmanager"
-    };
-    sign(
-        &http::Method::POST,
-        &uri,
-        &mut headers,
-        body,
-        key.0,
-        key.1.as_bytes(),
-        region,
-        service,
-        epoch,
-    )
-    .unwrap();
-    headers
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[test]
@@ -587,16 +515,6 @@ document = '{{"Statement":[{{"Effect":"Allow","Action":"secretsmanager:GetSecret
         !ok && err.contains("(UnrecognizedClientException)"),
         "{err}"
     );
-}
-
-/// `host:port` of a server's AWS endpoint.
-fn aws_addr(server: &Server) -> String {
-    server
-        .aws
-        .as_deref()
-        .expect("AWS endpoint")
-        .trim_start_matches("http://")
-        .to_owned()
 }
 
 /// Everything the server sends on `stream` until it closes it; panics if it does not close

@@ -12,8 +12,7 @@ use common::auth::token_entry;
 use common::secrets::{self, Sm};
 use common::{Server, assert_error};
 use keyward::api::pb;
-use keyward::aws::signing::sign;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use tonic::Code;
 
@@ -214,53 +213,12 @@ fn aws_post(
     body: &[u8],
     key: (&str, &str),
 ) -> (u16, serde_json::Value) {
-    let authority = server
-        .aws
-        .as_deref()
-        .expect("AWS endpoint")
-        .trim_start_matches("http://")
-        .to_owned();
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", authority.parse().unwrap());
-    headers.insert("x-amz-target", target.parse().unwrap());
-    headers.insert(
-        "content-type",
-        "application/x-amz-json-1.1".parse().unwrap(),
-    );
-    let uri: http::Uri = format!("http://{authority}/").parse().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    sign(
-        &http::Method::POST,
-        &uri,
-        &mut headers,
+    use common::aws::{now, post, signed};
+    post(
+        server,
+        &signed(server, target, body, key, "local", now()),
         body,
-        key.0,
-        key.1.as_bytes(),
-        "local",
-        "secretsmanager",
-        now,
     )
-    .unwrap();
-    let mut stream = std::net::TcpStream::connect(&authority).unwrap();
-    let mut request = format!(
-        "POST / HTTP/1.1\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in &headers {
-        request.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 /// Asserts the one record is the refusal of `long_id`, with its resource cut and marked.

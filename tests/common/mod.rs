@@ -383,6 +383,7 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
 }
 
 pub mod auth;
+pub mod aws;
 pub mod pki;
 pub mod postgres;
 pub mod rotation;
