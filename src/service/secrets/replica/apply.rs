@@ -389,4 +389,31 @@ mod tests {
         assert_eq!(replica_arn("arn:keyward:kms:a:0:key/k", "b"), None);
         assert_eq!(replica_arn("nonsense", "b"), None);
     }
+
+    fn state(resource_policy: Option<&str>) -> ReplicaState {
+        ReplicaState {
+            primary_arn: "arn:keyward:secretsmanager:site-a:000000000000:secret:db/x-AbC123".into(),
+            description: String::new(),
+            kms_key_id: String::new(),
+            created_at: 0,
+            deletion_date: None,
+            tags: Vec::new(),
+            versions: Vec::new(),
+            resource_policy: resource_policy.map(str::to_owned),
+            force_overwrite: false,
+        }
+    }
+
+    #[test]
+    fn a_replicated_policy_that_does_not_parse_here_is_refused() {
+        let valid = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"secretsmanager:DeleteSecret","Resource":"*"}]}"#;
+        assert!(refusal("site-a", None, &state(Some(valid)), false).is_none());
+        assert!(refusal("site-a", None, &state(None), false).is_none());
+        // A condition key this site never supplies: stored, it would deny everyone.
+        let unparsable = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:SourceIp":"10.0.0.1"}}}]}"#;
+        match refusal("site-a", None, &state(Some(unparsable)), false) {
+            Some(Applied::Refused(why)) => assert!(why.contains("resource policy"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }
