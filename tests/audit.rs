@@ -615,11 +615,12 @@ async fn verify_audit_checkpoints_is_bounded_per_request() {
         .unwrap()
         .into_inner();
     assert_eq!(answer.valid, vec![false; 1000]);
-    // The one call allowed is the checkpoint after this request's own audit record
-    // (checkpoint_every = 1); a MAC per checkpoint claimed would be 1000 more.
+    // What remains are the checkpoints after these requests' own audit records
+    // (checkpoint_every = 1), written in the background, a few calls each on a TPM; a MAC per
+    // claimed checkpoint would be 1000 more.
     let made = calls().await - before;
     assert!(
-        made <= 1.0,
+        made < 100.0,
         "{made} hardware calls for messages that are not checkpoints"
     );
 }
