@@ -221,7 +221,7 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
 /// 2026-03-01T10:00:00Z.
 const MARCH_1_10AM: i64 = 1_772_359_200;
 
-/// SPEC Rotation 6: a daily 02:00 UTC window rotates once when it opens, once more after a
+/// Rule Rotation 6: a daily 02:00 UTC window rotates once when it opens, once more after a
 /// downtime that missed several windows (not once per missed window), and the persisted
 /// schedule survives a restart. KMS keys rotate on the same scheduler.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Rotation through a real server on 127.0.0.1 (SPEC-secrets.md "Rotation", rules 1-6): the
+//! Rotation through a real server on 127.0.0.1 (rules Rotation 1-6 in `service::secrets`): the
 //! generated and exec rotators, failures that leave AWSCURRENT alone, the incomplete-rotation
 //! check, cancellation, a crash in the middle of a rotation, and the KMS key-rotation API.
 
@@ -95,7 +95,7 @@ async fn generated_rotation_moves_the_labels_and_reports_the_schedule() {
     assert_eq!(reply.version_id, t);
     wait_rotated(&mut sm, "app/db", &t).await;
 
-    // SPEC Rotation 2-3: AWSCURRENT on the new version, AWSPREVIOUS on the old, no AWSPENDING.
+    // Rule Rotation 2-3: AWSCURRENT on the new version, AWSPREVIOUS on the old, no AWSPENDING.
     assert_eq!(
         stages(&mut sm, "app/db").await,
         expect(&[(&first, &["AWSPREVIOUS"]), (&t, &["AWSCURRENT"])])
@@ -192,7 +192,7 @@ async fn bad_rotation_requests_are_refused_with_the_aws_exceptions() {
     // Nothing was created by the refused requests.
     assert_eq!(stages(&mut sm, "s").await.len(), 1);
 
-    // SPEC Deletion 2: a secret marked for deletion does not rotate.
+    // Rule Deletion 2: a secret marked for deletion does not rotate.
     sm.delete_secret(pb::DeleteSecretRequest {
         secret_id: "s".into(),
         ..Default::default()
@@ -224,7 +224,7 @@ async fn exec_steps_arrive_in_order_and_a_failure_leaves_awscurrent_alone() {
         "{status:?}"
     );
 
-    // SPEC Rotation 4: clients still read the old value; AWSPENDING holds the new one.
+    // Rule Rotation 4: clients still read the old value; AWSPENDING holds the new one.
     assert_eq!(secrets::value(&mut sm, "svc", "AWSCURRENT").await, "v0");
     assert_eq!(
         secrets::value(&mut sm, "svc", "AWSPENDING").await,
@@ -235,7 +235,7 @@ async fn exec_steps_arrive_in_order_and_a_failure_leaves_awscurrent_alone() {
         expect(&[(&first, &["AWSCURRENT"]), (&t, &["AWSPENDING"])])
     );
 
-    // SPEC Rotation 3: another rotation is refused while this one is unfinished.
+    // Rule Rotation 3: another rotation is refused while this one is unfinished.
     let err = rotate(&mut sm, "svc", &token("other"), None, None)
         .await
         .unwrap_err();
@@ -394,7 +394,7 @@ async fn cancel_stops_the_rotation_and_leaves_the_labels() {
     assert!(!d.rotation_enabled);
     assert!(d.rotation_status.is_none());
     assert_eq!(d.next_rotation_date, None);
-    // SPEC Rotation 5: labels stay; the next RotateSecret reports the unfinished rotation.
+    // Rule Rotation 5: labels stay; the next RotateSecret reports the unfinished rotation.
     assert_eq!(
         stages(&mut sm, "svc").await,
         expect(&[(&first, &["AWSCURRENT"]), (&t, &["AWSPENDING"])])

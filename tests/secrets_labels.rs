@@ -1,4 +1,4 @@
-//! SPEC-secrets.md "Staging labels", rules 1-8: the exact labels on every version after each
+//! Rules Labels 1-8 (`service::secrets`): the exact labels on every version after each
 //! operation, against a real server on SoftHSM.
 
 mod common;

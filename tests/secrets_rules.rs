@@ -1,5 +1,5 @@
-//! SPEC-secrets.md "Idempotency" 1-4, "Deletion" 1-3, and the size and character limits of
-//! "Names, sizes, identifiers" at each boundary and one past it.
+//! Rules Idempotency 1-4 and Deletion 1-3 (`service::secrets`), and the size and character
+//! limits (`service::secrets::limits`) at each boundary and one past it.
 
 mod common;
 

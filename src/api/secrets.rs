@@ -54,7 +54,7 @@ fn filters_in(filters: Vec<pb::Filter>) -> Vec<Filter> {
         .collect()
 }
 
-/// Labelled versions only (SPEC rule 7).
+/// Labelled versions only (rule Labels 7).
 fn stages_map(record: &SecretRecord) -> HashMap<String, pb::VersionStages> {
     record
         .versions

@@ -617,7 +617,7 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
     }
 }
 
-/// The CLI always sends a token (SPEC Idempotency 1), as the AWS CLI does.
+/// The CLI always sends a token (rule Idempotency 1), as the AWS CLI does.
 pub(super) fn token_or_new(token: String) -> String {
     if token.is_empty() {
         uuid::Uuid::new_v4().to_string()

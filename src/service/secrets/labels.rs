@@ -1,4 +1,4 @@
-//! Staging labels (SPEC-secrets.md "Staging labels", rules 1-6): pure functions over a
+//! Staging labels (rules Labels 1-6 in `service::secrets`): pure functions over a
 //! secret's versions, so every move is computed before one atomic write.
 
 use super::SecretsError;

@@ -1,4 +1,4 @@
-//! Deletion (SPEC Deletion 1-4): scheduled with a recovery window or forced, restore, and the
+//! Deletion (rule Deletion 1-4): scheduled with a recovery window or forced, restore, and the
 //! purge that removes data and wrapped keys for good once the window ends.
 
 use super::indexes::{self, DELETING_PREFIX};

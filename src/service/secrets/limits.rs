@@ -1,5 +1,5 @@
-//! The size and character rules of SPEC-secrets.md ("Names, sizes, identifiers"). Every
-//! failure names the field.
+//! The size and character rules of secrets: names, ids, tokens, labels, values, tags and
+//! windows (AWS's limits). Every failure names the field.
 
 use super::SecretsError;
 use crate::store::Tag;

@@ -1,6 +1,77 @@
-//! Secrets with AWS Secrets Manager semantics (SPEC-secrets.md): versions, staging labels,
-//! idempotent writes, scheduled deletion, tags, listing and random passwords. Each version's
-//! value is sealed in software under a fresh data key from the secret's KMS key.
+//! Secrets with AWS Secrets Manager semantics: versions, staging labels, idempotent writes,
+//! scheduled deletion, tags, listing and random passwords. Each version's value is sealed in
+//! software under a fresh data key from the secret's KMS key.
+//!
+//! # The rules
+//!
+//! These are the rules the code and the tests cite ("Labels 7", "Rotation 3"), stated once,
+//! here. They follow AWS Secrets Manager (API 2017-10-17); where AWS is silent, the rule is
+//! Keyward's decision. Sizes and characters are in [`limits`].
+//!
+//! ## Labels (staging labels)
+//!
+//! 1. A label sits on at most one version of a secret; attaching it elsewhere takes it from
+//!    the version that had it.
+//! 2. CreateSecret with a value makes the first version and labels it AWSCURRENT; without a
+//!    value it makes none. A secret's first version always gets AWSCURRENT, besides any labels
+//!    the request names (a first PutSecretValue with `["AWSPENDING"]` yields both).
+//! 3. PutSecretValue without labels: the new version gets AWSCURRENT, and the version that
+//!    lost it gets AWSPREVIOUS (from whichever version had it). The response says
+//!    `["AWSCURRENT"]`.
+//! 4. PutSecretValue with labels: the new version gets exactly those, each taken from its old
+//!    holder. AWSCURRENT moves only if named, and then AWSPREVIOUS goes to the version it
+//!    left; `["AWSPENDING"]` leaves AWSCURRENT where it was.
+//! 5. UpdateSecret with a value behaves as rule 3; with only a description or KMS key it makes
+//!    no version and returns no version id.
+//! 6. UpdateSecretVersionStage adds the label to `move_to_version_id`. If another version
+//!    holds it, `remove_from_version_id` must name that version (else InvalidParameter). With
+//!    no `move_to_version_id` the label is only removed. Moving AWSCURRENT moves AWSPREVIOUS to
+//!    the version it left; moving AWSCURRENT onto AWSPENDING's version keeps AWSPENDING there.
+//! 7. A version without labels is deprecated: DescribeSecret, ListSecrets and
+//!    ListSecretVersionIds leave it out unless `include_deprecated` is set. Deprecated versions
+//!    beyond the newest 100 are deleted, never one less than 24 hours old.
+//! 8. GetSecretValue with neither version id nor stage reads AWSCURRENT; with both they must
+//!    name the same version; a label on no version is NotFound.
+//!
+//! ## Idempotency
+//!
+//! 1. The client request token becomes the new version's id; without one a UUID is generated
+//!    (the CLI always sends one).
+//! 2. A token already used in the secret with the same value: success, no new version.
+//! 3. A token already used with another value: ResourceExists ("you can't modify an existing
+//!    version").
+//! 4. CreateSecret of an existing name: ResourceExists, unless token and value are those of
+//!    its first version, when it succeeds and changes nothing (a retried create is safe).
+//!
+//! ## Deletion
+//!
+//! 1. DeleteSecret schedules deletion after the recovery window (7-30 days, default 30);
+//!    `force_delete_without_recovery` deletes at once and excludes a window. The answer
+//!    carries the deletion date.
+//! 2. While scheduled, reads, writes and rotation fail with InvalidRequest ("marked for
+//!    deletion"); ListSecrets hides the secret unless `include_planned_deletion`; CreateSecret
+//!    of its name fails with InvalidRequest.
+//! 3. RestoreSecret cancels the deletion.
+//! 4. When the window ends, a background task removes the data and wrapped keys for good; a
+//!    restart keeps the schedule.
+//!
+//! ## Rotation (four steps)
+//!
+//! 1. RotateSecret stores the rules and rotator and, when rotating (`rotate_immediately`,
+//!    default true), makes the pending version, whose id is the token, labelled AWSPENDING and
+//!    without a value.
+//! 2. The rotator runs `create_secret` (a value for the pending version, if it has none),
+//!    `set_secret` (apply it to the target system), `test_secret` (prove the target accepts
+//!    it) and `finish_secret`, after which AWSCURRENT moves to the token's version (AWSPREVIOUS
+//!    follows) and AWSPENDING is removed. Each step is idempotent and retried on failure.
+//! 3. After a rotation AWSPENDING is nowhere or on AWSCURRENT's version. Anywhere else, the
+//!    next RotateSecret fails with InvalidRequest ("a previous rotation isn't complete") and
+//!    the scheduler takes that rotation up again.
+//! 4. A failed rotation leaves AWSCURRENT alone: clients never read a half-made value.
+//! 5. CancelRotateSecret turns rotation off and stops the rotation in flight; labels stay.
+//! 6. Schedules: `automatically_after_days` (1-1000), or `rate(N hours|N days)` (at most every
+//!    4 hours) or `cron(min hour day-of-month month day-of-week year)`, in UTC, with an
+//!    optional window `duration` (`Nh`).
 
 mod error;
 mod indexes;
@@ -198,7 +269,7 @@ impl SecretsService {
         }
     }
 
-    /// Like `resolve`, refusing secrets scheduled for deletion (SPEC Deletion 2).
+    /// Like `resolve`, refusing secrets scheduled for deletion (rule Deletion 2).
     fn resolve_live(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
         let (record, version) = self.resolve(secret_id)?;
         if record.deletion_date.is_some() {

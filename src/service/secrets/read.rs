@@ -24,7 +24,7 @@ pub enum BatchItem {
 }
 
 impl SecretsService {
-    /// SPEC rule 8: AWSCURRENT by default; version id and stage must agree when both given.
+    /// Rule Labels 8: AWSCURRENT by default; version id and stage must agree when both given.
     pub async fn get_secret_value(
         &self,
         secret_id: &str,
@@ -198,7 +198,7 @@ impl SecretsService {
         Ok(self.resolve(secret_id)?.0)
     }
 
-    /// Versions newest first; deprecated (unlabelled) ones only when asked (SPEC rule 7).
+    /// Versions newest first; deprecated (unlabelled) ones only when asked (rule Labels 7).
     pub fn list_secret_version_ids(
         &self,
         secret_id: &str,

@@ -1,5 +1,5 @@
 //! RotateSecret and CancelRotateSecret, and the state changes the rotation scheduler makes as
-//! a rotation moves through its four steps (SPEC-secrets.md "Rotation", rules 1-6).
+//! a rotation moves through its four steps (rules Rotation 1-6 in `service::secrets`).
 //!
 //! A rotation's progress lives in the secret's record (`RotationRecord::in_flight`) and is
 //! committed after every step, together with an entry in a due-time index, so the scheduler
@@ -81,7 +81,7 @@ fn unfinished_pending(record: &SecretRecord) -> Option<usize> {
     (labels::holder(&record.versions, CURRENT) != Some(pending)).then_some(pending)
 }
 
-/// SPEC Rotation 1: the pending version exists first, labelled AWSPENDING, without a value.
+/// Rule Rotation 1: the pending version exists first, labelled AWSPENDING, without a value.
 fn add_pending_version(
     record: &mut SecretRecord,
     token: &str,
@@ -179,7 +179,7 @@ impl SecretsService {
         }
         if let Some(at) = unfinished_pending(&record) {
             let pending_id = record.versions[at].version_id.clone();
-            // SPEC Rotation 3: refuse, and make sure the scheduler takes that rotation up again.
+            // Rule Rotation 3: refuse, and make sure the scheduler takes that rotation up again.
             if let Some(rotation) = record.rotation.as_mut()
                 && rotation.in_flight.is_none()
             {
@@ -241,7 +241,7 @@ impl SecretsService {
         Ok((record.arn, record.name, started))
     }
 
-    /// CancelRotateSecret (SPEC Rotation 5): rotation off, the rotation in flight stopped,
+    /// CancelRotateSecret (rule Rotation 5): rotation off, the rotation in flight stopped,
     /// labels untouched. Returns the ARN, name and the version a stopped rotation left.
     pub async fn cancel_rotate_secret(
         &self,

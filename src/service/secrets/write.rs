@@ -12,7 +12,7 @@ use crate::store::{
     StoreError, Tag,
 };
 
-/// Versions kept regardless of age (SPEC rule 7).
+/// Versions kept regardless of age (rule Labels 7).
 const KEEP_VERSIONS: usize = 100;
 /// Deprecated versions younger than this are never removed.
 const MIN_AGE_TO_REMOVE: i64 = 86_400;
@@ -102,7 +102,7 @@ impl SecretsService {
         })
     }
 
-    /// SPEC Idempotency 2-3: a token already used in this secret.
+    /// Rule Idempotency 2-3: a token already used in this secret.
     async fn same_value_as_stored(
         &self,
         secret: &SecretRecord,
@@ -134,7 +134,7 @@ impl SecretsService {
                     new.name
                 )));
             }
-            // SPEC Idempotency 4: a retried create (same token, same value) succeeds.
+            // Rule Idempotency 4: a retried create (same token, same value) succeeds.
             let retried = match (&new.value, existing.versions.first()) {
                 (Some(value), Some(first)) if first.version_id == version_id && first.has_value => {
                     self.same_value_as_stored(&existing, &version_id, value)
@@ -343,7 +343,7 @@ impl SecretsService {
         })
     }
 
-    /// A token already used: success with no new version if the value is the same (SPEC
+    /// A token already used: success with no new version if the value is the same (rule
     /// Idempotency 2), ResourceExists otherwise (3).
     async fn repeat_of(
         &self,
@@ -371,7 +371,7 @@ impl SecretsService {
         })
     }
 
-    /// SPEC rule 5: with a value, like PutSecretValue without labels; description and KMS key
+    /// Rule Labels 5: with a value, like PutSecretValue without labels; description and KMS key
     /// alone create no version. A new KMS key re-wraps the data keys of labelled versions.
     pub async fn update_secret(&self, update: SecretUpdate) -> Result<Written, SecretsError> {
         limits::token(&update.client_request_token)?;
@@ -471,7 +471,7 @@ impl SecretsService {
         self.commit(ops).await
     }
 
-    /// SPEC rule 6.
+    /// Rule Labels 6.
     pub async fn update_secret_version_stage(
         &self,
         secret_id: &str,
@@ -549,7 +549,7 @@ impl SecretsService {
     }
 }
 
-/// SPEC rule 7: deprecated versions beyond the newest 100, at least a day old, are removed.
+/// Rule Labels 7: deprecated versions beyond the newest 100, at least a day old, are removed.
 /// Returns the removed version ids.
 fn prune_versions(record: &mut SecretRecord, now: i64) -> Vec<String> {
     let len = record.versions.len();
