@@ -4,19 +4,20 @@
 //! - [`rules`]: the configuration and [`Alarms`], the engine called once per request.
 //! - [`window`]: the bounded sliding-window counter behind the threshold rules.
 //! - [`webhook`]: the background task that POSTs firings as JSON, with bounded retries.
+//! - `firing`: what an alarm reports ([`Firing`]), shared by the two above.
 //!
 //! Observations carry names and outcomes only, never secret values, so nothing the engine
 //! logs or sends can leak one.
 
+mod firing;
 mod history;
 pub mod rules;
 pub mod webhook;
 mod window;
 
+pub use firing::Firing;
 pub use history::StoreHistory;
-pub use rules::{
-    Alarms, AlarmsConfig, Firing, Observation, Outcome, ReaderHistory, RuleConfig, RuleKind,
-};
+pub use rules::{Alarms, AlarmsConfig, Observation, Outcome, ReaderHistory, RuleConfig, RuleKind};
 pub use webhook::WebhookTask;
 
 /// An alarms configuration that cannot be used.

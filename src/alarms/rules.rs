@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AlarmsError;
+use super::firing::Firing;
 use super::webhook::{self, Target, WebhookSettings, WebhookTask, Webhooks};
 use super::window::SlidingWindow;
 
@@ -190,20 +191,6 @@ pub trait ReaderHistory: Send + Sync {
     /// Records that principal read secret; true if it is the first time ever (persisted by
     /// the caller, e.g. in the store).
     fn first_read(&self, secret: &str, principal: &str) -> bool;
-}
-
-/// What an alarm reports: logged, returned by [`Alarms::observe`] and sent to the webhooks.
-#[derive(Serialize, Clone, Debug)]
-pub struct Firing {
-    pub alarm: String,
-    pub kind: &'static str,
-    /// RFC 3339, UTC, of the observation that fired.
-    pub time: String,
-    pub principal: Option<String>,
-    pub resource: Option<String>,
-    pub count: Option<u64>,
-    pub window_secs: Option<u64>,
-    pub message: String,
 }
 
 /// The rule engine. Share it (it is `Sync`) and call [`Alarms::observe`] on every request.

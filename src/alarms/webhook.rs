@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use super::AlarmsError;
-use super::rules::Firing;
+use super::firing::Firing;
 
 /// Firings waiting per URL; alarms are rare, so reaching this means the receiver is down.
 pub(crate) const QUEUE_CAPACITY: usize = 1_024;

@@ -38,3 +38,12 @@ pub enum Command {
     /// Load a running server and report throughput and latency.
     Bench(bench::BenchArgs),
 }
+
+/// The CLI always sends a token (rule Idempotency 1), as the AWS CLI does.
+fn token_or_new(token: String) -> String {
+    if token.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        token
+    }
+}

@@ -90,7 +90,7 @@ impl RotateArgs {
         };
         Ok(pb::RotateSecretRequest {
             secret_id: self.name,
-            client_request_token: super::secrets::token_or_new(self.client_request_token),
+            client_request_token: super::token_or_new(self.client_request_token),
             rotation_rules,
             rotator: kind.map(|kind| pb::RotatorConfig { kind: Some(kind) }),
             rotate_immediately: Some(!self.no_rotate_immediately),

@@ -374,7 +374,7 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                 create_secret,
                 pb::CreateSecretRequest {
                     name,
-                    client_request_token: token_or_new(client_request_token),
+                    client_request_token: super::token_or_new(client_request_token),
                     description,
                     kms_key_id,
                     secret_binary,
@@ -448,7 +448,7 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                 put_secret_value,
                 pb::PutSecretValueRequest {
                     secret_id,
-                    client_request_token: token_or_new(client_request_token),
+                    client_request_token: super::token_or_new(client_request_token),
                     secret_binary,
                     secret_string,
                     version_stages,
@@ -469,7 +469,7 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                 pb::UpdateSecretRequest {
                     secret_id,
                     client_request_token: if has_value {
-                        token_or_new(client_request_token)
+                        super::token_or_new(client_request_token)
                     } else {
                         client_request_token
                     },
@@ -614,14 +614,5 @@ async fn run(args: SecretsArgs) -> Result<(), String> {
                 require_each_included_type
             }
         ),
-    }
-}
-
-/// The CLI always sends a token (rule Idempotency 1), as the AWS CLI does.
-pub(super) fn token_or_new(token: String) -> String {
-    if token.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        token
     }
 }

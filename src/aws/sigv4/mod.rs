@@ -90,6 +90,13 @@
     )
 )]
 
+/// The only algorithm accepted. SigV4a (`AWS4-ECDSA-P256-SHA256`) is a different
+/// scheme with asymmetric keys and region sets; it is refused.
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+/// The fixed last element of every SigV4 credential scope.
+pub(crate) const TERMINATOR: &str = "aws4_request";
+
 mod canonical;
 mod parse;
 mod signing;
@@ -418,7 +425,7 @@ pub fn sign(
 
     let authorization = format!(
         "{} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={}",
-        parse::ALGORITHM,
+        ALGORITHM,
         signed.join(";"),
         signing::hex_encode(&signature)
     );

@@ -4,15 +4,8 @@
 //! refused as [`SigError::IncompleteSignature`] before any key is looked up or
 //! any HMAC is computed, so malformed input costs the server almost nothing.
 
-use super::SigError;
 use super::signing::hex_decode_32;
-
-/// The only algorithm accepted. SigV4a (`AWS4-ECDSA-P256-SHA256`) is a different
-/// scheme with asymmetric keys and region sets; it is refused here.
-pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-
-/// The fixed last element of every SigV4 credential scope.
-pub(crate) const TERMINATOR: &str = "aws4_request";
+use super::{ALGORITHM, SigError, TERMINATOR};
 
 /// Credential scope components are echoed back in error messages, so they are
 /// kept short and to the character set real regions and services use.

@@ -1,6 +1,6 @@
 //! String to sign, signing-key derivation and the final HMAC.
 
-use super::parse::{ALGORITHM, TERMINATOR};
+use super::{ALGORITHM, TERMINATOR};
 
 /// `YYYYMMDD/region/service/aws4_request`.
 pub(crate) fn credential_scope(date: &str, region: &str, service: &str) -> String {
