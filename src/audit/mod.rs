@@ -53,6 +53,7 @@
 //!   ([`AuditLog::head`], [`verify::Scan::check_head`]). Without it, lines
 //!   after the last checkpoint are reported as an unsealed tail, a warning.
 
+pub mod head;
 mod key;
 mod record;
 pub mod verify;

@@ -1,6 +1,14 @@
 //! Assembling and running the server: open the store and the root of trust, serve gRPC
 //! (KMS, secrets, health, reflection) on a listener until the shutdown future resolves, and run
 //! the background tasks (root-of-trust health, expired-key purge, rotation) meanwhile.
+//!
+//! - this file: composition — opening the store, the root of trust, the services, the gate and
+//!   the audit log, and running the listeners until shutdown;
+//! - `listeners`: accepting connections;
+//! - `tasks`: the background tasks.
+
+mod listeners;
+mod tasks;
 
 use crate::access::Gate;
 use crate::alarms::{Alarms, StoreHistory};
@@ -17,6 +25,7 @@ use crate::api::pb::{
     site_replication_service_server::SiteReplicationServiceServer,
 };
 use crate::api::secrets::SecretsApi;
+use crate::audit::head::{closed_audit_head, save_audit_head};
 use crate::audit::{AuditLog, AuditSettings, RootMac, SyncMode};
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
 use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
@@ -31,18 +40,13 @@ use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Schedul
 use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
 use crate::store::{Store, StoreError};
+use listeners::incoming;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tasks::{purge_expired, root_of_trust_status, set_health, watch_root_of_trust};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
-
-const SERVICE_NAMES: [&str; 3] = [
-    "keyward.v1.KeyManagementService",
-    "keyward.v1.SecretsManagerService",
-    "keyward.v1.AuditService",
-];
 
 /// After the shutdown signal, in-flight requests get this long to finish. Idle HTTP/2
 /// connections would otherwise hold a graceful shutdown open for as long as clients keep them.
@@ -516,41 +520,6 @@ impl Keyward {
     }
 }
 
-/// Where the audit log's head at the last start and the last clean close is kept: outside the
-/// log, so a log cut short while the server was stopped is noticed at the next start.
-const AUDIT_HEAD: &[u8] = b"audit/closed-head";
-
-async fn save_audit_head(store: &Store, head: &crate::audit::Head) {
-    use crate::store::{Expect, Op};
-    let value = format!("{} {}", head.seq, head.hash).into_bytes();
-    let saved = store
-        .commit(vec![Op::Put {
-            key: AUDIT_HEAD.to_vec(),
-            value,
-            expect: Expect::Any,
-        }])
-        .await;
-    if let Err(e) = saved {
-        tracing::warn!(error = %e, "cannot record where the audit log was closed");
-    }
-}
-
-fn closed_audit_head(store: &Store) -> Result<Option<crate::audit::Head>, StartError> {
-    let Some(found) = store.get(AUDIT_HEAD)? else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&found.value);
-    let parsed = text
-        .split_once(' ')
-        .and_then(|(seq, hash)| Some((seq.parse().ok()?, hash.to_owned())));
-    match parsed {
-        Some((seq, hash)) => Ok(Some(crate::audit::Head { seq, hash })),
-        None => Err(StartError::Audit(format!(
-            "malformed {text:?} in the store"
-        ))),
-    }
-}
-
 async fn open_audit(
     config: &Config,
     store: &Store,
@@ -569,7 +538,7 @@ async fn open_audit(
             AuditSync::EveryBatch => SyncMode::EveryBatch,
             AuditSync::Checkpoint => SyncMode::Checkpoint,
         },
-        last_closed: closed_audit_head(store)?,
+        last_closed: closed_audit_head(store).map_err(StartError::Audit)?,
     };
     let (log, task) = AuditLog::open(settings, mac)
         .await
@@ -579,73 +548,4 @@ async fn open_audit(
     save_audit_head(store, &log.head()).await;
     tokio::spawn(task.run());
     Ok(log)
-}
-
-/// Accepted connections with Nagle's algorithm off: a response written as several HTTP/2
-/// frames would otherwise wait for the client's delayed ACK (40 ms on Linux).
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
-}
-
-/// Keeps the gRPC health status in step with the root of trust: NOT_SERVING while it cannot
-/// be used, SERVING again once it can.
-async fn watch_root_of_trust(
-    kms: Arc<KmsService>,
-    health: tonic_health::server::HealthReporter,
-    every: Duration,
-    mut last: ServingStatus,
-) {
-    loop {
-        tokio::time::sleep(every).await;
-        let status = root_of_trust_status(&kms, last).await;
-        if status != last {
-            tracing::info!(%status, "health changed");
-            set_health(&health, status).await;
-            last = status;
-        }
-    }
-}
-
-/// SERVING when the root of trust answers; `last` only decides whether a failure is news.
-async fn root_of_trust_status(kms: &KmsService, last: ServingStatus) -> ServingStatus {
-    match kms.check_root_of_trust().await {
-        Ok(()) => ServingStatus::Serving,
-        Err(e) => {
-            if last != ServingStatus::NotServing {
-                tracing::warn!(error = %e, "root of trust check failed");
-            }
-            ServingStatus::NotServing
-        }
-    }
-}
-
-async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    for name in SERVICE_NAMES {
-        health.set_service_status(name, status).await;
-    }
-}
-
-/// Destroys keys and secrets whose deletion windows have ended.
-async fn purge_expired(kms: Arc<KmsService>, secrets: Arc<SecretsService>, every: Duration) {
-    loop {
-        match kms.purge_expired_keys().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(keys = n, "purged keys past their deletion date"),
-            Err(e) => tracing::warn!(error = %e, "purging expired keys failed; will retry"),
-        }
-        match secrets.purge_deleted().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(secrets = n, "purged secrets past their recovery window"),
-            Err(e) => tracing::warn!(error = %e, "purging deleted secrets failed; will retry"),
-        }
-        tokio::time::sleep(every).await;
-    }
 }

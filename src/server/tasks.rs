@@ -1,0 +1,77 @@
+//! The server's background tasks: the health status kept in step with the root of trust, and
+//! the purge of keys and secrets whose deletion windows have ended.
+
+use crate::service::KmsService;
+use crate::service::secrets::SecretsService;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic_health::ServingStatus;
+
+pub(super) const SERVICE_NAMES: [&str; 3] = [
+    "keyward.v1.KeyManagementService",
+    "keyward.v1.SecretsManagerService",
+    "keyward.v1.AuditService",
+];
+
+/// Keeps the gRPC health status in step with the root of trust: NOT_SERVING while it cannot
+/// be used, SERVING again once it can.
+pub(super) async fn watch_root_of_trust(
+    kms: Arc<KmsService>,
+    health: tonic_health::server::HealthReporter,
+    every: Duration,
+    mut last: ServingStatus,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let status = root_of_trust_status(&kms, last).await;
+        if status != last {
+            tracing::info!(%status, "health changed");
+            set_health(&health, status).await;
+            last = status;
+        }
+    }
+}
+
+/// SERVING when the root of trust answers; `last` only decides whether a failure is news.
+pub(super) async fn root_of_trust_status(kms: &KmsService, last: ServingStatus) -> ServingStatus {
+    match kms.check_root_of_trust().await {
+        Ok(()) => ServingStatus::Serving,
+        Err(e) => {
+            if last != ServingStatus::NotServing {
+                tracing::warn!(error = %e, "root of trust check failed");
+            }
+            ServingStatus::NotServing
+        }
+    }
+}
+
+pub(super) async fn set_health(
+    health: &tonic_health::server::HealthReporter,
+    status: ServingStatus,
+) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Destroys keys and secrets whose deletion windows have ended.
+pub(super) async fn purge_expired(
+    kms: Arc<KmsService>,
+    secrets: Arc<SecretsService>,
+    every: Duration,
+) {
+    loop {
+        match kms.purge_expired_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "purged keys past their deletion date"),
+            Err(e) => tracing::warn!(error = %e, "purging expired keys failed; will retry"),
+        }
+        match secrets.purge_deleted().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(secrets = n, "purged secrets past their recovery window"),
+            Err(e) => tracing::warn!(error = %e, "purging deleted secrets failed; will retry"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
