@@ -676,6 +676,43 @@ mod tests {
     }
 
     #[test]
+    fn aws_endpoint_bounds_and_exec_rotator_scopes_are_checked() {
+        let parse =
+            |extra: &str| Config::parse(Path::new("t.toml"), &format!("{MINIMAL}\n{extra}"));
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.aws_endpoint.read_timeout_ms, 10_000);
+        assert_eq!(defaults.aws_endpoint.max_connections, 512);
+        for bad in [
+            "[aws_endpoint]\nread_timeout_ms = 0",
+            "[aws_endpoint]\nmax_connections = 0",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("aws_endpoint"), "{bad}: {err}");
+        }
+        let err = parse("[aws_endpoint]\nmax_connections = -1").unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        let exec = |extra: &str| {
+            parse(&format!(
+                "[rotation.exec.r]\ncommand = \"/usr/local/bin/r\"\n{extra}"
+            ))
+        };
+        let scoped = exec("secrets = [\"app/*\"]\nenv = [\"PATH\"]").unwrap();
+        assert_eq!(scoped.rotation.exec["r"].secrets, ["app/*"]);
+        assert!(
+            exec("").unwrap().rotation.exec["r"].secrets.is_empty(),
+            "none by default"
+        );
+        for (bad, named) in [
+            ("env = [\"A=B\"]", "rotation.exec.r.env"),
+            ("env = [\"\"]", "rotation.exec.r.env"),
+            ("secrets = [\"\"]", "rotation.exec.r.secrets"),
+        ] {
+            let err = exec(bad).unwrap_err().to_string();
+            assert!(err.contains(named), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn inline_pins_and_unknown_fields_are_refused() {
         let inline = MINIMAL.replace("pin_env = \"KEYWARD_PIN\"", "pin = \"1234\"");
         let err = Config::parse(Path::new("t.toml"), &inline).unwrap_err();
