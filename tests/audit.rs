@@ -6,30 +6,13 @@ mod common;
 
 use base64::Engine;
 use common::secrets::{self, Sm};
-use common::{Server, assert_error};
+use common::{Server, assert_error, audit_verify as verify};
 use keyward::api::pb;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tonic::Code;
 
 fn audit_log(server: &Server) -> PathBuf {
     server.data_dir.join("audit").join("audit.log")
-}
-
-/// `keyward audit verify FILE` against `server`: (success, output).
-fn verify(server: &Server, file: &Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(common::BIN)
-        .args(["audit", "--endpoint", &server.endpoint, "verify"])
-        .arg(file)
-        .args(extra)
-        .output()
-        .expect("run keyward audit verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn lines(path: &Path) -> Vec<String> {

@@ -330,22 +330,10 @@ async fn over_long_identifiers_are_refused_before_lookup_and_audited_bounded() {
     let mut server = Server::try_spawn(&data, &["--config", config_path.to_str().unwrap()], &[])
         .expect("restart after a crash");
     server.swtpm = tpm;
-    let out = Command::new(common::BIN)
-        .args([
-            "audit",
-            "--endpoint",
-            &server.endpoint,
-            "--token",
-            "token-auditor",
-        ])
-        .args(["verify", "--allow-unsealed-tail"])
-        .arg(data.join("audit").join("audit.log"))
-        .output()
-        .expect("run keyward audit verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::audit_verify(
+        &server,
+        &data.join("audit").join("audit.log"),
+        &["--token", "token-auditor", "--allow-unsealed-tail"],
     );
-    assert!(out.status.success(), "{text}");
+    assert!(ok, "{text}");
 }

@@ -315,6 +315,22 @@ pub fn audit_records(data_dir: &Path, action: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `keyward audit verify FILE EXTRA` against `server`: (success, output).
+pub fn audit_verify(server: &Server, file: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "--endpoint", &server.endpoint, "verify"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .expect("run keyward audit verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 pub fn assert_error(status: &Status, code: Code, exception: &str) {
     assert_eq!(status.code(), code, "{status:?}");
     let name = status
