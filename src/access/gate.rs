@@ -5,11 +5,11 @@
 
 use super::grants::StepGrants;
 use super::identity::{self, AuthFailure, Credentials, DEVELOPMENT_ADMIN, Tokens};
-use super::policy::{self, Decision, DenyReason, Policy, PolicyKind};
 use crate::alarms::{Alarms, Observation};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::config::AuthConfig;
 use crate::crypto::envelope::Ciphertext;
+use crate::policy::{self, Decision, DenyReason, Policy, PolicyKind};
 use crate::service::KmsService;
 use crate::service::kms::names::Arns;
 use crate::service::rotation::StepCredentials;

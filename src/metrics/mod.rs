@@ -24,7 +24,7 @@ pub struct Source {
     pub requests: Arc<requests::Requests>,
     pub gate: Arc<crate::access::Gate>,
     /// The replication log, when this site has peers.
-    pub outbox: Option<Arc<crate::replication::Outbox>>,
+    pub outbox: Option<Arc<crate::service::secrets::replica::outbox::Outbox>>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -142,7 +142,7 @@ impl Source {
         let Some(outbox) = &self.outbox else {
             return;
         };
-        type Read = fn(&crate::replication::Outbox, &str) -> f64;
+        type Read = fn(&crate::service::secrets::replica::outbox::Outbox, &str) -> f64;
         let families: [(&str, &str, Read); 3] = [
             (
                 "keyward_replication_lag_entries",

@@ -2,9 +2,9 @@
 //! listener with mutual TLS required; the caller's site is the peer whose configured
 //! identity (a DNS name) its certificate carries, and nothing else is served.
 
-use super::wire;
 use crate::access::Gate;
 use crate::access::identity::{self, certificate_dns_names, certificate_name};
+use crate::api::convert::site as wire;
 use crate::api::pb::{self, site_replication_service_server::SiteReplicationService};
 use crate::audit::{AuditEvent, Outcome};
 use crate::config::ReplicationConfig;

@@ -137,7 +137,7 @@ pub struct SecretsService {
     /// Tells the rotation scheduler that a rotation was requested.
     rotation_wake: Arc<tokio::sync::Notify>,
     /// The replication log, when this site has peers.
-    outbox: Option<Arc<crate::replication::Outbox>>,
+    outbox: Option<Arc<crate::service::secrets::replica::outbox::Outbox>>,
 }
 
 impl SecretsService {
