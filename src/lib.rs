@@ -60,6 +60,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod metrics;
+pub mod outcome;
 pub mod policy;
 pub mod replication;
 pub mod server;

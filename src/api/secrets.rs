@@ -164,7 +164,7 @@ impl SecretsManagerService for SecretsApi {
                         let status = Status::from(error);
                         response.errors.push(pb::ApiErrorType {
                             secret_id,
-                            error_code: super::status::exception_name(&status).to_owned(),
+                            error_code: super::status::exception(&status).as_str().to_owned(),
                             message: status.message().to_owned(),
                         });
                     }

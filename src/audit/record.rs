@@ -48,16 +48,7 @@ pub struct Head {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Success,
-    Denied,
-    /// The default, so an event whose outcome was never filled in can't read
-    /// as a success.
-    #[default]
-    Failed,
-}
+pub use crate::outcome::{Exception, Outcome};
 
 /// What happened in one request. Only identifiers and outcomes: there is
 /// deliberately no field for a payload, a secret value or key material.
@@ -81,8 +72,8 @@ pub struct AuditEvent {
     pub version_id: Option<String>,
     pub version_stage: Option<String>,
     pub outcome: Outcome,
-    /// AWS exception name, e.g. "AccessDeniedException".
-    pub error: Option<String>,
+    /// Written as the AWS exception name, e.g. "AccessDeniedException".
+    pub error: Option<Exception>,
     /// Short non-secret explanation of a deny.
     pub reason: Option<String>,
     pub duration_us: u64,
@@ -112,7 +103,6 @@ impl AuditEvent {
         for field in [
             &mut self.version_id,
             &mut self.version_stage,
-            &mut self.error,
             &mut self.reason,
         ]
         .into_iter()
@@ -433,7 +423,7 @@ mod tests {
             resource: "*".into(),
             version_stage: Some("AWSCURRENT".into()),
             outcome: Outcome::Denied,
-            error: Some("AccessDeniedException".into()),
+            error: Some(Exception::AccessDenied),
             reason: Some("explicit deny: policy app, statement \"Deny\"\nProd".into()),
             duration_us: 42,
             ..AuditEvent::default()

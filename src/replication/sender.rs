@@ -176,7 +176,7 @@ impl Sender {
             action: "keyward:ReplicateChange".into(),
             resource,
             outcome: AuditOutcome::Denied,
-            error: Some("AccessDeniedException".into()),
+            error: Some(crate::outcome::Exception::AccessDenied),
             reason: Some(format!("refused by {}: {reason}", self.region)),
             ..AuditEvent::default()
         };

@@ -106,6 +106,7 @@ mod tests;
 use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
+use crate::outcome::Exception;
 use canonical::RequestParts;
 
 /// Default clock tolerance; AWS allows five minutes either way.
@@ -154,7 +155,7 @@ pub struct Verified {
 }
 
 /// Why a request was refused. `Display` gives an AWS-style message;
-/// [`SigError::aws_error_name`] gives the AWS error code to send with it.
+/// [`SigError::exception`] gives the AWS error code to send with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SigError {
     /// No `Authorization` header at all.
@@ -203,17 +204,17 @@ fn expired_message(skew_secs: i64) -> String {
 }
 
 impl SigError {
-    /// The AWS JSON-protocol error code (`__type`) for this error.
-    pub fn aws_error_name(&self) -> &'static str {
+    /// The AWS JSON-protocol error (`__type`) for this error.
+    pub fn exception(&self) -> Exception {
         match self {
-            SigError::MissingAuthentication => "MissingAuthenticationTokenException",
-            SigError::IncompleteSignature(_) => "IncompleteSignatureException",
-            SigError::UnknownAccessKey => "UnrecognizedClientException",
+            SigError::MissingAuthentication => Exception::MissingAuthenticationToken,
+            SigError::IncompleteSignature(_) => Exception::IncompleteSignature,
+            SigError::UnknownAccessKey => Exception::UnrecognizedClient,
             SigError::SignatureMismatch
             | SigError::WrongRegion { .. }
             | SigError::WrongService(_)
             | SigError::Expired { .. }
-            | SigError::ScopeDateMismatch { .. } => "InvalidSignatureException",
+            | SigError::ScopeDateMismatch { .. } => Exception::InvalidSignature,
         }
     }
 }

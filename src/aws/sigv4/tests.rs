@@ -1219,7 +1219,7 @@ fn scope_date_must_match_x_amz_date() {
         })
     );
     assert_eq!(
-        got.unwrap_err().aws_error_name(),
+        got.unwrap_err().exception().as_str(),
         "InvalidSignatureException"
     );
 }
@@ -1256,7 +1256,7 @@ fn malformed_authorization_headers() {
             "{bad}: {got:?}"
         );
         assert_eq!(
-            got.unwrap_err().aws_error_name(),
+            got.unwrap_err().exception().as_str(),
             "IncompleteSignatureException"
         );
     }
@@ -1388,7 +1388,7 @@ fn error_names_and_messages() {
         ),
     ];
     for (err, name, text) in cases {
-        assert_eq!(err.aws_error_name(), name, "{err:?}");
+        assert_eq!(err.exception().as_str(), name, "{err:?}");
         assert!(err.to_string().contains(text), "{err:?}: {err}");
     }
 }

@@ -71,7 +71,7 @@ fn binding(arn: &str, version_id: &str) -> HashMap<String, String> {
 
 fn aad(arn: &str, version_id: &str) -> Result<Vec<u8>, SecretsError> {
     let ctx = crate::crypto::EncryptionContext::new(binding(arn, version_id))
-        .map_err(|e| SecretsError::Internal(e.to_string()))?;
+        .map_err(|e| SecretsError::Internal(e.into()))?;
     let mut out = Vec::new();
     ctx.encode_into(&mut out);
     Ok(out)
