@@ -1,6 +1,7 @@
 //! String to sign, signing-key derivation and the final HMAC.
 
 use super::{ALGORITHM, TERMINATOR};
+use crate::crypto::hex;
 
 /// `YYYYMMDD/region/service/aws4_request`.
 pub(crate) fn credential_scope(date: &str, region: &str, service: &str) -> String {
@@ -11,7 +12,7 @@ pub(crate) fn credential_scope(date: &str, region: &str, service: &str) -> Strin
 pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u8]) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex_encode(&sha256(canonical_request))
+        hex::encode(&sha256(canonical_request))
     )
 }
 
@@ -46,47 +47,7 @@ pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Option<[u8; 32]> {
     Some(crate::crypto::hmac_sha256(key, data))
 }
 
-pub(crate) use crate::crypto::{ct_eq, sha256};
-
-/// Lower-case, as the canonical request, the string to sign and every SDK use.
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
-    crate::crypto::hex::encode(bytes)
-}
-
-/// `nibble` must be below 16; `ten` is `b'a'` or `b'A'`.
-pub(crate) fn hex_digit(nibble: u8, ten: u8) -> char {
-    char::from(if nibble < 10 {
-        b'0' + nibble
-    } else {
-        ten + (nibble - 10)
-    })
-}
-
-/// Exactly 64 hex digits of either case; anything else is `None`.
-pub(crate) fn hex_decode_32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let (hi, lo) = match pair {
-            [hi, lo] => (hex_val(*hi)?, hex_val(*lo)?),
-            _ => return None,
-        };
-        *slot = (hi << 4) | lo;
-    }
-    Some(out)
-}
-
-pub(crate) fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
+pub(crate) use crate::crypto::sha256;
 
 #[cfg(test)]
 mod tests {
@@ -95,7 +56,7 @@ mod tests {
     const SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     fn hex(b: &[u8]) -> String {
-        hex_encode(b)
+        super::hex::encode(b)
     }
 
     /// AWS General Reference, "Examples of how to derive a signing key for
@@ -166,33 +127,5 @@ mod tests {
             sts,
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    #[test]
-    fn ct_eq_compares_lengths_then_every_byte() {
-        assert!(ct_eq(b"", b""));
-        assert!(ct_eq(&[7; 32], &[7; 32]));
-        assert!(!ct_eq(&[7; 32], &[7; 31]));
-        let mut last = [7u8; 32];
-        last[31] = 8;
-        assert!(!ct_eq(&[7; 32], &last));
-        let mut first = [7u8; 32];
-        first[0] = 0x87;
-        assert!(!ct_eq(&[7; 32], &first));
-    }
-
-    #[test]
-    fn hex_round_trip_and_refusals() {
-        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
-        let s = hex_encode(&bytes);
-        assert_eq!(hex_decode_32(&s).unwrap().as_slice(), bytes.as_slice());
-        assert_eq!(
-            hex_decode_32(&s.to_uppercase()).unwrap().as_slice(),
-            bytes.as_slice()
-        );
-        assert!(hex_decode_32(&s[..62]).is_none());
-        assert!(hex_decode_32(&format!("{s}00")).is_none());
-        assert!(hex_decode_32(&s.replacen(|c: char| c.is_ascii_hexdigit(), "x", 1)).is_none());
-        assert!(hex_decode_32(&format!("{}é", &s[..62])).is_none());
     }
 }
