@@ -55,36 +55,32 @@ mod tests {
 
     const SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-    fn hex(b: &[u8]) -> String {
-        super::hex::encode(b)
-    }
-
     /// AWS General Reference, "Examples of how to derive a signing key for
     /// Signature Version 4": every intermediate key is published.
     #[test]
     fn key_derivation_matches_the_published_2012_iam_chain() {
         let k_secret = [b"AWS4".as_slice(), SECRET].concat();
         assert_eq!(
-            hex(&k_secret),
+            hex::encode(&k_secret),
             "41575334774a616c725855746e46454d492f4b374d44454e472b62507852666943594558414d504c454b4559"
         );
         let k_date = hmac_sha256(&k_secret, b"20120215").unwrap();
         assert_eq!(
-            hex(&k_date),
+            hex::encode(&k_date),
             "969fbb94feb542b71ede6f87fe4d5fa29c789342b0f407474670f0c2489e0a0d"
         );
         let k_region = hmac_sha256(&k_date, b"us-east-1").unwrap();
         assert_eq!(
-            hex(&k_region),
+            hex::encode(&k_region),
             "69daa0209cd9c5ff5c8ced464a696fd4252e981430b10e3d3fd8e2f197d7a70c"
         );
         let k_service = hmac_sha256(&k_region, b"iam").unwrap();
         assert_eq!(
-            hex(&k_service),
+            hex::encode(&k_service),
             "f72cfd46f26bc4643f06a11eabb6c0ba18780c19a8da0c31ace671265e3c87fa"
         );
         assert_eq!(
-            hex(&signing_key(SECRET, "20120215", "us-east-1", "iam").unwrap()),
+            hex::encode(&signing_key(SECRET, "20120215", "us-east-1", "iam").unwrap()),
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
         );
     }
@@ -96,12 +92,12 @@ mod tests {
     fn signing_key_and_signature_match_the_published_2015_iam_example() {
         let key = signing_key(SECRET, "20150830", "us-east-1", "iam").unwrap();
         assert_eq!(
-            hex(&key),
+            hex::encode(&key),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
         let sts = "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/iam/aws4_request\nf536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59";
         assert_eq!(
-            hex(&signature(&key, sts).unwrap()),
+            hex::encode(&signature(&key, sts).unwrap()),
             "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
         );
     }
