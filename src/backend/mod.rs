@@ -5,8 +5,11 @@
 //! and random bytes. Its methods block; [`Hardware`] is the single place that moves them off
 //! the async executor and bounds how many run at once.
 
+mod identity;
 pub mod pkcs11;
 pub mod tpm;
+
+pub use identity::{IdentityChanged, check_identity};
 
 #[cfg(test)]
 pub mod memory;

@@ -314,7 +314,7 @@ impl Verifier<'_> {
         let claimed = single_header(headers, X_AMZ_CONTENT_SHA256, "X-Amz-Content-Sha256")
             .map_err(|_| SigError::SignatureMismatch)?;
         if let Some(claimed) = claimed {
-            if !signing::ct_eq(
+            if !crate::crypto::ct_eq(
                 claimed.to_ascii_lowercase().as_bytes(),
                 payload_hash.as_bytes(),
             ) {
@@ -335,7 +335,7 @@ impl Verifier<'_> {
         let expected = signing::signing_key(secret, auth.date, auth.region, auth.service)
             .and_then(|key| signing::signature(&key, &sts))
             .ok_or(SigError::SignatureMismatch)?;
-        if !signing::ct_eq(&expected, &auth.signature) {
+        if !crate::crypto::ct_eq(&expected, &auth.signature) {
             return Err(SigError::SignatureMismatch);
         }
 
@@ -428,7 +428,7 @@ pub fn sign(
         "{} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={}",
         ALGORITHM,
         signed.join(";"),
-        signing::hex_encode(&signature)
+        crate::crypto::hex::encode(&signature)
     );
     headers.insert(AUTHORIZATION, header_value(&authorization)?);
     Ok(())

@@ -32,7 +32,7 @@ impl Value {
     /// Same kind and bytes, compared in constant time.
     pub fn same_as(&self, other: &Value) -> bool {
         self.kind() == other.kind()
-            && aead::constant_time_eq(self.bytes().expose(), other.bytes().expose())
+            && crate::crypto::ct_eq(self.bytes().expose(), other.bytes().expose())
     }
 
     /// Exactly one of the two fields, 1 to 65,536 bytes.
