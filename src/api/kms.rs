@@ -4,9 +4,8 @@ use super::guard::guarded;
 use super::pb::{self, key_management_service_server::KeyManagementService};
 use crate::access::Gate;
 use crate::backend::KeyProtection;
-use crate::crypto::SecretBytes;
+use crate::service::kms::KmsService;
 use crate::service::kms::names::Arns;
-use crate::service::kms::{DataKeySpec, KmsService};
 use crate::store::{AliasRecord, KeyRecord, Tag};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -329,14 +328,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Reply<pb::GenerateDataKeyResponse> {
         guarded(&self.gate, request, |r| async move {
-            let spec = DataKeySpec {
-                key_spec: r.key_spec,
-                number_of_bytes: r.number_of_bytes,
-            };
-            let key = self
-                .kms
-                .generate_data_key(&r.key_id, spec, r.encryption_context)
-                .await?;
+            let key = self.kms.generate_data_key(r.try_into()?).await?;
             Ok(Response::new(pb::GenerateDataKeyResponse {
                 ciphertext_blob: key.ciphertext_blob,
                 // prost owns the bytes from here on and does not zeroize them: the price of the
@@ -353,14 +345,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::GenerateDataKeyWithoutPlaintextRequest>,
     ) -> Reply<pb::GenerateDataKeyWithoutPlaintextResponse> {
         guarded(&self.gate, request, |r| async move {
-            let spec = DataKeySpec {
-                key_spec: r.key_spec,
-                number_of_bytes: r.number_of_bytes,
-            };
-            let key = self
-                .kms
-                .generate_data_key(&r.key_id, spec, r.encryption_context)
-                .await?;
+            let key = self.kms.generate_data_key(r.try_into()?).await?;
             Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
                 ciphertext_blob: key.ciphertext_blob,
                 key_id: key.key_arn,
@@ -371,18 +356,10 @@ impl KeyManagementService for KmsApi {
 
     async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (ciphertext_blob, key_id) = self
-                .kms
-                .encrypt(
-                    &r.key_id,
-                    SecretBytes::new(r.plaintext),
-                    r.encryption_context,
-                    &r.encryption_algorithm,
-                )
-                .await?;
+            let sealed = self.kms.encrypt(r.try_into()?).await?;
             Ok(Response::new(pb::EncryptResponse {
-                ciphertext_blob,
-                key_id,
+                ciphertext_blob: sealed.ciphertext_blob,
+                key_id: sealed.key_arn,
                 encryption_algorithm: ALGORITHM.into(),
             }))
         })
@@ -391,18 +368,10 @@ impl KeyManagementService for KmsApi {
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (plaintext, key_id) = self
-                .kms
-                .decrypt(
-                    &r.ciphertext_blob,
-                    r.encryption_context,
-                    &r.key_id,
-                    &r.encryption_algorithm,
-                )
-                .await?;
+            let opened = self.kms.decrypt(r.try_into()?).await?;
             Ok(Response::new(pb::DecryptResponse {
-                key_id,
-                plaintext: plaintext.into_vec(),
+                key_id: opened.key_arn,
+                plaintext: opened.plaintext.into_vec(),
                 encryption_algorithm: ALGORITHM.into(),
             }))
         })
@@ -414,20 +383,11 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::ReEncryptRequest>,
     ) -> Reply<pb::ReEncryptResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (ciphertext_blob, source_key_id, key_id) = self
-                .kms
-                .re_encrypt(
-                    &r.ciphertext_blob,
-                    r.source_encryption_context,
-                    &r.source_key_id,
-                    &r.destination_key_id,
-                    r.destination_encryption_context,
-                )
-                .await?;
+            let resealed = self.kms.re_encrypt(r.try_into()?).await?;
             Ok(Response::new(pb::ReEncryptResponse {
-                ciphertext_blob,
-                source_key_id,
-                key_id,
+                ciphertext_blob: resealed.ciphertext_blob,
+                source_key_id: resealed.source_key_arn,
+                key_id: resealed.key_arn,
             }))
         })
         .await

@@ -3,6 +3,7 @@
 //! replica status looks on the wire. Values cross here in the clear; buffers are moved, not
 //! copied.
 
+mod kms;
 pub mod site;
 
 use super::pb;

@@ -53,14 +53,64 @@ pub struct GeneratedDataKey {
     pub key_arn: String,
 }
 
-fn context(
+/// GenerateDataKey (and its without-plaintext form).
+pub struct GenerateDataKey {
+    pub key_id: String,
+    pub spec: DataKeySpec,
+    pub context: EncryptionContext,
+}
+
+/// Encrypt: `plaintext` under `key_id`, bound to `context`.
+pub struct Encrypt {
+    pub key_id: String,
+    pub plaintext: SecretBytes,
+    pub context: EncryptionContext,
+}
+
+/// Decrypt: the blob names its key; `key_id`, when given, must be that key.
+pub struct Decrypt {
+    pub ciphertext_blob: Vec<u8>,
+    pub context: EncryptionContext,
+    pub key_id: Option<String>,
+}
+
+/// ReEncrypt: decrypt under the source, encrypt under the destination.
+pub struct ReEncrypt {
+    pub ciphertext_blob: Vec<u8>,
+    pub source_context: EncryptionContext,
+    pub source_key_id: Option<String>,
+    pub destination_key_id: String,
+    pub destination_context: EncryptionContext,
+}
+
+/// A sealed blob and the ARN of the key that sealed it.
+pub struct Sealed {
+    pub ciphertext_blob: Vec<u8>,
+    pub key_arn: String,
+}
+
+/// An opened blob and the ARN of the key that had sealed it.
+pub struct Opened {
+    pub plaintext: SecretBytes,
+    pub key_arn: String,
+}
+
+pub struct ReSealed {
+    pub ciphertext_blob: Vec<u8>,
+    pub source_key_arn: String,
+    pub key_arn: String,
+}
+
+/// An encryption context from a request's pairs; `field` names the member in the error.
+pub fn context(
     field: &'static str,
     pairs: HashMap<String, String>,
 ) -> Result<EncryptionContext, KmsError> {
     EncryptionContext::new(pairs).map_err(|e| KmsError::validation(field, e.to_string()))
 }
 
-fn check_algorithm(algorithm: &str) -> Result<(), KmsError> {
+/// Refuses every algorithm but the one symmetric keys offer.
+pub fn check_algorithm(algorithm: &str) -> Result<(), KmsError> {
     match algorithm {
         "" | "SYMMETRIC_DEFAULT" => Ok(()),
         _ => Err(KmsError::validation(
@@ -73,16 +123,13 @@ fn check_algorithm(algorithm: &str) -> Result<(), KmsError> {
 impl KmsService {
     pub async fn generate_data_key(
         &self,
-        key_id: &str,
-        spec: DataKeySpec,
-        encryption_context: HashMap<String, String>,
+        request: GenerateDataKey,
     ) -> Result<GeneratedDataKey, KmsError> {
-        let len = spec.len()?;
-        let ctx = context("encryption_context", encryption_context)?;
-        let (key, _) = self.resolve("key_id", key_id)?;
+        let len = request.spec.len()?;
+        let (key, _) = self.resolve("key_id", &request.key_id)?;
         self.require_enabled(&key)?;
         let data_key = SecretBytes::random(len)?;
-        let (ciphertext_blob, plaintext) = self.seal(&key, &ctx, data_key).await?;
+        let (ciphertext_blob, plaintext) = self.seal(&key, &request.context, data_key).await?;
         Ok(GeneratedDataKey {
             ciphertext_blob,
             plaintext,
@@ -90,38 +137,33 @@ impl KmsService {
         })
     }
 
-    pub async fn encrypt(
-        &self,
-        key_id: &str,
-        plaintext: SecretBytes,
-        encryption_context: HashMap<String, String>,
-        algorithm: &str,
-    ) -> Result<(Vec<u8>, String), KmsError> {
+    pub async fn encrypt(&self, request: Encrypt) -> Result<Sealed, KmsError> {
+        let Encrypt {
+            key_id,
+            plaintext,
+            context,
+        } = request;
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(KmsError::validation(
                 "plaintext",
                 format!("must be 1 to {MAX_PLAINTEXT_LEN} bytes"),
             ));
         }
-        check_algorithm(algorithm)?;
-        let ctx = context("encryption_context", encryption_context)?;
-        let (key, _) = self.resolve("key_id", key_id)?;
+        let (key, _) = self.resolve("key_id", &key_id)?;
         self.require_enabled(&key)?;
-        let (blob, _) = self.seal(&key, &ctx, plaintext).await?;
-        Ok((blob, self.arns.key(&key.key_id)))
+        let (ciphertext_blob, _) = self.seal(&key, &context, plaintext).await?;
+        Ok(Sealed {
+            ciphertext_blob,
+            key_arn: self.arns.key(&key.key_id),
+        })
     }
 
-    /// Returns the plaintext and the ARN of the key that encrypted it.
-    pub async fn decrypt(
-        &self,
-        ciphertext_blob: &[u8],
-        encryption_context: HashMap<String, String>,
-        key_id: &str,
-        algorithm: &str,
-    ) -> Result<(SecretBytes, String), KmsError> {
-        check_algorithm(algorithm)?;
-        let ctx = context("encryption_context", encryption_context)?;
-        self.unseal(ciphertext_blob, &ctx, "key_id", key_id).await
+    pub async fn decrypt(&self, request: Decrypt) -> Result<Opened, KmsError> {
+        let key_id = request.key_id.as_deref().unwrap_or_default();
+        let (plaintext, key_arn) = self
+            .unseal(&request.ciphertext_blob, &request.context, "key_id", key_id)
+            .await?;
+        Ok(Opened { plaintext, key_arn })
     }
 
     /// Like [`Self::decrypt`] for data keys the server itself stored (secret values): answered
@@ -129,9 +171,8 @@ impl KmsService {
     pub async fn decrypt_data_key(
         &self,
         ciphertext_blob: &[u8],
-        encryption_context: HashMap<String, String>,
+        ctx: &EncryptionContext,
     ) -> Result<std::sync::Arc<SecretBytes>, KmsError> {
-        let ctx = context("encryption_context", encryption_context)?;
         let mut id = ciphertext_blob.to_vec();
         ctx.encode_into(&mut id);
         let now = std::time::Instant::now();
@@ -144,34 +185,34 @@ impl KmsService {
             self.require_enabled(&record)?;
             return Ok(key);
         }
-        let (plaintext, _) = self.unseal(ciphertext_blob, &ctx, "key_id", "").await?;
+        let (plaintext, _) = self.unseal(ciphertext_blob, ctx, "key_id", "").await?;
         let key = std::sync::Arc::new(plaintext);
         self.data_keys.insert(id, std::sync::Arc::clone(&key), now);
         Ok(key)
     }
 
     /// Decrypts under the source key and encrypts under the destination key; the plaintext
-    /// never leaves the server. Returns the blob, source ARN and destination ARN.
-    pub async fn re_encrypt(
-        &self,
-        ciphertext_blob: &[u8],
-        source_encryption_context: HashMap<String, String>,
-        source_key_id: &str,
-        destination_key_id: &str,
-        destination_encryption_context: HashMap<String, String>,
-    ) -> Result<(Vec<u8>, String, String), KmsError> {
-        let source_ctx = context("source_encryption_context", source_encryption_context)?;
-        let destination_ctx = context(
-            "destination_encryption_context",
-            destination_encryption_context,
-        )?;
-        let (destination, _) = self.resolve("destination_key_id", destination_key_id)?;
+    /// never leaves the server.
+    pub async fn re_encrypt(&self, request: ReEncrypt) -> Result<ReSealed, KmsError> {
+        let (destination, _) = self.resolve("destination_key_id", &request.destination_key_id)?;
         self.require_enabled(&destination)?;
-        let (plaintext, source_arn) = self
-            .unseal(ciphertext_blob, &source_ctx, "source_key_id", source_key_id)
+        let source_key_id = request.source_key_id.as_deref().unwrap_or_default();
+        let (plaintext, source_key_arn) = self
+            .unseal(
+                &request.ciphertext_blob,
+                &request.source_context,
+                "source_key_id",
+                source_key_id,
+            )
             .await?;
-        let (blob, _) = self.seal(&destination, &destination_ctx, plaintext).await?;
-        Ok((blob, source_arn, self.arns.key(&destination.key_id)))
+        let (ciphertext_blob, _) = self
+            .seal(&destination, &request.destination_context, plaintext)
+            .await?;
+        Ok(ReSealed {
+            ciphertext_blob,
+            source_key_arn,
+            key_arn: self.arns.key(&destination.key_id),
+        })
     }
 
     pub async fn generate_random(&self, number_of_bytes: i32) -> Result<SecretBytes, KmsError> {

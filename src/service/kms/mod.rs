@@ -10,7 +10,10 @@ pub mod policy;
 mod purge;
 mod rotation;
 
-pub use crypto::{DataKeySpec, GeneratedDataKey};
+pub use crypto::{
+    DataKeySpec, Decrypt, Encrypt, GenerateDataKey, GeneratedDataKey, Opened, ReEncrypt, ReSealed,
+    Sealed, check_algorithm, context,
+};
 pub use keys::NewKey;
 pub use names::Arns;
 pub use rotation::RotationStatus as KeyRotationStatus;

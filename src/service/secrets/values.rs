@@ -3,8 +3,8 @@
 //! after use. The same binding is the KMS encryption context of the wrapped data key.
 
 use super::{SecretsError, SecretsService};
-use crate::crypto::{SecretBytes, aead};
-use crate::service::kms::DataKeySpec;
+use crate::crypto::{EncryptionContext, SecretBytes, aead};
+use crate::service::kms::{DataKeySpec, GenerateDataKey, ReEncrypt};
 use crate::store::SecretValueRecord;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use std::collections::HashMap;
@@ -62,18 +62,17 @@ impl Value {
     }
 }
 
-fn binding(arn: &str, version_id: &str) -> HashMap<String, String> {
-    HashMap::from([
+fn binding(arn: &str, version_id: &str) -> Result<EncryptionContext, SecretsError> {
+    EncryptionContext::new(HashMap::from([
         ("SecretARN".to_owned(), arn.to_owned()),
         ("SecretVersionId".to_owned(), version_id.to_owned()),
-    ])
+    ]))
+    .map_err(|e| SecretsError::Internal(e.into()))
 }
 
 fn aad(arn: &str, version_id: &str) -> Result<Vec<u8>, SecretsError> {
-    let ctx = crate::crypto::EncryptionContext::new(binding(arn, version_id))
-        .map_err(|e| SecretsError::Internal(e.into()))?;
     let mut out = Vec::new();
-    ctx.encode_into(&mut out);
+    binding(arn, version_id)?.encode_into(&mut out);
     Ok(out)
 }
 
@@ -94,14 +93,14 @@ impl SecretsService {
         };
         let data_key = self
             .kms
-            .generate_data_key(
-                key_id,
-                DataKeySpec {
+            .generate_data_key(GenerateDataKey {
+                key_id: key_id.to_owned(),
+                spec: DataKeySpec {
                     key_spec: "AES_256".into(),
                     number_of_bytes: None,
                 },
-                binding(arn, version_id),
-            )
+                context: binding(arn, version_id)?,
+            })
             .await
             .map_err(SecretsError::from_kms_write)?;
         let sealed = aead::seal(
@@ -139,7 +138,7 @@ impl SecretsService {
         let sealed = STANDARD.decode(&record.sealed).map_err(|_| damaged())?;
         let data_key = self
             .kms
-            .decrypt_data_key(&wrapped, binding(arn, version_id))
+            .decrypt_data_key(&wrapped, &binding(arn, version_id)?)
             .await
             .map_err(|e| SecretsError::from_kms_read(e, name))?;
         let plaintext =
@@ -171,15 +170,16 @@ impl SecretsService {
         let wrapped = STANDARD.decode(&record.wrapped_key).map_err(|_| {
             SecretsError::DecryptionFailure(format!("{name}: the stored data key is damaged"))
         })?;
-        let (blob, _, key_arn) = self
+        let context = binding(arn, version_id)?;
+        let resealed = self
             .kms
-            .re_encrypt(
-                &wrapped,
-                binding(arn, version_id),
-                "",
-                key_id,
-                binding(arn, version_id),
-            )
+            .re_encrypt(ReEncrypt {
+                ciphertext_blob: wrapped,
+                source_context: context.clone(),
+                source_key_id: None,
+                destination_key_id: key_id.to_owned(),
+                destination_context: context,
+            })
             .await
             .map_err(|e| match e {
                 crate::service::KmsError::Disabled(_)
@@ -191,10 +191,10 @@ impl SecretsService {
         Ok((
             SecretValueRecord {
                 kind: record.kind.clone(),
-                wrapped_key: STANDARD.encode(blob),
+                wrapped_key: STANDARD.encode(resealed.ciphertext_blob),
                 sealed: record.sealed.clone(),
             },
-            key_arn,
+            resealed.key_arn,
         ))
     }
 }
