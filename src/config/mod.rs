@@ -351,20 +351,65 @@ pub enum RootOfTrustConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawPkcs11")]
 pub struct Pkcs11Config {
-    #[serde(default = "default_module")]
     pub module: PathBuf,
-    pub token_label: Option<String>,
-    pub token_serial: Option<String>,
+    pub token: Token,
     pub pin_env: Option<String>,
     pub pin_file: Option<PathBuf>,
-    #[serde(default = "default_sessions")]
     pub sessions: usize,
     /// Development only: an SO PIN file; when set, a token with `token_label` is initialised
-    /// at start if none exists.
-    #[serde(default)]
+    /// at start if none exists (ignored with `token_serial`: a serial is only known once the
+    /// token exists).
     pub initialize_token_so_pin_file: Option<PathBuf>,
+}
+
+/// Which token: the file's `token_label` or `token_serial`, exactly one. Never a slot number
+/// (SoftHSM and some HSMs renumber slots).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    Label(String),
+    Serial(String),
+}
+
+/// `[root_of_trust]` with `type = "pkcs11"` as the file writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11 {
+    #[serde(default = "default_module")]
+    module: PathBuf,
+    token_label: Option<String>,
+    token_serial: Option<String>,
+    pin_env: Option<String>,
+    pin_file: Option<PathBuf>,
+    #[serde(default = "default_sessions")]
+    sessions: usize,
+    #[serde(default)]
+    initialize_token_so_pin_file: Option<PathBuf>,
+}
+
+impl TryFrom<RawPkcs11> for Pkcs11Config {
+    type Error = String;
+
+    fn try_from(raw: RawPkcs11) -> Result<Self, String> {
+        let token = match (raw.token_label, raw.token_serial) {
+            (Some(label), None) => Token::Label(label),
+            (None, Some(serial)) => Token::Serial(serial),
+            _ => {
+                return Err(
+                    "root_of_trust: give exactly one of token_label and token_serial".into(),
+                );
+            }
+        };
+        Ok(Self {
+            module: raw.module,
+            token,
+            pin_env: raw.pin_env,
+            pin_file: raw.pin_file,
+            sessions: raw.sessions,
+            initialize_token_so_pin_file: raw.initialize_token_so_pin_file,
+        })
+    }
 }
 
 /// A TPM 2.0 root of trust (see hsm-config/tpm.toml).
@@ -756,8 +801,7 @@ impl Config {
             .unwrap_or_else(default_module);
         let root = RootOfTrustConfig::Pkcs11(Pkcs11Config {
             module,
-            token_label: Some(DEV_TOKEN_LABEL.into()),
-            token_serial: None,
+            token: Token::Label(DEV_TOKEN_LABEL.into()),
             pin_env: None,
             pin_file: Some(user_pin),
             sessions: default_sessions(),
@@ -788,14 +832,6 @@ fn write_random_pin(path: &Path) -> std::io::Result<()> {
 
 impl Pkcs11Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        match (&self.token_label, &self.token_serial) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => {
-                return Err(ConfigError::Invalid(
-                    "root_of_trust: give exactly one of token_label and token_serial".into(),
-                ));
-            }
-        }
         match (&self.pin_env, &self.pin_file) {
             (Some(_), None) | (None, Some(_)) => {}
             _ => {
@@ -874,6 +910,27 @@ mod tests {
         };
         assert_eq!(p.sessions, 4);
         assert_eq!(p.module, PathBuf::from(DEFAULT_SOFTHSM_MODULE));
+        assert_eq!(p.token, Token::Label("keyward".into()));
+    }
+
+    #[test]
+    fn a_token_is_named_by_label_or_serial_never_both_or_neither() {
+        let by_serial = MINIMAL.replace("token_label = \"keyward\"", "token_serial = \"8d6a\"");
+        let config = Config::parse(Path::new("t.toml"), &by_serial).unwrap();
+        let RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust else {
+            panic!("not pkcs11")
+        };
+        assert_eq!(p.token, Token::Serial("8d6a".into()));
+        let both = MINIMAL.replace("token_label", "token_serial = \"8d6a\"\ntoken_label");
+        let neither = MINIMAL.replace("token_label = \"keyward\"", "");
+        for text in [both, neither] {
+            let err = Config::parse(Path::new("t.toml"), &text).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("exactly one of token_label and token_serial"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -1250,7 +1307,7 @@ mod tests {
         let RootOfTrustConfig::Pkcs11(p) = &config.root_of_trust else {
             panic!("resolved to the SoftHSM token")
         };
-        assert_eq!(p.token_label.as_deref(), Some(DEV_TOKEN_LABEL));
+        assert_eq!(p.token, Token::Label(DEV_TOKEN_LABEL.into()));
         // Resolved once: a second call has nothing left to do.
         assert_eq!(config.resolve_development().unwrap(), None);
 

@@ -31,7 +31,7 @@ use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, 
 use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
 use crate::backend::{BackendError, Hardware, RootOfTrust};
 use crate::config::AuditSync;
-use crate::config::{Config, ConfigError, KeyMode, RootOfTrustConfig, read_secret};
+use crate::config::{Config, ConfigError, KeyMode, RootOfTrustConfig, Token, read_secret};
 use crate::replication::Outbox;
 use crate::replication::sender::Sender;
 use crate::replication::site::{self, SiteApi};
@@ -132,17 +132,15 @@ pub fn connect_root_of_trust(config: &Config) -> Result<(Arc<dyn RootOfTrust>, u
     match &config.root_of_trust {
         RootOfTrustConfig::Pkcs11(p) => {
             let pin = p.pin()?;
-            let label = p.token_label.clone();
-            if let (Some(so_pin_file), Some(label)) = (&p.initialize_token_so_pin_file, &label) {
+            if let (Some(so_pin_file), Token::Label(label)) =
+                (&p.initialize_token_so_pin_file, &p.token)
+            {
                 let so_pin = read_secret(None, Some(so_pin_file))?;
                 ensure_token(&context(&p.module)?, label, &so_pin, &pin)?;
             }
-            let token = match (label, &p.token_serial) {
-                (Some(label), _) => TokenSelector::Label(label),
-                (None, Some(serial)) => TokenSelector::Serial(serial.clone()),
-                (None, None) => {
-                    return Err(ConfigError::Invalid("no token selector".into()).into());
-                }
+            let token = match &p.token {
+                Token::Label(label) => TokenSelector::Label(label.clone()),
+                Token::Serial(serial) => TokenSelector::Serial(serial.clone()),
             };
             let root = Pkcs11Root::connect(Pkcs11Options {
                 module: p.module.clone(),
