@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML configuration and the development default.
+//! - [`config`]: the TOML configuration, typed as it is read, and the development default.
+//! - [`duration`]: durations as the configuration writes them ("30s", or a number in the
+//!   unit the key names).
 //! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
 //!   encryption context, the ciphertext envelope, software AES-GCM.
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
@@ -59,6 +61,7 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod duration;
 pub mod metrics;
 pub mod replication;
 pub mod server;

@@ -11,7 +11,7 @@ use super::AlarmsError;
 use super::firing::Firing;
 use super::webhook::{self, Target, WebhookSettings, WebhookTask, Webhooks};
 use super::window::SlidingWindow;
-use crate::config::duration;
+use crate::duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_ATTEMPTS: u32 = 4;

@@ -10,7 +10,6 @@
 //! server wires what it is given and clamps nothing. `type = "development"` is turned into the
 //! SoftHSM token it stands for in one place, [`Config::resolve_development`].
 
-pub mod duration;
 mod replication;
 mod security;
 
@@ -20,6 +19,7 @@ pub use security::{
     AuditConfig, AuditSync, AuthConfig, PolicyConfig, TlsConfig, TokenConfig, valid_principal_name,
 };
 
+use crate::duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -1,7 +1,8 @@
 //! The `[replication]` section: this site's listener for its peers, the certificate it uses
 //! both ways, and the peer sites (regions) with the DNS name each one's certificate must carry.
 
-use super::{ConfigError, duration};
+use super::ConfigError;
+use crate::duration;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;

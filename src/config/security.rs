@@ -2,7 +2,8 @@
 //! (client certificates, bearer tokens), what they may do (identity policies) and the audit
 //! log. Checked at load, so a server never starts with a half-understood security setting.
 
-use super::{ConfigError, duration};
+use super::ConfigError;
+use crate::duration;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Durations in the configuration file. A key keeps the name it always had (`*_ms`, `*_secs`)
+//! Durations as the configuration file writes them; a leaf, so that the alarms' rules (a
+//! layer below `config`) read theirs the same way. A key keeps the name it always had (`*_ms`, `*_secs`)
 //! and the bare number it always took, in the unit its name ends with; it also takes a string
 //! with a unit ("500ms", "30s", "10m", "1h"), so a reader never has to count zeros. Renaming
 //! the keys would have broken every existing file for no gain: the suffix says what a bare
