@@ -6,10 +6,11 @@
 //! - [`duration`]: durations as the configuration writes them ("30s", or a number in the
 //!   unit the key names).
 //! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
-//!   encryption context, the ciphertext envelope, software AES-GCM.
+//!   encryption context, the ciphertext envelope, software AES-GCM, digests, the one
+//!   constant-time comparison and the one hex codec.
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
 //!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
-//!   through.
+//!   through; at start, the check that the device is the one the data directory was made with.
 //! - [`store`]: sled behind a narrow key-value interface; the only code touching sled.
 //! - [`service`]: domain logic with AWS KMS and Secrets Manager semantics; never sees tonic or
 //!   sled. Secrets get their data keys from the KMS service, like any other client; rotation
@@ -63,6 +64,8 @@ pub mod config;
 pub mod crypto;
 pub mod duration;
 pub mod metrics;
+pub mod outcome;
+pub mod policy;
 pub mod replication;
 pub mod server;
 pub mod service;

@@ -349,6 +349,64 @@ async fn a_log_cut_while_the_server_was_stopped_stops_the_next_start() {
     Server::try_spawn(&data, &args, &[]).expect("restart after a crash");
 }
 
+/// A data directory from an older version, whose store holds the audit head as the text
+/// `<seq> <hash>`: it still opens, the text head still catches a cut log, and the trail
+/// continues from it and verifies whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_audit_head_from_an_older_version_still_opens_and_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::with_config(&data, "");
+    // On a TPM run the same TPM must outlive each server.
+    let _tpm = server.swtpm.take();
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "before-the-upgrade", Some("v")).await;
+    let log = audit_log(&server);
+    server.stop();
+    let whole = lines(&log);
+    let last = whole.last().unwrap();
+    let seq = serde_json::from_str::<serde_json::Value>(last).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let hash = keyward::crypto::hex::encode(&keyward::crypto::sha256(last.as_bytes()));
+    {
+        use keyward::store::{Expect, Op, Store};
+        let store = Store::open(&data.join("store")).unwrap();
+        store
+            .commit(vec![Op::Put {
+                key: b"audit/closed-head".to_vec(),
+                value: format!("{seq} {hash}").into_bytes(),
+                expect: Expect::Any,
+            }])
+            .await
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let config = data.with_extension("toml");
+    let args = ["--config", config.to_str().unwrap()];
+    write_lines(&log, &whole[..whole.len() - 1]);
+    let refused = Server::try_spawn(&data, &args, &[])
+        .err()
+        .expect("started on a cut log");
+    assert!(refused.contains("cut short or replaced"), "{refused}");
+    write_lines(&log, &whole);
+    let server = Server::try_spawn(&data, &args, &[]).expect("the intact log opens");
+    let mut sm = secrets::client(&server).await;
+    secrets::create(&mut sm, "after-the-upgrade", Some("v")).await;
+    let continued = lines(&log);
+    assert_eq!(continued[..whole.len()], whole[..]);
+    let (ok, output) = verify(&server, &log, &["--allow-unsealed-tail"]);
+    assert!(ok, "{output}");
+    assert!(
+        common::audit_records(&data, "secretsmanager:CreateSecret")
+            .iter()
+            .any(|r| r["resource"]
+                .as_str()
+                .is_some_and(|arn| arn.contains("after-the-upgrade"))),
+        "{continued:?}"
+    );
+}
+
 /// Whether the log of the server on `data_dir` has a successful `action` on `resource`.
 fn success_record(data_dir: &Path, action: &str, resource: &str) -> bool {
     common::audit_records(data_dir, action)

@@ -5,11 +5,12 @@
 
 use super::grants::StepGrants;
 use super::identity::{self, AuthFailure, Credentials, DEVELOPMENT_ADMIN, Tokens};
-use super::policy::{self, Decision, DenyReason, Policy, PolicyKind};
 use crate::alarms::{Alarms, Observation};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::config::AuthConfig;
 use crate::crypto::envelope::Ciphertext;
+use crate::outcome::Exception;
+use crate::policy::{self, Decision, DenyReason, Policy, PolicyKind};
 use crate::service::KmsService;
 use crate::service::kms::names::Arns;
 use crate::service::rotation::StepCredentials;
@@ -379,7 +380,7 @@ impl Gate {
             // Refused before any work, so nothing happens that the trail cannot show. The
             // refusal's own record is the probe: once it is written, the next request proceeds.
             event.outcome = Outcome::Denied;
-            event.error = Some("InternalServiceError".into());
+            event.error = Some(Exception::InternalServiceError);
             event.reason = Some("the audit log was failing".into());
             self.record(event, started, false).await?;
             return Err(GateError::AuditUnavailable);
@@ -389,7 +390,7 @@ impl Gate {
             Err(failure) => {
                 self.counters.unauthenticated.fetch_add(1, Relaxed);
                 event.outcome = Outcome::Denied;
-                event.error = Some(failure.exception().into());
+                event.error = Some(failure.exception());
                 event.reason = Some(failure.to_string());
                 self.record(event, started, false).await?;
                 return Err(GateError::Unauthenticated(failure.clone()));
@@ -423,7 +424,7 @@ impl Gate {
         if let Err((action, resource, reason)) = verdict {
             self.counters.denied.fetch_add(1, Relaxed);
             event.outcome = Outcome::Denied;
-            event.error = Some("AccessDeniedException".into());
+            event.error = Some(Exception::AccessDenied);
             event.reason = Some(reason);
             self.record(event, started, key_pending_deletion).await?;
             return Err(GateError::Denied {
@@ -447,7 +448,7 @@ impl Gate {
         &self,
         caller: &Caller,
         action: &str,
-        error: &str,
+        error: Exception,
         reason: &str,
         outcome: Outcome,
     ) -> Result<(), GateError> {
@@ -463,7 +464,7 @@ impl Gate {
         &self,
         caller: &Caller,
         action: &str,
-        error: &str,
+        error: Exception,
         reason: &str,
         outcome: Outcome,
     ) -> AuditEvent {
@@ -479,7 +480,7 @@ impl Gate {
             action: action.to_owned(),
             resource: "*".into(),
             outcome,
-            error: Some(error.to_owned()),
+            error: Some(error),
             reason: Some(reason.to_owned()),
             ..AuditEvent::default()
         }
@@ -492,7 +493,7 @@ impl Gate {
         &self,
         caller: &Caller,
         access: Access<'_>,
-        error: &str,
+        error: Exception,
         reason: &str,
     ) -> Result<(), GateError> {
         let resource = match access.target {
@@ -691,12 +692,8 @@ impl Gate {
                 principal: &event.principal,
                 action: &event.action,
                 resource: &event.resource,
-                outcome: match event.outcome {
-                    Outcome::Success => crate::alarms::Outcome::Success,
-                    Outcome::Denied => crate::alarms::Outcome::Denied,
-                    Outcome::Failed => crate::alarms::Outcome::Failed,
-                },
-                error: event.error.as_deref(),
+                outcome: event.outcome,
+                error: event.error,
                 key_pending_deletion,
             });
         }
@@ -790,7 +787,7 @@ impl Pass<'_> {
             Err((action, resource, reason)) => {
                 gate.counters.denied.fetch_add(1, Relaxed);
                 event.outcome = Outcome::Denied;
-                event.error = Some("AccessDeniedException".into());
+                event.error = Some(Exception::AccessDenied);
                 event.reason = Some(format!("{reason}; on behalf of {}", self.event.action));
                 gate.record(event, started, false).await?;
                 Err(GateError::Denied {
@@ -802,14 +799,14 @@ impl Pass<'_> {
         }
     }
 
-    /// Audits the answer: `error` is the AWS exception name of a failed request.
-    pub async fn finish(mut self, error: Option<&str>) -> Result<(), GateError> {
+    /// Audits the answer: `error` is why the request failed, when it did.
+    pub async fn finish(mut self, error: Option<Exception>) -> Result<(), GateError> {
         self.event.outcome = if error.is_some() {
             Outcome::Failed
         } else {
             Outcome::Success
         };
-        self.event.error = error.map(str::to_owned);
+        self.event.error = error;
         self.gate
             .record(self.event, self.started, self.key_pending_deletion)
             .await

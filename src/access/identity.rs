@@ -8,6 +8,7 @@
 
 use crate::config::{TokenConfig, valid_principal_name};
 use crate::crypto::{ct_eq, hex, sha256};
+use crate::outcome::Exception;
 
 pub const PRINCIPAL_PREFIX: &str = "keyward:principal/";
 
@@ -28,17 +29,17 @@ pub enum AuthFailure {
     /// A SigV4 signature was refused; `exception` is the AWS error name for it.
     #[error("{message}")]
     Signature {
-        exception: &'static str,
+        exception: Exception,
         message: String,
     },
 }
 
 impl AuthFailure {
     /// The AWS exception name a client sees.
-    pub fn exception(&self) -> &'static str {
+    pub fn exception(&self) -> Exception {
         match self {
-            Self::Signature { exception, .. } => exception,
-            _ => "UnrecognizedClientException",
+            Self::Signature { exception, .. } => *exception,
+            _ => Exception::UnrecognizedClient,
         }
     }
 }

@@ -12,6 +12,7 @@ use super::firing::Firing;
 use super::webhook::{self, Target, WebhookSettings, WebhookTask, Webhooks};
 use super::window::SlidingWindow;
 use crate::duration;
+use crate::outcome::Exception;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_ATTEMPTS: u32 = 4;
@@ -28,7 +29,7 @@ const PENDING_DELETION_INTERVAL_MS: i64 = 60_000;
 const GET_SECRET_VALUE: &str = "secretsmanager:GetSecretValue";
 const BATCH_GET_SECRET_VALUE: &str = "secretsmanager:BatchGetSecretValue";
 const DECRYPT: &str = "kms:Decrypt";
-const INVALID_CIPHERTEXT: &str = "InvalidCiphertextException";
+const INVALID_CIPHERTEXT: Exception = Exception::InvalidCiphertext;
 
 /// The `[alarms]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -260,17 +261,12 @@ pub struct Observation<'a> {
     /// The key or secret the request named; one observation per secret for batch reads.
     pub resource: &'a str,
     pub outcome: Outcome,
-    /// The AWS exception name when the request failed.
-    pub error: Option<&'a str>,
+    /// Why the request failed, when it did.
+    pub error: Option<Exception>,
     pub key_pending_deletion: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    Denied,
-    Failed,
-}
+pub use crate::outcome::Outcome;
 
 pub trait ReaderHistory: Send + Sync {
     /// Records that principal read secret; true if it is the first time ever (persisted by
@@ -791,12 +787,12 @@ mod tests {
             action: "kms:Encrypt",
             resource: "key-1",
             outcome: Outcome::Denied,
-            error: Some("AccessDeniedException"),
+            error: Some(Exception::AccessDenied),
             key_pending_deletion: false,
         }
     }
 
-    fn decrypt_failure<'a>(time_ms: i64, principal: &'a str, error: &'a str) -> Observation<'a> {
+    fn decrypt_failure<'a>(time_ms: i64, principal: &'a str, error: Exception) -> Observation<'a> {
         Observation {
             time_ms,
             principal,
@@ -827,7 +823,7 @@ mod tests {
             action: "kms:Decrypt",
             resource: key,
             outcome: Outcome::Failed,
-            error: Some("KMSInvalidStateException"),
+            error: Some(Exception::KmsInvalidState),
             key_pending_deletion: true,
         }
     }
@@ -966,8 +962,8 @@ mod tests {
                                      "threshold": 3, "window_secs": 60 }]),
         );
         let noise = [
-            decrypt_failure(0, "alice", "AccessDeniedException"),
-            decrypt_failure(0, "alice", "KMSInvalidStateException"),
+            decrypt_failure(0, "alice", Exception::AccessDenied),
+            decrypt_failure(0, "alice", Exception::KmsInvalidState),
             Observation {
                 action: "kms:ReEncrypt",
                 ..decrypt_failure(0, "alice", INVALID_CIPHERTEXT)

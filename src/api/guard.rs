@@ -3,13 +3,14 @@
 //! and [`guarded`], which every handler's work runs inside.
 
 use super::pb;
-use super::status::exception_name;
+use super::status::{self, exception};
 use crate::access::identity::Credentials;
 use crate::access::{Access, Caller, Gate, GateError, Pass, Target};
+use crate::outcome::Exception;
 use crate::service::KmsError;
 use crate::service::secrets::SecretsError;
 use std::future::Future;
-use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
+use tonic::{Code, Request, Response, Status};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -44,7 +45,7 @@ pub async fn admitted<Req: Describe>(
     if caller.principal.is_ok()
         && let Err(status) = bounded(&access)
     {
-        gate.refuse_invalid(&caller, access, exception_name(&status), status.message())
+        gate.refuse_invalid(&caller, access, exception(&status), status.message())
             .await?;
         return Err(status);
     }
@@ -94,8 +95,7 @@ pub async fn finish<T>(pass: Pass<'_>, reply: Reply<T>) -> Reply<T> {
     if let Some(delay) = audit_delay() {
         tokio::time::sleep(delay).await;
     }
-    pass.finish(reply.as_ref().err().map(exception_name))
-        .await?;
+    pass.finish(reply.as_ref().err().map(exception)).await?;
     reply
 }
 
@@ -140,15 +140,10 @@ impl From<GateError> for Status {
     fn from(err: GateError) -> Self {
         let (code, exception) = match &err {
             GateError::Unauthenticated(failure) => (Code::Unauthenticated, failure.exception()),
-            GateError::Denied { .. } => (Code::PermissionDenied, "AccessDeniedException"),
-            GateError::AuditUnavailable => (Code::Unavailable, "InternalServiceError"),
+            GateError::Denied { .. } => (Code::PermissionDenied, Exception::AccessDenied),
+            GateError::AuditUnavailable => (Code::Unavailable, Exception::InternalServiceError),
         };
-        let mut status = Status::new(code, err.to_string());
-        status.metadata_mut().insert(
-            super::status::ERROR_METADATA,
-            MetadataValue::from_static(exception),
-        );
-        status
+        status::status(code, exception, err.to_string())
     }
 }
 

@@ -2,6 +2,7 @@
 //! domain errors to `tonic::Status`.
 
 pub mod audit;
+pub mod convert;
 pub mod detach;
 pub mod guard;
 pub mod kms;

@@ -1,15 +1,16 @@
 //! `SecretsManagerService` handlers: convert the request, call the domain, convert back.
 
+use super::convert::{
+    filters_in, regions_in, replication_out, stages_map, tags_in, tags_out, value_entry, value_out,
+};
 use super::guard::guarded;
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
 use crate::access::{Access, Gate, Pass, Target};
-use crate::replication::outbox::ReplicaStatus;
 use crate::service::secrets::{
-    BatchItem, Filter, ListOptions, NewSecret, PasswordOptions, ReplicaInfo, ReplicaRegion,
-    RotateRequest, SecretUpdate, SecretValue, SecretsService, Value,
+    BatchItem, ListOptions, NewSecret, PasswordOptions, RotateRequest, SecretUpdate,
+    SecretsService, Value,
 };
-use crate::store::{SecretRecord, Tag};
-use std::collections::HashMap;
+use crate::store::SecretRecord;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -25,109 +26,6 @@ impl SecretsApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
-
-pub(crate) fn tags_in(tags: Vec<pb::SecretTag>) -> Vec<Tag> {
-    tags.into_iter()
-        .map(|t| Tag {
-            key: t.key,
-            value: t.value,
-        })
-        .collect()
-}
-
-pub(crate) fn tags_out(tags: &[Tag]) -> Vec<pb::SecretTag> {
-    tags.iter()
-        .map(|t| pb::SecretTag {
-            key: t.key.clone(),
-            value: t.value.clone(),
-        })
-        .collect()
-}
-
-fn filters_in(filters: Vec<pb::Filter>) -> Vec<Filter> {
-    filters
-        .into_iter()
-        .map(|f| Filter {
-            key: f.key,
-            values: f.values,
-        })
-        .collect()
-}
-
-/// Labelled versions only (rule Labels 7).
-fn stages_map(record: &SecretRecord) -> HashMap<String, pb::VersionStages> {
-    record
-        .versions
-        .iter()
-        .filter(|v| !v.stages.is_empty())
-        .map(|v| {
-            (
-                v.version_id.clone(),
-                pb::VersionStages {
-                    stages: v.stages.clone(),
-                },
-            )
-        })
-        .collect()
-}
-
-/// The value's two protobuf fields. The copies belong to prost from here and are not
-/// zeroized: a limit of the protobuf stack.
-pub(crate) fn value_out(value: Value) -> (Option<String>, Option<Vec<u8>>) {
-    match value {
-        Value::String(bytes) => (
-            Some(String::from_utf8_lossy(bytes.expose()).into_owned()),
-            None,
-        ),
-        Value::Binary(bytes) => (None, Some(bytes.into_vec())),
-    }
-}
-
-fn value_entry(v: SecretValue) -> pb::SecretValueEntry {
-    let (secret_string, secret_binary) = value_out(v.value);
-    pb::SecretValueEntry {
-        arn: v.arn,
-        name: v.name,
-        version_id: v.version_id,
-        secret_binary,
-        secret_string,
-        version_stages: v.version_stages,
-        created_date: v.created_date,
-    }
-}
-
-fn replication_out(replicas: Vec<ReplicaInfo>) -> Vec<pb::ReplicationStatusType> {
-    replicas
-        .into_iter()
-        .map(|r| {
-            let (status, status_message) = match r.status {
-                ReplicaStatus::InSync => ("InSync", String::new()),
-                ReplicaStatus::InProgress => ("InProgress", String::new()),
-                ReplicaStatus::Failed(message) => ("Failed", message),
-            };
-            pb::ReplicationStatusType {
-                region: r.region,
-                kms_key_id: r.kms_key_id,
-                status: status.into(),
-                status_message,
-                // Reads in the replica's site are recorded there only.
-                last_accessed_date: None,
-                lag_entries: r.lag.entries,
-                lag_seconds: r.lag.seconds,
-            }
-        })
-        .collect()
-}
-
-fn regions_in(regions: Vec<pb::ReplicaRegionType>) -> Vec<ReplicaRegion> {
-    regions
-        .into_iter()
-        .map(|r| ReplicaRegion {
-            region: r.region,
-            kms_key_id: r.kms_key_id,
-        })
-        .collect()
-}
 
 /// What a failed rotation's `last_error` shows a caller who may not read the secret: the
 /// error can quote a rotator's stderr, which is about the secret's value and its systems.
@@ -266,7 +164,7 @@ impl SecretsManagerService for SecretsApi {
                         let status = Status::from(error);
                         response.errors.push(pb::ApiErrorType {
                             secret_id,
-                            error_code: super::status::exception_name(&status).to_owned(),
+                            error_code: super::status::exception(&status).as_str().to_owned(),
                             message: status.message().to_owned(),
                         });
                     }

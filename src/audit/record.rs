@@ -1,6 +1,7 @@
 //! The audit event and the exact bytes of a line. See the module docs of
 //! `audit` for the format.
 
+use crate::crypto::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,16 +49,7 @@ pub struct Head {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Success,
-    Denied,
-    /// The default, so an event whose outcome was never filled in can't read
-    /// as a success.
-    #[default]
-    Failed,
-}
+pub use crate::outcome::{Exception, Outcome};
 
 /// What happened in one request. Only identifiers and outcomes: there is
 /// deliberately no field for a payload, a secret value or key material.
@@ -81,8 +73,8 @@ pub struct AuditEvent {
     pub version_id: Option<String>,
     pub version_stage: Option<String>,
     pub outcome: Outcome,
-    /// AWS exception name, e.g. "AccessDeniedException".
-    pub error: Option<String>,
+    /// Written as the AWS exception name, e.g. "AccessDeniedException".
+    pub error: Option<Exception>,
     /// Short non-secret explanation of a deny.
     pub reason: Option<String>,
     pub duration_us: u64,
@@ -112,7 +104,6 @@ impl AuditEvent {
         for field in [
             &mut self.version_id,
             &mut self.version_stage,
-            &mut self.error,
             &mut self.reason,
         ]
         .into_iter()
@@ -182,7 +173,7 @@ pub(crate) fn encode(
     body: Body<'_>,
 ) -> serde_json::Result<Vec<u8>> {
     let time = format_time(time_ms);
-    let prev = hex(prev);
+    let prev = hex::encode(prev);
     match body {
         Body::Request(event) => serde_json::to_vec(&Line {
             seq,
@@ -197,7 +188,7 @@ pub(crate) fn encode(
             kind: "checkpoint",
             prev,
             body: CheckpointFields {
-                mac: hex(mac),
+                mac: hex::encode(mac),
                 key,
                 records,
             },
@@ -254,7 +245,7 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Parsed, String> {
             raw.time
         ));
     }
-    let prev = unhex(&raw.prev)
+    let prev = hex::decode(&raw.prev)
         .and_then(|bytes| LineHash::try_from(bytes).ok())
         .ok_or("prev is not 64 lower-case hex digits")?;
     let (kind, checkpoint) = match raw.kind.as_str() {
@@ -262,7 +253,7 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Parsed, String> {
         "start" if raw.reason.is_some() => (Kind::Start, None),
         "checkpoint" => match (raw.mac, raw.key, raw.records) {
             (Some(mac), Some(key), Some(_)) => {
-                let mac = unhex(&mac).ok_or("mac is not lower-case hex")?;
+                let mac = hex::decode(&mac).ok_or("mac is not lower-case hex")?;
                 (Kind::Checkpoint, Some((mac, key)))
             }
             _ => return Err("checkpoint without mac, key or records".into()),
@@ -277,9 +268,6 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Parsed, String> {
         checkpoint,
     })
 }
-
-pub(crate) use crate::crypto::hex::decode as unhex;
-pub use crate::crypto::hex::encode as hex;
 
 const MS_PER_DAY: i64 = 86_400_000;
 // 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: RFC 3339 has four
@@ -414,14 +402,6 @@ mod tests {
     }
 
     #[test]
-    fn hex_round_trip() {
-        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
-        assert_eq!(unhex("009fff"), Some(vec![0x00, 0x9f, 0xff]));
-        assert_eq!(unhex("009FFF"), None);
-        assert_eq!(unhex("abc"), None);
-    }
-
-    #[test]
     fn request_line_layout_is_fixed() {
         let event = AuditEvent {
             time_ms: 1_796_011_200_123,
@@ -433,7 +413,7 @@ mod tests {
             resource: "*".into(),
             version_stage: Some("AWSCURRENT".into()),
             outcome: Outcome::Denied,
-            error: Some("AccessDeniedException".into()),
+            error: Some(Exception::AccessDenied),
             reason: Some("explicit deny: policy app, statement \"Deny\"\nProd".into()),
             duration_us: 42,
             ..AuditEvent::default()
@@ -448,7 +428,7 @@ mod tests {
                 r#""error":"AccessDeniedException","#,
                 r#""reason":"explicit deny: policy app, statement \"Deny\"\nProd","duration_us":42}}"#
             ),
-            hex(&genesis_prev())
+            hex::encode(&genesis_prev())
         );
         assert_eq!(String::from_utf8(line.clone()).unwrap(), expected);
         assert!(!line.contains(&b'\n'));
@@ -477,7 +457,7 @@ mod tests {
             String::from_utf8(cp.clone()).unwrap(),
             format!(
                 r#"{{"seq":7,"time":"1970-01-01T00:00:00.000Z","kind":"checkpoint","prev":"{}","mac":"ab01","key":"tpm:audit-hmac","records":5}}"#,
-                hex(&prev)
+                hex::encode(&prev)
             )
         );
         let parsed = parse_line(&cp).unwrap();
@@ -506,7 +486,7 @@ mod tests {
     #[test]
     fn genesis_is_sha256_of_the_tag() {
         // Independently computed: printf 'keyward-audit-v1' | sha256sum
-        assert_eq!(hex(&genesis_prev()), GENESIS_HEX);
+        assert_eq!(hex::encode(&genesis_prev()), GENESIS_HEX);
     }
 
     const GENESIS_HEX: &str = "245f756f8605aaa11c91c3201db05620ae08920b53e431b4132b2549f9cd2b95";

@@ -26,9 +26,9 @@ use std::fmt;
 use std::io::{self, BufRead};
 
 use super::record::{
-    Head, Kind, LineHash, Parsed, checkpoint_message, genesis_prev, hex, line_hash, parse_line,
-    unhex,
+    Head, Kind, LineHash, Parsed, checkpoint_message, genesis_prev, line_hash, parse_line,
 };
+use crate::crypto::hex;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -160,7 +160,7 @@ impl Scan {
             });
             return;
         };
-        let matches = unhex(&server_head.hash).is_some_and(|h| h == hash);
+        let matches = hex::decode(&server_head.hash).is_some_and(|h| h == hash);
         if let Some((before, end)) = self.ambiguous_end {
             // The break just before the last line: the head says which side.
             let culprit = if matches && line == before {
@@ -358,7 +358,7 @@ impl Scanner {
         if let Some(line) = self.pred.line {
             self.scan.last = Some(Head {
                 seq: self.pred.seq,
-                hash: hex(&self.pred.hash),
+                hash: hex::encode(&self.pred.hash),
             });
             self.scan.last_line = line;
         }
@@ -688,7 +688,7 @@ mod tests {
         let last = lines.last().unwrap();
         Head {
             seq: parse_line(last).unwrap().seq,
-            hash: hex(&line_hash(last)),
+            hash: hex::encode(&line_hash(last)),
         }
     }
 
@@ -931,7 +931,7 @@ mod tests {
         let mut forged = lines[3].clone();
         let text = String::from_utf8(forged).unwrap();
         forged = text
-            .replacen(&prev_field(&lines[3]), &hex(&[0x5a; 32]), 1)
+            .replacen(&prev_field(&lines[3]), &hex::encode(&[0x5a; 32]), 1)
             .replacen("keyward:principal/app", "keyward:principal/mallory", 1)
             .into_bytes();
         lines.insert(4, forged); // between records 4 and 5, claiming seq 4
@@ -1050,7 +1050,7 @@ mod tests {
         let original = build(5, 100, false); // ends with a request line
         let mut lines = original.clone();
         let prev = prev_field(&lines[5]);
-        edit(&mut lines, 6, &prev, &hex(&[1; 32]));
+        edit(&mut lines, 6, &prev, &hex::encode(&[1; 32]));
         let scan = verify(&join(&lines), None);
         // Alone, the break could be either line's fault.
         assert_eq!(
@@ -1076,7 +1076,7 @@ mod tests {
     #[test]
     fn an_edit_to_a_checkpoint_is_caught_by_chain_and_mac() {
         let mut lines = sample();
-        let mac = hex(&fake_mac(
+        let mac = hex::encode(&fake_mac(
             KEY_ID,
             &checkpoint_message(6, &line_hash(&lines[4])),
         ));
@@ -1102,7 +1102,7 @@ mod tests {
         for line in lines.iter_mut() {
             let old = prev_field(line);
             let text = String::from_utf8(line.clone()).unwrap();
-            *line = text.replacen(&old, &hex(&prev), 1).into_bytes();
+            *line = text.replacen(&old, &hex::encode(&prev), 1).into_bytes();
             prev = line_hash(line);
         }
     }

@@ -14,9 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::record::{
-    self, AuditEvent, Body, Head, LineHash, checkpoint_message, genesis_prev, hex, line_hash,
-    now_ms,
+    self, AuditEvent, Body, Head, LineHash, checkpoint_message, genesis_prev, line_hash, now_ms,
 };
+use crate::crypto::hex;
 
 pub type MacFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
 
@@ -158,14 +158,14 @@ impl AuditLog {
             healthy: AtomicBool::new(true),
             head: Mutex::new(Head {
                 seq: opened.next_seq - 1,
-                hash: hex(&opened.prev),
+                hash: hex::encode(&opened.prev),
             }),
             #[cfg(test)]
             fail_writes: AtomicU64::new(0),
         });
         let found = Head {
             seq: opened.next_seq - 1,
-            hash: hex(&opened.prev),
+            hash: hex::encode(&opened.prev),
         };
         let reason = match &settings.last_closed {
             Some(closed) if opened.len == 0 && closed.seq > 0 => format!(
@@ -401,7 +401,7 @@ impl Writer {
     fn publish_head(&self) {
         let head = Head {
             seq: self.next_seq - 1,
-            hash: hex(&self.prev),
+            hash: hex::encode(&self.prev),
         };
         *self
             .shared
@@ -773,12 +773,12 @@ mod tests {
     /// Recomputes the chain independently of the verifier.
     fn assert_chained(lines: &[Vec<u8>]) {
         use sha2::{Digest, Sha256};
-        let mut prev = hex(&Sha256::digest(b"keyward-audit-v1"));
+        let mut prev = hex::encode(&Sha256::digest(b"keyward-audit-v1"));
         for (i, line) in lines.iter().enumerate() {
             let v = json(line);
             assert_eq!(v["seq"], i as u64 + 1, "line {}", i + 1);
             assert_eq!(v["prev"], prev.as_str(), "line {}", i + 1);
-            prev = hex(&Sha256::digest(line));
+            prev = hex::encode(&Sha256::digest(line));
         }
     }
 
@@ -824,7 +824,7 @@ mod tests {
             first.contains(r#""request_id":"req-0","api":"grpc""#),
             "{first}"
         );
-        assert_eq!(head.hash, hex(&line_hash(&lines[10])));
+        assert_eq!(head.hash, hex::encode(&line_hash(&lines[10])));
 
         let scan = verify_file(&path, &head);
         assert_eq!(scan.lines, 11);
@@ -856,7 +856,7 @@ mod tests {
             let mut message = b"keyward-audit-checkpoint-v1\0".to_vec();
             message.extend_from_slice(&(at as u64 + 1).to_be_bytes());
             message.extend_from_slice(&line_hash(&lines[at - 1]));
-            assert_eq!(cp["mac"], hex(&fake_mac(KEY_ID, &message)).as_str());
+            assert_eq!(cp["mac"], hex::encode(&fake_mac(KEY_ID, &message)).as_str());
             assert_eq!(cp["key"], KEY_ID);
             assert_eq!(cp["records"], 3);
         }
@@ -918,7 +918,7 @@ mod tests {
         let lines = read_lines(&path);
         let head = Head {
             seq: lines.len() as u64,
-            hash: hex(&line_hash(lines.last().unwrap())),
+            hash: hex::encode(&line_hash(lines.last().unwrap())),
         };
         let scan = verify_file(&path, &head);
         assert!(scan.findings.is_empty(), "{:?}", scan.findings);
@@ -1008,7 +1008,7 @@ mod tests {
         let lines = read_lines(&path);
         assert_eq!(kinds(&lines), "SrrrC");
         assert_eq!(json(&lines[4])["records"], 3);
-        assert_eq!(other.head().hash, hex(&line_hash(&lines[4])));
+        assert_eq!(other.head().hash, hex::encode(&line_hash(&lines[4])));
         let scan = verify_file(&path, &other.head());
         assert!(scan.findings.is_empty(), "{:?}", scan.findings);
     }

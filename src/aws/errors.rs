@@ -2,32 +2,24 @@
 //! `{"__type": "<ExceptionName>", "message": "..."}`: the same exception names the gRPC API
 //! carries in `x-keyward-error`.
 
-use crate::api::status::{ERROR_METADATA, exception_name};
+use crate::api::status::{exception, status};
+use crate::outcome::Exception;
 use http::StatusCode;
-use tonic::{Code, Status, metadata::MetadataValue};
-
-/// A status with an exception name, built here for failures before any handler runs.
-pub fn named(code: Code, exception: &'static str, message: &str) -> Status {
-    let mut status = Status::new(code, message);
-    status
-        .metadata_mut()
-        .insert(ERROR_METADATA, MetadataValue::from_static(exception));
-    status
-}
+use tonic::{Code, Status};
 
 pub fn serialization(detail: &str) -> Status {
-    named(
+    status(
         Code::InvalidArgument,
-        "SerializationException",
-        &format!("the request body does not match the operation's input: {detail}"),
+        Exception::Serialization,
+        format!("the request body does not match the operation's input: {detail}"),
     )
 }
 
 pub fn unknown_operation(target: &str) -> Status {
-    named(
+    status(
         Code::InvalidArgument,
-        "UnknownOperationException",
-        &format!("unknown operation {target:?}"),
+        Exception::UnknownOperation,
+        format!("unknown operation {target:?}"),
     )
 }
 
@@ -39,7 +31,7 @@ pub fn response_parts(status: &Status) -> (StatusCode, String) {
         _ => StatusCode::BAD_REQUEST,
     };
     let body = serde_json::json!({
-        "__type": exception_name(status),
+        "__type": exception(status).as_str(),
         "message": status.message(),
     });
     (http, body.to_string())

@@ -2,16 +2,17 @@
 //! [`MAX_BODY`], SigV4 checked, then the operation's gRPC handler. HTTP/1.1 (what the AWS SDKs
 //! and CLI speak to a custom endpoint).
 
-use super::errors::{self, named, response_parts};
+use super::errors::{self, response_parts};
 use super::operations::{self, Handlers};
 use super::signing::AccessKeys;
 use super::wipe::{Document, SecretBuf};
 use crate::access::{Caller, Gate};
 use crate::api::detach::InFlight;
-use crate::api::status::exception_name;
+use crate::api::status::{exception, status as named};
 use crate::audit::Outcome;
 use crate::config::AwsEndpointConfig;
 use crate::metrics::requests::Requests;
+use crate::outcome::Exception;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -87,10 +88,10 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
                     Ok::<_, std::convert::Infallible>(answer.await.unwrap_or_else(|| {
                         response(
                             StatusCode::INTERNAL_SERVER_ERROR,
-                            SecretBuf::from(
-                                r#"{"__type":"InternalFailure","message":"internal error"}"#
-                                    .to_owned(),
-                            ),
+                            SecretBuf::from(format!(
+                                r#"{{"__type":"{}","message":"internal error"}}"#,
+                                Exception::InternalFailure
+                            )),
                         )
                     }))
                 }
@@ -136,7 +137,7 @@ impl FrontDoor {
                 "-",
                 Err(named(
                     Code::InvalidArgument,
-                    "ValidationException",
+                    Exception::Validation,
                     "use POST",
                 )),
             ),
@@ -175,15 +176,15 @@ impl FrontDoor {
             Err(_) => {
                 return Err(named(
                     Code::DeadlineExceeded,
-                    "RequestTimeoutException",
-                    &format!("the request body did not arrive within {read_timeout:?}"),
+                    Exception::RequestTimeout,
+                    format!("the request body did not arrive within {read_timeout:?}"),
                 ));
             }
             Ok(Err(_)) => {
                 return Err(named(
                     Code::InvalidArgument,
-                    "ValidationException",
-                    &format!("the request body is larger than {MAX_BODY} bytes"),
+                    Exception::Validation,
+                    format!("the request body is larger than {MAX_BODY} bytes"),
                 ));
             }
         };
@@ -215,7 +216,7 @@ impl FrontDoor {
         };
         match self.handlers.run(op, json, caller.clone()).await {
             // Input that never became a request message: no handler saw it, so audit it here.
-            Err(status) if exception_name(&status) == "SerializationException" => {
+            Err(status) if exception(&status) == Exception::Serialization => {
                 Err(self.refused(&caller, op, status).await)
             }
             other => other,
@@ -229,10 +230,10 @@ impl FrontDoor {
         } else {
             Outcome::Failed
         };
-        let exception = exception_name(&status);
+        let exception = exception(&status);
         // A parser's message can quote the offending input, which may be a secret value in
         // the wrong member: the client sees it, the audit trail does not.
-        let reason = if exception == "SerializationException" {
+        let reason = if exception == Exception::Serialization {
             "the request body is not the operation's input"
         } else {
             status.message()

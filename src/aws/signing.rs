@@ -6,6 +6,7 @@
 use super::sigv4::{self, Credentials, SigError, Verifier};
 use crate::access::identity::{self, AuthFailure, DEVELOPMENT_ADMIN};
 use crate::config::{Config, ConfigError, read_secret};
+use crate::outcome::Exception;
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use zeroize::Zeroizing;
@@ -80,7 +81,7 @@ impl AccessKeys {
         if parts.headers.contains_key("x-amz-security-token") {
             // Keyward issues no temporary credentials, so no session token can be valid.
             return Err(AuthFailure::Signature {
-                exception: "UnrecognizedClientException",
+                exception: Exception::UnrecognizedClient,
                 message: "The security token included in the request is invalid.".into(),
             });
         }
@@ -94,14 +95,14 @@ impl AccessKeys {
                 self,
             )
             .map_err(|e: SigError| AuthFailure::Signature {
-                exception: e.aws_error_name(),
+                exception: e.exception(),
                 message: e.to_string(),
             })?;
         // The operation is chosen by X-Amz-Target: unsigned, a captured request could be
         // replayed as another operation within the time window.
         if !verified.signed_headers.iter().any(|h| h == "x-amz-target") {
             return Err(AuthFailure::Signature {
-                exception: "IncompleteSignatureException",
+                exception: Exception::IncompleteSignature,
                 message: "'x-amz-target' must be a signed header (listed in SignedHeaders).".into(),
             });
         }

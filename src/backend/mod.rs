@@ -5,20 +5,18 @@
 //! and random bytes. Its methods block; [`Hardware`] is the single place that moves them off
 //! the async executor and bounds how many run at once.
 
+mod identity;
 pub mod pkcs11;
 pub mod tpm;
+
+pub use identity::{IdentityChanged, check_identity};
 
 #[cfg(test)]
 pub mod memory;
 
+pub use crate::crypto::master::{KeyProtection, KeyRef};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// Opaque, non-secret name of a master key version inside the root of trust (for PKCS#11 the
-/// object's CKA_ID in hex). Stored in the key record.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct KeyRef(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -44,18 +42,6 @@ pub enum BackendError {
     Busy(usize),
     #[error("root of trust error: {0}")]
     Internal(String),
-}
-
-/// How a key is protected where the root of trust offers a choice (a TPM's key modes and PCR
-/// binding). Kept in the key record, so every version of a key is made the same way.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyProtection {
-    /// "resident" or "sealed-kek" on a TPM; empty elsewhere.
-    #[serde(default)]
-    pub mode: String,
-    /// PCR indices whose values at creation the key is bound to; empty: not bound.
-    #[serde(default)]
-    pub pcrs: Vec<u8>,
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;

@@ -3,6 +3,7 @@
 
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 pub const SHA256_LEN: usize = 32;
 
@@ -21,13 +22,10 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; SHA256_LEN] {
 }
 
 /// Equality whose time depends only on the lengths, not on where the inputs differ: for
-/// comparing MACs and token hashes an attacker can probe.
+/// comparing MACs, token hashes and secret values an attacker can probe. The crate's only
+/// constant-time comparison; `subtle` keeps the compiler from turning it back into an early exit.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
@@ -54,5 +52,14 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
         assert!(ct_eq(b"", b""));
+        assert!(ct_eq(&[7; 32], &[7; 32]));
+        assert!(!ct_eq(&[7; 32], &[7; 31]));
+        assert!(!ct_eq(&[7; 31], &[7; 32]));
+        let mut last = [7u8; 32];
+        last[31] = 8;
+        assert!(!ct_eq(&[7; 32], &last));
+        let mut first = [7u8; 32];
+        first[0] = 0x87;
+        assert!(!ct_eq(&[7; 32], &first));
     }
 }

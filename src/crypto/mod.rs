@@ -7,6 +7,7 @@ pub mod digest;
 pub mod envelope;
 pub mod hex;
 pub mod locked;
+pub mod master;
 pub mod secret;
 
 pub use context::EncryptionContext;

@@ -1,20 +1,29 @@
 //! Prometheus text exposition on a listener of its own (`--metrics-listen`): root-of-trust
-//! calls, the data-key cache, the store's size, memory and start-up time. A deliberately small
-//! HTTP/1.1 responder: one GET per connection, nothing else to parse.
+//! calls, the data-key cache, the store's size, memory and start-up time. HTTP/1.1 through
+//! hyper: one request per connection, `GET /metrics` answered, anything else a 404.
 
 pub mod requests;
 
 use crate::service::KmsService;
 use crate::store::Store;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// The most of a request head read (hyper's smallest buffer): a scrape needs a few hundred
+/// bytes, and a larger head is answered 431 without being parsed further.
 const MAX_REQUEST: usize = 8192;
+/// A request head must arrive within this long of the connection opening, or the connection is
+/// closed unanswered; `fetch` waits as long for an answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 pub struct Source {
     pub kms: Arc<KmsService>,
@@ -24,7 +33,7 @@ pub struct Source {
     pub requests: Arc<requests::Requests>,
     pub gate: Arc<crate::access::Gate>,
     /// The replication log, when this site has peers.
-    pub outbox: Option<Arc<crate::replication::Outbox>>,
+    pub outbox: Option<Arc<crate::service::secrets::replica::outbox::Outbox>>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -142,7 +151,7 @@ impl Source {
         let Some(outbox) = &self.outbox else {
             return;
         };
-        type Read = fn(&crate::replication::Outbox, &str) -> f64;
+        type Read = fn(&crate::service::secrets::replica::outbox::Outbox, &str) -> f64;
         let families: [(&str, &str, Read); 3] = [
             (
                 "keyward_replication_lag_entries",
@@ -309,43 +318,55 @@ impl Source {
 
 /// Serves `GET /metrics` until the task is aborted.
 pub async fn serve(listener: TcpListener, source: Arc<Source>) {
+    serve_with(listener, READ_TIMEOUT, move || source.render()).await
+}
+
+/// `serve` over any exposition, so the HTTP side is tested without a server behind it.
+async fn serve_with(
+    listener: TcpListener,
+    read_timeout: Duration,
+    render: impl Fn() -> String + Send + Sync + 'static,
+) {
+    let render = Arc::new(render);
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let source = Arc::clone(&source);
+        let render = Arc::clone(&render);
         tokio::spawn(async move {
-            let mut request = Vec::with_capacity(512);
-            let mut chunk = [0u8; 1024];
-            let complete = tokio::time::timeout(READ_TIMEOUT, async {
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                true
-            })
-            .await
-            .unwrap_or(false);
-            if !complete {
-                return;
-            }
-            let (status, body) = if request.starts_with(b"GET /metrics ") {
-                ("200 OK", source.render())
-            } else {
-                (
-                    "404 Not Found",
-                    "only GET /metrics is served here\n".to_owned(),
-                )
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
+            let service = hyper::service::service_fn(move |request| {
+                let answer = respond(&request, render.as_ref());
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            // One request per connection, as scrapers open one per scrape: nothing idles here.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(read_timeout)
+                .max_buf_size(MAX_REQUEST)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
+}
+
+fn respond<B>(request: &Request<B>, render: &dyn Fn() -> String) -> Response<Full<Bytes>> {
+    // The request target exactly: no query, no absolute form.
+    let (status, body) = if request.method() == Method::GET && request.uri() == "/metrics" {
+        (StatusCode::OK, render())
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "only GET /metrics is served here\n".to_owned(),
+        )
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    response
 }
 
 /// Fetches `http://ADDR/metrics` (for `keyward bench`). `addr` is `host:port`, with or
@@ -355,26 +376,35 @@ pub async fn fetch(addr: &str) -> Result<String, String> {
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .trim_end_matches('/');
-    let failed = |e: std::io::Error| format!("metrics at {host}: {e}");
-    let mut stream = tokio::net::TcpStream::connect(host).await.map_err(failed)?;
-    stream
-        .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+    let failed = |e: &dyn std::fmt::Display| format!("metrics at {host}: {e}");
+    let stream = tokio::net::TcpStream::connect(host)
         .await
-        .map_err(failed)?;
-    let mut response = Vec::new();
-    tokio::time::timeout(READ_TIMEOUT, stream.read_to_end(&mut response))
+        .map_err(|e| failed(&e))?;
+    let exchange = async {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // Ends once the answer is read and `sender` dropped.
+        tokio::spawn(connection);
+        let request = Request::get("/metrics")
+            .header(http::header::HOST, host)
+            .header(http::header::CONNECTION, "close")
+            .body(http_body_util::Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(READ_TIMEOUT, exchange)
         .await
-        .map_err(|_| format!("metrics at {host}: no answer"))?
-        .map_err(failed)?;
-    let text = String::from_utf8_lossy(&response);
-    match text.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-        _ => Err(format!("metrics at {host}: unexpected answer")),
+        .map_err(|_| failed(&"no answer"))?
+        .map_err(|e| failed(&e))?;
+    if status != StatusCode::OK {
+        return Err(failed(&"unexpected answer"));
     }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The value of an unlabelled metric in a text exposition (for `keyward bench`).
 pub fn value_of(exposition: &str, name: &str) -> Option<f64> {
@@ -386,6 +416,157 @@ pub fn value_of(exposition: &str, name: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::{READ_TIMEOUT, fetch, serve_with};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const EXPOSITION: &str = "# HELP a_total x\na_total 12\n";
+    const NOT_FOUND: &str = "only GET /metrics is served here\n";
+
+    async fn listen(render: impl Fn() -> String + Send + Sync + 'static) -> String {
+        listen_with(READ_TIMEOUT, render).await
+    }
+
+    async fn listen_with(
+        read_timeout: Duration,
+        render: impl Fn() -> String + Send + Sync + 'static,
+    ) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(serve_with(listener, read_timeout, render));
+        addr
+    }
+
+    /// Sends `request` as is and reads until the server closes.
+    async fn exchange(addr: &str, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(2 * READ_TIMEOUT, stream.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8(answer).unwrap()
+    }
+
+    fn head_and_body(answer: &str) -> (String, &str) {
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), body)
+    }
+
+    #[tokio::test]
+    async fn get_metrics_is_answered_with_the_exposition_and_closed() {
+        let addr = listen(|| EXPOSITION.to_owned()).await;
+        for target in [
+            addr.clone(),
+            format!("http://{addr}/metrics"),
+            format!("{addr}/"),
+        ] {
+            assert_eq!(fetch(&target).await.unwrap(), EXPOSITION);
+        }
+        for version in ["1.1", "1.0"] {
+            let request = format!("GET /metrics HTTP/{version}\r\nHost: x\r\n\r\n");
+            let answer = exchange(&addr, request.as_bytes()).await;
+            let (head, body) = head_and_body(&answer);
+            assert!(
+                head.starts_with(&format!("http/{version} 200 ok\r\n")),
+                "{head}"
+            );
+            assert!(
+                head.contains("\r\ncontent-type: text/plain; version=0.0.4"),
+                "{head}"
+            );
+            assert!(head.contains(&format!("\r\ncontent-length: {}", EXPOSITION.len())));
+            assert_eq!(body, EXPOSITION);
+        }
+        let answer = exchange(&addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            head_and_body(&answer).0.contains("\r\nconnection: close"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_paths_and_methods_are_not_found() {
+        let addr = listen(|| EXPOSITION.to_owned()).await;
+        for line in [
+            "GET / HTTP/1.1",
+            "GET /metricsx HTTP/1.1",
+            "GET /metrics/ HTTP/1.1",
+            "GET /metrics?x=1 HTTP/1.1",
+            "GET http://x/metrics HTTP/1.1",
+            "POST /metrics HTTP/1.1",
+            "PUT /metrics HTTP/1.1",
+            "DELETE /metrics HTTP/1.1",
+        ] {
+            let answer = exchange(&addr, format!("{line}\r\nHost: x\r\n\r\n").as_bytes()).await;
+            let (head, body) = head_and_body(&answer);
+            assert!(
+                head.starts_with("http/1.1 404 not found\r\n"),
+                "{line}: {head}"
+            );
+            assert!(
+                head.contains("\r\ncontent-type: text/plain; version=0.0.4"),
+                "{line}"
+            );
+            assert_eq!(body, NOT_FOUND, "{line}");
+        }
+        // HEAD is not GET; its answer has no body.
+        let answer = exchange(&addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let (head, body) = head_and_body(&answer);
+        assert!(head.starts_with("http/1.1 404 not found\r\n"), "{head}");
+        assert_eq!(body, "");
+    }
+
+    #[tokio::test]
+    async fn fetch_refuses_anything_but_200() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy\n")
+                .await
+                .unwrap();
+        });
+        assert_eq!(
+            fetch(&addr).await.unwrap_err(),
+            format!("metrics at {addr}: unexpected answer")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_exposition_arrives_whole() {
+        let big: String = (0..100_000).map(|i| format!("m_{i} {i}\n")).collect();
+        let expected = big.clone();
+        let addr = listen(move || big.clone()).await;
+        assert_eq!(fetch(&addr).await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_request_head_beyond_the_limit_is_refused_unrendered() {
+        let addr = listen(|| panic!("rendered for an oversized request")).await;
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(super::MAX_REQUEST)
+        );
+        let answer = exchange(&addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_request_head_that_never_completes_is_closed_unanswered() {
+        let timeout = Duration::from_millis(200);
+        let addr = listen_with(timeout, || EXPOSITION.to_owned()).await;
+        let started = std::time::Instant::now();
+        let answer = exchange(&addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+        assert_eq!(answer, "");
+        assert!(started.elapsed() >= timeout);
+    }
+
     #[test]
     fn values_are_found_by_exact_name() {
         let text = "# HELP a_total x\na_total 12\na_total_more 3\nb 1.5\n";

@@ -2,13 +2,13 @@
 //! the peer has answered, and backs off while the peer cannot be reached. Writes on the
 //! primary never wait for it.
 
-use super::outbox::{Outbox, Outcome};
-use super::wire;
 use crate::access::Gate;
 use crate::alarms::Alarms;
+use crate::api::convert::site as wire;
 use crate::api::pb::{self, site_replication_service_client::SiteReplicationServiceClient};
 use crate::audit::{AuditEvent, Outcome as AuditOutcome};
 use crate::service::secrets::SecretsService;
+use crate::service::secrets::replica::outbox::{Outbox, Outcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -161,12 +161,14 @@ impl Sender {
     /// The peer's refusal, in this site's audit trail too: the secret did not reach it.
     async fn audit_refusal(
         &self,
-        entry: &super::outbox::Entry,
+        entry: &crate::service::secrets::replica::outbox::Entry,
         reason: &str,
     ) -> Result<(), SendError> {
         let resource = match &entry.change {
-            super::outbox::Change::Upsert { record, .. } => record.arn.clone(),
-            super::outbox::Change::Remove => entry.name.clone(),
+            crate::service::secrets::replica::outbox::Change::Upsert { record, .. } => {
+                record.arn.clone()
+            }
+            crate::service::secrets::replica::outbox::Change::Remove => entry.name.clone(),
         };
         let event = AuditEvent {
             principal: self.peer_principal.clone(),
@@ -174,7 +176,7 @@ impl Sender {
             action: "keyward:ReplicateChange".into(),
             resource,
             outcome: AuditOutcome::Denied,
-            error: Some("AccessDeniedException".into()),
+            error: Some(crate::outcome::Exception::AccessDenied),
             reason: Some(format!("refused by {}: {reason}", self.region)),
             ..AuditEvent::default()
         };

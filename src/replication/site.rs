@@ -2,12 +2,13 @@
 //! listener with mutual TLS required; the caller's site is the peer whose configured
 //! identity (a DNS name) its certificate carries, and nothing else is served.
 
-use super::wire;
 use crate::access::Gate;
 use crate::access::identity::{self, certificate_dns_names, certificate_name};
+use crate::api::convert::site as wire;
 use crate::api::pb::{self, site_replication_service_server::SiteReplicationService};
 use crate::audit::{AuditEvent, Outcome};
 use crate::config::ReplicationConfig;
+use crate::outcome::Exception;
 use crate::service::secrets::{Applied, Delivered, SecretsService};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,10 +104,14 @@ impl SiteApi {
             }
             Ok(Applied::Refused(why)) => (
                 Outcome::Denied,
-                Some("AccessDeniedException"),
+                Some(Exception::AccessDenied),
                 Some(why.as_str()),
             ),
-            Err(why) => (Outcome::Failed, Some("InternalServiceError"), Some(why)),
+            Err(why) => (
+                Outcome::Failed,
+                Some(Exception::InternalServiceError),
+                Some(why),
+            ),
         };
         let event = AuditEvent {
             principal: peer.principal.clone(),
@@ -114,7 +119,7 @@ impl SiteApi {
             action: APPLY_CHANGE.into(),
             resource: resource.to_owned(),
             outcome,
-            error: error.map(str::to_owned),
+            error,
             reason: reason.map(str::to_owned),
             ..AuditEvent::default()
         };

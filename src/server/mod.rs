@@ -29,14 +29,14 @@ use crate::audit::head::{closed_audit_head, save_audit_head};
 use crate::audit::{AuditLog, AuditSettings, RootMac, SyncMode};
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
 use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
-use crate::backend::{BackendError, Hardware, RootOfTrust};
+use crate::backend::{BackendError, Hardware, IdentityChanged, RootOfTrust, check_identity};
 use crate::config::AuditSync;
 use crate::config::{Config, ConfigError, KeyMode, RootOfTrustConfig, Token, read_secret};
-use crate::replication::Outbox;
 use crate::replication::sender::Sender;
 use crate::replication::site::{self, SiteApi};
 use crate::service::kms::Arns;
 use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Scheduler};
+use crate::service::secrets::replica::outbox::Outbox;
 use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
 use crate::store::{Store, StoreError};
@@ -66,46 +66,30 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot prepare the secrets service: {0}")]
     Secrets(#[from] SecretsError),
-    #[error("{0}")]
-    IdentityChanged(String),
+    #[error(transparent)]
+    IdentityChanged(#[from] IdentityChanged),
     #[error("audit log: {0}")]
     Audit(String),
     #[error("access control: {0}")]
     Access(String),
 }
 
+/// Where the root of trust's identity is recorded; `backend::check_identity` decides.
 const IDENTITY_KEY: &[u8] = b"rot/identity";
 
-/// Records the root of trust's identity (a TPM's SRK Name) at the first start and refuses to
-/// start on another: keys made by a cleared or swapped TPM's predecessor cannot work, and
-/// failing every request later would look like corrupt data.
-async fn check_identity(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
-    use crate::crypto::hex;
+async fn check_identity_in(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
     use crate::store::{Expect, Op};
-    let Some(identity) = root.identity() else {
-        return Ok(());
-    };
-    let current = format!("{}:{}", root.kind(), hex::encode(&identity));
-    match store.get(IDENTITY_KEY)? {
-        Some(recorded) if recorded.value == current.as_bytes() => Ok(()),
-        Some(recorded) => Err(StartError::IdentityChanged(format!(
-            "the root of trust is not the one this data directory was created with: recorded {}, found {current}. \
-             The TPM was cleared or replaced, so the keys in this data directory cannot be used. \
-             Restore the original TPM (or its state), or start with a new data directory",
-            String::from_utf8_lossy(&recorded.value)
-        ))),
-        None => {
-            tracing::info!(identity = %current, "recording the root of trust's identity");
-            store
-                .commit(vec![Op::Put {
-                    key: IDENTITY_KEY.to_vec(),
-                    value: current.into_bytes(),
-                    expect: Expect::Absent,
-                }])
-                .await?;
-            Ok(())
-        }
+    let recorded = store.get(IDENTITY_KEY)?;
+    if let Some(first) = check_identity(root, recorded.as_ref().map(|r| r.value.as_slice()))? {
+        store
+            .commit(vec![Op::Put {
+                key: IDENTITY_KEY.to_vec(),
+                value: first,
+                expect: Expect::Absent,
+            }])
+            .await?;
     }
+    Ok(())
 }
 
 /// Everything a running server owns.
@@ -189,7 +173,7 @@ impl Keyward {
                 .await
                 .map_err(|e| BackendError::Internal(e.to_string()))??;
         tracing::info!(kind = root.kind(), sessions, "root of trust connected");
-        check_identity(&store, root.as_ref()).await?;
+        check_identity_in(&store, root.as_ref()).await?;
         let arns = Arns {
             region: config.region.clone(),
             account_id: config.account_id.clone(),

@@ -4,6 +4,10 @@
 use crate::backend::BackendError;
 use crate::store::StoreError;
 
+/// What went wrong behind an internal or unavailable failure, kept whole (with its own
+/// sources) for the log; clients see a fixed message.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
     /// NotFoundException.
@@ -40,13 +44,13 @@ pub enum KmsError {
     /// KeyUnavailableException: the root of trust cannot be reached. Retryable. The detail is
     /// for the log, not the client.
     #[error("root of trust unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// ThrottlingException: too many calls are waiting for the root of trust. Retryable.
     #[error("{0}")]
     Throttled(String),
     /// KMSInternalException. The detail is for the log, not the client.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
 
 impl KmsError {
@@ -61,31 +65,29 @@ impl KmsError {
 impl From<BackendError> for KmsError {
     fn from(err: BackendError) -> Self {
         match err {
-            BackendError::Unavailable(detail) => Self::Unavailable(detail),
+            unavailable @ BackendError::Unavailable(_) => Self::Unavailable(unavailable.into()),
             BackendError::InvalidCiphertext => Self::InvalidCiphertext,
             // The record names material the token no longer has: the token was swapped,
             // restored from an old backup or is half-mounted. Retryable from the client's view.
-            BackendError::KeyMissing(key) => {
-                Self::Unavailable(format!("key material {} missing", key.0))
-            }
+            missing @ BackendError::KeyMissing(_) => Self::Unavailable(missing.into()),
             BackendError::PlatformStateChanged(detail) => Self::InvalidState(format!(
                 "the platform state changed since the key was made ({detail}); the key refuses use until the measured state is back"
             )),
             BackendError::Unsupported(reason) => Self::validation("tpm_key_mode", reason),
             busy @ BackendError::Busy(_) => Self::Throttled(busy.to_string()),
-            BackendError::Internal(detail) => Self::Internal(detail),
+            internal @ BackendError::Internal(_) => Self::Internal(internal.into()),
         }
     }
 }
 
 impl From<StoreError> for KmsError {
     fn from(err: StoreError) -> Self {
-        Self::Internal(err.to_string())
+        Self::Internal(err.into())
     }
 }
 
 impl From<getrandom::Error> for KmsError {
     fn from(err: getrandom::Error) -> Self {
-        Self::Internal(format!("OS random generator: {err}"))
+        Self::Internal(format!("OS random generator: {err}").into())
     }
 }

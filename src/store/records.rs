@@ -2,7 +2,7 @@
 //! records readable with standard tools; the version byte lets a later format coexist.
 
 use super::{Result, StoreError};
-use crate::backend::KeyRef;
+use crate::crypto::master::{KeyProtection, KeyRef};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 const FORMAT_V1: u8 = 1;
@@ -78,7 +78,7 @@ pub struct KeyRecord {
     pub rotation: Option<KeyRotation>,
     /// How the root of trust protects every version of this key.
     #[serde(default)]
-    pub protection: crate::backend::KeyProtection,
+    pub protection: KeyProtection,
     /// The key policy (IAM JSON, validated when put); none: identity policies alone decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,

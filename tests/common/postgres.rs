@@ -253,7 +253,7 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     let mut urandom = fs::File::open("/dev/urandom").expect("open /dev/urandom");
     urandom.read_exact(&mut buf).expect("read /dev/urandom");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    keyward::crypto::hex::encode(&buf)
 }
 
 fn quote_ident(s: &str) -> String {

@@ -10,7 +10,8 @@
 use http::HeaderMap;
 
 use super::SigError;
-use super::signing::{hex_digit, hex_encode, hex_val, sha256};
+use super::signing::sha256;
+use crate::crypto::hex;
 
 /// The parts of an HTTP request that the canonical request reads.
 pub(crate) struct RequestParts<'a> {
@@ -51,7 +52,7 @@ pub(crate) fn canonical_request(
 /// Hex SHA-256 of the body, always computed here: a client-sent
 /// `x-amz-content-sha256` is only ever compared against this value.
 pub(crate) fn payload_hash(body: &[u8]) -> String {
-    hex_encode(&sha256(body))
+    hex::encode(&sha256(body))
 }
 
 /// RFC 3986 percent-encoding as SigV4 defines it: everything except
@@ -67,8 +68,7 @@ pub(crate) fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {
             out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(hex_digit(b >> 4, b'A'));
-            out.push(hex_digit(b & 0x0f, b'A'));
+            hex::push_upper(&mut out, b);
         }
     }
     out
@@ -85,8 +85,8 @@ pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     while let Some(&c) = b.get(i) {
         let escaped = match (
             c,
-            b.get(i + 1).and_then(|&x| hex_val(x)),
-            b.get(i + 2).and_then(|&x| hex_val(x)),
+            b.get(i + 1).and_then(|&x| hex::digit(x)),
+            b.get(i + 2).and_then(|&x| hex::digit(x)),
         ) {
             (b'%', Some(hi), Some(lo)) => Some((hi << 4) | lo),
             _ => None,

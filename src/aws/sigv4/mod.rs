@@ -106,6 +106,7 @@ mod tests;
 use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
+use crate::outcome::Exception;
 use canonical::RequestParts;
 
 /// Default clock tolerance; AWS allows five minutes either way.
@@ -154,7 +155,7 @@ pub struct Verified {
 }
 
 /// Why a request was refused. `Display` gives an AWS-style message;
-/// [`SigError::aws_error_name`] gives the AWS error code to send with it.
+/// [`SigError::exception`] gives the AWS error code to send with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SigError {
     /// No `Authorization` header at all.
@@ -203,17 +204,17 @@ fn expired_message(skew_secs: i64) -> String {
 }
 
 impl SigError {
-    /// The AWS JSON-protocol error code (`__type`) for this error.
-    pub fn aws_error_name(&self) -> &'static str {
+    /// The AWS JSON-protocol error (`__type`) for this error.
+    pub fn exception(&self) -> Exception {
         match self {
-            SigError::MissingAuthentication => "MissingAuthenticationTokenException",
-            SigError::IncompleteSignature(_) => "IncompleteSignatureException",
-            SigError::UnknownAccessKey => "UnrecognizedClientException",
+            SigError::MissingAuthentication => Exception::MissingAuthenticationToken,
+            SigError::IncompleteSignature(_) => Exception::IncompleteSignature,
+            SigError::UnknownAccessKey => Exception::UnrecognizedClient,
             SigError::SignatureMismatch
             | SigError::WrongRegion { .. }
             | SigError::WrongService(_)
             | SigError::Expired { .. }
-            | SigError::ScopeDateMismatch { .. } => "InvalidSignatureException",
+            | SigError::ScopeDateMismatch { .. } => Exception::InvalidSignature,
         }
     }
 }
@@ -313,7 +314,7 @@ impl Verifier<'_> {
         let claimed = single_header(headers, X_AMZ_CONTENT_SHA256, "X-Amz-Content-Sha256")
             .map_err(|_| SigError::SignatureMismatch)?;
         if let Some(claimed) = claimed {
-            if !signing::ct_eq(
+            if !crate::crypto::ct_eq(
                 claimed.to_ascii_lowercase().as_bytes(),
                 payload_hash.as_bytes(),
             ) {
@@ -334,7 +335,7 @@ impl Verifier<'_> {
         let expected = signing::signing_key(secret, auth.date, auth.region, auth.service)
             .and_then(|key| signing::signature(&key, &sts))
             .ok_or(SigError::SignatureMismatch)?;
-        if !signing::ct_eq(&expected, &auth.signature) {
+        if !crate::crypto::ct_eq(&expected, &auth.signature) {
             return Err(SigError::SignatureMismatch);
         }
 
@@ -427,7 +428,7 @@ pub fn sign(
         "{} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={}",
         ALGORITHM,
         signed.join(";"),
-        signing::hex_encode(&signature)
+        crate::crypto::hex::encode(&signature)
     );
     headers.insert(AUTHORIZATION, header_value(&authorization)?);
     Ok(())

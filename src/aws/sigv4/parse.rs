@@ -4,8 +4,8 @@
 //! refused as [`SigError::IncompleteSignature`] before any key is looked up or
 //! any HMAC is computed, so malformed input costs the server almost nothing.
 
-use super::signing::hex_decode_32;
 use super::{ALGORITHM, SigError, TERMINATOR};
+use crate::crypto::hex;
 
 /// Credential scope components are echoed back in error messages, so they are
 /// kept short and to the character set real regions and services use.
@@ -112,7 +112,7 @@ pub(crate) fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, SigErro
 
     let (access_key_id, date, region, service) = parse_credential(credential)?;
     let signed_headers = parse_signed_headers(signed_headers)?;
-    let signature = hex_decode_32(signature)
+    let signature = hex::decode_any_case::<32>(signature)
         .ok_or_else(|| incomplete("Signature must be 64 hexadecimal characters."))?;
 
     Ok(AuthHeader {

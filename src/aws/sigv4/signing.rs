@@ -1,6 +1,7 @@
 //! String to sign, signing-key derivation and the final HMAC.
 
 use super::{ALGORITHM, TERMINATOR};
+use crate::crypto::hex;
 
 /// `YYYYMMDD/region/service/aws4_request`.
 pub(crate) fn credential_scope(date: &str, region: &str, service: &str) -> String {
@@ -11,7 +12,7 @@ pub(crate) fn credential_scope(date: &str, region: &str, service: &str) -> Strin
 pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u8]) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex_encode(&sha256(canonical_request))
+        hex::encode(&sha256(canonical_request))
     )
 }
 
@@ -46,47 +47,7 @@ pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Option<[u8; 32]> {
     Some(crate::crypto::hmac_sha256(key, data))
 }
 
-pub(crate) use crate::crypto::{ct_eq, sha256};
-
-/// Lower-case, as the canonical request, the string to sign and every SDK use.
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
-    crate::crypto::hex::encode(bytes)
-}
-
-/// `nibble` must be below 16; `ten` is `b'a'` or `b'A'`.
-pub(crate) fn hex_digit(nibble: u8, ten: u8) -> char {
-    char::from(if nibble < 10 {
-        b'0' + nibble
-    } else {
-        ten + (nibble - 10)
-    })
-}
-
-/// Exactly 64 hex digits of either case; anything else is `None`.
-pub(crate) fn hex_decode_32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let (hi, lo) = match pair {
-            [hi, lo] => (hex_val(*hi)?, hex_val(*lo)?),
-            _ => return None,
-        };
-        *slot = (hi << 4) | lo;
-    }
-    Some(out)
-}
-
-pub(crate) fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
+pub(crate) use crate::crypto::sha256;
 
 #[cfg(test)]
 mod tests {
@@ -94,36 +55,32 @@ mod tests {
 
     const SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-    fn hex(b: &[u8]) -> String {
-        hex_encode(b)
-    }
-
     /// AWS General Reference, "Examples of how to derive a signing key for
     /// Signature Version 4": every intermediate key is published.
     #[test]
     fn key_derivation_matches_the_published_2012_iam_chain() {
         let k_secret = [b"AWS4".as_slice(), SECRET].concat();
         assert_eq!(
-            hex(&k_secret),
+            hex::encode(&k_secret),
             "41575334774a616c725855746e46454d492f4b374d44454e472b62507852666943594558414d504c454b4559"
         );
         let k_date = hmac_sha256(&k_secret, b"20120215").unwrap();
         assert_eq!(
-            hex(&k_date),
+            hex::encode(&k_date),
             "969fbb94feb542b71ede6f87fe4d5fa29c789342b0f407474670f0c2489e0a0d"
         );
         let k_region = hmac_sha256(&k_date, b"us-east-1").unwrap();
         assert_eq!(
-            hex(&k_region),
+            hex::encode(&k_region),
             "69daa0209cd9c5ff5c8ced464a696fd4252e981430b10e3d3fd8e2f197d7a70c"
         );
         let k_service = hmac_sha256(&k_region, b"iam").unwrap();
         assert_eq!(
-            hex(&k_service),
+            hex::encode(&k_service),
             "f72cfd46f26bc4643f06a11eabb6c0ba18780c19a8da0c31ace671265e3c87fa"
         );
         assert_eq!(
-            hex(&signing_key(SECRET, "20120215", "us-east-1", "iam").unwrap()),
+            hex::encode(&signing_key(SECRET, "20120215", "us-east-1", "iam").unwrap()),
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
         );
     }
@@ -135,12 +92,12 @@ mod tests {
     fn signing_key_and_signature_match_the_published_2015_iam_example() {
         let key = signing_key(SECRET, "20150830", "us-east-1", "iam").unwrap();
         assert_eq!(
-            hex(&key),
+            hex::encode(&key),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
         let sts = "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/iam/aws4_request\nf536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59";
         assert_eq!(
-            hex(&signature(&key, sts).unwrap()),
+            hex::encode(&signature(&key, sts).unwrap()),
             "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
         );
     }
@@ -166,33 +123,5 @@ mod tests {
             sts,
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    #[test]
-    fn ct_eq_compares_lengths_then_every_byte() {
-        assert!(ct_eq(b"", b""));
-        assert!(ct_eq(&[7; 32], &[7; 32]));
-        assert!(!ct_eq(&[7; 32], &[7; 31]));
-        let mut last = [7u8; 32];
-        last[31] = 8;
-        assert!(!ct_eq(&[7; 32], &last));
-        let mut first = [7u8; 32];
-        first[0] = 0x87;
-        assert!(!ct_eq(&[7; 32], &first));
-    }
-
-    #[test]
-    fn hex_round_trip_and_refusals() {
-        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
-        let s = hex_encode(&bytes);
-        assert_eq!(hex_decode_32(&s).unwrap().as_slice(), bytes.as_slice());
-        assert_eq!(
-            hex_decode_32(&s.to_uppercase()).unwrap().as_slice(),
-            bytes.as_slice()
-        );
-        assert!(hex_decode_32(&s[..62]).is_none());
-        assert!(hex_decode_32(&format!("{s}00")).is_none());
-        assert!(hex_decode_32(&s.replacen(|c: char| c.is_ascii_hexdigit(), "x", 1)).is_none());
-        assert!(hex_decode_32(&format!("{}é", &s[..62])).is_none());
     }
 }

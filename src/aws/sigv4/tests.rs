@@ -16,8 +16,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
 use super::canonical::{RequestParts, canonical_request};
-use super::signing::{credential_scope, hex_encode, signature, signing_key, string_to_sign};
+use super::signing::{credential_scope, signature, signing_key, string_to_sign};
 use super::*;
+use crate::crypto::hex;
 
 const AKID: &str = "AKIDEXAMPLE";
 const SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -500,7 +501,7 @@ fn suite_vectors_stage_by_stage() {
         };
         let headers = header_map(v.headers);
         let signed: Vec<&str> = v.signed_headers.split(';').collect();
-        let payload = hex_encode(&super::signing::sha256(v.body.as_bytes()));
+        let payload = hex::encode(&super::signing::sha256(v.body.as_bytes()));
         let parts = RequestParts {
             method: v.method,
             path,
@@ -533,7 +534,7 @@ fn suite_vectors_stage_by_stage() {
             );
         }
         assert_eq!(
-            hex_encode(&signature(&key, &sts).unwrap()),
+            hex::encode(&signature(&key, &sts).unwrap()),
             v.signature,
             "{}: signature",
             v.name
@@ -676,7 +677,7 @@ fn aws_docs_iam_list_users_post_2011() {
         ("Host", "iam.amazonaws.com"),
         ("X-Amz-Date", "20110909T233600Z"),
     ]);
-    let payload = hex_encode(&super::signing::sha256(body));
+    let payload = hex::encode(&super::signing::sha256(body));
     assert_eq!(
         payload,
         "b6359072c78d70ebee1e81adcbab4f01bf2c23245fa365ef83fe8f1f955085e2"
@@ -698,7 +699,7 @@ fn aws_docs_iam_list_users_post_2011() {
     assert!(sts.ends_with("\n3511de7e95d28ecd39e9513b642aee07e54f4941150d8df8bf94b328ef7e55e2"));
     let key = signing_key(SECRET, "20110909", "us-east-1", "iam").unwrap();
     assert_eq!(
-        hex_encode(&signature(&key, &sts).unwrap()),
+        hex::encode(&signature(&key, &sts).unwrap()),
         "ced6826de92d2bdeed8f846f0bf508e8559e98e4b0199114b84c54174deb456c"
     );
 }
@@ -865,7 +866,7 @@ fn kms_round_trip_with_requested_content_sha256() {
     .unwrap();
     assert_eq!(
         headers.get("x-amz-content-sha256").unwrap(),
-        hex_encode(&super::signing::sha256(body)).as_str()
+        hex::encode(&super::signing::sha256(body)).as_str()
     );
     let v = verifier(NOW)
         .verify(
@@ -1219,7 +1220,7 @@ fn scope_date_must_match_x_amz_date() {
         })
     );
     assert_eq!(
-        got.unwrap_err().aws_error_name(),
+        got.unwrap_err().exception().as_str(),
         "InvalidSignatureException"
     );
 }
@@ -1256,7 +1257,7 @@ fn malformed_authorization_headers() {
             "{bad}: {got:?}"
         );
         assert_eq!(
-            got.unwrap_err().aws_error_name(),
+            got.unwrap_err().exception().as_str(),
             "IncompleteSignatureException"
         );
     }
@@ -1304,7 +1305,7 @@ fn x_amz_content_sha256_must_match_the_body() {
     assert_eq!(req.verify(), Err(SigError::SignatureMismatch));
     req.set("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
     assert_eq!(req.verify(), Err(SigError::SignatureMismatch));
-    let right = hex_encode(&super::signing::sha256(BODY));
+    let right = hex::encode(&super::signing::sha256(BODY));
     req.set("x-amz-content-sha256", &right.to_uppercase());
     assert!(req.verify().is_ok());
     req.headers.append(
@@ -1388,7 +1389,7 @@ fn error_names_and_messages() {
         ),
     ];
     for (err, name, text) in cases {
-        assert_eq!(err.aws_error_name(), name, "{err:?}");
+        assert_eq!(err.exception().as_str(), name, "{err:?}");
         assert!(err.to_string().contains(text), "{err:?}: {err}");
     }
 }

@@ -193,11 +193,11 @@ impl KmsService {
         ctx: &EncryptionContext,
         plaintext: SecretBytes,
     ) -> Result<(Vec<u8>, SecretBytes), KmsError> {
-        let current = key
-            .current()
-            .ok_or_else(|| KmsError::Internal(format!("key {} has no versions", key.key_id)))?;
-        let key_id = uuid::Uuid::parse_str(&key.key_id)
-            .map_err(|e| KmsError::Internal(format!("stored key id: {e}")))?;
+        let current = key.current().ok_or_else(|| {
+            KmsError::Internal(format!("key {} has no versions", key.key_id).into())
+        })?;
+        let key_id =
+            uuid::Uuid::parse_str(&key.key_id).map_err(|e| KmsError::Internal(e.into()))?;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)?;
         let header = Header {

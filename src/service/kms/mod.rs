@@ -141,9 +141,9 @@ impl KmsService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Internal(format!(
-            "key {id}: too many concurrent updates"
-        )))
+        Err(KmsError::Internal(
+            format!("key {id}: too many concurrent updates").into(),
+        ))
     }
 
     /// Refuses keys that may not be used for cryptography right now.

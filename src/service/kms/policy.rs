@@ -8,7 +8,7 @@
 //! (checked by the caller, who knows the identity policies) unless the check is bypassed.
 
 use super::{KmsError, KmsService};
-use crate::access::policy::{Policy, PolicyKind, account_root};
+use crate::policy::{Policy, PolicyKind, account_root};
 
 /// AWS's limit on a key policy.
 pub const MAX_KEY_POLICY_LEN: usize = 32_768;

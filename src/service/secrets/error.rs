@@ -1,6 +1,7 @@
 //! The secrets domain's errors, one variant per AWS Secrets Manager exception.
 
 use crate::service::KmsError;
+use crate::service::error::Cause;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +45,10 @@ pub enum SecretsError {
     Throttled(String),
     /// InternalServiceError, retryable: the root of trust is unavailable.
     #[error("root of trust unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// InternalServiceError. Detail for the log only.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
 
 impl SecretsError {
@@ -82,7 +83,7 @@ impl SecretsError {
                     "{secret}: the stored data key cannot be decrypted"
                 ))
             }
-            other => Self::Internal(other.to_string()),
+            other => Self::Internal(other.into()),
         }
     }
 
@@ -99,13 +100,13 @@ impl SecretsError {
             }
             KmsError::Validation { reason, .. } => Self::invalid("kms_key_id", reason),
             KmsError::InvalidAliasName(reason) => Self::invalid("kms_key_id", reason),
-            other => Self::Internal(other.to_string()),
+            other => Self::Internal(other.into()),
         }
     }
 }
 
 impl From<StoreError> for SecretsError {
     fn from(err: StoreError) -> Self {
-        Self::Internal(err.to_string())
+        Self::Internal(err.into())
     }
 }

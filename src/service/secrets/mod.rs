@@ -137,7 +137,7 @@ pub struct SecretsService {
     /// Tells the rotation scheduler that a rotation was requested.
     rotation_wake: Arc<tokio::sync::Notify>,
     /// The replication log, when this site has peers.
-    outbox: Option<Arc<crate::replication::Outbox>>,
+    outbox: Option<Arc<crate::service::secrets::replica::outbox::Outbox>>,
 }
 
 impl SecretsService {
@@ -172,7 +172,7 @@ impl SecretsService {
         match self.kms.describe_key(DEFAULT_KEY_ALIAS) {
             Ok(_) => return Ok(()),
             Err(KmsError::NotFound(_)) => {}
-            Err(e) => return Err(SecretsError::Internal(e.to_string())),
+            Err(e) => return Err(SecretsError::Internal(e.into())),
         }
         let key = self
             .kms
@@ -187,7 +187,7 @@ impl SecretsService {
             .map_err(SecretsError::from_kms_write)?;
         match self.kms.create_alias(DEFAULT_KEY_ALIAS, &key.key_id).await {
             Ok(()) | Err(KmsError::AlreadyExists(_)) => Ok(()),
-            Err(e) => Err(SecretsError::Internal(e.to_string())),
+            Err(e) => Err(SecretsError::Internal(e.into())),
         }
     }
 
@@ -206,7 +206,7 @@ impl SecretsService {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         let mut suffix = String::with_capacity(6);
         let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).map_err(|e| SecretsError::Internal(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(|e| SecretsError::Internal(e.into()))?;
         for b in bytes {
             // 62 does not divide 256: a slight bias is harmless in an identifier.
             suffix.push(ALPHABET[b as usize % ALPHABET.len()] as char);

@@ -3,7 +3,7 @@
 //! record; the access gate evaluates it on every request for the secret.
 
 use super::{SecretsError, SecretsService};
-use crate::access::policy::{Policy, PolicyKind, ValidationError};
+use crate::policy::{Policy, PolicyKind, ValidationError};
 
 /// AWS's limit on a secret's resource policy.
 pub const MAX_RESOURCE_POLICY_LEN: usize = 20_480;

@@ -101,7 +101,7 @@ fn add_pending_version(
 /// Whether an exec rotator configured with these secret-name patterns may rotate `name`.
 /// No patterns: none (the configuration must say where each program may act).
 pub fn exec_may_rotate(patterns: &[String], name: &str) -> bool {
-    use crate::access::policy::{Case, wildcard_match};
+    use crate::policy::{Case, wildcard_match};
     patterns
         .iter()
         .any(|pattern| wildcard_match(pattern, name, Case::Sensitive))

@@ -32,7 +32,7 @@ impl Value {
     /// Same kind and bytes, compared in constant time.
     pub fn same_as(&self, other: &Value) -> bool {
         self.kind() == other.kind()
-            && aead::constant_time_eq(self.bytes().expose(), other.bytes().expose())
+            && crate::crypto::ct_eq(self.bytes().expose(), other.bytes().expose())
     }
 
     /// Exactly one of the two fields, 1 to 65,536 bytes.
@@ -71,7 +71,7 @@ fn binding(arn: &str, version_id: &str) -> HashMap<String, String> {
 
 fn aad(arn: &str, version_id: &str) -> Result<Vec<u8>, SecretsError> {
     let ctx = crate::crypto::EncryptionContext::new(binding(arn, version_id))
-        .map_err(|e| SecretsError::Internal(e.to_string()))?;
+        .map_err(|e| SecretsError::Internal(e.into()))?;
     let mut out = Vec::new();
     ctx.encode_into(&mut out);
     Ok(out)

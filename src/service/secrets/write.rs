@@ -75,9 +75,9 @@ impl SecretsService {
         match self.store.commit(ops).await {
             Ok(()) => Ok(()),
             // Writers hold the stripe lock, so a conflict means another node or a bug.
-            Err(StoreError::Conflict(what)) => Err(SecretsError::Internal(format!(
-                "concurrent update of {what}; retry"
-            ))),
+            Err(StoreError::Conflict(what)) => Err(SecretsError::Internal(
+                format!("concurrent update of {what}; retry").into(),
+            )),
             Err(e) => Err(e.into()),
         }
     }

@@ -311,8 +311,7 @@ fn refusal(
     may_overwrite_local: bool,
 ) -> Option<Applied> {
     if let Some(policy) = &state.resource_policy
-        && crate::access::policy::Policy::parse(policy, crate::access::policy::PolicyKind::Resource)
-            .is_err()
+        && crate::policy::Policy::parse(policy, crate::policy::PolicyKind::Resource).is_err()
     {
         // Stored, it would fail closed for everyone; refused, the primary shows why.
         return Some(Applied::Refused(

@@ -1,16 +1,17 @@
 //! Replication between sites (regions), as the secrets domain sees it. Here: the primary's
 //! side (the replica list, the log entries written with every change, see
-//! `replication::outbox`; what is sent; DescribeSecret's status), read-only replicas and
+//! `outbox`; what is sent; DescribeSecret's status), read-only replicas and
 //! promotion. `apply`: the replica's side, each value sealed again under this site's own KMS
 //! key with a fresh data key.
 
 use super::values::Value;
 use super::{SecretsError, SecretsService, secret_key, value_key, value_prefix};
-use crate::replication::outbox::{Change, Entry, Lag, Outbox, ReplicaStatus};
 use crate::store::{self, Expect, Op, ReplicaRecord, SecretRecord, Tag};
+use outbox::{Change, Entry, Lag, Outbox, ReplicaStatus};
 use std::sync::Arc;
 
 mod apply;
+pub mod outbox;
 
 pub use apply::Delivered;
 use apply::PROMOTED_PREFIX;

@@ -1,8 +1,8 @@
-//! Entries between the domain's form and the protobuf one, with the client API's conversions
-//! for tags and values (values cross here in the clear; buffers are moved, not copied).
+//! Replication entries between the domain's form and the site-to-site protobuf one, with the
+//! client API's conversions for tags and values.
 
+use super::{tags_in, tags_out, value_out};
 use crate::api::pb;
-use crate::api::secrets::{tags_in, tags_out, value_out};
 use crate::service::secrets::{Applied, Incoming, ReplicaState, ReplicaVersion, Value};
 
 pub fn entry_out(

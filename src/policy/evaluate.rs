@@ -250,7 +250,7 @@ fn request_values<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::policy::PolicyKind;
+    use crate::policy::PolicyKind;
 
     const APP: &str = "keyward:principal/app";
     const BATCH: &str = "keyward:principal/batch";
