@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML configuration and the development default.
+//! - [`config`]: the TOML configuration, typed as it is read, and the development default.
+//! - [`duration`]: durations as the configuration writes them ("30s", or a number in the
+//!   unit the key names).
 //! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
 //!   encryption context, the ciphertext envelope, software AES-GCM, digests, the one
 //!   constant-time comparison and the one hex codec.
@@ -60,6 +62,7 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod duration;
 pub mod metrics;
 pub mod outcome;
 pub mod policy;

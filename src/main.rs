@@ -39,7 +39,7 @@ fn main() -> ExitCode {
                 listen: None,
                 data_dir: args.data_dir.clone(),
                 metrics_listen: None,
-                aws_listen: Some("off".into()),
+                aws_listen: Some(keyward::config::AwsListen::Off),
             };
             match serve::prepare(serve_args) {
                 Ok(prepared) => {

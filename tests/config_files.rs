@@ -1,5 +1,6 @@
 //! The reference configurations in hsm-config/ parse, and a server runs from one against a
-//! token made by softhsm/create-token, with the PIN from the environment.
+//! token made by softhsm/create-token, with the PIN from the environment; durations written
+//! with units start a server too.
 
 mod common;
 
@@ -101,4 +102,21 @@ async fn a_missing_pin_variable_is_named_at_start() {
     .err()
     .expect("must not start");
     assert!(err.contains("KEYWARD_PKCS11_PIN is not set"), "{err}");
+}
+
+/// Durations written with units and bare numbers in the key's unit, side by side: the server
+/// starts and serves on them.
+#[tokio::test]
+async fn a_server_runs_from_durations_with_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_config(
+        &dir.path().join("data"),
+        "[health]\ncheck_interval_ms = \"1s\"\n[kms]\ndeletion_check_interval_secs = \"1m\"\n\
+         [secrets]\ndata_key_cache_seconds = \"5m\"\n\
+         [rotation]\ncheck_interval_ms = \"500ms\"\nretry_initial_secs = 1\nretry_max_secs = \"1h\"\n\
+         [audit]\ncheckpoint_interval_secs = \"10m\"\n[aws_endpoint]\nread_timeout_ms = \"10s\"\n",
+    );
+    let mut kms = server.kms().await;
+    let key = create_key(&mut kms, "durations").await;
+    assert!(!key.key_id.is_empty());
 }

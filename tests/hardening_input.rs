@@ -1,5 +1,6 @@
 //! Hostile input at the edges, on real servers: an AWS endpoint that would make the published
-//! development key an administrator on the network is refused at start; policy condition keys
+//! development key an administrator on the network is refused at start, and so is a setting the
+//! server cannot use, naming its key; policy condition keys
 //! Keyward does not supply are refused when a policy is put or loaded; over-long identifiers are
 //! refused before any lookup, policy or audit work, and their audit records stay bounded;
 //! oversized gRPC messages never reach a handler.
@@ -336,4 +337,57 @@ async fn over_long_identifiers_are_refused_before_lookup_and_audited_bounded() {
         &["--token", "token-auditor", "--allow-unsealed-tail"],
     );
     assert!(ok, "{text}");
+}
+
+/// Typed configuration: a value the server cannot use stops the start, and the error names the
+/// key and what it accepts, rather than the server running on a clamped or guessed value.
+#[test]
+fn unusable_settings_are_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let data = dir.path().join("data");
+    for (extra, named, accepted) in [
+        (
+            "[health]\ncheck_interval_ms = 50",
+            "health.check_interval_ms",
+            "at least 100ms",
+        ),
+        (
+            "[rotation]\nstep_timeout_secs = 0",
+            "rotation.step_timeout_secs",
+            "at least 1s",
+        ),
+        (
+            "[kms]\ndeletion_check_interval_secs = \"2 days\"",
+            "deletion_check_interval_secs",
+            "\"30s\"",
+        ),
+        (
+            "[[alarms.rule]]\nname = \"r\"\nkind = \"first_read\"\nthreshold = 1",
+            "first_read",
+            "takes no threshold",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[root_of_trust]\ntype = \"development\"\n{extra}\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let stderr = refused_start(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(stderr.contains(named), "{extra}: {stderr}");
+        assert!(stderr.contains(accepted), "{extra}: {stderr}");
+    }
+    // Nothing was made for the development token of a configuration that was refused.
+    assert!(!data.join("softhsm").exists());
+    let stderr = refused_start(&["--data-dir", data.to_str().unwrap(), "--aws-listen", "on"]);
+    assert!(stderr.contains("--aws-listen"), "{stderr}");
+    assert!(stderr.contains("\"off\""), "{stderr}");
 }

@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["crypto", "calendar", "outcome", "policy", "telemetry"],
+    &[
+        "crypto",
+        "calendar",
+        "duration",
+        "outcome",
+        "policy",
+        "telemetry",
+    ],
     &["backend", "store"],
     &["audit", "alarms"],
     &["config"],

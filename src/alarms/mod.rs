@@ -17,7 +17,10 @@ mod window;
 
 pub use firing::Firing;
 pub use history::StoreHistory;
-pub use rules::{Alarms, AlarmsConfig, Observation, Outcome, ReaderHistory, RuleConfig, RuleKind};
+pub use rules::{
+    Alarms, AlarmsConfig, Condition, Limit, Observation, Outcome, ReaderHistory, RuleConfig,
+    RuleKind,
+};
 pub use webhook::WebhookTask;
 
 /// An alarms configuration that cannot be used.

@@ -11,9 +11,10 @@ use super::AlarmsError;
 use super::firing::Firing;
 use super::webhook::{self, Target, WebhookSettings, WebhookTask, Webhooks};
 use super::window::SlidingWindow;
+use crate::duration;
 use crate::outcome::Exception;
 
-const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_ATTEMPTS: u32 = 4;
 /// Retries past this only delay the firings queued behind a dead receiver.
 const MAX_ATTEMPTS: u32 = 10;
@@ -38,8 +39,12 @@ pub struct AlarmsConfig {
     #[serde(default)]
     pub webhooks: Vec<String>,
     /// Per attempt: connect, send and the response status together.
-    #[serde(default = "default_timeout_ms")]
-    pub webhook_timeout_ms: u64,
+    #[serde(
+        rename = "webhook_timeout_ms",
+        default = "default_timeout",
+        deserialize_with = "duration::millis"
+    )]
+    pub webhook_timeout: Duration,
     /// Attempts in total per firing and URL, the first included.
     #[serde(default = "default_attempts")]
     pub webhook_attempts: u32,
@@ -51,8 +56,8 @@ pub struct AlarmsConfig {
     pub rules: Vec<RuleConfig>,
 }
 
-fn default_timeout_ms() -> u64 {
-    DEFAULT_TIMEOUT_MS
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
 }
 
 fn default_attempts() -> u32 {
@@ -67,7 +72,7 @@ impl Default for AlarmsConfig {
     fn default() -> Self {
         Self {
             webhooks: Vec::new(),
-            webhook_timeout_ms: DEFAULT_TIMEOUT_MS,
+            webhook_timeout: DEFAULT_TIMEOUT,
             webhook_attempts: DEFAULT_ATTEMPTS,
             webhook_backoff: DEFAULT_BACKOFF,
             rules: Vec::new(),
@@ -75,34 +80,118 @@ impl Default for AlarmsConfig {
     }
 }
 
-/// One `[[alarms.rule]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[alarms.rule]]`: its name and what it watches, with the settings that kind takes and
+/// no others. The file keeps its flat form (`kind`, `threshold`, `window_secs`); a setting the
+/// kind does not take, or one it needs and lacks, is refused as the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawRule")]
 pub struct RuleConfig {
     pub name: String,
-    pub kind: RuleKind,
-    /// Threshold kinds only: fire when the count goes above this.
-    #[serde(default)]
-    pub threshold: Option<u64>,
-    /// Threshold kinds only.
-    #[serde(default)]
-    pub window_secs: Option<u64>,
+    pub condition: Condition,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleKind {
-    /// More than `threshold` denied requests by one principal within `window_secs`.
-    DeniedRequests,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// More than `threshold` denied requests by one principal within `window`.
+    DeniedRequests(Limit),
     /// A principal successfully read a secret it had never read before.
     FirstRead,
     /// More than `threshold` Decrypt calls failing with InvalidCiphertextException, from
-    /// anyone, within `window_secs`.
-    DecryptFailures,
+    /// anyone, within `window`.
+    DecryptFailures(Limit),
     /// A request used or tried a key pending deletion.
     PendingDeletionKeyUse,
-    /// A replication peer site has been unreachable for more than `window_secs`; once per
-    /// outage.
+    /// A replication peer site has been unreachable for more than `after`; once per outage.
+    ReplicationPeerUnreachable { after: Duration },
+}
+
+/// A threshold rule's settings: `threshold` and `window_secs` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub threshold: u64,
+    pub window: Duration,
+}
+
+impl Condition {
+    pub fn kind(&self) -> RuleKind {
+        match self {
+            Self::DeniedRequests(_) => RuleKind::DeniedRequests,
+            Self::FirstRead => RuleKind::FirstRead,
+            Self::DecryptFailures(_) => RuleKind::DecryptFailures,
+            Self::PendingDeletionKeyUse => RuleKind::PendingDeletionKeyUse,
+            Self::ReplicationPeerUnreachable { .. } => RuleKind::ReplicationPeerUnreachable,
+        }
+    }
+}
+
+/// A rule as the file writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    kind: RuleKind,
+    #[serde(default)]
+    threshold: Option<u64>,
+    #[serde(default, deserialize_with = "duration::optional_secs")]
+    window_secs: Option<Duration>,
+}
+
+impl TryFrom<RawRule> for RuleConfig {
+    type Error = AlarmsError;
+
+    fn try_from(raw: RawRule) -> Result<Self, AlarmsError> {
+        use RuleKind::*;
+        let kind = raw.kind.as_str();
+        let invalid = |reason: String| AlarmsError::Rule {
+            rule: raw.name.clone(),
+            reason,
+        };
+        let condition = match (raw.kind, raw.threshold, raw.window_secs) {
+            (DeniedRequests | DecryptFailures, None, _) => {
+                return Err(invalid(format!("{kind} needs a threshold")));
+            }
+            (DeniedRequests | DecryptFailures, Some(_), None) => {
+                return Err(invalid(format!("{kind} needs window_secs")));
+            }
+            (DeniedRequests, Some(threshold), Some(window)) => {
+                Condition::DeniedRequests(Limit { threshold, window })
+            }
+            (DecryptFailures, Some(threshold), Some(window)) => {
+                Condition::DecryptFailures(Limit { threshold, window })
+            }
+            (ReplicationPeerUnreachable, Some(_), _) => {
+                return Err(invalid(format!("{kind} takes no threshold")));
+            }
+            (ReplicationPeerUnreachable, None, None) => {
+                return Err(invalid(format!(
+                    "{kind} needs window_secs: how long a peer may be unreachable"
+                )));
+            }
+            (ReplicationPeerUnreachable, None, Some(after)) => {
+                Condition::ReplicationPeerUnreachable { after }
+            }
+            (FirstRead | PendingDeletionKeyUse, Some(_), _)
+            | (FirstRead | PendingDeletionKeyUse, _, Some(_)) => {
+                return Err(invalid(format!("{kind} takes no threshold or window_secs")));
+            }
+            (FirstRead, None, None) => Condition::FirstRead,
+            (PendingDeletionKeyUse, None, None) => Condition::PendingDeletionKeyUse,
+        };
+        Ok(Self {
+            name: raw.name,
+            condition,
+        })
+    }
+}
+
+/// The file's `kind`, and the `kind` a firing reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    DeniedRequests,
+    FirstRead,
+    DecryptFailures,
+    PendingDeletionKeyUse,
     ReplicationPeerUnreachable,
 }
 
@@ -116,10 +205,6 @@ impl RuleKind {
             Self::ReplicationPeerUnreachable => "replication_peer_unreachable",
         }
     }
-
-    fn has_threshold(self) -> bool {
-        matches!(self, Self::DeniedRequests | Self::DecryptFailures)
-    }
 }
 
 impl AlarmsConfig {
@@ -129,7 +214,7 @@ impl AlarmsConfig {
     }
 
     fn compile(&self) -> Result<(Vec<Rule>, Vec<Target>, WebhookSettings), AlarmsError> {
-        if self.webhook_timeout_ms == 0 {
+        if self.webhook_timeout.is_zero() {
             return Err(AlarmsError::Setting(
                 "webhook_timeout_ms must be greater than 0".into(),
             ));
@@ -156,7 +241,7 @@ impl AlarmsConfig {
             rules.push(Rule::compile(config)?);
         }
         let settings = WebhookSettings {
-            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            timeout: self.webhook_timeout,
             attempts: self.webhook_attempts,
             backoff: self.webhook_backoff,
             queue_capacity: webhook::QUEUE_CAPACITY,
@@ -341,66 +426,54 @@ impl Rule {
             rule: config.name.clone(),
             reason,
         };
-        let kind = config.kind;
-        let check = if kind.has_threshold() {
-            let limit = config
-                .threshold
-                .ok_or_else(|| invalid(format!("{} needs a threshold", kind.as_str())))?;
-            if limit < 1 {
+        let whole_secs = |window: Duration| {
+            if window.subsec_nanos() != 0 {
+                return Err(invalid("window_secs must be whole seconds".into()));
+            }
+            Ok(window.as_secs())
+        };
+        let threshold = |limit: &Limit| {
+            if limit.threshold < 1 {
                 return Err(invalid("threshold must be at least 1".into()));
             }
-            let window_secs = config
-                .window_secs
-                .ok_or_else(|| invalid(format!("{} needs window_secs", kind.as_str())))?;
+            let window_secs = whole_secs(limit.window)?;
             if !(1..=MAX_WINDOW_SECS).contains(&window_secs) {
                 return Err(invalid(format!(
                     "window_secs must be between 1 and {MAX_WINDOW_SECS}"
                 )));
             }
             // Bounded above by MAX_WINDOW_SECS, so this cannot overflow.
-            let window_ms = window_secs as i64 * 1_000;
-            if kind == RuleKind::DeniedRequests {
+            Ok((limit.threshold, window_secs, window_secs as i64 * 1_000))
+        };
+        let check = match &config.condition {
+            Condition::DeniedRequests(limit) => {
+                let (limit, window_secs, window_ms) = threshold(limit)?;
                 Check::Denied {
                     limit,
                     window_secs,
                     state: Mutex::new(PerPrincipal::new(window_ms, MAX_TRACKED)),
                 }
-            } else {
+            }
+            Condition::DecryptFailures(limit) => {
+                let (limit, window_secs, window_ms) = threshold(limit)?;
                 Check::DecryptFailures {
                     limit,
                     window_secs,
                     state: Mutex::new(Threshold::new(window_ms)),
                 }
             }
-        } else if kind == RuleKind::ReplicationPeerUnreachable {
-            if config.threshold.is_some() {
-                return Err(invalid(format!("{} takes no threshold", kind.as_str())));
-            }
-            let after_secs = config.window_secs.ok_or_else(|| {
-                invalid(format!(
-                    "{} needs window_secs: how long a peer may be unreachable",
-                    kind.as_str()
-                ))
-            })?;
-            Check::PeerUnreachable {
-                after_secs,
+            Condition::ReplicationPeerUnreachable { after } => Check::PeerUnreachable {
+                after_secs: whole_secs(*after)?,
                 down: Mutex::new(HashSet::new()),
-            }
-        } else {
-            if config.threshold.is_some() || config.window_secs.is_some() {
-                return Err(invalid(format!(
-                    "{} takes no threshold or window_secs",
-                    kind.as_str()
-                )));
-            }
-            match kind {
-                RuleKind::FirstRead => Check::FirstRead,
-                _ => Check::PendingDeletion(Mutex::new(RateLimit::new(MAX_TRACKED))),
+            },
+            Condition::FirstRead => Check::FirstRead,
+            Condition::PendingDeletionKeyUse => {
+                Check::PendingDeletion(Mutex::new(RateLimit::new(MAX_TRACKED)))
             }
         };
         Ok(Self {
             name: config.name.clone(),
-            kind,
+            kind: config.condition.kind(),
             fired: AtomicU64::new(0),
             check,
         })
@@ -693,6 +766,13 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    /// Read and validated: what loading a file does. The error either step gives.
+    fn checked(value: serde_json::Value) -> Result<AlarmsConfig, String> {
+        let config: AlarmsConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
     fn alarms(rules: serde_json::Value) -> Alarms {
         let history = Arc::new(MemoryHistory::default());
         Alarms::new(config(json!({ "rule": rules })), history)
@@ -818,7 +898,7 @@ mod tests {
 
     #[test]
     fn a_peer_alarm_needs_a_window_and_no_threshold() {
-        let compile = |rule| config(json!({ "rule": [rule] })).validate();
+        let compile = |rule| checked(json!({ "rule": [rule] }));
         assert!(compile(json!({"name": "p", "kind": "replication_peer_unreachable"})).is_err());
         assert!(
             compile(json!({"name": "p", "kind": "replication_peer_unreachable",
@@ -1029,10 +1109,13 @@ mod tests {
                 { "name": "pending-deletion-use", "kind": "pending_deletion_key_use" }
             ]
         }));
-        assert_eq!(config.webhook_timeout_ms, 5_000);
+        assert_eq!(config.webhook_timeout, Duration::from_secs(5));
         assert_eq!(config.webhook_attempts, 4);
         assert_eq!(config.webhook_backoff, Duration::from_millis(500));
-        assert_eq!(config.rules[3].kind, RuleKind::PendingDeletionKeyUse);
+        assert_eq!(
+            config.rules[3].condition.kind(),
+            RuleKind::PendingDeletionKeyUse
+        );
         config.validate().unwrap();
         let (alarms, _task) = Alarms::new(config, Arc::new(MemoryHistory::default())).unwrap();
         let names: Vec<_> = alarms.counters().into_iter().map(|(n, _)| n).collect();
@@ -1063,7 +1146,8 @@ mod tests {
     #[test]
     fn invalid_configurations_are_explained() {
         let error = |value: serde_json::Value| config(value).validate().unwrap_err();
-        let rule_error = |rule: serde_json::Value| error(json!({ "rule": [rule] })).to_string();
+        let rule_error =
+            |rule: serde_json::Value| checked(json!({ "rule": [rule] })).map(drop).unwrap_err();
 
         assert_eq!(
             error(json!({ "rule": [{ "name": " ", "kind": "first_read" }] })),

@@ -18,7 +18,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
@@ -63,7 +62,7 @@ impl FrontDoor {
 /// timeout of its first byte, and its body within the read timeout after them.
 pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(door.limits.max_connections));
-    let read_timeout = Duration::from_millis(door.limits.read_timeout_ms);
+    let read_timeout = door.limits.read_timeout;
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -169,7 +168,7 @@ impl FrontDoor {
     ) -> Result<Document, Status> {
         let source = peer.to_string();
         // Ours to zeroize; hyper's read buffer it came from is not.
-        let read_timeout = Duration::from_millis(self.limits.read_timeout_ms);
+        let read_timeout = self.limits.read_timeout;
         let collected =
             tokio::time::timeout(read_timeout, Limited::new(body, MAX_BODY).collect()).await;
         let body = match collected {

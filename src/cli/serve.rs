@@ -1,11 +1,11 @@
 //! `keyward serve`: resolves the configuration (file or development default) and runs the
 //! server until SIGINT or SIGTERM.
 
-use crate::config::{Config, DEFAULT_LISTEN, RootOfTrustConfig};
+use crate::config::{AwsListen, Config, DEFAULT_DATA_DIR, RootOfTrustConfig};
 use crate::server::{Keyward, StartError};
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -25,7 +25,7 @@ pub struct ServeArgs {
     /// The AWS JSON 1.1 endpoint for AWS SDKs and the aws CLI: ADDR or `off`
     /// [default: 127.0.0.1:7444, or the config file's `aws_listen`].
     #[arg(long, env = "KEYWARD_AWS_LISTEN")]
-    pub aws_listen: Option<String>,
+    pub aws_listen: Option<AwsListen>,
 }
 
 /// A resolved configuration, plus environment the process must set before any thread starts
@@ -37,62 +37,41 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
-    match args.config {
-        Some(path) => {
-            let mut config = Config::load(&path)?;
-            if let Some(listen) = args.listen {
-                config.listen = listen;
-            }
-            if let Some(dir) = args.data_dir {
-                config.data_dir = dir;
-            }
-            if args.metrics_listen.is_some() {
-                config.metrics_listen = args.metrics_listen;
-            }
-            if let Some(aws) = args.aws_listen {
-                config.aws_listen = aws;
-            }
-            config.validate()?;
-            let softhsm_conf = config.resolve_development()?;
-            let mut env: Vec<(&'static str, PathBuf)> = softhsm_conf
-                .iter()
-                .map(|conf| ("SOFTHSM2_CONF", conf.clone()))
-                .collect();
-            // tpm2-tss logs expected refusals (a PCR policy no longer met) as ERROR lines on
-            // stderr; Keyward reports them itself. An explicit TSS2_LOG wins.
-            if matches!(config.root_of_trust, RootOfTrustConfig::Tpm(_))
-                && std::env::var_os("TSS2_LOG").is_none()
-            {
-                env.push(("TSS2_LOG", PathBuf::from("all+none")));
-            }
-            Ok(Prepared {
-                development: softhsm_conf.is_some(),
-                env,
-                config,
-            })
-        }
-        None => {
-            let listen = args.listen.unwrap_or_else(|| {
-                DEFAULT_LISTEN
-                    .parse()
-                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7443)))
-            });
-            let data_dir = args
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from("keyward-data"));
-            let (mut config, softhsm_conf) = Config::development(&data_dir, listen)?;
-            config.metrics_listen = args.metrics_listen;
-            if let Some(aws) = args.aws_listen {
-                config.aws_listen = aws;
-            }
-            config.validate()?;
-            Ok(Prepared {
-                config,
-                env: vec![("SOFTHSM2_CONF", softhsm_conf)],
-                development: true,
-            })
-        }
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::without_file(Path::new(DEFAULT_DATA_DIR)),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
     }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if args.metrics_listen.is_some() {
+        config.metrics_listen = args.metrics_listen;
+    }
+    if let Some(aws) = args.aws_listen {
+        config.aws_listen = aws;
+    }
+    config.validate()?;
+    // After the overrides: the development token lives under the data_dir finally chosen.
+    let softhsm_conf = config.resolve_development()?;
+    let mut env: Vec<(&'static str, PathBuf)> = softhsm_conf
+        .iter()
+        .map(|conf| ("SOFTHSM2_CONF", conf.clone()))
+        .collect();
+    // tpm2-tss logs expected refusals (a PCR policy no longer met) as ERROR lines on
+    // stderr; Keyward reports them itself. An explicit TSS2_LOG wins.
+    if matches!(config.root_of_trust, RootOfTrustConfig::Tpm(_))
+        && std::env::var_os("TSS2_LOG").is_none()
+    {
+        env.push(("TSS2_LOG", PathBuf::from("all+none")));
+    }
+    Ok(Prepared {
+        development: softhsm_conf.is_some(),
+        env,
+        config,
+    })
 }
 
 /// Runs the prepared server on a new runtime; returns when it has shut down.
@@ -128,7 +107,7 @@ pub fn run(prepared: Prepared) -> Result<(), Box<dyn std::error::Error>> {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };
-        let aws = match config.aws_listen()? {
+        let aws = match config.aws_listen.address() {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };

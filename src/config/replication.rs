@@ -2,9 +2,11 @@
 //! both ways, and the peer sites (regions) with the DNS name each one's certificate must carry.
 
 use super::ConfigError;
+use crate::duration;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,10 +22,18 @@ pub struct ReplicationConfig {
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
     /// Wait after a failed send, doubling up to `retry_max_ms`.
-    #[serde(default = "default_retry_initial_ms")]
-    pub retry_initial_ms: u64,
-    #[serde(default = "default_retry_max_ms")]
-    pub retry_max_ms: u64,
+    #[serde(
+        rename = "retry_initial_ms",
+        default = "default_retry_initial",
+        deserialize_with = "duration::millis"
+    )]
+    pub retry_initial: Duration,
+    #[serde(
+        rename = "retry_max_ms",
+        default = "default_retry_max",
+        deserialize_with = "duration::millis"
+    )]
+    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,11 +54,11 @@ pub struct PeerConfig {
     pub allow_overwrite_local: bool,
 }
 
-fn default_retry_initial_ms() -> u64 {
-    500
+fn default_retry_initial() -> Duration {
+    Duration::from_millis(500)
 }
-fn default_retry_max_ms() -> u64 {
-    30_000
+fn default_retry_max() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// A DNS name as a certificate's subject alternative name holds it: dot-separated labels of
@@ -77,8 +87,17 @@ pub fn valid_region(region: &str) -> bool {
 impl ReplicationConfig {
     pub(super) fn validate(&self, own_region: &str) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(format!("replication: {m}")));
-        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
-            return invalid("retry_initial_ms must be at least 1 and at most retry_max_ms".into());
+        super::at_least(
+            "replication.retry_initial_ms",
+            self.retry_initial,
+            Duration::from_millis(1),
+        )?;
+        if self.retry_max < self.retry_initial {
+            return Err(ConfigError::Invalid(format!(
+                "replication.retry_max_ms = {}: at least retry_initial_ms ({})",
+                duration::display(self.retry_max),
+                duration::display(self.retry_initial)
+            )));
         }
         let mut seen = std::collections::BTreeSet::new();
         for peer in &self.peers {

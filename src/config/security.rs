@@ -3,8 +3,10 @@
 //! log. Checked at load, so a server never starts with a half-understood security setting.
 
 use super::ConfigError;
+use crate::duration;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// TLS on the gRPC listener (rustls). With `client_ca_file`, every client must present a
 /// certificate issued by that CA: the certificate names the caller.
@@ -119,8 +121,12 @@ pub struct AuditConfig {
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
     /// ...and at least this often while records are unsealed.
-    #[serde(default = "default_checkpoint_interval")]
-    pub checkpoint_interval_secs: u64,
+    #[serde(
+        rename = "checkpoint_interval_secs",
+        default = "default_checkpoint_interval",
+        deserialize_with = "duration::secs"
+    )]
+    pub checkpoint_interval: Duration,
     #[serde(default)]
     pub sync: AuditSync,
 }
@@ -130,7 +136,7 @@ impl Default for AuditConfig {
         Self {
             path: None,
             checkpoint_every: default_checkpoint_every(),
-            checkpoint_interval_secs: default_checkpoint_interval(),
+            checkpoint_interval: default_checkpoint_interval(),
             sync: AuditSync::default(),
         }
     }
@@ -144,20 +150,24 @@ impl AuditConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.checkpoint_every == 0 || self.checkpoint_interval_secs == 0 {
+        if self.checkpoint_every == 0 {
             return Err(ConfigError::Invalid(
-                "audit: checkpoint_every and checkpoint_interval_secs must be at least 1".into(),
+                "audit.checkpoint_every = 0: at least 1".into(),
             ));
         }
-        Ok(())
+        super::at_least(
+            "audit.checkpoint_interval_secs",
+            self.checkpoint_interval,
+            super::SECOND,
+        )
     }
 }
 
 fn default_checkpoint_every() -> u64 {
     1000
 }
-fn default_checkpoint_interval() -> u64 {
-    60
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// A principal name: what follows `keyward:principal/`. Printable ASCII without spaces, so

@@ -31,7 +31,7 @@ use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, 
 use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
 use crate::backend::{BackendError, Hardware, IdentityChanged, RootOfTrust, check_identity};
 use crate::config::AuditSync;
-use crate::config::{Config, ConfigError, RootOfTrustConfig, read_secret};
+use crate::config::{Config, ConfigError, KeyMode, RootOfTrustConfig, Token, read_secret};
 use crate::replication::sender::Sender;
 use crate::replication::site::{self, SiteApi};
 use crate::service::kms::Arns;
@@ -116,17 +116,15 @@ pub fn connect_root_of_trust(config: &Config) -> Result<(Arc<dyn RootOfTrust>, u
     match &config.root_of_trust {
         RootOfTrustConfig::Pkcs11(p) => {
             let pin = p.pin()?;
-            let label = p.token_label.clone();
-            if let (Some(so_pin_file), Some(label)) = (&p.initialize_token_so_pin_file, &label) {
+            if let (Some(so_pin_file), Token::Label(label)) =
+                (&p.initialize_token_so_pin_file, &p.token)
+            {
                 let so_pin = read_secret(None, Some(so_pin_file))?;
                 ensure_token(&context(&p.module)?, label, &so_pin, &pin)?;
             }
-            let token = match (label, &p.token_serial) {
-                (Some(label), _) => TokenSelector::Label(label),
-                (None, Some(serial)) => TokenSelector::Serial(serial.clone()),
-                (None, None) => {
-                    return Err(ConfigError::Invalid("no token selector".into()).into());
-                }
+            let token = match &p.token {
+                Token::Label(label) => TokenSelector::Label(label.clone()),
+                Token::Serial(serial) => TokenSelector::Serial(serial.clone()),
             };
             let root = Pkcs11Root::connect(Pkcs11Options {
                 module: p.module.clone(),
@@ -136,8 +134,10 @@ pub fn connect_root_of_trust(config: &Config) -> Result<(Arc<dyn RootOfTrust>, u
             Ok((Arc::new(root), p.sessions))
         }
         RootOfTrustConfig::Tpm(t) => {
-            let key_mode = TpmKeyMode::parse(&t.key_mode)
-                .ok_or_else(|| ConfigError::Invalid("root_of_trust.key_mode".into()))?;
+            let key_mode = match t.key_mode {
+                KeyMode::Resident => TpmKeyMode::Resident,
+                KeyMode::SealedKek => TpmKeyMode::SealedKek,
+            };
             let root = TpmRoot::connect(TpmOptions {
                 tcti: t.tcti.clone(),
                 owner_auth: t.owner_auth()?,
@@ -187,7 +187,7 @@ impl Keyward {
             )
             .with_data_key_cache(
                 config.secrets.data_key_cache_entries,
-                Duration::from_secs(config.secrets.data_key_cache_seconds),
+                config.secrets.data_key_cache_max_age,
             ),
         );
         let outbox = match &config.replication {
@@ -324,8 +324,8 @@ impl Keyward {
                 client: SiteReplicationServiceClient::new(channel)
                     .max_decoding_message_size(site::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(site::MAX_MESSAGE_BYTES),
-                retry_initial: Duration::from_millis(config.retry_initial_ms),
-                retry_max: Duration::from_millis(config.retry_max_ms),
+                retry_initial: config.retry_initial,
+                retry_max: config.retry_max,
                 alarms: self.alarms.clone(),
             };
             tasks.push(tokio::spawn(sender.run()));
@@ -391,13 +391,13 @@ impl Keyward {
             tokio::spawn(watch_root_of_trust(
                 Arc::clone(&self.kms),
                 health,
-                Duration::from_millis(self.config.health.check_interval_ms.max(100)),
+                self.config.health.check_interval,
                 initial,
             )),
             tokio::spawn(purge_expired(
                 Arc::clone(&self.kms),
                 Arc::clone(&self.secrets),
-                Duration::from_secs(self.config.kms.deletion_check_interval_secs.max(1)),
+                self.config.kms.deletion_check_interval,
             )),
         ];
         let signalled = Arc::new(tokio::sync::Notify::new());
@@ -482,7 +482,7 @@ impl Keyward {
                 let settings = ExecSettings {
                     command: exec.command.clone(),
                     args: exec.args.clone(),
-                    timeout: Duration::from_secs(exec.timeout_secs),
+                    timeout: exec.timeout,
                     secrets: exec.secrets.clone(),
                     env: exec.env.clone(),
                 };
@@ -494,14 +494,19 @@ impl Keyward {
             kms: Arc::clone(&self.kms),
             rotators: Rotators::new(exec, endpoint).with_credentials(self.gate.step_credentials()),
             settings: RotationSettings {
-                check_interval: Duration::from_millis(rotation.check_interval_ms.max(10)),
-                retry_initial_secs: rotation.retry_initial_secs as i64,
-                retry_max_secs: rotation.retry_max_secs as i64,
-                step_timeout: Duration::from_secs(rotation.step_timeout_secs.max(1)),
+                check_interval: rotation.check_interval,
+                retry_initial_secs: whole_secs(rotation.retry_initial),
+                retry_max_secs: whole_secs(rotation.retry_max),
+                step_timeout: rotation.step_timeout,
             },
             clock: Arc::clone(&self.clock),
         }
     }
+}
+
+/// The scheduler counts in epoch seconds; past `i64::MAX` seconds is never anyway.
+fn whole_secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 async fn open_audit(
@@ -517,7 +522,7 @@ async fn open_audit(
     let settings = AuditSettings {
         path,
         checkpoint_every: config.audit.checkpoint_every,
-        checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        checkpoint_interval: config.audit.checkpoint_interval,
         sync: match config.audit.sync {
             AuditSync::EveryBatch => SyncMode::EveryBatch,
             AuditSync::Checkpoint => SyncMode::Checkpoint,
