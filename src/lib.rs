@@ -5,6 +5,8 @@
 //! - [`config`]: the TOML configuration and the development default.
 //! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
 //!   encryption context, the ciphertext envelope, software AES-GCM.
+//! - [`time`]: the [`time::Timestamp`] records and the wire carry, its text forms, and the
+//!   [`time::Clock`] every "now" is read from.
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
 //!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
 //!   through.
@@ -55,7 +57,6 @@ pub mod audit;
 pub mod aws;
 pub mod backend;
 pub mod bench;
-pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -66,3 +67,4 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod time;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["crypto", "calendar", "policy", "telemetry"],
+    &["crypto", "time", "policy", "telemetry"],
     &["backend", "store"],
     &["audit", "alarms"],
     &["config"],
