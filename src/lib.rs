@@ -8,6 +8,8 @@
 //! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
 //!   encryption context, the ciphertext envelope, software AES-GCM, digests, the one
 //!   constant-time comparison and the one hex codec.
+//! - [`time`]: the [`time::Timestamp`] records and the wire carry, its text forms, and the
+//!   [`time::Clock`] every "now" is read from.
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
 //!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
 //!   through; at start, the check that the device is the one the data directory was made with.
@@ -58,7 +60,6 @@ pub mod audit;
 pub mod aws;
 pub mod backend;
 pub mod bench;
-pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -71,3 +72,4 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod time;

@@ -14,6 +14,7 @@ use keyward::server::Keyward;
 use keyward::service::KmsError;
 use keyward::service::clock::{ManualClock, SECONDS_PER_DAY};
 use keyward::service::kms::NewKey;
+use keyward::time::Timestamp;
 use std::sync::{Arc, OnceLock};
 
 struct SharedToken {
@@ -282,8 +283,8 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
         let rotation = record.rotation.clone().unwrap();
         (
             record.versions.len() - 1,
-            rotation.last_rotated_at,
-            rotation.next_rotation_at,
+            rotation.last_rotated_at.map(Timestamp::secs),
+            rotation.next_rotation_at.map(Timestamp::secs),
         )
     };
     assert_eq!(rotations(&keyward), (0, None, Some(march_2_2am)));
@@ -333,7 +334,7 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
     assert!(!record.versions[1].on_demand);
     let status = keyward.kms.key_rotation_status(&key.key_id).unwrap();
     assert_eq!(
-        status.next_rotation_at,
+        status.next_rotation_at.map(Timestamp::secs),
         Some(clock_now(&clock) + 90 * SECONDS_PER_DAY)
     );
     // The secret, 90 days behind its schedule, rotated once more in the same passes.
@@ -342,7 +343,7 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
 
 fn clock_now(clock: &ManualClock) -> i64 {
     use keyward::service::Clock;
-    clock.now()
+    clock.now().secs()
 }
 
 /// A store written before the secret indexes existed gets them once, at the next start; the

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &[
         "crypto",
-        "calendar",
+        "time",
         "duration",
         "outcome",
         "policy",

@@ -362,7 +362,7 @@ impl Gate {
     pub async fn admit(&self, caller: &Caller, access: Access<'_>) -> Result<Pass<'_>, GateError> {
         let started = Instant::now();
         let mut event = AuditEvent {
-            time_ms: now_ms(),
+            time_ms: SystemClock.now_ms(),
             request_id: self.request_ids.next(),
             api: caller.api,
             principal: "anonymous".into(),
@@ -469,7 +469,7 @@ impl Gate {
         outcome: Outcome,
     ) -> AuditEvent {
         AuditEvent {
-            time_ms: now_ms(),
+            time_ms: SystemClock.now_ms(),
             request_id: self.request_ids.next(),
             api: caller.api,
             principal: caller
@@ -513,7 +513,7 @@ impl Gate {
     /// client policies: the site service authenticates peers by certificate itself.
     pub async fn record_site(&self, event: AuditEvent, started: Instant) -> Result<(), GateError> {
         let event = AuditEvent {
-            time_ms: now_ms(),
+            time_ms: SystemClock.now_ms(),
             request_id: self.request_ids.next(),
             api: "site",
             ..event
@@ -767,7 +767,7 @@ impl Pass<'_> {
         };
         let verdict = gate.decide(&self.event.principal, access.action, &resolved, &conditions);
         let mut event = AuditEvent {
-            time_ms: now_ms(),
+            time_ms: SystemClock.now_ms(),
             request_id: self.event.request_id.clone(),
             api: self.event.api,
             principal: self.event.principal.clone(),
@@ -868,7 +868,7 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
-use crate::calendar::now_ms;
+use crate::time::{Clock, SystemClock};
 
 #[cfg(test)]
 mod tests {

@@ -345,7 +345,7 @@ impl Alarms {
             fired.push(Firing {
                 alarm: rule.name.clone(),
                 kind: rule.kind.as_str(),
-                time: rfc3339_ms(crate::calendar::now_ms()),
+                time: rfc3339_ms(SystemClock.now_ms()),
                 principal: None,
                 resource: Some(peer.to_owned()),
                 count: None,
@@ -746,7 +746,7 @@ impl RateLimit {
     }
 }
 
-use crate::calendar::rfc3339_ms;
+use crate::time::{Clock, SystemClock, rfc3339_ms};
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use crate::backend::KeyProtection;
 use crate::service::kms::KmsService;
 use crate::service::kms::names::Arns;
 use crate::store::{AliasRecord, KeyRecord, Tag};
+use crate::time::Timestamp;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -29,12 +30,12 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
     pb::KeyMetadata {
         key_id: key.key_id.clone(),
         arn: arns.key(&key.key_id),
-        creation_date: key.created_at,
+        creation_date: key.created_at.secs(),
         enabled: key.state == crate::store::KeyState::Enabled,
         description: key.description.clone(),
         key_usage: "ENCRYPT_DECRYPT".into(),
         key_state: key.state.as_str().into(),
-        deletion_date: key.deletion_date,
+        deletion_date: key.deletion_date.map(Timestamp::secs),
         pending_deletion_window_in_days: key.pending_window_days,
         key_manager: "CUSTOMER".into(),
         key_spec: "SYMMETRIC_DEFAULT".into(),
@@ -46,7 +47,7 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
             .iter()
             .skip(1)
             .next_back()
-            .map(|v| v.created_at),
+            .map(|v| v.created_at.secs()),
         tags: key
             .tags
             .iter()
@@ -65,8 +66,8 @@ fn alias_entry(arns: &Arns, alias: AliasRecord) -> pb::AliasListEntry {
         alias_arn: arns.alias(&alias.alias_name),
         alias_name: alias.alias_name,
         target_key_id: alias.target_key_id,
-        creation_date: alias.created_at,
-        last_updated_date: alias.updated_at,
+        creation_date: alias.created_at.secs(),
+        last_updated_date: alias.updated_at.secs(),
     }
 }
 
@@ -175,7 +176,7 @@ impl KeyManagementService for KmsApi {
                 .await?;
             Ok(Response::new(pb::ScheduleKeyDeletionResponse {
                 key_id: self.kms.arns().key(&key.key_id),
-                deletion_date: key.deletion_date.unwrap_or_default(),
+                deletion_date: key.deletion_date.map_or(0, Timestamp::secs),
                 key_state: key.state.as_str().into(),
                 pending_window_in_days: key.pending_window_days.unwrap_or_default(),
             }))
@@ -244,7 +245,7 @@ impl KeyManagementService for KmsApi {
                 key_rotation_enabled: status.enabled,
                 key_id: self.kms.arns().key(&status.key_id),
                 rotation_period_in_days: status.period_days,
-                next_rotation_date: status.next_rotation_at,
+                next_rotation_date: status.next_rotation_at.map(Timestamp::secs),
             }))
         })
         .await
@@ -262,7 +263,7 @@ impl KeyManagementService for KmsApi {
                     .into_iter()
                     .map(|v| pb::RotationsListEntry {
                         key_id: key.key_id.clone(),
-                        rotation_date: v.created_at,
+                        rotation_date: v.created_at.secs(),
                         rotation_type: if v.on_demand {
                             "ON_DEMAND"
                         } else {

@@ -3,6 +3,7 @@
 use super::pb::{self, rotator_config::Kind};
 use crate::service::secrets::{RotationRules, SecretsError};
 use crate::store::{PasswordPolicy, PostgresStrategy, RotationRecord, RotatorSpec};
+use crate::time::Timestamp;
 
 fn optional(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
@@ -130,15 +131,15 @@ pub fn fields_out(rotation: Option<&RotationRecord>) -> RotationFields {
         enabled: r.enabled,
         rules: (r.automatically_after_days.is_some() || r.schedule_expression.is_some())
             .then(|| rules_out(r)),
-        last_rotated_date: r.last_rotated_at,
-        next_rotation_date: r.next_rotation_at,
+        last_rotated_date: r.last_rotated_at.map(Timestamp::secs),
+        next_rotation_date: r.next_rotation_at.map(Timestamp::secs),
         rotator: Some(rotator_out(&r.rotator)),
         status: r.in_flight.as_ref().map(|f| pb::RotationStatus {
             version_id: f.token.clone(),
             step: f.step.as_str().into(),
             failed_attempts: f.failed_attempts,
             last_error: f.last_error.clone().unwrap_or_default(),
-            next_attempt_date: Some(f.retry_at),
+            next_attempt_date: Some(f.retry_at.secs()),
         }),
     }
 }

@@ -11,6 +11,7 @@ use crate::service::secrets::{
     SecretsService, Value,
 };
 use crate::store::SecretRecord;
+use crate::time::Timestamp;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -67,12 +68,12 @@ fn list_entry(
         next_rotation_date: rotation.next_rotation_date,
         rotator: rotation.rotator,
         rotation_status: rotation.status,
-        last_changed_date: Some(record.last_changed_at),
-        last_accessed_date: record.last_accessed_day,
-        deleted_date: record.deletion_date,
+        last_changed_date: Some(record.last_changed_at.secs()),
+        last_accessed_date: record.last_accessed_day.map(Timestamp::secs),
+        deleted_date: record.deletion_date.map(Timestamp::secs),
         tags: tags_out(&record.tags),
         secret_versions_to_stages: stages_map(record),
-        created_date: record.created_at,
+        created_date: record.created_at.secs(),
         primary_region: secrets.primary_region(record).unwrap_or_default(),
         replication_status: replication_out(secrets.replication_status(record)),
     }
@@ -129,7 +130,7 @@ impl SecretsManagerService for SecretsApi {
                 secret_binary,
                 secret_string,
                 version_stages: v.version_stages,
-                created_date: v.created_date,
+                created_date: v.created_date.secs(),
             }))
         })
         .await
@@ -324,8 +325,8 @@ impl SecretsManagerService for SecretsApi {
                     .map(|v| pb::SecretVersionsListEntry {
                         version_id: v.version_id,
                         version_stages: v.stages,
-                        last_accessed_date: v.last_accessed_day,
-                        created_date: v.created_at,
+                        last_accessed_date: v.last_accessed_day.map(Timestamp::secs),
+                        created_date: v.created_at.secs(),
                         kms_key_ids: if v.kms_key_arn.is_empty() {
                             vec![]
                         } else {
@@ -357,7 +358,7 @@ impl SecretsManagerService for SecretsApi {
             Ok(Response::new(pb::DeleteSecretResponse {
                 arn,
                 name,
-                deletion_date,
+                deletion_date: deletion_date.secs(),
             }))
         })
         .await

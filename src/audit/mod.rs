@@ -62,8 +62,7 @@ mod writer;
 pub use key::RootMac;
 pub use record::{
     AuditEvent, CHECKPOINT_DOMAIN, GENESIS, Head, LineHash, MAX_FIELD_BYTES, Outcome,
-    TRUNCATED_MARK, checkpoint_message, format_time, genesis_prev, is_checkpoint_message,
-    line_hash, parse_time,
+    TRUNCATED_MARK, checkpoint_message, genesis_prev, is_checkpoint_message, line_hash,
 };
 pub use verify::{CheckpointClaim, Evidence, Finding, Problem, Scan, scan};
 pub use writer::{

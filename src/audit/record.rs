@@ -172,7 +172,7 @@ pub(crate) fn encode(
     prev: &LineHash,
     body: Body<'_>,
 ) -> serde_json::Result<Vec<u8>> {
-    let time = format_time(time_ms);
+    let time = crate::time::rfc3339_ms(time_ms);
     let prev = hex::encode(prev);
     match body {
         Body::Request(event) => serde_json::to_vec(&Line {
@@ -239,7 +239,7 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Parsed, String> {
     if raw.seq == 0 {
         return Err("seq 0 (sequence numbers start at 1)".into());
     }
-    if parse_time(&raw.time).is_none() {
+    if crate::time::parse_rfc3339_ms(&raw.time).is_none() {
         return Err(format!(
             "time {:?} is not RFC 3339 UTC with milliseconds",
             raw.time
@@ -269,60 +269,6 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Parsed, String> {
     })
 }
 
-const MS_PER_DAY: i64 = 86_400_000;
-// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: RFC 3339 has four
-// year digits.
-const MIN_MS: i64 = -62_167_219_200_000;
-const MAX_MS: i64 = 253_402_300_799_999;
-
-/// RFC 3339 UTC with milliseconds, e.g. "2026-11-30T04:00:00.123Z".
-/// Out-of-range times are clamped so a line is always well-formed.
-pub fn format_time(epoch_ms: i64) -> String {
-    crate::calendar::rfc3339_ms(epoch_ms.clamp(MIN_MS, MAX_MS))
-}
-
-/// Inverse of [`format_time`]; `None` unless `s` is exactly in that form.
-pub fn parse_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 24 || !s.is_ascii() {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let digits = &s[from..to];
-        digits
-            .bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    let punctuation = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (23, b'Z'),
-    ];
-    if punctuation.iter().any(|&(i, c)| b[i] != c) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second, milli) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
-    if !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    // Rejects day 0 and days past the end of the month (Feb 30 -> Mar 2).
-    if day == 0 || civil_from_days(days) != (year, month, day) {
-        return None;
-    }
-    Some(days * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + milli)
-}
-
-use crate::calendar::{civil_from_days, days_from_civil};
-
-pub(crate) use crate::calendar::now_ms;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,57 +294,6 @@ mod tests {
         assert_eq!(stage.len(), MAX_FIELD_BYTES);
         assert!(stage.ends_with(TRUNCATED_MARK));
         assert_eq!(event.action, "kms:Decrypt");
-    }
-
-    #[test]
-    fn formats_known_dates() {
-        // Epoch seconds from `date -u -d ... +%s`.
-        let cases = [
-            (0, "1970-01-01T00:00:00.000Z"),
-            (-1, "1969-12-31T23:59:59.999Z"),
-            (951_868_799_000, "2000-02-29T23:59:59.000Z"),
-            (1_709_208_000_007, "2024-02-29T12:00:00.007Z"),
-            (1_796_011_200_123, "2026-11-30T04:00:00.123Z"),
-            (4_107_456_000_000, "2100-02-28T00:00:00.000Z"),
-            // 2100 is not a leap year: Feb 28 is followed by Mar 1.
-            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
-            (-2_203_891_200_000, "1900-03-01T00:00:00.000Z"),
-            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
-        ];
-        for (ms, text) in cases {
-            assert_eq!(format_time(ms), text, "{ms}");
-            assert_eq!(parse_time(text), Some(ms), "{text}");
-        }
-        assert_eq!(format_time(i64::MAX), "9999-12-31T23:59:59.999Z");
-        assert_eq!(format_time(i64::MIN), "0000-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn round_trips_every_day_for_five_centuries() {
-        let mut ms = -2_208_988_800_000; // 1900-01-01
-        while ms < 13_569_465_600_000 {
-            // 2400-01-01
-            assert_eq!(parse_time(&format_time(ms)), Some(ms));
-            ms += MS_PER_DAY + 1;
-        }
-    }
-
-    #[test]
-    fn rejects_malformed_times() {
-        for bad in [
-            "2023-02-29T00:00:00.000Z",
-            "2024-02-30T00:00:00.000Z",
-            "2024-13-01T00:00:00.000Z",
-            "2024-00-01T00:00:00.000Z",
-            "2024-01-00T00:00:00.000Z",
-            "2024-01-01T24:00:00.000Z",
-            "2024-01-01T00:00:00.000+00:00",
-            "2024-01-01 00:00:00.000Z",
-            "2024-01-01T00:00:00.00Z",
-            "+024-01-01T00:00:00.000Z",
-        ] {
-            assert_eq!(parse_time(bad), None, "{bad}");
-        }
     }
 
     #[test]

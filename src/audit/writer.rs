@@ -13,8 +13,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::time::{Clock, SystemClock};
+
 use super::record::{
-    self, AuditEvent, Body, Head, LineHash, checkpoint_message, genesis_prev, line_hash, now_ms,
+    self, AuditEvent, Body, Head, LineHash, checkpoint_message, genesis_prev, line_hash,
 };
 use crate::crypto::hex;
 
@@ -334,8 +336,13 @@ struct Writer {
 
 impl Writer {
     async fn write_start(&mut self, reason: &str) -> Result<(), AuditError> {
-        let line = record::encode(self.next_seq, now_ms(), &self.prev, Body::Start { reason })
-            .map_err(|e| AuditError::Encode(e.to_string()))?;
+        let line = record::encode(
+            self.next_seq,
+            SystemClock.now_ms(),
+            &self.prev,
+            Body::Start { reason },
+        )
+        .map_err(|e| AuditError::Encode(e.to_string()))?;
         let hash = line_hash(&line);
         self.commit(with_newline(line), true).await?;
         self.advance(self.next_seq + 1, hash, 1, 0);
@@ -351,7 +358,7 @@ impl Writer {
         let mut replies = Vec::with_capacity(batch.len());
         for (event, reply) in batch {
             let time = if event.time_ms == 0 {
-                now_ms()
+                SystemClock.now_ms()
             } else {
                 event.time_ms
             };
@@ -436,7 +443,7 @@ impl Writer {
             key: &self.key_id,
             records: self.unsealed_records,
         };
-        let line = match record::encode(seq, now_ms(), &prev, body) {
+        let line = match record::encode(seq, SystemClock.now_ms(), &prev, body) {
             Ok(line) => line,
             Err(e) => return Err(self.checkpoint_failed(AuditError::Encode(e.to_string()))),
         };

@@ -75,7 +75,7 @@ impl AccessKeys {
     ) -> Result<String, AuthFailure> {
         let verifier = Verifier {
             region: &self.region,
-            now_epoch_secs: crate::service::Clock::now(&crate::service::SystemClock),
+            now_epoch_secs: crate::time::Clock::now(&crate::time::SystemClock).secs(),
             max_skew_secs: MAX_SKEW_SECS,
         };
         if parts.headers.contains_key("x-amz-security-token") {

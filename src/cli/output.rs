@@ -71,13 +71,16 @@ fn scalar(name: &str, value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Number(n) if name.ends_with("_date") => {
-            n.as_i64().map(rfc3339).unwrap_or_else(|| n.to_string())
+            // A date no RFC 3339 text can hold stays the number it came as.
+            n.as_i64()
+                .and_then(|secs| Timestamp::from_secs(secs).rfc3339())
+                .unwrap_or_else(|| n.to_string())
         }
         other => other.to_string(),
     }
 }
 
-pub use crate::calendar::rfc3339;
+use crate::time::Timestamp;
 
 #[cfg(test)]
 mod tests {
@@ -85,9 +88,12 @@ mod tests {
 
     #[test]
     fn dates_format_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_796_083_199), "2026-11-30T23:59:59Z");
+        let date = |secs: i64| scalar("creation_date", &serde_json::json!(secs));
+        assert_eq!(date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(date(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(date(1_796_083_199), "2026-11-30T23:59:59Z");
+        assert_eq!(date(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(date(i64::MAX), i64::MAX.to_string());
     }
 
     #[test]

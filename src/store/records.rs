@@ -3,6 +3,7 @@
 
 use super::{Result, StoreError};
 use crate::crypto::master::{KeyProtection, KeyRef};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 const FORMAT_V1: u8 = 1;
@@ -55,7 +56,7 @@ pub struct Tag {
 pub struct KeyVersionRecord {
     /// 1 for the key's first material, +1 per rotation.
     pub version: u32,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// Where the material lives in the root of trust.
     pub material: KeyRef,
     pub on_demand: bool,
@@ -65,9 +66,9 @@ pub struct KeyVersionRecord {
 pub struct KeyRecord {
     pub key_id: String,
     pub description: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub state: KeyState,
-    pub deletion_date: Option<i64>,
+    pub deletion_date: Option<Timestamp>,
     pub pending_window_days: Option<i32>,
     pub origin: String,
     pub tags: Vec<Tag>,
@@ -93,7 +94,7 @@ pub struct KeyRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRotation {
     pub period_days: i32,
-    pub next_rotation_at: i64,
+    pub next_rotation_at: Timestamp,
 }
 
 impl KeyRecord {
@@ -110,8 +111,8 @@ impl KeyRecord {
 pub struct AliasRecord {
     pub alias_name: String,
     pub target_key_id: String,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[cfg(test)]
@@ -123,8 +124,8 @@ mod tests {
         let alias = AliasRecord {
             alias_name: "alias/a".into(),
             target_key_id: "k".into(),
-            created_at: 1,
-            updated_at: 2,
+            created_at: Timestamp::from_secs(1),
+            updated_at: Timestamp::from_secs(2),
         };
         let raw = encode(&alias);
         assert_eq!(raw[0], FORMAT_V1);
@@ -135,6 +136,48 @@ mod tests {
             decode::<AliasRecord>(b"x", &future),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// Records written before times were typed read back, and write out, byte for byte.
+    #[test]
+    fn stored_times_keep_their_bytes() {
+        let secret = concat!(
+            r#"{"id":"i","name":"n","arn":"a","description":"","kms_key_id":"","#,
+            r#""created_at":1796083199,"last_changed_at":1796083200,"#,
+            r#""last_accessed_day":1796083200,"deletion_date":-1,"tags":[],"#,
+            r#""versions":[{"version_id":"v","created_at":1796083199,"stages":["AWSCURRENT"],"#,
+            r#""last_accessed_day":null,"kms_key_arn":"k","has_value":true}],"#,
+            r#""rotation":{"enabled":true,"automatically_after_days":null,"#,
+            r#""schedule_expression":"rate(4 hours)","duration":null,"#,
+            r#""rotator":{"type":"exec","name":"x"},"last_rotated_at":0,"#,
+            r#""next_rotation_at":1796097600,"in_flight":{"token":"t","step":"set_secret","#,
+            r#""started_at":1796083199,"failed_attempts":1,"last_error":null,"#,
+            r#""retry_at":9223372036854775807}}}"#
+        );
+        let alias = r#"{"alias_name":"alias/a","target_key_id":"k","created_at":1,"updated_at":2}"#;
+        for (json, stored) in [
+            (
+                secret,
+                encode(
+                    &decode::<SecretRecord>(b"x", &[&[FORMAT_V1], secret.as_bytes()].concat())
+                        .unwrap(),
+                ),
+            ),
+            (
+                alias,
+                encode(
+                    &decode::<AliasRecord>(b"x", &[&[FORMAT_V1], alias.as_bytes()].concat())
+                        .unwrap(),
+                ),
+            ),
+        ] {
+            assert_eq!(&stored[1..], json.as_bytes());
+        }
+        let record: SecretRecord =
+            decode(b"x", &[&[FORMAT_V1], secret.as_bytes()].concat()).unwrap();
+        assert_eq!(record.deletion_date, Some(Timestamp::from_secs(-1)));
+        let flight = record.rotation.and_then(|r| r.in_flight).unwrap();
+        assert_eq!(flight.retry_at, Timestamp::from_secs(i64::MAX));
     }
 }
 
@@ -149,12 +192,12 @@ pub struct SecretRecord {
     pub description: String,
     /// As the client gave it; empty for the default key.
     pub kms_key_id: String,
-    pub created_at: i64,
-    pub last_changed_at: i64,
+    pub created_at: Timestamp,
+    pub last_changed_at: Timestamp,
     /// Start of the day (UTC) of the last read.
-    pub last_accessed_day: Option<i64>,
+    pub last_accessed_day: Option<Timestamp>,
     /// Set while deletion is scheduled.
-    pub deletion_date: Option<i64>,
+    pub deletion_date: Option<Timestamp>,
     pub tags: Vec<Tag>,
     /// Oldest first.
     pub versions: Vec<SecretVersionMeta>,
@@ -197,15 +240,15 @@ pub struct RotationRecord {
     pub schedule_expression: Option<String>,
     pub duration: Option<String>,
     pub rotator: RotatorSpec,
-    pub last_rotated_at: Option<i64>,
+    pub last_rotated_at: Option<Timestamp>,
     /// Start of the next window while enabled.
-    pub next_rotation_at: Option<i64>,
+    pub next_rotation_at: Option<Timestamp>,
     pub in_flight: Option<InFlight>,
 }
 
 impl RotationRecord {
     /// When the scheduler next has something to do for this secret.
-    pub fn due_at(&self) -> Option<i64> {
+    pub fn due_at(&self) -> Option<Timestamp> {
         match &self.in_flight {
             Some(flight) => Some(flight.retry_at),
             None if self.enabled => self.next_rotation_at,
@@ -250,11 +293,11 @@ pub struct InFlight {
     /// The pending version's id.
     pub token: String,
     pub step: RotationStep,
-    pub started_at: i64,
+    pub started_at: Timestamp,
     pub failed_attempts: u32,
     pub last_error: Option<String>,
     /// Not before this time (now, or after a failure's backoff).
-    pub retry_at: i64,
+    pub retry_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,9 +340,9 @@ pub struct PasswordPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretVersionMeta {
     pub version_id: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub stages: Vec<String>,
-    pub last_accessed_day: Option<i64>,
+    pub last_accessed_day: Option<Timestamp>,
     /// ARN of the KMS key that wraps this version's data key; empty while it has no value.
     pub kms_key_arn: String,
     pub has_value: bool,
@@ -307,7 +350,7 @@ pub struct SecretVersionMeta {
 
 impl SecretVersionMeta {
     /// A version that has no value yet (a rotation's pending version, before create_secret).
-    pub fn empty(version_id: &str, created_at: i64) -> Self {
+    pub fn empty(version_id: &str, created_at: Timestamp) -> Self {
         Self {
             version_id: version_id.to_owned(),
             created_at,

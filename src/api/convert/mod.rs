@@ -78,7 +78,7 @@ pub fn value_entry(v: SecretValue) -> pb::SecretValueEntry {
         secret_binary,
         secret_string,
         version_stages: v.version_stages,
-        created_date: v.created_date,
+        created_date: v.created_date.secs(),
     }
 }
 

@@ -4,6 +4,7 @@
 use super::{tags_in, tags_out, value_out};
 use crate::api::pb;
 use crate::service::secrets::{Applied, Incoming, ReplicaState, ReplicaVersion, Value};
+use crate::time::Timestamp;
 
 pub fn entry_out(
     seq: u64,
@@ -18,8 +19,8 @@ pub fn entry_out(
             primary_arn: state.primary_arn,
             description: state.description,
             kms_key_id: state.kms_key_id,
-            created_date: state.created_at,
-            deleted_date: state.deletion_date,
+            created_date: state.created_at.secs(),
+            deleted_date: state.deletion_date.map(Timestamp::secs),
             tags: tags_out(&state.tags),
             versions: state.versions.into_iter().map(version_out).collect(),
             resource_policy: state.resource_policy,
@@ -38,7 +39,7 @@ fn version_out(v: ReplicaVersion) -> pb::ReplicaVersion {
     let (secret_string, secret_binary) = v.value.map(value_out).unwrap_or_default();
     pb::ReplicaVersion {
         version_id: v.version_id,
-        created_date: v.created_at,
+        created_date: v.created_at.secs(),
         stages: v.stages,
         has_value: v.has_value,
         secret_binary,
@@ -62,8 +63,8 @@ pub fn incoming(change: Option<pb::replication_entry::Change>) -> Result<Incomin
                 primary_arn: state.primary_arn,
                 description: state.description,
                 kms_key_id: state.kms_key_id,
-                created_at: state.created_date,
-                deletion_date: state.deleted_date,
+                created_at: Timestamp::from_secs(state.created_date),
+                deletion_date: state.deleted_date.map(Timestamp::from_secs),
                 tags: tags_in(state.tags),
                 versions,
                 resource_policy: state.resource_policy,
@@ -79,7 +80,7 @@ fn version_in(v: pb::ReplicaVersion) -> Result<ReplicaVersion, String> {
         .map_err(|e| format!("version {}: {e}", v.version_id))?;
     Ok(ReplicaVersion {
         version_id: v.version_id,
-        created_at: v.created_date,
+        created_at: Timestamp::from_secs(v.created_date),
         stages: v.stages,
         has_value: v.has_value,
         value,

@@ -107,6 +107,7 @@ use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
 use crate::outcome::Exception;
+use crate::time::Timestamp;
 use canonical::RequestParts;
 
 /// Default clock tolerance; AWS allows five minutes either way.
@@ -266,7 +267,8 @@ impl Verifier<'_> {
         let amz_date = single_header(headers, X_AMZ_DATE, "X-Amz-Date")?.ok_or_else(|| {
             incomplete("Authorization header requires existence of a 'X-Amz-Date' header.")
         })?;
-        let request_time = parse::parse_amz_date(amz_date)
+        let request_time = Timestamp::parse_iso8601_basic(amz_date)
+            .map(Timestamp::secs)
             .ok_or_else(|| incomplete("X-Amz-Date must have the form YYYYMMDD'T'HHMMSS'Z'."))?;
 
         for required in ["host", X_AMZ_DATE] {
@@ -375,7 +377,8 @@ pub fn sign(
     service: &str,
     epoch_secs: i64,
 ) -> Result<(), SigError> {
-    let amz_date = parse::format_amz_date(epoch_secs)
+    let amz_date = Timestamp::from_secs(epoch_secs)
+        .iso8601_basic()
         .ok_or_else(|| incomplete("The signing time is outside years 0000-9999."))?;
     let date = amz_date.get(..8).unwrap_or_default();
     let header_value = |v: &str| {

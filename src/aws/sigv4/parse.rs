@@ -219,64 +219,6 @@ fn is_ows(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-/// Parses `YYYYMMDD'T'HHMMSS'Z'` into seconds since the Unix epoch.
-///
-/// Only this basic ISO 8601 form is accepted: it is what the SDKs send, and
-/// the string to sign embeds the header verbatim, so a second accepted
-/// spelling of one instant would gain nothing.
-pub(crate) fn parse_amz_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b.get(8) != Some(&b'T') || b.get(15) != Some(&b'Z') {
-        return None;
-    }
-    let year = digits(s, 0, 4)?;
-    let month = digits(s, 4, 6)?;
-    let day = digits(s, 6, 8)?;
-    let hour = digits(s, 9, 11)?;
-    let minute = digits(s, 11, 13)?;
-    let second = digits(s, 13, 15)?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    // Leap seconds (:60) are refused: no SDK produces them.
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    // Round-tripping through the inverse rejects 31 April, 29 February 2015...
-    if civil_from_days(days) != (year, month, day) {
-        return None;
-    }
-    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
-}
-
-/// The inverse of [`parse_amz_date`]; `None` outside years 0000..=9999, which
-/// the four-digit field cannot represent.
-pub(crate) fn format_amz_date(epoch_secs: i64) -> Option<String> {
-    let days = epoch_secs.div_euclid(86_400);
-    let secs = epoch_secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    Some(format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    ))
-}
-
-fn digits(s: &str, start: usize, end: usize) -> Option<i64> {
-    let field = s.get(start..end)?;
-    if !field.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    field.parse().ok()
-}
-
-use crate::calendar::{civil_from_days, days_from_civil};
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,54 +368,5 @@ mod tests {
             upper.signature,
             parse_authorization(GOOD).unwrap().signature
         );
-    }
-
-    #[test]
-    fn amz_date_round_trips_known_instants() {
-        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
-        // 2015-08-30T12:36:00Z, the AWS test-suite instant.
-        assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
-        assert_eq!(parse_amz_date("20000229T235959Z"), Some(951_868_799));
-        assert_eq!(parse_amz_date("19691231T235959Z"), Some(-1));
-        for t in [
-            0,
-            1_440_938_160,
-            951_868_799,
-            -1,
-            253_402_300_799,
-            -62_167_219_200,
-        ] {
-            let s = format_amz_date(t).unwrap();
-            assert_eq!(parse_amz_date(&s), Some(t), "{s}");
-        }
-        assert_eq!(format_amz_date(253_402_300_800), None); // year 10000
-        assert_eq!(format_amz_date(-62_167_219_201), None); // year -1
-        assert_eq!(format_amz_date(i64::MAX), None);
-        assert_eq!(format_amz_date(i64::MIN), None);
-    }
-
-    #[test]
-    fn amz_date_refuses_everything_else() {
-        for bad in [
-            "",
-            "20150830T123600",
-            "20150830T123600z",
-            "20150830t123600Z",
-            "2015-08-30T12:36:00Z",
-            "20150830T1236000Z",
-            "20151330T123600Z",
-            "20150000T123600Z",
-            "20150832T123600Z",
-            "20150229T123600Z",
-            "20150431T123600Z",
-            "20150830T243600Z",
-            "20150830T126000Z",
-            "20150830T123660Z",
-            "2015083OT123600Z",
-            "+0150830T123600Z",
-            "20150830T12360éZ",
-        ] {
-            assert_eq!(parse_amz_date(bad), None, "{bad}");
-        }
     }
 }

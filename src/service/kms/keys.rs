@@ -3,7 +3,6 @@
 use super::{KEY_PREFIX, KmsService, key_storage_key, new_key_id};
 use crate::backend::KeyProtection;
 use crate::service::KmsError;
-use crate::service::clock::SECONDS_PER_DAY;
 use crate::service::paging::{self, Page};
 use crate::store::{self, Expect, KeyRecord, KeyState, KeyVersionRecord, Op, Tag};
 
@@ -174,7 +173,7 @@ impl KmsService {
                     )));
                 }
                 record.state = KeyState::PendingDeletion;
-                record.deletion_date = Some(now + i64::from(days) * SECONDS_PER_DAY);
+                record.deletion_date = Some(now.add_days(i64::from(days)));
                 record.pending_window_days = Some(days);
                 Ok(())
             })

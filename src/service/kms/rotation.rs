@@ -4,8 +4,8 @@
 
 use super::{KEY_PREFIX, KmsService};
 use crate::service::KmsError;
-use crate::service::clock::SECONDS_PER_DAY;
 use crate::store::{self, KeyRecord, KeyRotation, KeyState};
+use crate::time::Timestamp;
 
 pub const DEFAULT_ROTATION_PERIOD_DAYS: i32 = 365;
 const PERIOD_DAYS: std::ops::RangeInclusive<i32> = 90..=2560;
@@ -15,7 +15,7 @@ pub struct RotationStatus {
     pub key_id: String,
     pub enabled: bool,
     pub period_days: Option<i32>,
-    pub next_rotation_at: Option<i64>,
+    pub next_rotation_at: Option<Timestamp>,
 }
 
 impl KmsService {
@@ -42,7 +42,7 @@ impl KmsService {
             let since = last_rotation(record);
             record.rotation = Some(KeyRotation {
                 period_days,
-                next_rotation_at: (since + i64::from(period_days) * SECONDS_PER_DAY).max(now),
+                next_rotation_at: since.add_days(i64::from(period_days)).max(now),
             });
             Ok(())
         })
@@ -102,13 +102,13 @@ impl KmsService {
 }
 
 /// After an automatic rotation at `now`: the next one is a period later.
-pub(super) fn schedule_next(record: &mut KeyRecord, now: i64) {
+pub(super) fn schedule_next(record: &mut KeyRecord, now: Timestamp) {
     if let Some(rotation) = &mut record.rotation {
-        rotation.next_rotation_at = now + i64::from(rotation.period_days) * SECONDS_PER_DAY;
+        rotation.next_rotation_at = now.add_days(i64::from(rotation.period_days));
     }
 }
 
-fn last_rotation(record: &KeyRecord) -> i64 {
+fn last_rotation(record: &KeyRecord) -> Timestamp {
     record
         .versions
         .last()

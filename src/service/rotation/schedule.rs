@@ -14,14 +14,15 @@
 //! - The default window is 24 hours, or the shortest gap between openings if that is less; a
 //!   given `duration` must not be longer than that gap, so windows never overlap.
 
-use crate::calendar::{civil_from_days, days_from_civil};
+use crate::time::{date_of_epoch_day, days_in_month, days_since_epoch, epoch_day};
 use std::fmt;
+use time::macros::date;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 const MINUTES_PER_DAY: i64 = 24 * 60;
 /// The last day a cron can match: its year field stops at 2199.
-const LAST_DAY: i64 = days_from_civil(2199, 12, 31);
+const LAST_DAY: i64 = days_since_epoch(date!(2199 - 12 - 31));
 const TOO_OFTEN: &str =
     "schedule_expression: rotation can't happen more often than every four hours";
 
@@ -262,16 +263,20 @@ impl Cron {
     /// month skips excluded years and months and needs no date conversion per day.
     fn matching_days(&self, from: i64) -> impl Iterator<Item = i64> + '_ {
         let from = from.clamp(0, LAST_DAY + 1);
-        let (from_year, from_month, _) = civil_from_days(from);
+        // Inside the clamp every day has a date; past it, the year after the last ends the walk.
+        let (from_year, from_month) = date_of_epoch_day(from).map_or((YEARS.max + 1, 1), |d| {
+            (i64::from(d.year()), i64::from(u8::from(d.month())))
+        });
         (from_year..=YEARS.max)
             .filter(move |&year| self.years.has(year))
             .flat_map(|year| (1..=12).map(move |month| (year, month)))
             .filter(move |&(year, month)| {
                 self.months.has(month) && (year, month) >= (from_year, from_month)
             })
-            .flat_map(move |(year, month)| {
-                let first = days_from_civil(year, month, 1);
-                let length = days_in_month(year, month);
+            .filter_map(|(year, month)| {
+                Some((epoch_day(year, month, 1)?, days_in_month(year, month)?))
+            })
+            .flat_map(move |(first, length)| {
                 (1..=length)
                     .filter(move |&date| self.days.matches(first + date - 1, date, length))
                     .map(move |date| first + date - 1)
@@ -443,21 +448,12 @@ impl Field {
     }
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let (next_year, next_month) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    days_from_civil(next_year, next_month, 1) - days_from_civil(year, month, 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn t(year: i64, month: i64, day: i64, hour: i64, minute: i64) -> i64 {
-        days_from_civil(year, month, day) * DAY + hour * HOUR + minute * 60
+        epoch_day(year, month, day).unwrap() * DAY + hour * HOUR + minute * 60
     }
 
     fn expr(expression: &str) -> Schedule {
@@ -487,13 +483,18 @@ mod tests {
     fn leap_years_follow_the_gregorian_rule() {
         for year in 1970..2200 {
             let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-            assert_eq!(days_in_month(year, 2), if leap { 29 } else { 28 }, "{year}");
+            assert_eq!(
+                days_in_month(year, 2),
+                Some(if leap { 29 } else { 28 }),
+                "{year}"
+            );
         }
-        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
-        assert_eq!(days_in_month(2000, 2), 29);
-        assert_eq!(days_in_month(2100, 2), 28);
-        let after_2100_02_28 = civil_from_days(days_from_civil(2100, 2, 28) + 1);
-        assert_eq!(after_2100_02_28, (2100, 3, 1));
+        let feb_29 = epoch_day(2000, 2, 29).unwrap();
+        assert_eq!(date_of_epoch_day(feb_29), Some(date!(2000 - 02 - 29)));
+        assert_eq!(days_in_month(2000, 2), Some(29));
+        assert_eq!(days_in_month(2100, 2), Some(28));
+        let after_2100_02_28 = date_of_epoch_day(epoch_day(2100, 2, 28).unwrap() + 1);
+        assert_eq!(after_2100_02_28, Some(date!(2100 - 03 - 01)));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use super::{SecretsError, SecretsService};
 use crate::store::{self, Expect, Op, SecretRecord};
+use crate::time::Timestamp;
 
 pub const CREATED_PREFIX: &[u8] = b"sm/created/";
 pub const DELETING_PREFIX: &[u8] = b"sm/deleting/";
@@ -13,23 +14,28 @@ pub const ROTATION_DUE_PREFIX: &[u8] = b"sm/rotation-due/";
 /// Present once the indexes cover every record (written at the first start of this version).
 const BUILT_MARKER: &[u8] = b"sm/indexes-v1";
 
-pub fn time_key(prefix: &[u8], time: i64, name: &str) -> Vec<u8> {
+pub fn time_key(prefix: &[u8], time: Timestamp, name: &str) -> Vec<u8> {
     [
         prefix,
-        format!("{:020}/", time.max(0)).as_bytes(),
+        format!("{:020}/", time.secs().max(0)).as_bytes(),
         name.as_bytes(),
     ]
     .concat()
 }
 
-pub fn parse_time_key<'a>(prefix: &[u8], key: &'a [u8]) -> Option<(i64, &'a str)> {
+pub fn parse_time_key<'a>(prefix: &[u8], key: &'a [u8]) -> Option<(Timestamp, &'a str)> {
     let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
     let (time, name) = rest.split_once('/')?;
-    Some((time.parse().ok()?, name))
+    Some((Timestamp::from_secs(time.parse().ok()?), name))
 }
 
 /// Index changes when an entry's time goes from `old` to `new` (None: no entry).
-pub fn move_entry(prefix: &[u8], name: &str, old: Option<i64>, new: Option<i64>) -> Vec<Op> {
+pub fn move_entry(
+    prefix: &[u8],
+    name: &str,
+    old: Option<Timestamp>,
+    new: Option<Timestamp>,
+) -> Vec<Op> {
     if old == new {
         return Vec::new();
     }
@@ -116,26 +122,33 @@ impl SecretsService {
 mod tests {
     use super::*;
 
+    const fn at(secs: i64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+
     #[test]
     fn time_keys_sort_by_time_and_parse_back() {
-        let early = time_key(CREATED_PREFIX, 99, "b/x");
-        let late = time_key(CREATED_PREFIX, 1_000, "a");
+        let early = time_key(CREATED_PREFIX, at(99), "b/x");
+        let late = time_key(CREATED_PREFIX, at(1_000), "a");
         assert!(early < late, "keys must sort by time, not name");
-        assert_eq!(parse_time_key(CREATED_PREFIX, &early), Some((99, "b/x")));
+        assert_eq!(
+            parse_time_key(CREATED_PREFIX, &early),
+            Some((at(99), "b/x"))
+        );
         assert_eq!(parse_time_key(CREATED_PREFIX, b"sm/created/junk"), None);
         assert_eq!(parse_time_key(DELETING_PREFIX, &early), None);
     }
 
     #[test]
     fn moving_an_entry_deletes_the_old_and_puts_the_new() {
-        let moved = move_entry(DELETING_PREFIX, "s", Some(5), Some(9));
+        let moved = move_entry(DELETING_PREFIX, "s", Some(at(5)), Some(at(9)));
         assert!(
             matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
-            if *old == time_key(DELETING_PREFIX, 5, "s") && *new == time_key(DELETING_PREFIX, 9, "s"))
+            if *old == time_key(DELETING_PREFIX, at(5), "s") && *new == time_key(DELETING_PREFIX, at(9), "s"))
         );
-        assert!(move_entry(DELETING_PREFIX, "s", Some(5), Some(5)).is_empty());
+        assert!(move_entry(DELETING_PREFIX, "s", Some(at(5)), Some(at(5))).is_empty());
         assert!(matches!(
-            &move_entry(DELETING_PREFIX, "s", Some(5), None)[..],
+            &move_entry(DELETING_PREFIX, "s", Some(at(5)), None)[..],
             [Op::Delete { .. }]
         ));
     }

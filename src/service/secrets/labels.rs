@@ -158,7 +158,7 @@ mod tests {
             .enumerate()
             .map(|(i, s)| SecretVersionMeta {
                 version_id: format!("v{i}"),
-                created_at: i as i64,
+                created_at: crate::time::Timestamp::from_secs(i as i64),
                 stages: s.iter().map(|s| s.to_string()).collect(),
                 last_accessed_day: None,
                 kms_key_arn: String::new(),

@@ -3,8 +3,8 @@
 
 use super::indexes::{self, DELETING_PREFIX};
 use super::{SecretsError, SecretsService, limits, secret_key, value_key, value_prefix};
-use crate::service::clock::SECONDS_PER_DAY;
 use crate::store::{self, Expect, Op, SecretRecord};
+use crate::time::Timestamp;
 
 impl SecretsService {
     /// Returns (ARN, name, deletion date).
@@ -13,7 +13,7 @@ impl SecretsService {
         secret_id: &str,
         recovery_window_in_days: Option<i64>,
         force_delete_without_recovery: bool,
-    ) -> Result<(String, String, i64), SecretsError> {
+    ) -> Result<(String, String, Timestamp), SecretsError> {
         if force_delete_without_recovery && recovery_window_in_days.is_some() {
             return Err(SecretsError::invalid(
                 "recovery_window_in_days",
@@ -51,7 +51,7 @@ impl SecretsService {
                 record.name
             )));
         }
-        let date = now + days * SECONDS_PER_DAY;
+        let date = now.add_days(days);
         record.deletion_date = Some(date);
         let mut ops = vec![Op::Put {
             key: secret_key(&record.name),

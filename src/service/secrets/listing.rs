@@ -7,6 +7,7 @@
 use super::indexes::{self, CREATED_PREFIX};
 use super::{SecretsError, SecretsService, limits};
 use crate::store::SecretRecord;
+use crate::time::Timestamp;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 #[derive(Debug, Clone)]
@@ -85,7 +86,7 @@ const STEP: usize = 256;
 
 /// Position in the listing: the creation-index key of the last secret returned.
 fn encode_token(record: &SecretRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", record.created_at, record.name))
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", record.created_at.secs(), record.name))
 }
 
 fn decode_token(token: &str) -> Result<Option<Vec<u8>>, SecretsError> {
@@ -96,7 +97,7 @@ fn decode_token(token: &str) -> Result<Option<Vec<u8>>, SecretsError> {
     let text =
         String::from_utf8(URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
     let (created, name) = text.split_once(':').ok_or_else(bad)?;
-    let created = created.parse().map_err(|_| bad())?;
+    let created = Timestamp::from_secs(created.parse().map_err(|_| bad())?);
     Ok(Some(indexes::time_key(CREATED_PREFIX, created, name)))
 }
 
@@ -170,8 +171,8 @@ mod tests {
             arn: String::new(),
             description: description.into(),
             kms_key_id: String::new(),
-            created_at: 0,
-            last_changed_at: 0,
+            created_at: Timestamp::EPOCH,
+            last_changed_at: Timestamp::EPOCH,
             last_accessed_day: None,
             deletion_date: None,
             tags: tags

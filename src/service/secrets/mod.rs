@@ -288,8 +288,7 @@ impl SecretsService {
         Ok((record, version))
     }
 
-    fn today(&self) -> i64 {
-        let now = self.clock.now();
-        now - now.rem_euclid(crate::service::clock::SECONDS_PER_DAY)
+    fn today(&self) -> crate::time::Timestamp {
+        self.clock.now().start_of_day()
     }
 }

@@ -11,7 +11,7 @@ pub struct SecretValue {
     pub version_id: String,
     pub value: Value,
     pub version_stages: Vec<String>,
-    pub created_date: i64,
+    pub created_date: crate::time::Timestamp,
 }
 
 /// One entry of a batch: the value, or the error for that secret alone.

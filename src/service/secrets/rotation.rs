@@ -15,6 +15,7 @@ use crate::store::{
     self, Expect, InFlight, Op, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
     SecretVersionMeta,
 };
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RotationRules {
@@ -85,7 +86,7 @@ fn unfinished_pending(record: &SecretRecord) -> Option<usize> {
 fn add_pending_version(
     record: &mut SecretRecord,
     token: &str,
-    now: i64,
+    now: Timestamp,
 ) -> Result<(), SecretsError> {
     if record.versions.len() >= MAX_VERSIONS {
         return Err(SecretsError::LimitExceeded(format!(
@@ -107,7 +108,7 @@ pub fn exec_may_rotate(patterns: &[String], name: &str) -> bool {
         .any(|pattern| wildcard_match(pattern, name, Case::Sensitive))
 }
 
-fn start_flight(token: &str, now: i64) -> InFlight {
+fn start_flight(token: &str, now: Timestamp) -> InFlight {
     InFlight {
         token: token.to_owned(),
         step: RotationStep::CreateSecret,
@@ -118,15 +119,15 @@ fn start_flight(token: &str, now: i64) -> InFlight {
     }
 }
 
-fn next_window_start(rotation: &RotationRecord, after: i64) -> Option<i64> {
+fn next_window_start(rotation: &RotationRecord, after: Timestamp) -> Option<Timestamp> {
     if !rotation.enabled {
         return None;
     }
     RotationRules::of(rotation)
         .schedule()
         .ok()?
-        .next_window(after)
-        .map(|w| w.start)
+        .next_window(after.secs())
+        .map(|w| Timestamp::from_secs(w.start))
 }
 
 impl SecretsService {
@@ -336,7 +337,11 @@ impl SecretsService {
     /// Up to `limit` names of secrets with rotation work due at `now`, oldest due first.
     /// Secrets marked for deletion keep their entries (a restore resumes them) but are passed
     /// over; entries whose secret is gone or whose schedule moved on are removed.
-    pub async fn rotations_due(&self, now: i64, limit: usize) -> Result<Vec<String>, SecretsError> {
+    pub async fn rotations_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<String>, SecretsError> {
         let mut names = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         while names.len() < limit {
@@ -398,7 +403,7 @@ impl SecretsService {
                 return Ok(Next::Nothing);
             };
             let window = RotationRules::of(&before).schedule()?.duration_secs();
-            if now >= due + window {
+            if now >= due.add_secs(window) {
                 tracing::info!(
                     secret = name,
                     "the rotation window passed while the server was down; rotating once now"
@@ -513,7 +518,7 @@ impl SecretsService {
         };
         flight.failed_attempts += 1;
         flight.last_error = Some(error.to_owned());
-        flight.retry_at = now + retry_after(flight.failed_attempts);
+        flight.retry_at = now.add_secs(retry_after(flight.failed_attempts));
         let attempts = flight.failed_attempts;
         self.commit_rotation(before.as_ref(), &record, version)
             .await?;
@@ -573,6 +578,10 @@ mod tests {
     use crate::store::PasswordPolicy;
 
     fn rotation(enabled: bool, next: Option<i64>, retry_at: Option<i64>) -> RotationRecord {
+        let (next, retry_at) = (
+            next.map(Timestamp::from_secs),
+            retry_at.map(Timestamp::from_secs),
+        );
         RotationRecord {
             enabled,
             automatically_after_days: Some(1),
@@ -586,7 +595,7 @@ mod tests {
             next_rotation_at: next,
             in_flight: retry_at.map(|at| InFlight {
                 retry_at: at,
-                ..start_flight("t", 0)
+                ..start_flight("t", Timestamp::EPOCH)
             }),
         }
     }
@@ -594,15 +603,16 @@ mod tests {
     #[test]
     fn the_index_follows_the_due_time() {
         // A rotation in flight is due at its retry time, whatever the schedule says.
-        assert_eq!(rotation(true, Some(50), Some(7)).due_at(), Some(7));
-        assert_eq!(rotation(true, Some(50), None).due_at(), Some(50));
+        let at = |secs| Some(Timestamp::from_secs(secs));
+        assert_eq!(rotation(true, Some(50), Some(7)).due_at(), at(7));
+        assert_eq!(rotation(true, Some(50), None).due_at(), at(50));
         assert_eq!(rotation(false, Some(50), None).due_at(), None);
         let moved = due_ops(
             "s",
             Some(&rotation(true, Some(50), None)),
             Some(&rotation(true, Some(80), None)),
         );
-        let key = |t| indexes::time_key(ROTATION_DUE_PREFIX, t, "s");
+        let key = |t| indexes::time_key(ROTATION_DUE_PREFIX, Timestamp::from_secs(t), "s");
         assert!(
             matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
             if *old == key(50) && *new == key(80))

@@ -11,6 +11,7 @@ use crate::store::{
     self, Expect, Op, ReplicaRecord, SecretRecord, SecretValueRecord, SecretVersionMeta,
     StoreError, Tag,
 };
+use crate::time::Timestamp;
 
 /// Versions kept regardless of age (rule Labels 7).
 const KEEP_VERSIONS: usize = 100;
@@ -551,7 +552,7 @@ impl SecretsService {
 
 /// Rule Labels 7: deprecated versions beyond the newest 100, at least a day old, are removed.
 /// Returns the removed version ids.
-fn prune_versions(record: &mut SecretRecord, now: i64) -> Vec<String> {
+fn prune_versions(record: &mut SecretRecord, now: Timestamp) -> Vec<String> {
     let len = record.versions.len();
     if len <= KEEP_VERSIONS {
         return Vec::new();
@@ -560,7 +561,7 @@ fn prune_versions(record: &mut SecretRecord, now: i64) -> Vec<String> {
     let mut removed = Vec::new();
     let mut index = 0;
     record.versions.retain(|v| {
-        let old_enough = now - v.created_at >= MIN_AGE_TO_REMOVE;
+        let old_enough = now.secs_since(v.created_at) >= MIN_AGE_TO_REMOVE;
         let remove = index < cutoff && v.stages.is_empty() && old_enough;
         index += 1;
         if remove {
@@ -576,15 +577,15 @@ mod tests {
     use super::*;
     use crate::service::secrets::labels::CURRENT;
 
-    fn record(count: usize, now: i64) -> SecretRecord {
+    fn record(count: usize, now: Timestamp) -> SecretRecord {
         SecretRecord {
             id: "id".into(),
             name: "n".into(),
             arn: "a".into(),
             description: String::new(),
             kms_key_id: String::new(),
-            created_at: 0,
-            last_changed_at: 0,
+            created_at: Timestamp::EPOCH,
+            last_changed_at: Timestamp::EPOCH,
             last_accessed_day: None,
             deletion_date: None,
             tags: Vec::new(),
@@ -592,7 +593,7 @@ mod tests {
                 .map(|i| SecretVersionMeta {
                     version_id: format!("v{i:03}"),
                     // The first 10 versions are old, the rest recent.
-                    created_at: if i < 10 { 0 } else { now },
+                    created_at: if i < 10 { Timestamp::EPOCH } else { now },
                     stages: if i == 3 {
                         vec![CURRENT.into()]
                     } else {
@@ -613,13 +614,13 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_hundred_labelled_and_young_versions() {
-        let now = 10 * 86_400;
+        let now = Timestamp::from_secs(10 * 86_400);
         let mut r = record(105, now);
         let removed = prune_versions(&mut r, now);
         // Five beyond 100; among the oldest five, v003 is labelled: it stays.
         assert_eq!(removed, ["v000", "v001", "v002", "v004"]);
         assert_eq!(r.versions.len(), 101);
-        let mut young = record(105, 0);
-        assert!(prune_versions(&mut young, 0).is_empty());
+        let mut young = record(105, Timestamp::EPOCH);
+        assert!(prune_versions(&mut young, Timestamp::EPOCH).is_empty());
     }
 }

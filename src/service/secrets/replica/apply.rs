@@ -394,7 +394,7 @@ mod tests {
             primary_arn: "arn:keyward:secretsmanager:site-a:000000000000:secret:db/x-AbC123".into(),
             description: String::new(),
             kms_key_id: String::new(),
-            created_at: 0,
+            created_at: crate::time::Timestamp::EPOCH,
             deletion_date: None,
             tags: Vec::new(),
             versions: Vec::new(),

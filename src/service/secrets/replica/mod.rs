@@ -7,6 +7,7 @@
 use super::values::Value;
 use super::{SecretsError, SecretsService, secret_key, value_key, value_prefix};
 use crate::store::{self, Expect, Op, ReplicaRecord, SecretRecord, Tag};
+use crate::time::{Clock, SystemClock, Timestamp};
 use outbox::{Change, Entry, Lag, Outbox, ReplicaStatus};
 use std::sync::Arc;
 
@@ -40,8 +41,8 @@ pub struct ReplicaState {
     pub primary_arn: String,
     pub description: String,
     pub kms_key_id: String,
-    pub created_at: i64,
-    pub deletion_date: Option<i64>,
+    pub created_at: Timestamp,
+    pub deletion_date: Option<Timestamp>,
     pub tags: Vec<Tag>,
     pub versions: Vec<ReplicaVersion>,
     pub resource_policy: Option<String>,
@@ -50,7 +51,7 @@ pub struct ReplicaState {
 
 pub struct ReplicaVersion {
     pub version_id: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub stages: Vec<String>,
     pub has_value: bool,
     /// Present for the versions the entry carries values of.
@@ -177,7 +178,7 @@ impl SecretsService {
             return self.commit_ops(ops).await;
         }
         let mut appending = outbox.begin().await;
-        let changed_at_ms = crate::calendar::now_ms();
+        let changed_at_ms = SystemClock.now_ms();
         for record in records {
             let prefix = value_prefix(&record);
             let written: Vec<String> = ops

@@ -7,6 +7,7 @@
 //! prefix and the replica drop anything at or below what it has applied.
 
 use crate::store::{self, Expect, Op, SecretRecord, Store, StoreError};
+use crate::time::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -225,7 +226,7 @@ impl Outbox {
         };
         let entries = state.last_seq - state.acked;
         let seconds = match state.oldest_at_ms {
-            Some(at) if entries > 0 => (crate::calendar::now_ms() - at).max(0) as f64 / 1000.0,
+            Some(at) if entries > 0 => (SystemClock.now_ms() - at).max(0) as f64 / 1000.0,
             _ => 0.0,
         };
         Lag { entries, seconds }
