@@ -1,49 +1,84 @@
 //! Keyward: an on-premises key management service whose root of trust is hardware.
 //!
+//! # Architecture
+//!
+//! Layers point only down: a module uses the layers below its own and never a module above
+//! it or beside it (`tests/layers.rs` fails on any `use` that does, and holds the same table).
+//!
+//! ```text
+//!  cli · bench          the `keyward` command and its load generator (one program)
+//!  server               composition, listeners, background tasks
+//!  aws                  AWS JSON 1.1 front door (SigV4) onto the gRPC handlers
+//!  metrics              Prometheus endpoint
+//!  replication          per-peer senders and the site-to-site service
+//!  api                  tonic handlers, protobuf <-> domain (api::convert), error -> status
+//!  access               identity, the Gate (decision + audit record), step credentials
+//!  service              KMS and Secrets Manager domain, rotation, the replication outbox
+//!  config               typed configuration
+//!  audit · alarms       hash-chained log and checkpoints · rules on the request stream
+//!  backend · store      roots of trust (PKCS#11, TPM) · key-value persistence (sled)
+//!  crypto · time · duration · outcome · policy · telemetry      leaves
+//! ```
+//!
 //! # Layout
 //!
-//! - [`config`]: the TOML configuration, typed as it is read, and the development default.
-//! - [`duration`]: durations as the configuration writes them ("30s", or a number in the
-//!   unit the key names).
 //! - [`crypto`]: secret buffers (zeroized; mlocked for long-lived keys), the canonical
 //!   encryption context, the ciphertext envelope, software AES-GCM, digests, the one
-//!   constant-time comparison and the one hex codec.
+//!   constant-time comparison, the one hex codec, and the names of master keys
+//!   ([`crypto::master`]) that roots of trust make and key records keep.
 //! - [`time`]: the [`time::Timestamp`] records and the wire carry, its text forms, and the
 //!   [`time::Clock`] every "now" is read from.
+//! - [`duration`]: durations as the configuration writes them ("30s", or a number in the
+//!   unit the key names).
+//! - [`outcome`]: a request's [`outcome::Outcome`] and the AWS [`outcome::Exception`] names,
+//!   shared by the status table, the AWS front door, audit records, alarms and the gate.
+//! - [`policy`]: IAM policy documents: parsing with validation and evaluation. A leaf, so the
+//!   services validate policies and the gate evaluates them without depending on each other.
+//! - [`telemetry`]: the tracing subscriber and its log format.
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
 //!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
 //!   through; at start, the check that the device is the one the data directory was made with.
 //! - [`store`]: sled behind a narrow key-value interface; the only code touching sled.
-//! - [`service`]: domain logic with AWS KMS and Secrets Manager semantics; never sees tonic or
-//!   sled. Secrets get their data keys from the KMS service, like any other client; rotation
-//!   (schedules, rotators, the scheduler) drives both.
-//! - [`access`]: who the caller is (client certificates, bearer tokens), IAM policy
-//!   evaluation, and the [`access::Gate`] every request passes: the decision before any
-//!   hardware call, and its audit record.
 //! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
 //!   verifier behind `keyward audit verify`.
 //! - [`alarms`]: rules evaluated on the request stream, and their webhooks.
-//! - [`replication`]: secrets replicated to peer sites (regions): the per-peer log, its
-//!   senders and the site-to-site service (mutual TLS).
-//! - [`aws`]: the AWS JSON 1.1 front door (SigV4), a thin adapter onto the gRPC handlers.
-//! - [`api`]: tonic handlers, protobuf types, the error-to-status mapping; `api::guard` says
-//!   which IAM action and resource each RPC needs.
-//! - [`server`]: wiring, background tasks, serve-until-shutdown.
+//! - [`config`]: the TOML configuration, typed as it is read, and the development default.
+//! - [`service`]: domain logic with AWS KMS and Secrets Manager semantics; never sees tonic or
+//!   sled. Secrets get their data keys from the KMS service, like any other client; rotation
+//!   (schedules, rotators, the scheduler) drives both. The replication outbox lives with the
+//!   secrets service, which writes it in the same commit as each change.
+//! - [`access`]: who the caller is (client certificates, bearer tokens) and the
+//!   [`access::Gate`] every request passes: the policy decision before any hardware call, and
+//!   its audit record.
+//! - [`api`]: tonic handlers, protobuf types, the conversions both front doors and the site
+//!   wire share ([`api::convert`]), the error-to-status mapping; `api::guard` says which IAM
+//!   action and resource each RPC needs.
+//! - [`replication`]: secrets replicated to peer sites (regions): the senders and the
+//!   site-to-site service (mutual TLS).
 //! - [`metrics`]: the Prometheus text endpoint.
+//! - [`aws`]: the AWS JSON 1.1 front door (SigV4), a thin adapter onto the gRPC handlers.
+//! - [`server`]: wiring, background tasks, serve-until-shutdown.
 //! - [`bench`]: the load generator behind `keyward bench`.
 //! - [`cli`]: the `keyward` command: `serve`, the client subcommands and `bench`.
 //!
-//! # Request flow
+//! # Request path
 //!
-//! A gRPC request reaches a handler in `api/`, which hands it to the access gate: the caller's
-//! principal, the policy decision (store reads only) and, once answered, the audit record. The
-//! handler converts the request into a call on [`service::KmsService`]. The service resolves the key in the store, checks its state,
-//! generates data keys from the OS CSPRNG and asks the root of trust, through
+//! ```text
+//!  client ──gRPC──> api handler ──> guard: bounds, caller, Gate::admit ──> Pass
+//!         ──AWS JSON──> aws (SigV4) ──┘            (policy decision, no hardware yet)
+//!  Pass ──> api::convert (TryFrom: protobuf -> request struct) ──> service
+//!  service ──> store (resolve key/secret) ──> backend::Hardware::run (one call) ──> store commit
+//!  reply <── api::status (error -> Status + x-keyward-error) <── Pass::finish (audit record)
+//! ```
+//!
+//! A request runs in its own task (`api::detach`), so a client that hangs up cannot cut its
+//! audit record short. The service resolves the key in the store, checks its state, generates
+//! data keys from the OS CSPRNG and asks the root of trust, through
 //! [`backend::Hardware::run`], to seal or unseal under the master key version (one hardware call
 //! per request). A secret's value is sealed in software under a data key obtained that way.
 //! Writes are committed atomically and flushed (group commit) before the reply. Errors travel
-//! back as [`service::KmsError`] and become a `tonic::Status` with the AWS exception name in
-//! `x-keyward-error` in one place ([`api::status`]).
+//! back as [`service::KmsError`] or `SecretsError` and become a `tonic::Status` with the AWS
+//! exception name in `x-keyward-error` in one place ([`api::status`]).
 
 // The only unsafe code: mlock/munlock of key pages (crypto::locked), and the environment set
 // before any thread starts (main.rs).
