@@ -8,6 +8,8 @@ pub mod kms;
 pub mod paging;
 pub mod rotation;
 pub mod secrets;
+#[cfg(test)]
+mod tests;
 
 pub use clock::{Clock, SystemClock};
 pub use error::KmsError;

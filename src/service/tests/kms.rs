@@ -1,0 +1,415 @@
+//! KMS keys over the in-memory root of trust: key states and what each refuses, deletion
+//! windows and the purge, rotation, and the encrypt/decrypt round trip with every kind of
+//! tampering refused alike.
+
+use super::*;
+use crate::crypto::envelope::Ciphertext;
+use crate::service::KmsError;
+use crate::service::kms::{DataKeySpec, NewKey};
+use crate::store::{KeyRecord, KeyState};
+use std::collections::HashMap;
+
+async fn key(f: &Fixture) -> KeyRecord {
+    f.kms
+        .create_key(NewKey {
+            description: "test".into(),
+            key_usage: String::new(),
+            key_spec: String::new(),
+            tags: Vec::new(),
+            protection: Default::default(),
+        })
+        .await
+        .unwrap()
+}
+
+fn context(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn bytes(s: &str) -> SecretBytes {
+    SecretBytes::new(s.as_bytes().to_vec())
+}
+
+async fn encrypt(f: &Fixture, key_id: &str, plaintext: &str) -> Result<Vec<u8>, KmsError> {
+    let (blob, _) = f
+        .kms
+        .encrypt(key_id, bytes(plaintext), context(&[("app", "billing")]), "")
+        .await?;
+    Ok(blob)
+}
+
+async fn decrypt(f: &Fixture, blob: &[u8]) -> Result<String, KmsError> {
+    let (plaintext, _) = f
+        .kms
+        .decrypt(blob, context(&[("app", "billing")]), "", "")
+        .await?;
+    Ok(String::from_utf8(plaintext.expose().to_vec()).unwrap())
+}
+
+/// The key ARN a Disabled refusal names.
+fn disabled<T>(result: Result<T, KmsError>) -> String {
+    match result {
+        Err(KmsError::Disabled(which)) => which,
+        Err(other) => panic!("expected Disabled, got {other:?}"),
+        Ok(_) => panic!("expected Disabled, got success"),
+    }
+}
+
+fn invalid_state<T>(result: Result<T, KmsError>) -> String {
+    match result {
+        Err(KmsError::InvalidState(m)) => m,
+        Err(other) => panic!("expected InvalidState, got {other:?}"),
+        Ok(_) => panic!("expected InvalidState, got success"),
+    }
+}
+
+fn version_of(blob: &[u8]) -> u32 {
+    Ciphertext::parse(blob).unwrap().header.key_version
+}
+
+#[tokio::test]
+async fn encrypt_decrypt_round_trip_names_the_key() {
+    let f = services().await;
+    let k = key(&f).await;
+    assert_eq!(
+        (k.state, k.origin.as_str(), k.versions.len(), k.created_at),
+        (KeyState::Enabled, "MEMORY", 1, START)
+    );
+    let arn = f.kms.arns().key(&k.key_id);
+    let (blob, used) = f
+        .kms
+        .encrypt(
+            &k.key_id,
+            bytes("hello"),
+            context(&[("app", "billing")]),
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(used, arn);
+    let (plaintext, by) = f
+        .kms
+        .decrypt(
+            &blob,
+            context(&[("app", "billing")]),
+            &arn,
+            "SYMMETRIC_DEFAULT",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (plaintext.expose(), by.as_str()),
+        (&b"hello"[..], arn.as_str())
+    );
+
+    // By alias as well as by id.
+    f.kms.create_alias("alias/app", &k.key_id).await.unwrap();
+    let blob = encrypt(&f, "alias/app", "by alias").await.unwrap();
+    assert_eq!(decrypt(&f, &blob).await.unwrap(), "by alias");
+
+    // A data key decrypts to the plaintext handed out with it.
+    let data_key = f
+        .kms
+        .generate_data_key(
+            &k.key_id,
+            DataKeySpec {
+                key_spec: "AES_256".into(),
+                number_of_bytes: None,
+            },
+            context(&[("app", "billing")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(data_key.plaintext.len(), 32);
+    let (opened, _) = f
+        .kms
+        .decrypt(
+            &data_key.ciphertext_blob,
+            context(&[("app", "billing")]),
+            "",
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.expose(), data_key.plaintext.expose());
+}
+
+#[tokio::test]
+async fn tampered_ciphertext_and_a_wrong_context_are_refused_alike() {
+    let f = services().await;
+    let k = key(&f).await;
+    let other = key(&f).await;
+    let blob = encrypt(&f, &k.key_id, "secret").await.unwrap();
+
+    let invalid = |result: Result<String, KmsError>, what: &str| match result {
+        Err(KmsError::InvalidCiphertext) => {}
+        other => panic!("{what}: expected InvalidCiphertext, got {other:?}"),
+    };
+    // One flipped bit anywhere: the format byte, the key id, the version, the nonce, the
+    // sealed bytes or the tag.
+    for at in 0..blob.len() {
+        let mut flipped = blob.clone();
+        flipped[at] ^= 0x01;
+        invalid(decrypt(&f, &flipped).await, &format!("bit 0 of byte {at}"));
+    }
+    invalid(decrypt(&f, &blob[..blob.len() - 1]).await, "truncated");
+    let mut longer = blob.clone();
+    longer.push(0);
+    invalid(decrypt(&f, &longer).await, "extended");
+
+    for ctx in [
+        context(&[("app", "payroll")]),
+        context(&[("App", "billing")]),
+        context(&[]),
+        context(&[("app", "billing"), ("extra", "x")]),
+    ] {
+        let result = f.kms.decrypt(&blob, ctx.clone(), "", "").await;
+        assert!(
+            matches!(result, Err(KmsError::InvalidCiphertext)),
+            "{ctx:?}: {:?}",
+            result.err()
+        );
+    }
+    // Naming another key than the one that encrypted it.
+    let result = f
+        .kms
+        .decrypt(&blob, context(&[("app", "billing")]), &other.key_id, "")
+        .await;
+    assert!(
+        matches!(result, Err(KmsError::IncorrectKey)),
+        "{:?}",
+        result.err()
+    );
+    // The untouched blob still opens.
+    assert_eq!(decrypt(&f, &blob).await.unwrap(), "secret");
+}
+
+#[tokio::test]
+async fn re_encrypt_moves_a_blob_to_another_key_and_context() {
+    let f = services().await;
+    let (a, b) = (key(&f).await, key(&f).await);
+    let blob = encrypt(&f, &a.key_id, "moving").await.unwrap();
+    let (moved, source, destination) = f
+        .kms
+        .re_encrypt(
+            &blob,
+            context(&[("app", "billing")]),
+            &a.key_id,
+            &b.key_id,
+            context(&[("app", "hr")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (source, destination),
+        (f.kms.arns().key(&a.key_id), f.kms.arns().key(&b.key_id))
+    );
+    let (plaintext, by) = f
+        .kms
+        .decrypt(&moved, context(&[("app", "hr")]), "", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (plaintext.expose(), by),
+        (&b"moving"[..], f.kms.arns().key(&b.key_id))
+    );
+    assert!(matches!(
+        decrypt(&f, &moved).await,
+        Err(KmsError::InvalidCiphertext)
+    ));
+}
+
+#[tokio::test]
+async fn a_disabled_key_refuses_use_until_enabled() {
+    let f = services().await;
+    let k = key(&f).await;
+    let arn = f.kms.arns().key(&k.key_id);
+    let blob = encrypt(&f, &k.key_id, "before").await.unwrap();
+
+    f.kms.disable_key(&k.key_id).await.unwrap();
+    assert_eq!(
+        f.kms.describe_key(&k.key_id).unwrap().state,
+        KeyState::Disabled
+    );
+    assert_eq!(disabled(encrypt(&f, &k.key_id, "during").await), arn);
+    assert_eq!(disabled(decrypt(&f, &blob).await), arn);
+    assert_eq!(disabled(f.kms.rotate_key_on_demand(&k.key_id).await), arn);
+
+    f.kms.enable_key(&k.key_id).await.unwrap();
+    assert_eq!(decrypt(&f, &blob).await.unwrap(), "before");
+    encrypt(&f, &k.key_id, "after").await.unwrap();
+}
+
+#[tokio::test]
+async fn scheduled_key_deletion_refuses_use_and_cancel_brings_it_back_disabled() {
+    let f = services().await;
+    let k = key(&f).await;
+    let arn = f.kms.arns().key(&k.key_id);
+    let blob = encrypt(&f, &k.key_id, "kept").await.unwrap();
+
+    for days in [6, 31] {
+        let err = f
+            .kms
+            .schedule_key_deletion(&k.key_id, Some(days))
+            .await
+            .err();
+        assert!(
+            matches!(
+                err,
+                Some(KmsError::Validation {
+                    field: "pending_window_in_days",
+                    ..
+                })
+            ),
+            "{days}: {err:?}"
+        );
+    }
+    let scheduled = f.kms.schedule_key_deletion(&k.key_id, None).await.unwrap();
+    assert_eq!(
+        (
+            scheduled.state,
+            scheduled.deletion_date,
+            scheduled.pending_window_days
+        ),
+        (KeyState::PendingDeletion, Some(START + 30 * DAY), Some(30))
+    );
+    let pending = format!("{arn} is pending deletion");
+    assert_eq!(invalid_state(encrypt(&f, &k.key_id, "x").await), pending);
+    assert_eq!(invalid_state(decrypt(&f, &blob).await), pending);
+    assert_eq!(invalid_state(f.kms.enable_key(&k.key_id).await), pending);
+    assert_eq!(
+        invalid_state(f.kms.schedule_key_deletion(&k.key_id, Some(7)).await),
+        format!("{arn} is already pending deletion")
+    );
+
+    let cancelled = f.kms.cancel_key_deletion(&k.key_id).await.unwrap();
+    assert_eq!(
+        (
+            cancelled.state,
+            cancelled.deletion_date,
+            cancelled.pending_window_days
+        ),
+        (KeyState::Disabled, None, None)
+    );
+    assert_eq!(
+        invalid_state(f.kms.cancel_key_deletion(&k.key_id).await),
+        format!("{arn} is not pending deletion")
+    );
+    f.kms.enable_key(&k.key_id).await.unwrap();
+    assert_eq!(decrypt(&f, &blob).await.unwrap(), "kept");
+}
+
+#[tokio::test]
+async fn a_key_is_destroyed_once_the_clock_passes_its_deletion_date() {
+    let f = services().await;
+    let k = key(&f).await;
+    let survivor = key(&f).await;
+    let arn = f.kms.arns().key(&k.key_id);
+    f.kms.create_alias("alias/doomed", &k.key_id).await.unwrap();
+    let blob = encrypt(&f, &k.key_id, "gone").await.unwrap();
+    f.kms
+        .schedule_key_deletion(&k.key_id, Some(7))
+        .await
+        .unwrap();
+
+    f.clock.advance(7 * DAY - 1);
+    assert_eq!(f.kms.purge_expired_keys().await.unwrap(), 0);
+    f.clock.advance(1);
+    // Past the date it is too late to cancel, even before the purge ran.
+    let err = f.kms.cancel_key_deletion(&k.key_id).await.err();
+    assert!(
+        matches!(&err, Some(KmsError::InvalidState(m)) if *m == format!("{arn} is being deleted")),
+        "{err:?}"
+    );
+    assert_eq!(f.kms.purge_expired_keys().await.unwrap(), 1);
+    assert_eq!(f.kms.purge_expired_keys().await.unwrap(), 0);
+
+    let err = f.kms.describe_key(&k.key_id).err();
+    assert!(
+        matches!(&err, Some(KmsError::NotFound(m)) if *m == format!("key {arn} does not exist")),
+        "{err:?}"
+    );
+    let err = f.kms.describe_key("alias/doomed").err();
+    assert!(matches!(err, Some(KmsError::NotFound(_))), "{err:?}");
+    assert!(matches!(
+        decrypt(&f, &blob).await,
+        Err(KmsError::InvalidCiphertext)
+    ));
+    assert_eq!(
+        f.kms.describe_key(&survivor.key_id).unwrap().state,
+        KeyState::Enabled
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_blobs_and_new_blobs_use_the_new_version() {
+    let f = services().await;
+    let k = key(&f).await;
+    let old = encrypt(&f, &k.key_id, "v1 data").await.unwrap();
+    assert_eq!(version_of(&old), 1);
+
+    let (record, version) = f.kms.rotate_key_on_demand(&k.key_id).await.unwrap();
+    assert_eq!((version, record.versions.len()), (2, 2));
+    let new = encrypt(&f, &k.key_id, "v2 data").await.unwrap();
+    assert_eq!(version_of(&new), 2);
+    assert_eq!(decrypt(&f, &old).await.unwrap(), "v1 data");
+    assert_eq!(decrypt(&f, &new).await.unwrap(), "v2 data");
+}
+
+#[tokio::test]
+async fn automatic_key_rotation_follows_the_clock() {
+    let f = services().await;
+    let k = key(&f).await;
+    for days in [89, 2561] {
+        let err = f.kms.enable_key_rotation(&k.key_id, Some(days)).await.err();
+        assert!(
+            matches!(
+                err,
+                Some(KmsError::Validation {
+                    field: "rotation_period_in_days",
+                    ..
+                })
+            ),
+            "{days}: {err:?}"
+        );
+    }
+    f.kms
+        .enable_key_rotation(&k.key_id, Some(90))
+        .await
+        .unwrap();
+    let status = f.kms.key_rotation_status(&k.key_id).unwrap();
+    assert_eq!(
+        (status.enabled, status.period_days, status.next_rotation_at),
+        (true, Some(90), Some(START + 90 * DAY))
+    );
+
+    f.clock.advance(90 * DAY - 1);
+    assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 0);
+    f.clock.advance(1);
+    assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 1);
+    assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 0, "once per period");
+    let record = f.kms.describe_key(&k.key_id).unwrap();
+    let last = record.versions.last().unwrap();
+    assert_eq!(
+        (last.version, last.created_at, last.on_demand),
+        (2, START + 90 * DAY, false)
+    );
+    assert_eq!(
+        f.kms
+            .key_rotation_status(&k.key_id)
+            .unwrap()
+            .next_rotation_at,
+        Some(START + 180 * DAY)
+    );
+
+    // A disabled key waits, and rotates once enabled again.
+    f.clock.advance(90 * DAY);
+    f.kms.disable_key(&k.key_id).await.unwrap();
+    assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 0);
+    f.kms.enable_key(&k.key_id).await.unwrap();
+    assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 1);
+    assert_eq!(f.kms.describe_key(&k.key_id).unwrap().versions.len(), 3);
+}
