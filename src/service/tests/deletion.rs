@@ -43,9 +43,9 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
     );
 
     for (name, days, expected) in [
-        ("d7", Some(7), START + 7 * DAY),
-        ("d30", Some(30), START + 30 * DAY),
-        ("default", None, START + 30 * DAY),
+        ("d7", Some(7), at(START + 7 * DAY)),
+        ("d30", Some(30), at(START + 30 * DAY)),
+        ("default", None, at(START + 30 * DAY)),
     ] {
         let (arn, answered, date) = f.secrets.delete_secret(name, days, false).await.unwrap();
         assert_eq!((answered.as_str(), date), (name, expected));
@@ -59,7 +59,7 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
     );
     assert_eq!(
         f.secrets.describe_secret("d7").unwrap().deletion_date,
-        Some(START + 7 * DAY)
+        Some(at(START + 7 * DAY))
     );
 }
 
@@ -106,7 +106,7 @@ async fn rule_deletion_2_a_scheduled_secret_refuses_reads_writes_and_its_name() 
     // DescribeSecret still answers, with the date.
     assert_eq!(
         f.secrets.describe_secret("doomed").unwrap().deletion_date,
-        Some(START + 30 * DAY)
+        Some(at(START + 30 * DAY))
     );
     assert_eq!(names(&f, false), ["kept"]);
     assert_eq!(names(&f, true), ["doomed", "kept"]);
@@ -139,7 +139,7 @@ async fn rule_deletion_4_the_purge_runs_once_the_clock_passes_the_date() {
     f.create("s", &token("a"), "v1").await;
     let old_arn = f.secrets.describe_secret("s").unwrap().arn;
     let (_, _, date) = f.secrets.delete_secret("s", Some(7), false).await.unwrap();
-    assert_eq!(date, START + 7 * DAY);
+    assert_eq!(date, at(START + 7 * DAY));
 
     f.clock.advance(7 * DAY - 1);
     assert_eq!(f.secrets.purge_deleted().await.unwrap(), 0);
@@ -167,7 +167,7 @@ async fn rule_deletion_1_forced_deletion_is_immediate() {
     let f = services().await;
     f.create("s", &token("a"), "v1").await;
     let (_, _, date) = f.secrets.delete_secret("s", None, true).await.unwrap();
-    assert_eq!(date, START, "the answer's date is now");
+    assert_eq!(date, at(START), "the answer's date is now");
     let err = f.secrets.get_secret_value("s", "", "").await.err();
     assert!(
         matches!(&err, Some(SecretsError::NotFound(m)) if m == "Secrets Manager can't find the specified secret: s"),

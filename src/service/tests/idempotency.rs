@@ -84,7 +84,7 @@ async fn rule_idempotency_4_a_retried_create_succeeds_and_changes_nothing() {
     assert_eq!(f.stages("s"), expect(&[(&a, &[CUR])]));
     assert_eq!(
         f.secrets.describe_secret("s").unwrap().last_changed_at,
-        START
+        at(START)
     );
 
     for (value, tok) in [

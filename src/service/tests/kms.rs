@@ -3,9 +3,10 @@
 //! tampering refused alike.
 
 use super::*;
+use crate::crypto::EncryptionContext;
 use crate::crypto::envelope::Ciphertext;
 use crate::service::KmsError;
-use crate::service::kms::{DataKeySpec, NewKey};
+use crate::service::kms::{self, DataKeySpec, KmsService, NewKey};
 use crate::store::{KeyRecord, KeyState};
 use std::collections::HashMap;
 
@@ -29,23 +30,101 @@ fn context(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// The service calls with a request's members as the front doors see them, checked by the
+/// same functions the protobuf conversions use.
+fn checked(pairs: HashMap<String, String>) -> Result<EncryptionContext, KmsError> {
+    kms::context("encryption_context", pairs)
+}
+
+async fn encrypt_with(
+    kms: &KmsService,
+    key_id: &str,
+    plaintext: SecretBytes,
+    pairs: HashMap<String, String>,
+    algorithm: &str,
+) -> Result<(Vec<u8>, String), KmsError> {
+    kms::check_algorithm(algorithm)?;
+    let request = kms::Encrypt {
+        key_id: key_id.to_owned(),
+        plaintext,
+        context: checked(pairs)?,
+    };
+    let sealed = kms.encrypt(request).await?;
+    Ok((sealed.ciphertext_blob, sealed.key_arn))
+}
+
+async fn decrypt_with(
+    kms: &KmsService,
+    blob: &[u8],
+    pairs: HashMap<String, String>,
+    key_id: &str,
+    algorithm: &str,
+) -> Result<(SecretBytes, String), KmsError> {
+    kms::check_algorithm(algorithm)?;
+    let request = kms::Decrypt {
+        ciphertext_blob: blob.to_vec(),
+        context: checked(pairs)?,
+        key_id: (!key_id.is_empty()).then(|| key_id.to_owned()),
+    };
+    let opened = kms.decrypt(request).await?;
+    Ok((opened.plaintext, opened.key_arn))
+}
+
+async fn re_encrypt_with(
+    kms: &KmsService,
+    blob: &[u8],
+    source_pairs: HashMap<String, String>,
+    source_key_id: &str,
+    destination_key_id: &str,
+    destination_pairs: HashMap<String, String>,
+) -> Result<(Vec<u8>, String, String), KmsError> {
+    let request = kms::ReEncrypt {
+        ciphertext_blob: blob.to_vec(),
+        source_context: checked(source_pairs)?,
+        source_key_id: (!source_key_id.is_empty()).then(|| source_key_id.to_owned()),
+        destination_key_id: destination_key_id.to_owned(),
+        destination_context: checked(destination_pairs)?,
+    };
+    let resealed = kms.re_encrypt(request).await?;
+    Ok((
+        resealed.ciphertext_blob,
+        resealed.source_key_arn,
+        resealed.key_arn,
+    ))
+}
+
+async fn generate_data_key_with(
+    kms: &KmsService,
+    key_id: &str,
+    spec: DataKeySpec,
+    pairs: HashMap<String, String>,
+) -> Result<kms::GeneratedDataKey, KmsError> {
+    let request = kms::GenerateDataKey {
+        key_id: key_id.to_owned(),
+        spec,
+        context: checked(pairs)?,
+    };
+    kms.generate_data_key(request).await
+}
+
 fn bytes(s: &str) -> SecretBytes {
     SecretBytes::new(s.as_bytes().to_vec())
 }
 
 async fn encrypt(f: &Fixture, key_id: &str, plaintext: &str) -> Result<Vec<u8>, KmsError> {
-    let (blob, _) = f
-        .kms
-        .encrypt(key_id, bytes(plaintext), context(&[("app", "billing")]), "")
-        .await?;
+    let (blob, _) = encrypt_with(
+        &f.kms,
+        key_id,
+        bytes(plaintext),
+        context(&[("app", "billing")]),
+        "",
+    )
+    .await?;
     Ok(blob)
 }
 
 async fn decrypt(f: &Fixture, blob: &[u8]) -> Result<String, KmsError> {
-    let (plaintext, _) = f
-        .kms
-        .decrypt(blob, context(&[("app", "billing")]), "", "")
-        .await?;
+    let (plaintext, _) = decrypt_with(&f.kms, blob, context(&[("app", "billing")]), "", "").await?;
     Ok(String::from_utf8(plaintext.expose().to_vec()).unwrap())
 }
 
@@ -76,30 +155,28 @@ async fn encrypt_decrypt_round_trip_names_the_key() {
     let k = key(&f).await;
     assert_eq!(
         (k.state, k.origin.as_str(), k.versions.len(), k.created_at),
-        (KeyState::Enabled, "MEMORY", 1, START)
+        (KeyState::Enabled, "MEMORY", 1, at(START))
     );
     let arn = f.kms.arns().key(&k.key_id);
-    let (blob, used) = f
-        .kms
-        .encrypt(
-            &k.key_id,
-            bytes("hello"),
-            context(&[("app", "billing")]),
-            "",
-        )
-        .await
-        .unwrap();
+    let (blob, used) = encrypt_with(
+        &f.kms,
+        &k.key_id,
+        bytes("hello"),
+        context(&[("app", "billing")]),
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(used, arn);
-    let (plaintext, by) = f
-        .kms
-        .decrypt(
-            &blob,
-            context(&[("app", "billing")]),
-            &arn,
-            "SYMMETRIC_DEFAULT",
-        )
-        .await
-        .unwrap();
+    let (plaintext, by) = decrypt_with(
+        &f.kms,
+        &blob,
+        context(&[("app", "billing")]),
+        &arn,
+        "SYMMETRIC_DEFAULT",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (plaintext.expose(), by.as_str()),
         (&b"hello"[..], arn.as_str())
@@ -111,29 +188,27 @@ async fn encrypt_decrypt_round_trip_names_the_key() {
     assert_eq!(decrypt(&f, &blob).await.unwrap(), "by alias");
 
     // A data key decrypts to the plaintext handed out with it.
-    let data_key = f
-        .kms
-        .generate_data_key(
-            &k.key_id,
-            DataKeySpec {
-                key_spec: "AES_256".into(),
-                number_of_bytes: None,
-            },
-            context(&[("app", "billing")]),
-        )
-        .await
-        .unwrap();
+    let data_key = generate_data_key_with(
+        &f.kms,
+        &k.key_id,
+        DataKeySpec {
+            key_spec: "AES_256".into(),
+            number_of_bytes: None,
+        },
+        context(&[("app", "billing")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(data_key.plaintext.len(), 32);
-    let (opened, _) = f
-        .kms
-        .decrypt(
-            &data_key.ciphertext_blob,
-            context(&[("app", "billing")]),
-            "",
-            "",
-        )
-        .await
-        .unwrap();
+    let (opened, _) = decrypt_with(
+        &f.kms,
+        &data_key.ciphertext_blob,
+        context(&[("app", "billing")]),
+        "",
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(opened.expose(), data_key.plaintext.expose());
 }
 
@@ -166,7 +241,7 @@ async fn tampered_ciphertext_and_a_wrong_context_are_refused_alike() {
         context(&[]),
         context(&[("app", "billing"), ("extra", "x")]),
     ] {
-        let result = f.kms.decrypt(&blob, ctx.clone(), "", "").await;
+        let result = decrypt_with(&f.kms, &blob, ctx.clone(), "", "").await;
         assert!(
             matches!(result, Err(KmsError::InvalidCiphertext)),
             "{ctx:?}: {:?}",
@@ -174,10 +249,14 @@ async fn tampered_ciphertext_and_a_wrong_context_are_refused_alike() {
         );
     }
     // Naming another key than the one that encrypted it.
-    let result = f
-        .kms
-        .decrypt(&blob, context(&[("app", "billing")]), &other.key_id, "")
-        .await;
+    let result = decrypt_with(
+        &f.kms,
+        &blob,
+        context(&[("app", "billing")]),
+        &other.key_id,
+        "",
+    )
+    .await;
     assert!(
         matches!(result, Err(KmsError::IncorrectKey)),
         "{:?}",
@@ -192,24 +271,21 @@ async fn re_encrypt_moves_a_blob_to_another_key_and_context() {
     let f = services().await;
     let (a, b) = (key(&f).await, key(&f).await);
     let blob = encrypt(&f, &a.key_id, "moving").await.unwrap();
-    let (moved, source, destination) = f
-        .kms
-        .re_encrypt(
-            &blob,
-            context(&[("app", "billing")]),
-            &a.key_id,
-            &b.key_id,
-            context(&[("app", "hr")]),
-        )
-        .await
-        .unwrap();
+    let (moved, source, destination) = re_encrypt_with(
+        &f.kms,
+        &blob,
+        context(&[("app", "billing")]),
+        &a.key_id,
+        &b.key_id,
+        context(&[("app", "hr")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (source, destination),
         (f.kms.arns().key(&a.key_id), f.kms.arns().key(&b.key_id))
     );
-    let (plaintext, by) = f
-        .kms
-        .decrypt(&moved, context(&[("app", "hr")]), "", "")
+    let (plaintext, by) = decrypt_with(&f.kms, &moved, context(&[("app", "hr")]), "", "")
         .await
         .unwrap();
     assert_eq!(
@@ -274,7 +350,11 @@ async fn scheduled_key_deletion_refuses_use_and_cancel_brings_it_back_disabled()
             scheduled.deletion_date,
             scheduled.pending_window_days
         ),
-        (KeyState::PendingDeletion, Some(START + 30 * DAY), Some(30))
+        (
+            KeyState::PendingDeletion,
+            Some(at(START + 30 * DAY)),
+            Some(30)
+        )
     );
     let pending = format!("{arn} is pending deletion");
     assert_eq!(invalid_state(encrypt(&f, &k.key_id, "x").await), pending);
@@ -383,7 +463,7 @@ async fn automatic_key_rotation_follows_the_clock() {
     let status = f.kms.key_rotation_status(&k.key_id).unwrap();
     assert_eq!(
         (status.enabled, status.period_days, status.next_rotation_at),
-        (true, Some(90), Some(START + 90 * DAY))
+        (true, Some(90), Some(at(START + 90 * DAY)))
     );
 
     f.clock.advance(90 * DAY - 1);
@@ -395,14 +475,14 @@ async fn automatic_key_rotation_follows_the_clock() {
     let last = record.versions.last().unwrap();
     assert_eq!(
         (last.version, last.created_at, last.on_demand),
-        (2, START + 90 * DAY, false)
+        (2, at(START + 90 * DAY), false)
     );
     assert_eq!(
         f.kms
             .key_rotation_status(&k.key_id)
             .unwrap()
             .next_rotation_at,
-        Some(START + 180 * DAY)
+        Some(at(START + 180 * DAY))
     );
 
     // A disabled key waits, and rotates once enabled again.

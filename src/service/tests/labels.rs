@@ -140,7 +140,7 @@ async fn rule_labels_5_update_secret_with_a_value_is_a_put_without_it_no_version
     assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&b, &[CUR])]));
     let record = f.secrets.describe_secret("s").unwrap();
     assert_eq!(record.description, "described again");
-    assert_eq!(record.last_changed_at, START + 60);
+    assert_eq!(record.last_changed_at, at(START + 60));
 }
 
 #[tokio::test]
@@ -301,7 +301,7 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
         (b.as_str(), "v2".to_owned())
     );
     assert_eq!(current.version_stages, [CUR]);
-    assert_eq!(current.created_date, START);
+    assert_eq!(current.created_date, at(START));
 
     let by_both = f.secrets.get_secret_value("s", &a, PREV).await.unwrap();
     assert_eq!(string_of(&by_both.value), "v1");

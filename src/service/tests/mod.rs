@@ -28,6 +28,11 @@ pub(super) const PEND: &str = "AWSPENDING";
 /// 2027-01-15T00:00:00Z: a fixed start, so dates in assertions are exact.
 pub(super) const START: i64 = 1_800_000_000 - 1_800_000_000 % SECONDS_PER_DAY;
 pub(super) const DAY: i64 = SECONDS_PER_DAY;
+
+/// The timestamp `secs` seconds after the epoch: tests count in seconds from [`START`].
+pub(super) const fn at(secs: i64) -> crate::time::Timestamp {
+    crate::time::Timestamp::from_secs(secs)
+}
 pub(super) const REGION: &str = "site-b";
 pub(super) const ACCOUNT: &str = "000000000000";
 /// An exec rotator the secrets service may attach to any secret, which the scheduler's

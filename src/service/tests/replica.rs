@@ -17,14 +17,14 @@ fn state(name: &str, versions: &[(&str, &[&str], Option<&str>)]) -> ReplicaState
         primary_arn: primary_arn(name),
         description: "from the primary".into(),
         kms_key_id: String::new(),
-        created_at: START - DAY,
+        created_at: at(START - DAY),
         deletion_date: None,
         tags: Vec::new(),
         versions: versions
             .iter()
             .map(|(id, stages, value)| ReplicaVersion {
                 version_id: token(id),
-                created_at: START - DAY,
+                created_at: at(START - DAY),
                 stages: stages.iter().map(|s| s.to_string()).collect(),
                 has_value: true,
                 value: value.map(text),

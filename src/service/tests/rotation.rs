@@ -94,10 +94,10 @@ async fn rule_rotation_1_rotate_makes_a_pending_version_without_a_value() {
         Some(InFlight {
             token: t.clone(),
             step: RotationStep::CreateSecret,
-            started_at: START,
+            started_at: at(START),
             failed_attempts: 0,
             last_error: None,
-            retry_at: START,
+            retry_at: at(START),
         })
     );
     let err = f.secrets.get_secret_value("s", "", PEND).await.err();
@@ -108,7 +108,7 @@ async fn rule_rotation_1_rotate_makes_a_pending_version_without_a_value() {
     assert_eq!(f.value("s", "").await, "v1");
     // Due now: the scheduler finds it.
     assert_eq!(
-        f.secrets.rotations_due(START, 10).await.unwrap(),
+        f.secrets.rotations_due(at(START), 10).await.unwrap(),
         ["s".to_owned()]
     );
 }
@@ -140,11 +140,11 @@ async fn rule_rotation_2_the_scheduler_runs_four_steps_and_moves_the_labels() {
     let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
     assert_eq!(rotation.in_flight, None);
     assert!(rotation.enabled);
-    assert_eq!(rotation.last_rotated_at, Some(START + 90));
-    assert_eq!(rotation.next_rotation_at, Some(START + 30 * DAY));
+    assert_eq!(rotation.last_rotated_at, Some(at(START + 90)));
+    assert_eq!(rotation.next_rotation_at, Some(at(START + 30 * DAY)));
     assert!(
         f.secrets
-            .rotations_due(START + 90, 10)
+            .rotations_due(at(START + 90), 10)
             .await
             .unwrap()
             .is_empty()
@@ -227,7 +227,7 @@ async fn rule_rotation_2_the_step_machine_advances_one_step_at_a_time() {
     assert_eq!(f.value("s", "").await, "v2");
     let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
     assert_eq!(rotation.in_flight, None);
-    assert_eq!(rotation.last_rotated_at, Some(START + 3));
+    assert_eq!(rotation.last_rotated_at, Some(at(START + 3)));
     // Without rules rotation ran once and is not scheduled again.
     assert!(!rotation.enabled);
     assert_eq!(rotation.next_rotation_at, None);
@@ -289,7 +289,7 @@ async fn rule_rotation_4_a_failing_step_backs_off_and_leaves_awscurrent_alone() 
             RotationStep::CreateSecret,
             1,
             Some(why.as_str()),
-            START + 30
+            at(START + 30)
         )
     );
     assert_eq!(f.stages("s"), expect(&[(&a, &[CUR]), (&t, &[PEND])]));
@@ -307,7 +307,7 @@ async fn rule_rotation_4_a_failing_step_backs_off_and_leaves_awscurrent_alone() 
     let flight = in_flight(&f, "s").unwrap();
     assert_eq!(
         (flight.failed_attempts, flight.retry_at),
-        (2, START + 30 + 60)
+        (2, at(START + 30 + 60))
     );
     assert_eq!(f.value("s", "").await, "v1");
 }
@@ -357,7 +357,7 @@ async fn rule_rotation_3_an_unfinished_rotation_refuses_the_next_and_is_taken_up
     let flight = in_flight(&f, "s").unwrap();
     assert_eq!(
         (flight.token.as_str(), flight.step, flight.started_at),
-        (t.as_str(), RotationStep::CreateSecret, START + 5)
+        (t.as_str(), RotationStep::CreateSecret, at(START + 5))
     );
     scheduler(&f).pass().await;
     assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&t, &[CUR])]));
@@ -397,7 +397,7 @@ async fn rule_rotation_5_cancel_stops_the_rotation_and_leaves_the_labels() {
     f.clock.advance(100 * DAY);
     assert!(
         f.secrets
-            .rotations_due(START + 100 * DAY, 10)
+            .rotations_due(at(START + 100 * DAY), 10)
             .await
             .unwrap()
             .is_empty()
@@ -423,7 +423,7 @@ async fn rule_rotation_6_a_schedule_opens_a_rotation_when_the_clock_reaches_it()
     let (_, _, pending) = f.secrets.rotate_secret(request).await.unwrap();
     assert_eq!(pending, None);
     let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
-    assert_eq!(rotation.next_rotation_at, Some(START + 2 * DAY));
+    assert_eq!(rotation.next_rotation_at, Some(at(START + 2 * DAY)));
     assert_eq!(f.stages("s"), expect(&[(&a, &[CUR])]));
 
     f.clock.advance(2 * DAY - 1);
@@ -436,8 +436,8 @@ async fn rule_rotation_6_a_schedule_opens_a_rotation_when_the_clock_reaches_it()
     assert_eq!(stages.len(), 2);
     assert_eq!(stages[&a], [PREV]);
     let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
-    assert_eq!(rotation.last_rotated_at, Some(START + 2 * DAY));
-    assert_eq!(rotation.next_rotation_at, Some(START + 4 * DAY));
+    assert_eq!(rotation.last_rotated_at, Some(at(START + 2 * DAY)));
+    assert_eq!(rotation.next_rotation_at, Some(at(START + 4 * DAY)));
 }
 
 #[tokio::test]
