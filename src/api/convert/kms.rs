@@ -30,14 +30,13 @@ impl TryFrom<pb::GenerateDataKeyRequest> for GenerateDataKey {
 impl TryFrom<pb::GenerateDataKeyWithoutPlaintextRequest> for GenerateDataKey {
     type Error = KmsError;
 
+    /// The same members as GenerateDataKey's: one set of checks for both.
     fn try_from(r: pb::GenerateDataKeyWithoutPlaintextRequest) -> Result<Self, KmsError> {
-        Ok(Self {
-            context: context("encryption_context", r.encryption_context)?,
+        Self::try_from(pb::GenerateDataKeyRequest {
             key_id: r.key_id,
-            spec: DataKeySpec {
-                key_spec: r.key_spec,
-                number_of_bytes: r.number_of_bytes,
-            },
+            encryption_context: r.encryption_context,
+            number_of_bytes: r.number_of_bytes,
+            key_spec: r.key_spec,
         })
     }
 }

@@ -6,21 +6,12 @@ use super::*;
 use crate::crypto::EncryptionContext;
 use crate::crypto::envelope::Ciphertext;
 use crate::service::KmsError;
-use crate::service::kms::{self, DataKeySpec, KmsService, NewKey};
+use crate::service::kms::{self, DataKeySpec, KmsService};
 use crate::store::{KeyRecord, KeyState};
 use std::collections::HashMap;
 
 async fn key(f: &Fixture) -> KeyRecord {
-    f.kms
-        .create_key(NewKey {
-            description: "test".into(),
-            key_usage: String::new(),
-            key_spec: String::new(),
-            tags: Vec::new(),
-            protection: Default::default(),
-        })
-        .await
-        .unwrap()
+    f.new_key().await
 }
 
 fn context(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -121,6 +121,20 @@ pub(super) fn token(tag: &str) -> String {
 }
 
 impl Fixture {
+    /// A new symmetric key with default settings.
+    pub(super) async fn new_key(&self) -> crate::store::KeyRecord {
+        self.kms
+            .create_key(crate::service::kms::NewKey {
+                description: "test".into(),
+                key_usage: String::new(),
+                key_spec: String::new(),
+                tags: Vec::new(),
+                protection: Default::default(),
+            })
+            .await
+            .unwrap()
+    }
+
     pub async fn create(&self, name: &str, token: &str, value: &str) {
         self.secrets
             .create_secret(new_secret(name, token, Some(value)))

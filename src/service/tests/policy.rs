@@ -6,7 +6,6 @@
 use super::*;
 use crate::policy::{Decision, DenyReason, Policy, PolicyKind, Request, decide, decide_key};
 use crate::service::KmsError;
-use crate::service::kms::NewKey;
 
 const APP: &str = "keyward:principal/app";
 const OTHER: &str = "keyward:principal/other";
@@ -25,17 +24,7 @@ fn request<'a>(principal: &'a str, action: &'a str, resource: &'a str) -> Reques
 }
 
 async fn key_id(f: &Fixture) -> String {
-    f.kms
-        .create_key(NewKey {
-            description: String::new(),
-            key_usage: String::new(),
-            key_spec: String::new(),
-            tags: Vec::new(),
-            protection: Default::default(),
-        })
-        .await
-        .unwrap()
-        .key_id
+    f.new_key().await.key_id
 }
 
 #[tokio::test]
