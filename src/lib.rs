@@ -38,7 +38,8 @@
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
 //!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
 //!   through; at start, the check that the device is the one the data directory was made with.
-//! - [`store`]: sled behind a narrow key-value interface; the only code touching sled.
+//! - [`store`]: the key-value interface a backend implements (sled today), the keyspace (every
+//!   key prefix, defined once) and typed tables; the only code touching sled.
 //! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
 //!   verifier behind `keyward audit verify`.
 //! - [`alarms`]: rules evaluated on the request stream, and their webhooks.

@@ -68,8 +68,9 @@ fn new_key(description: &str) -> NewKey {
     }
 }
 
-fn materials(kms: &keyward::service::KmsService, key_id: &str) -> Vec<KeyRef> {
+async fn materials(kms: &keyward::service::KmsService, key_id: &str) -> Vec<KeyRef> {
     kms.describe_key(key_id)
+        .await
         .unwrap()
         .versions
         .into_iter()
@@ -86,7 +87,7 @@ async fn master_keys_are_sensitive_non_extractable_token_objects() {
     keyward.kms.rotate_key_on_demand(&key.key_id).await.unwrap();
 
     let token = inspector(&config);
-    let versions = materials(&keyward.kms, &key.key_id);
+    let versions = materials(&keyward.kms, &key.key_id).await;
     assert_eq!(versions.len(), 2);
     for material in versions {
         let attributes = token.key_attributes(&material).unwrap();
@@ -118,7 +119,7 @@ async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
         .await
         .unwrap();
     let survivor = kms.create_key(new_key("survivor")).await.unwrap();
-    let doomed_material = materials(&kms, &doomed.key_id);
+    let doomed_material = materials(&kms, &doomed.key_id).await;
 
     kms.schedule_key_deletion(&doomed.key_id, Some(7))
         .await
@@ -139,11 +140,11 @@ async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
     assert_eq!(kms.purge_expired_keys().await.unwrap(), 1);
 
     assert!(matches!(
-        kms.describe_key(&doomed.key_id),
+        kms.describe_key(&doomed.key_id).await,
         Err(KmsError::NotFound(_))
     ));
     assert!(matches!(
-        kms.describe_key("alias/doomed"),
+        kms.describe_key("alias/doomed").await,
         Err(KmsError::NotFound(_))
     ));
     let token = inspector(&config);
@@ -156,7 +157,7 @@ async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
             "{material:?} must be gone from the token"
         );
     }
-    for material in materials(&kms, &survivor.key_id) {
+    for material in materials(&kms, &survivor.key_id).await {
         assert!(token.key_attributes(&material).is_ok());
     }
     assert_eq!(kms.purge_expired_keys().await.unwrap(), 0);
@@ -189,7 +190,7 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
             .await
             .unwrap();
     }
-    let doomed = keyward.secrets.describe_secret("doomed").unwrap();
+    let doomed = keyward.secrets.describe_secret("doomed").await.unwrap();
     keyward
         .secrets
         .delete_secret("doomed", Some(7), false)
@@ -207,16 +208,22 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     let keyward = reopen(&config, &clock).await;
     assert_eq!(keyward.secrets.purge_deleted().await.unwrap(), 1);
     assert!(matches!(
-        keyward.secrets.describe_secret("doomed"),
+        keyward.secrets.describe_secret("doomed").await,
         Err(SecretsError::NotFound(_))
     ));
-    assert!(keyward.secrets.describe_secret("kept").is_ok());
+    assert!(keyward.secrets.describe_secret("kept").await.is_ok());
     // Its values and wrapped keys are gone from the store too.
     drop(keyward);
     let store_path = store_dir.path().join("store");
     let store = common::wait_for_lock(|| async { keyward::store::Store::open(&store_path) }).await;
     let prefix = format!("sm/value/{}/", doomed.id);
-    assert!(store.scan(prefix.as_bytes(), None, 10).unwrap().is_empty());
+    assert!(
+        store
+            .scan(prefix.as_bytes(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// 2026-03-01T10:00:00Z.
@@ -278,27 +285,30 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
 
     let hour = 3600;
     let march_2_2am = MARCH_1_10AM + 16 * hour;
-    let rotations = |k: &Keyward| {
-        let record = k.secrets.describe_secret("nightly").unwrap();
+    async fn rotations(k: &Keyward) -> (usize, Option<i64>, Option<i64>) {
+        let record = k.secrets.describe_secret("nightly").await.unwrap();
         let rotation = record.rotation.clone().unwrap();
         (
             record.versions.len() - 1,
             rotation.last_rotated_at.map(Timestamp::secs),
             rotation.next_rotation_at.map(Timestamp::secs),
         )
-    };
-    assert_eq!(rotations(&keyward), (0, None, Some(march_2_2am)));
+    }
+    assert_eq!(rotations(&keyward).await, (0, None, Some(march_2_2am)));
 
     let scheduler = keyward.scheduler(String::new());
     clock.advance(march_2_2am - 1 - clock_now(&clock));
     scheduler.pass().await;
-    assert_eq!(rotations(&keyward).0, 0, "the window has not opened");
+    assert_eq!(rotations(&keyward).await.0, 0, "the window has not opened");
     clock.advance(1);
     scheduler.pass().await;
     scheduler.pass().await;
     let next = march_2_2am + 24 * hour;
-    assert_eq!(rotations(&keyward), (1, Some(march_2_2am), Some(next)));
-    let record = keyward.secrets.describe_secret("nightly").unwrap();
+    assert_eq!(
+        rotations(&keyward).await,
+        (1, Some(march_2_2am), Some(next))
+    );
+    let record = keyward.secrets.describe_secret("nightly").await.unwrap();
     let stages: Vec<Vec<String>> = record.versions.iter().map(|v| v.stages.clone()).collect();
     assert_eq!(stages, [vec!["AWSPREVIOUS"], vec!["AWSCURRENT"]]);
     drop(scheduler);
@@ -312,7 +322,7 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
     scheduler.pass().await;
     let now = clock_now(&clock);
     assert_eq!(
-        rotations(&keyward),
+        rotations(&keyward).await,
         (2, Some(now), Some(march_2_2am + 4 * 24 * hour))
     );
 
@@ -321,6 +331,7 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
         keyward
             .kms
             .describe_key(&key.key_id)
+            .await
             .unwrap()
             .versions
             .len(),
@@ -329,16 +340,16 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
     clock.advance(90 * SECONDS_PER_DAY);
     scheduler.pass().await;
     scheduler.pass().await;
-    let record = keyward.kms.describe_key(&key.key_id).unwrap();
+    let record = keyward.kms.describe_key(&key.key_id).await.unwrap();
     assert_eq!(record.versions.len(), 2);
     assert!(!record.versions[1].on_demand);
-    let status = keyward.kms.key_rotation_status(&key.key_id).unwrap();
+    let status = keyward.kms.key_rotation_status(&key.key_id).await.unwrap();
     assert_eq!(
         status.next_rotation_at.map(Timestamp::secs),
         Some(clock_now(&clock) + 90 * SECONDS_PER_DAY)
     );
     // The secret, 90 days behind its schedule, rotated once more in the same passes.
-    assert_eq!(rotations(&keyward).0, 3);
+    assert_eq!(rotations(&keyward).await.0, 3);
 }
 
 fn clock_now(clock: &ManualClock) -> i64 {
@@ -388,7 +399,7 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
     let store = common::wait_for_lock(|| async { Store::open(&store_path) }).await;
     let mut ops = Vec::new();
     for prefix in ["sm/created/", "sm/deleting/", "sm/indexes-v1"] {
-        for (key, _) in store.scan_all(prefix.as_bytes()).unwrap() {
+        for (key, _) in store.scan_all(prefix.as_bytes()).await.unwrap() {
             ops.push(Op::Delete {
                 key,
                 expect: Expect::Any,
@@ -405,20 +416,16 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
         0,
         "built at start"
     );
-    let listed = |k: &Keyward| {
-        k.secrets
-            .list_records(ListOptions {
-                include_planned_deletion: true,
-                ..Default::default()
-            })
-            .unwrap()
-            .0
-            .into_iter()
-            .map(|r| r.name)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(listed(&keyward), ["a", "b", "c"]);
+    async fn listed(k: &Keyward) -> Vec<String> {
+        let options = ListOptions {
+            include_planned_deletion: true,
+            ..Default::default()
+        };
+        let (records, _) = k.secrets.list_records(options).await.unwrap();
+        records.into_iter().map(|r| r.name).collect()
+    }
+    assert_eq!(listed(&keyward).await, ["a", "b", "c"]);
     clock.advance(7 * SECONDS_PER_DAY);
     assert_eq!(keyward.secrets.purge_deleted().await.unwrap(), 1);
-    assert_eq!(listed(&keyward), ["a", "c"]);
+    assert_eq!(listed(&keyward).await, ["a", "c"]);
 }

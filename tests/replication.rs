@@ -288,7 +288,7 @@ async fn replicas_converge_with_identical_values_and_labels_sealed_under_each_si
     {
         let store_dir = b_dir.join("store");
         let store = common::wait_for_lock(|| async { Store::open(&store_dir) }).await;
-        for (key, stored) in store.scan_all(b"sm/value/").unwrap() {
+        for (key, stored) in store.scan_all(b"sm/value/").await.unwrap() {
             let record: SecretValueRecord = keyward::store::decode(&key, &stored.value).unwrap();
             let version = String::from_utf8_lossy(&key)
                 .rsplit('/')

@@ -199,25 +199,24 @@ async fn thirty_two_writers_leave_one_current_and_one_previous() {
     }
 }
 
-fn edit_value(store: &Store, prefix: &[u8], edit: impl Fn(&mut SecretValueRecord)) {
-    let rows = store.scan(prefix, None, 10).unwrap();
+async fn edit_value(store: &Store, prefix: &[u8], edit: impl Fn(&mut SecretValueRecord)) {
+    let rows = store.scan(prefix, None, 10).await.unwrap();
     assert_eq!(rows.len(), 1);
     let (key, stored) = &rows[0];
     let mut record: SecretValueRecord = keyward::store::decode(key, &stored.value).unwrap();
     edit(&mut record);
-    futures_commit(store, key.clone(), keyward::store::encode(&record));
+    overwrite(store, key.clone(), keyward::store::encode(&record)).await;
 }
 
-fn futures_commit(store: &Store, key: Vec<u8>, value: Vec<u8>) {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current()
-            .block_on(store.commit(vec![Op::Put {
-                key,
-                value,
-                expect: Expect::Any,
-            }]))
-            .unwrap()
-    });
+async fn overwrite(store: &Store, key: Vec<u8>, value: Vec<u8>) {
+    store
+        .commit(vec![Op::Put {
+            key,
+            value,
+            expect: Expect::Any,
+        }])
+        .await
+        .unwrap();
 }
 
 fn flip_base64(text: &mut String) {
@@ -243,30 +242,32 @@ async fn damage_on_disk_is_reported_for_that_secret_only() {
 
     {
         let store = Store::open(&dir.path().join("store")).unwrap();
-        let id_of = |name: &str| {
+        async fn id_of(store: &Store, name: &str) -> String {
             let key = format!("sm/secret/{name}");
             let record: keyward::store::SecretRecord = keyward::store::decode(
                 key.as_bytes(),
-                &store.get(key.as_bytes()).unwrap().unwrap().value,
+                &store.get(key.as_bytes()).await.unwrap().unwrap().value,
             )
             .unwrap();
             record.id
-        };
+        }
         edit_value(
             &store,
-            format!("sm/value/{}/", id_of("sealed")).as_bytes(),
+            format!("sm/value/{}/", id_of(&store, "sealed").await).as_bytes(),
             |r| flip_base64(&mut r.sealed),
-        );
+        )
+        .await;
         edit_value(
             &store,
-            format!("sm/value/{}/", id_of("wrapped")).as_bytes(),
+            format!("sm/value/{}/", id_of(&store, "wrapped").await).as_bytes(),
             |r| flip_base64(&mut r.wrapped_key),
-        );
+        )
+        .await;
         let key = b"sm/secret/metadata".to_vec();
-        let mut raw = store.get(&key).unwrap().unwrap().value;
+        let mut raw = store.get(&key).await.unwrap().unwrap().value;
         let middle = raw.len() / 2;
         raw[middle] = b'{';
-        futures_commit(&store, key, raw);
+        overwrite(&store, key, raw).await;
     }
 
     let server = Server::start(dir.path());

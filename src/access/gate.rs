@@ -402,14 +402,14 @@ impl Gate {
             Mode::Enforced { .. } => conditions(&access),
             Mode::Development => Vec::new(),
         };
-        let resolved = self.resolve(access.target);
+        let resolved = self.resolve(access.target).await;
         event.resource = resolved.arn.clone();
         let mut key_pending_deletion = resolved.key_pending_deletion;
         let mut verdict = self.decide(&principal, access.action, &resolved, &conditions);
         if verdict.is_ok()
             && let Some((action, target)) = access.also
         {
-            let second = self.resolve(target);
+            let second = self.resolve(target).await;
             key_pending_deletion |= second.key_pending_deletion;
             // Its own conditions: ReEncryptTo reads the destination context, not the source's.
             let second_conditions = match self.mode {
@@ -600,7 +600,7 @@ impl Gate {
     /// The ARN and policy of what `target` names. Reads the store only. A name that does not
     /// resolve gets the ARN it would have without the random suffix, so identity policies
     /// still decide and a denied caller learns nothing about existence.
-    fn resolve(&self, target: Target) -> Resolved {
+    async fn resolve(&self, target: Target<'_>) -> Resolved {
         let (region, account) = (&self.arns.region, &self.arns.account_id);
         match target {
             Target::All => Resolved {
@@ -609,7 +609,7 @@ impl Gate {
                 key_policy_as_written: false,
                 key_pending_deletion: false,
             },
-            Target::Secret(id) => match self.secrets.describe_secret(id) {
+            Target::Secret(id) => match self.secrets.describe_secret(id).await {
                 Ok(record) => Resolved {
                     arn: record.arn,
                     policy: record.resource_policy,
@@ -627,7 +627,7 @@ impl Gate {
                     key_pending_deletion: false,
                 },
             },
-            Target::Key(id) => self.resolve_key(id),
+            Target::Key(id) => self.resolve_key(id).await,
             Target::Alias(name) => Resolved {
                 arn: self.arns.alias(name),
                 policy: None,
@@ -635,7 +635,7 @@ impl Gate {
                 key_pending_deletion: false,
             },
             Target::Ciphertext(blob) => match Ciphertext::parse(blob) {
-                Ok(parsed) => self.resolve_key(&parsed.header.key_id.to_string()),
+                Ok(parsed) => self.resolve_key(&parsed.header.key_id.to_string()).await,
                 // Unparsable: the domain answers InvalidCiphertext if identity policies allow.
                 Err(_) => Resolved {
                     arn: format!("arn:keyward:kms:{region}:{account}:key/*"),
@@ -647,8 +647,8 @@ impl Gate {
         }
     }
 
-    fn resolve_key(&self, id: &str) -> Resolved {
-        match self.kms.describe_key(id) {
+    async fn resolve_key(&self, id: &str) -> Resolved {
+        match self.kms.describe_key(id).await {
             Ok(record) => Resolved {
                 arn: self.arns.key(&record.key_id),
                 key_pending_deletion: record.state == KeyState::PendingDeletion,
@@ -687,15 +687,17 @@ impl Gate {
     ) -> Result<(), GateError> {
         event.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         if let Some(alarms) = &self.alarms {
-            alarms.observe(&Observation {
-                time_ms: event.time_ms,
-                principal: &event.principal,
-                action: &event.action,
-                resource: &event.resource,
-                outcome: event.outcome,
-                error: event.error,
-                key_pending_deletion,
-            });
+            alarms
+                .observe(&Observation {
+                    time_ms: event.time_ms,
+                    principal: &event.principal,
+                    action: &event.action,
+                    resource: &event.resource,
+                    outcome: event.outcome,
+                    error: event.error,
+                    key_pending_deletion,
+                })
+                .await;
         }
         self.audit.append(event).await.map_err(|e| {
             tracing::error!(error = %e, "audit record not written; the request fails");
@@ -717,12 +719,12 @@ impl Pass<'_> {
     /// Whether the principal may read one secret of a batch: the decision GetSecretValue of
     /// `secret_id` with no version would get (a batch reads AWSCURRENT), so a batch is no way
     /// around a condition, and a secret that does not exist is refused alike.
-    pub fn allows_secret_read(&self, secret_id: &str) -> bool {
+    pub async fn allows_secret_read(&self, secret_id: &str) -> bool {
         let Mode::Enforced { policies, .. } = &self.gate.mode else {
             return true;
         };
         let access = Access::new("secretsmanager:GetSecretValue", Target::Secret(secret_id));
-        let resolved = self.gate.resolve(access.target);
+        let resolved = self.gate.resolve(access.target).await;
         self.gate
             .evaluate(
                 policies,
@@ -760,7 +762,7 @@ impl Pass<'_> {
     pub async fn on_behalf(&self, access: Access<'_>) -> Result<(), GateError> {
         let gate = self.gate;
         let started = Instant::now();
-        let resolved = gate.resolve(access.target);
+        let resolved = gate.resolve(access.target).await;
         let conditions = match gate.mode {
             Mode::Enforced { .. } => conditions(&access),
             Mode::Development => Vec::new(),

@@ -4,11 +4,11 @@
 //! last moments before it may raise its first-read alarm a second time.
 
 use super::ReaderHistory;
-use crate::store::Store;
+use super::rules::FirstRead;
+use crate::store::{Store, keyspace};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-const PREFIX: &[u8] = b"alarm/read/";
 /// Remembered pairs; beyond this the memory is cleared and refilled from the store.
 const REMEMBERED: usize = 100_000;
 
@@ -27,28 +27,29 @@ impl StoreHistory {
 }
 
 impl ReaderHistory for StoreHistory {
-    fn first_read(&self, secret: &str, principal: &str) -> bool {
-        let pair = (secret.to_owned(), principal.to_owned());
-        if let Ok(seen) = self.seen.lock()
-            && seen.contains(&pair)
-        {
-            return false;
-        }
-        // NUL cannot occur in an ARN or a principal name, so the key is unambiguous.
-        let key = [PREFIX, secret.as_bytes(), b"\0", principal.as_bytes()].concat();
-        let first = match self.store.insert_once(&key) {
-            Ok(first) => first,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record a secret's reader for the alarms");
-                false
+    fn first_read<'a>(&'a self, secret: &'a str, principal: &'a str) -> FirstRead<'a> {
+        Box::pin(async move {
+            let pair = (secret.to_owned(), principal.to_owned());
+            if let Ok(seen) = self.seen.lock()
+                && seen.contains(&pair)
+            {
+                return false;
             }
-        };
-        if let Ok(mut seen) = self.seen.lock() {
-            if seen.len() >= REMEMBERED {
-                seen.clear();
+            let key = keyspace::alarm_reader(secret, principal);
+            let first = match self.store.insert_once(&key).await {
+                Ok(first) => first,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record a secret's reader for the alarms");
+                    false
+                }
+            };
+            if let Ok(mut seen) = self.seen.lock() {
+                if seen.len() >= REMEMBERED {
+                    seen.clear();
+                }
+                seen.insert(pair);
             }
-            seen.insert(pair);
-        }
-        first
+            first
+        })
     }
 }

@@ -268,10 +268,13 @@ pub struct Observation<'a> {
 
 pub use crate::outcome::Outcome;
 
+/// A [`ReaderHistory`]'s answer. Boxed so that the history can be shared as a trait object.
+pub type FirstRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+
 pub trait ReaderHistory: Send + Sync {
     /// Records that principal read secret; true if it is the first time ever (persisted by
     /// the caller, e.g. in the store).
-    fn first_read(&self, secret: &str, principal: &str) -> bool;
+    fn first_read<'a>(&'a self, secret: &'a str, principal: &'a str) -> FirstRead<'a>;
 }
 
 /// The rule engine. Share it (it is `Sync`) and call [`Alarms::observe`] on every request.
@@ -302,11 +305,21 @@ impl Alarms {
 
     /// Evaluates every rule; returns what fired (also logged at WARN and queued to the
     /// webhooks). Cheap when nothing fires: called on every request.
-    pub fn observe(&self, o: &Observation) -> Vec<Firing> {
+    pub async fn observe(&self, o: &Observation<'_>) -> Vec<Firing> {
+        // Asked once, before the rules, and only when a rule needs it: the history records the
+        // read, so asking again would always hear "not the first time".
+        let wants_history = is_successful_read(o)
+            && self
+                .rules
+                .iter()
+                .any(|rule| matches!(rule.check, Check::FirstRead));
+        let first_read = match wants_history {
+            true => Some(self.history.first_read(o.resource, o.principal).await),
+            false => None,
+        };
         let mut fired = Vec::new();
-        let mut first_read = None;
         for rule in &self.rules {
-            if let Some(firing) = rule.evaluate(o, &mut first_read, &*self.history) {
+            if let Some(firing) = rule.evaluate(o, first_read) {
                 rule.fired.fetch_add(1, Ordering::Relaxed);
                 fired.push(firing);
             }
@@ -479,15 +492,9 @@ impl Rule {
         })
     }
 
-    /// Returns the firing this observation causes, if any. `first_read` caches the history's
-    /// answer across rules: the history records the read, so asking again would always hear
-    /// "not the first time".
-    fn evaluate(
-        &self,
-        o: &Observation,
-        first_read: &mut Option<bool>,
-        history: &dyn ReaderHistory,
-    ) -> Option<Firing> {
+    /// Returns the firing this observation causes, if any. `first_read` is the history's
+    /// answer for a successful read, asked once for all rules.
+    fn evaluate(&self, o: &Observation, first_read: Option<bool>) -> Option<Firing> {
         match &self.check {
             Check::Denied {
                 limit,
@@ -525,13 +532,7 @@ impl Rule {
                 Some(self.firing(o, None, None, Some(count), Some(*window_secs), message))
             }
             Check::FirstRead => {
-                let is_read = o.action == GET_SECRET_VALUE || o.action == BATCH_GET_SECRET_VALUE;
-                if !is_read || o.outcome != Outcome::Success {
-                    return None;
-                }
-                let first =
-                    *first_read.get_or_insert_with(|| history.first_read(o.resource, o.principal));
-                if !first {
+                if !is_successful_read(o) || first_read != Some(true) {
                     return None;
                 }
                 let message = format!(
@@ -748,6 +749,12 @@ impl RateLimit {
 
 use crate::time::{Clock, SystemClock, rfc3339_ms};
 
+/// Reads are what first-read rules watch.
+fn is_successful_read(o: &Observation) -> bool {
+    (o.action == GET_SECRET_VALUE || o.action == BATCH_GET_SECRET_VALUE)
+        && o.outcome == Outcome::Success
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,8 +764,9 @@ mod tests {
     struct MemoryHistory(Mutex<HashSet<(String, String)>>);
 
     impl ReaderHistory for MemoryHistory {
-        fn first_read(&self, secret: &str, principal: &str) -> bool {
-            lock(&self.0).insert((secret.to_owned(), principal.to_owned()))
+        fn first_read<'a>(&'a self, secret: &'a str, principal: &'a str) -> FirstRead<'a> {
+            let first = lock(&self.0).insert((secret.to_owned(), principal.to_owned()));
+            Box::pin(std::future::ready(first))
         }
     }
 
@@ -833,17 +841,17 @@ mod tests {
                  "threshold": threshold, "window_secs": window_secs }])
     }
 
-    fn fired(alarms: &Alarms, o: Observation) -> usize {
-        alarms.observe(&o).len()
+    async fn fired(alarms: &Alarms, o: Observation<'_>) -> usize {
+        alarms.observe(&o).await.len()
     }
 
-    #[test]
-    fn threshold_fires_once_per_burst_and_rearms_after_the_window_drains() {
+    #[tokio::test]
+    async fn threshold_fires_once_per_burst_and_rearms_after_the_window_drains() {
         let alarms = alarms(denied_rule(5, 60));
         for t in 0..5 {
-            assert!(alarms.observe(&denied(t * 100, "alice")).is_empty());
+            assert!(alarms.observe(&denied(t * 100, "alice")).await.is_empty());
         }
-        let firings = alarms.observe(&denied(500, "alice"));
+        let firings = alarms.observe(&denied(500, "alice")).await;
         assert_eq!(firings.len(), 1);
         let firing = &firings[0];
         assert_eq!(firing.alarm, "denied-burst");
@@ -856,21 +864,21 @@ mod tests {
 
         // The rest of the burst is the same incident.
         for t in 6..40 {
-            assert_eq!(fired(&alarms, denied(t * 100, "alice")), 0, "at {t}");
+            assert_eq!(fired(&alarms, denied(t * 100, "alice")).await, 0, "at {t}");
         }
         // Still above the threshold inside the window: not re-armed.
-        assert_eq!(fired(&alarms, denied(30_000, "alice")), 0);
+        assert_eq!(fired(&alarms, denied(30_000, "alice")).await, 0);
 
         // 70 s on, everything up to 10 s has left the window (the count is 1, then 2...).
         for t in 0..5 {
-            assert_eq!(fired(&alarms, denied(95_000 + t, "alice")), 0);
+            assert_eq!(fired(&alarms, denied(95_000 + t, "alice")).await, 0);
         }
-        assert_eq!(fired(&alarms, denied(95_005, "alice")), 1);
+        assert_eq!(fired(&alarms, denied(95_005, "alice")).await, 1);
         assert_eq!(alarms.counters(), vec![("denied-burst".to_owned(), 2)]);
     }
 
-    #[test]
-    fn an_unreachable_peer_fires_once_per_outage_after_its_window() {
+    #[tokio::test]
+    async fn an_unreachable_peer_fires_once_per_outage_after_its_window() {
         let alarms = alarms(json!([{ "name": "peer-down",
             "kind": "replication_peer_unreachable", "window_secs": 30 }]));
         let down = |secs| alarms.peer_unreachable("site-b", Duration::from_secs(secs), "refused");
@@ -893,7 +901,7 @@ mod tests {
         assert_eq!(down(31).len(), 1, "re-armed once the peer answered");
         assert_eq!(alarms.counters(), vec![("peer-down".to_owned(), 3)]);
         // Requests never fire it.
-        assert_eq!(fired(&alarms, denied(0, "alice")), 0);
+        assert_eq!(fired(&alarms, denied(0, "alice")).await, 0);
     }
 
     #[test]
@@ -907,56 +915,57 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_sustained_rate_above_the_threshold_fires_once() {
+    #[tokio::test]
+    async fn a_sustained_rate_above_the_threshold_fires_once() {
         let alarms = alarms(denied_rule(5, 10));
-        let total: usize = (0..300)
-            .map(|s| fired(&alarms, denied(s * 1_000, "alice")))
-            .sum();
+        let mut total = 0;
+        for s in 0..300 {
+            total += fired(&alarms, denied(s * 1_000, "alice")).await;
+        }
         assert_eq!(total, 1);
     }
 
-    #[test]
-    fn rearms_when_the_count_drops_back_to_the_threshold() {
+    #[tokio::test]
+    async fn rearms_when_the_count_drops_back_to_the_threshold() {
         let alarms = alarms(denied_rule(2, 10));
-        assert_eq!(fired(&alarms, denied(0, "alice")), 0);
-        assert_eq!(fired(&alarms, denied(5_000, "alice")), 0);
-        assert_eq!(fired(&alarms, denied(6_000, "alice")), 1);
+        assert_eq!(fired(&alarms, denied(0, "alice")).await, 0);
+        assert_eq!(fired(&alarms, denied(5_000, "alice")).await, 0);
+        assert_eq!(fired(&alarms, denied(6_000, "alice")).await, 1);
         // At 10 s the event at 0 s is gone: the count is 2, at the threshold, so re-armed.
-        assert_eq!(fired(&alarms, denied(10_000, "alice")), 1);
+        assert_eq!(fired(&alarms, denied(10_000, "alice")).await, 1);
     }
 
-    #[test]
-    fn denied_requests_are_counted_per_principal() {
+    #[tokio::test]
+    async fn denied_requests_are_counted_per_principal() {
         let alarms = alarms(denied_rule(5, 60));
         for t in 0..5 {
-            assert_eq!(fired(&alarms, denied(t, "alice")), 0);
-            assert_eq!(fired(&alarms, denied(t, "bob")), 0);
+            assert_eq!(fired(&alarms, denied(t, "alice")).await, 0);
+            assert_eq!(fired(&alarms, denied(t, "bob")).await, 0);
         }
-        let firings = alarms.observe(&denied(10, "alice"));
+        let firings = alarms.observe(&denied(10, "alice")).await;
         assert_eq!(firings.len(), 1);
         assert_eq!(firings[0].principal.as_deref(), Some("alice"));
-        let firings = alarms.observe(&denied(11, "bob"));
+        let firings = alarms.observe(&denied(11, "bob")).await;
         assert_eq!(firings.len(), 1);
         assert_eq!(firings[0].principal.as_deref(), Some("bob"));
     }
 
-    #[test]
-    fn only_denied_outcomes_count_as_denied() {
+    #[tokio::test]
+    async fn only_denied_outcomes_count_as_denied() {
         let alarms = alarms(denied_rule(1, 60));
         for outcome in [Outcome::Success, Outcome::Failed, Outcome::Success] {
             let o = Observation {
                 outcome,
                 ..denied(0, "alice")
             };
-            assert_eq!(fired(&alarms, o), 0);
+            assert_eq!(fired(&alarms, o).await, 0);
         }
-        assert_eq!(fired(&alarms, denied(1, "alice")), 0);
-        assert_eq!(fired(&alarms, denied(2, "alice")), 1);
+        assert_eq!(fired(&alarms, denied(1, "alice")).await, 0);
+        assert_eq!(fired(&alarms, denied(2, "alice")).await, 1);
     }
 
-    #[test]
-    fn decrypt_failures_count_only_invalid_ciphertext_on_decrypt_from_anyone() {
+    #[tokio::test]
+    async fn decrypt_failures_count_only_invalid_ciphertext_on_decrypt_from_anyone() {
         let alarms = alarms(
             json!([{ "name": "bad-ciphertext", "kind": "decrypt_failures",
                                      "threshold": 3, "window_secs": 60 }]),
@@ -979,42 +988,44 @@ mod tests {
             },
         ];
         for o in noise.iter().cycle().take(20) {
-            assert_eq!(fired(&alarms, *o), 0);
+            assert_eq!(fired(&alarms, *o).await, 0);
         }
         for (t, who) in ["alice", "bob", "carol"].into_iter().enumerate() {
             assert_eq!(
-                fired(&alarms, decrypt_failure(t as i64, who, INVALID_CIPHERTEXT)),
+                fired(&alarms, decrypt_failure(t as i64, who, INVALID_CIPHERTEXT)).await,
                 0
             );
         }
-        let firings = alarms.observe(&decrypt_failure(5, "dave", INVALID_CIPHERTEXT));
+        let firings = alarms
+            .observe(&decrypt_failure(5, "dave", INVALID_CIPHERTEXT))
+            .await;
         assert_eq!(firings.len(), 1);
         assert_eq!(firings[0].kind, "decrypt_failures");
         assert_eq!(firings[0].principal, None);
         assert_eq!(firings[0].count, Some(4));
     }
 
-    #[test]
-    fn first_read_fires_once_per_principal_and_secret() {
+    #[tokio::test]
+    async fn first_read_fires_once_per_principal_and_secret() {
         let alarms = alarms(json!([
             { "name": "new-reader", "kind": "first_read" },
             { "name": "new-reader-too", "kind": "first_read" }
         ]));
-        let firings = alarms.observe(&read("alice", "db-password"));
+        let firings = alarms.observe(&read("alice", "db-password")).await;
         // Both rules fire: the history is asked once per observation, not once per rule.
         assert_eq!(firings.len(), 2);
         assert_eq!(firings[0].principal.as_deref(), Some("alice"));
         assert_eq!(firings[0].resource.as_deref(), Some("db-password"));
-        assert_eq!(fired(&alarms, read("alice", "db-password")), 0);
-        assert_eq!(fired(&alarms, read("bob", "db-password")), 2);
-        assert_eq!(fired(&alarms, read("alice", "api-token")), 2);
+        assert_eq!(fired(&alarms, read("alice", "db-password")).await, 0);
+        assert_eq!(fired(&alarms, read("bob", "db-password")).await, 2);
+        assert_eq!(fired(&alarms, read("alice", "api-token")).await, 2);
 
         let batch = Observation {
             action: BATCH_GET_SECRET_VALUE,
             ..read("carol", "db-password")
         };
-        assert_eq!(fired(&alarms, batch), 2);
-        assert_eq!(fired(&alarms, batch), 0);
+        assert_eq!(fired(&alarms, batch).await, 2);
+        assert_eq!(fired(&alarms, batch).await, 0);
 
         let not_a_read = Observation {
             action: "secretsmanager:DescribeSecret",
@@ -1024,40 +1035,46 @@ mod tests {
             outcome: Outcome::Denied,
             ..read("dave", "db-password")
         };
-        assert_eq!(fired(&alarms, not_a_read), 0);
-        assert_eq!(fired(&alarms, denied), 0);
+        assert_eq!(fired(&alarms, not_a_read).await, 0);
+        assert_eq!(fired(&alarms, denied).await, 0);
         // Neither was recorded as a read: dave's first real read still fires.
-        assert_eq!(fired(&alarms, read("dave", "db-password")), 2);
+        assert_eq!(fired(&alarms, read("dave", "db-password")).await, 2);
     }
 
-    #[test]
-    fn pending_deletion_use_fires_at_most_once_a_minute_per_principal_and_key() {
+    #[tokio::test]
+    async fn pending_deletion_use_fires_at_most_once_a_minute_per_principal_and_key() {
         let alarms = alarms(json!([{ "name": "pending", "kind": "pending_deletion_key_use" }]));
-        let firings = alarms.observe(&pending_use(0, "alice", "key-1"));
+        let firings = alarms.observe(&pending_use(0, "alice", "key-1")).await;
         assert_eq!(firings.len(), 1);
         assert_eq!(firings[0].principal.as_deref(), Some("alice"));
         assert_eq!(firings[0].resource.as_deref(), Some("key-1"));
         assert_eq!(firings[0].count, Some(1));
 
         for t in 1..100 {
-            assert_eq!(fired(&alarms, pending_use(t * 500, "alice", "key-1")), 0);
+            assert_eq!(
+                fired(&alarms, pending_use(t * 500, "alice", "key-1")).await,
+                0
+            );
         }
-        assert_eq!(fired(&alarms, pending_use(100, "bob", "key-1")), 1);
-        assert_eq!(fired(&alarms, pending_use(100, "alice", "key-2")), 1);
+        assert_eq!(fired(&alarms, pending_use(100, "bob", "key-1")).await, 1);
+        assert_eq!(fired(&alarms, pending_use(100, "alice", "key-2")).await, 1);
         let not_pending = Observation {
             key_pending_deletion: false,
             ..pending_use(0, "carol", "key-1")
         };
-        assert_eq!(fired(&alarms, not_pending), 0);
+        assert_eq!(fired(&alarms, not_pending).await, 0);
 
-        let firings = alarms.observe(&pending_use(60_000, "alice", "key-1"));
+        let firings = alarms.observe(&pending_use(60_000, "alice", "key-1")).await;
         assert_eq!(firings.len(), 1);
         assert_eq!(
             firings[0].count,
             Some(100),
             "the 99 suppressed uses and this one"
         );
-        assert_eq!(fired(&alarms, pending_use(60_001, "alice", "key-1")), 0);
+        assert_eq!(
+            fired(&alarms, pending_use(60_001, "alice", "key-1")).await,
+            0
+        );
         assert_eq!(alarms.counters(), vec![("pending".to_owned(), 4)]);
     }
 

@@ -275,6 +275,7 @@ async fn post(target: &Target, body: Bytes) -> Result<StatusCode, BoxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alarms::rules::FirstRead;
     use crate::alarms::{Alarms, AlarmsConfig, Observation, Outcome, ReaderHistory};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -405,8 +406,8 @@ mod tests {
     struct AlwaysFirst;
 
     impl ReaderHistory for AlwaysFirst {
-        fn first_read(&self, _: &str, _: &str) -> bool {
-            true
+        fn first_read<'a>(&'a self, _: &'a str, _: &'a str) -> FirstRead<'a> {
+            Box::pin(std::future::ready(true))
         }
     }
 
@@ -442,7 +443,7 @@ mod tests {
 
         let principals = ["alice", "bob", "carol"];
         for principal in principals {
-            assert_eq!(alarms.observe(&read(principal)).len(), 1);
+            assert_eq!(alarms.observe(&read(principal)).await.len(), 1);
         }
         let stats = alarms.webhook_stats();
         wait(&stats, |s| s.counters() == (6, 0)).await;

@@ -112,7 +112,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::DescribeKeyRequest>,
     ) -> Reply<pb::DescribeKeyResponse> {
         guarded(&self.gate, request, |r| async move {
-            let key = self.kms.describe_key(&r.key_id)?;
+            let key = self.kms.describe_key(&r.key_id).await?;
             Ok(Response::new(pb::DescribeKeyResponse {
                 key_metadata: Some(key_metadata(self.kms.arns(), &key)),
             }))
@@ -125,7 +125,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::ListKeysRequest>,
     ) -> Reply<pb::ListKeysResponse> {
         guarded(&self.gate, request, |r| async move {
-            let page = self.kms.list_keys(r.limit, &r.marker)?;
+            let page = self.kms.list_keys(r.limit, &r.marker).await?;
             let arns = self.kms.arns();
             Ok(Response::new(pb::ListKeysResponse {
                 keys: page
@@ -240,7 +240,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::GetKeyRotationStatusRequest>,
     ) -> Reply<pb::GetKeyRotationStatusResponse> {
         guarded(&self.gate, request, |r| async move {
-            let status = self.kms.key_rotation_status(&r.key_id)?;
+            let status = self.kms.key_rotation_status(&r.key_id).await?;
             Ok(Response::new(pb::GetKeyRotationStatusResponse {
                 key_rotation_enabled: status.enabled,
                 key_id: self.kms.arns().key(&status.key_id),
@@ -256,7 +256,10 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::ListKeyRotationsRequest>,
     ) -> Reply<pb::ListKeyRotationsResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (key, page) = self.kms.list_key_rotations(&r.key_id, r.limit, &r.marker)?;
+            let (key, page) = self
+                .kms
+                .list_key_rotations(&r.key_id, r.limit, &r.marker)
+                .await?;
             Ok(Response::new(pb::ListKeyRotationsResponse {
                 rotations: page
                     .items
@@ -309,7 +312,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::ListAliasesRequest>,
     ) -> Reply<pb::ListAliasesResponse> {
         guarded(&self.gate, request, |r| async move {
-            let page = self.kms.list_aliases(&r.key_id, r.limit, &r.marker)?;
+            let page = self.kms.list_aliases(&r.key_id, r.limit, &r.marker).await?;
             let arns = self.kms.arns();
             Ok(Response::new(pb::ListAliasesResponse {
                 aliases: page
@@ -434,7 +437,7 @@ impl KeyManagementService for KmsApi {
         request: Request<pb::GetKeyPolicyRequest>,
     ) -> Reply<pb::GetKeyPolicyResponse> {
         guarded(&self.gate, request, |r| async move {
-            let policy = self.kms.get_key_policy(&r.key_id, &r.policy_name)?;
+            let policy = self.kms.get_key_policy(&r.key_id, &r.policy_name).await?;
             Ok(Response::new(pb::GetKeyPolicyResponse {
                 policy,
                 policy_name: crate::service::kms::policy::DEFAULT_POLICY_NAME.into(),

@@ -35,12 +35,12 @@ const LAST_ERROR_HIDDEN: &str =
 
 /// Whether the caller sees why `record`'s rotation failed (asked only when one is in flight:
 /// a policy decision per listed secret costs a store read).
-fn sees_errors(pass: &Pass<'_>, record: &SecretRecord) -> bool {
+async fn sees_errors(pass: &Pass<'_>, record: &SecretRecord) -> bool {
     record
         .rotation
         .as_ref()
         .is_some_and(|r| r.in_flight.is_some())
-        && pass.allows_secret_read(&record.arn)
+        && pass.allows_secret_read(&record.arn).await
 }
 
 /// One secret as DescribeSecret and ListSecrets show it; `readable`: the caller may read its
@@ -99,7 +99,7 @@ impl SecretsManagerService for SecretsApi {
                     force_overwrite_replica_secret: r.force_overwrite_replica_secret,
                 })
                 .await?;
-            let replication_status = match self.secrets.describe_secret(&written.arn) {
+            let replication_status = match self.secrets.describe_secret(&written.arn).await {
                 Ok(record) => replication_out(self.secrets.replication_status(&record)),
                 Err(_) => Vec::new(),
             };
@@ -142,7 +142,11 @@ impl SecretsManagerService for SecretsApi {
     ) -> Reply<pb::BatchGetSecretValueResponse> {
         use super::guard::{admitted, finish};
         let (r, pass) = admitted(&self.gate, request).await?;
-        let allowed = |secret_id: &str| pass.allows_secret_read(secret_id);
+        let pass_ref = &pass;
+        let allowed =
+            move |secret_id: String| -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+                Box::pin(async move { pass_ref.allows_secret_read(&secret_id).await })
+            };
         let reply = async {
             let (items, next) = self
                 .secrets
@@ -255,8 +259,8 @@ impl SecretsManagerService for SecretsApi {
         use super::guard::{admitted, finish};
         let (r, pass) = admitted(&self.gate, request).await?;
         let reply = async {
-            let record = self.secrets.describe_secret(&r.secret_id)?;
-            let entry = list_entry(&self.secrets, &record, sees_errors(&pass, &record));
+            let record = self.secrets.describe_secret(&r.secret_id).await?;
+            let entry = list_entry(&self.secrets, &record, sees_errors(&pass, &record).await);
             Ok(Response::new(pb::DescribeSecretResponse {
                 arn: entry.arn,
                 name: entry.name,
@@ -289,18 +293,23 @@ impl SecretsManagerService for SecretsApi {
         use super::guard::{admitted, finish};
         let (r, pass) = admitted(&self.gate, request).await?;
         let reply = async {
-            let (records, next) = self.secrets.list_records(ListOptions {
-                include_planned_deletion: r.include_planned_deletion,
-                max_results: r.max_results,
-                next_token: r.next_token,
-                filters: filters_in(r.filters),
-                sort_order: r.sort_order,
-            })?;
+            let (records, next) = self
+                .secrets
+                .list_records(ListOptions {
+                    include_planned_deletion: r.include_planned_deletion,
+                    max_results: r.max_results,
+                    next_token: r.next_token,
+                    filters: filters_in(r.filters),
+                    sort_order: r.sort_order,
+                })
+                .await?;
+            let mut secret_list = Vec::with_capacity(records.len());
+            for record in &records {
+                let readable = sees_errors(&pass, record).await;
+                secret_list.push(list_entry(&self.secrets, record, readable));
+            }
             Ok(Response::new(pb::ListSecretsResponse {
-                secret_list: records
-                    .iter()
-                    .map(|record| list_entry(&self.secrets, record, sees_errors(&pass, record)))
-                    .collect(),
+                secret_list,
                 next_token: next.unwrap_or_default(),
             }))
         }
@@ -313,12 +322,15 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::ListSecretVersionIdsRequest>,
     ) -> Reply<pb::ListSecretVersionIdsResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (record, versions, next) = self.secrets.list_secret_version_ids(
-                &r.secret_id,
-                r.max_results,
-                &r.next_token,
-                r.include_deprecated,
-            )?;
+            let (record, versions, next) = self
+                .secrets
+                .list_secret_version_ids(
+                    &r.secret_id,
+                    r.max_results,
+                    &r.next_token,
+                    r.include_deprecated,
+                )
+                .await?;
             Ok(Response::new(pb::ListSecretVersionIdsResponse {
                 versions: versions
                     .into_iter()
@@ -438,7 +450,8 @@ impl SecretsManagerService for SecretsApi {
             // allowed to read them itself (no confused deputy).
             for other in self
                 .secrets
-                .secrets_a_rotation_reads(&r.secret_id, rotator.as_ref())?
+                .secrets_a_rotation_reads(&r.secret_id, rotator.as_ref())
+                .await?
             {
                 let read = Access::new("secretsmanager:GetSecretValue", Target::Secret(&other))
                     .version("", "AWSCURRENT");
@@ -505,7 +518,7 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::GetResourcePolicyRequest>,
     ) -> Reply<pb::GetResourcePolicyResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (secret, resource_policy) = self.secrets.get_resource_policy(&r.secret_id)?;
+            let (secret, resource_policy) = self.secrets.get_resource_policy(&r.secret_id).await?;
             Ok(Response::new(pb::GetResourcePolicyResponse {
                 arn: secret.arn,
                 name: secret.name,
@@ -585,7 +598,8 @@ impl SecretsManagerService for SecretsApi {
         guarded(&self.gate, request, |r| async move {
             let validation = self
                 .secrets
-                .validate_resource_policy(r.secret_id.as_deref(), &r.resource_policy)?;
+                .validate_resource_policy(r.secret_id.as_deref(), &r.resource_policy)
+                .await?;
             Ok(Response::new(pb::ValidateResourcePolicyResponse {
                 policy_validation_passed: validation.passed,
                 validation_errors: validation

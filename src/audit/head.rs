@@ -6,11 +6,8 @@
 //! `<seq> <hash>`; that is still read, and the save every start makes replaces it.
 
 use super::Head;
-use crate::store::{self, Expect, Op, Store};
+use crate::store::{self, Expect, Op, Store, keyspace};
 use serde::{Deserialize, Serialize};
-
-/// The store key of the recorded head.
-const AUDIT_HEAD: &[u8] = b"audit/closed-head";
 
 /// What the store holds; separate from [`Head`] so the stored form changes only on purpose.
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,7 +25,7 @@ pub async fn save_audit_head(store: &Store, head: &Head) {
     });
     let saved = store
         .commit(vec![Op::Put {
-            key: AUDIT_HEAD.to_vec(),
+            key: keyspace::AUDIT_HEAD.to_vec(),
             value,
             expect: Expect::Any,
         }])
@@ -39,15 +36,20 @@ pub async fn save_audit_head(store: &Store, head: &Head) {
 }
 
 /// The head recorded last, if any.
-pub fn closed_audit_head(store: &Store) -> Result<Option<Head>, String> {
-    let Some(found) = store.get(AUDIT_HEAD).map_err(|e| e.to_string())? else {
+pub async fn closed_audit_head(store: &Store) -> Result<Option<Head>, String> {
+    let Some(found) = store
+        .get(keyspace::AUDIT_HEAD)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(None);
     };
     // A store record opens with its format version, a small number; the old text opens with
     // the sequence number's first digit. Neither can be taken for the other.
     let record = match found.value.first() {
         Some(b'0'..=b'9') => legacy(&found.value)?,
-        _ => store::decode::<HeadRecord>(AUDIT_HEAD, &found.value).map_err(|e| e.to_string())?,
+        _ => store::decode::<HeadRecord>(keyspace::AUDIT_HEAD, &found.value)
+            .map_err(|e| e.to_string())?,
     };
     Ok(Some(Head {
         seq: record.seq,
@@ -80,7 +82,7 @@ mod tests {
     async fn put_raw(store: &Store, value: &[u8]) {
         store
             .commit(vec![Op::Put {
-                key: AUDIT_HEAD.to_vec(),
+                key: keyspace::AUDIT_HEAD.to_vec(),
                 value: value.to_vec(),
                 expect: Expect::Any,
             }])
@@ -124,17 +126,22 @@ mod tests {
     async fn the_head_round_trips_as_a_store_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
-        assert_eq!(closed_audit_head(&store).unwrap(), None);
+        assert_eq!(closed_audit_head(&store).await.unwrap(), None);
         let head = Head {
             seq: 42,
             hash: "ab".repeat(32),
         };
         save_audit_head(&store, &head).await;
-        let raw = store.get(AUDIT_HEAD).unwrap().unwrap().value;
+        let raw = store
+            .get(keyspace::AUDIT_HEAD)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
         assert!(!raw[0].is_ascii_digit(), "{raw:?}");
-        let record: HeadRecord = store::decode(AUDIT_HEAD, &raw).unwrap();
+        let record: HeadRecord = store::decode(keyspace::AUDIT_HEAD, &raw).unwrap();
         assert_eq!((record.seq, record.hash.as_str()), (42, head.hash.as_str()));
-        assert_eq!(closed_audit_head(&store).unwrap(), Some(head));
+        assert_eq!(closed_audit_head(&store).await.unwrap(), Some(head));
     }
 
     #[tokio::test]
@@ -143,7 +150,7 @@ mod tests {
         let store = Store::open(&dir.path().join("store")).unwrap();
         for bad in [&b"42"[..], b"4x2 abcd", b"", b"\x07{}", b"\x01{\"seq\":1}"] {
             put_raw(&store, bad).await;
-            assert!(closed_audit_head(&store).is_err(), "{bad:?}");
+            assert!(closed_audit_head(&store).await.is_err(), "{bad:?}");
         }
     }
 
@@ -158,7 +165,7 @@ mod tests {
         let closed = write_and_close(&path, None, 3).await;
         put_raw(&store, format!("{} {}", closed.seq, closed.hash).as_bytes()).await;
 
-        let read = closed_audit_head(&store).unwrap();
+        let read = closed_audit_head(&store).await.unwrap();
         assert_eq!(read.as_ref(), Some(&closed));
 
         // Still the guard: a log cut short while stopped is refused against the text head.
@@ -176,14 +183,22 @@ mod tests {
         let reopened = write_and_close(&path, read, 2).await;
         assert!(reopened.seq > closed.seq);
         save_audit_head(&store, &reopened).await;
-        let raw = store.get(AUDIT_HEAD).unwrap().unwrap().value;
-        assert!(store::decode::<HeadRecord>(AUDIT_HEAD, &raw).is_ok());
-        assert_eq!(closed_audit_head(&store).unwrap(), Some(reopened.clone()));
+        let raw = store
+            .get(keyspace::AUDIT_HEAD)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(store::decode::<HeadRecord>(keyspace::AUDIT_HEAD, &raw).is_ok());
+        assert_eq!(
+            closed_audit_head(&store).await.unwrap(),
+            Some(reopened.clone())
+        );
 
         // The whole file, both runs, against the head now recorded.
         let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
         let mut scan = verify::scan(file).unwrap();
-        scan.check_head(&closed_audit_head(&store).unwrap().unwrap());
+        scan.check_head(&closed_audit_head(&store).await.unwrap().unwrap());
         for i in 0..scan.checkpoints.len() {
             let claim = &scan.checkpoints[i];
             if fake_mac(&claim.key_id, &claim.message) != claim.mac {

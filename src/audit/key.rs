@@ -6,9 +6,8 @@
 use super::{CheckpointMac, MacFuture};
 use crate::backend::{BackendError, Hardware, KeyRef};
 use crate::crypto::{ct_eq, hex, sha256};
-use crate::store::{Expect, Op, Store, StoreError};
+use crate::store::{Expect, Op, Store, StoreError, keyspace};
 
-const KEY_RECORD: &[u8] = b"audit/mac-key";
 const LABEL: &str = "keyward-audit-checkpoints";
 
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +27,13 @@ pub struct RootMac {
 impl RootMac {
     /// The data directory's checkpoint key, made on first use.
     pub async fn open(store: &Store, hw: Hardware) -> Result<Self, KeyError> {
-        let key = match store.get(KEY_RECORD)? {
+        let key = match store.get(keyspace::AUDIT_MAC_KEY).await? {
             Some(found) => KeyRef(String::from_utf8_lossy(&found.value).into_owned()),
             None => {
                 let key = hw.run(|root| root.create_mac_key(LABEL)).await?;
                 store
                     .commit(vec![Op::Put {
-                        key: KEY_RECORD.to_vec(),
+                        key: keyspace::AUDIT_MAC_KEY.to_vec(),
                         value: key.0.clone().into_bytes(),
                         expect: Expect::Absent,
                     }])

@@ -94,6 +94,7 @@ impl Sender {
         let entries = self
             .outbox
             .oldest(&region, BATCH_ENTRIES)
+            .await
             .map_err(|e| SendError::Local(e.to_string()))?;
         let mut batch = Vec::with_capacity(entries.len());
         let mut bytes = 0;

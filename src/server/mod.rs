@@ -74,16 +74,13 @@ pub enum StartError {
     Access(String),
 }
 
-/// Where the root of trust's identity is recorded; `backend::check_identity` decides.
-const IDENTITY_KEY: &[u8] = b"rot/identity";
-
 async fn check_identity_in(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
-    use crate::store::{Expect, Op};
-    let recorded = store.get(IDENTITY_KEY)?;
+    use crate::store::{Expect, Op, keyspace};
+    let recorded = store.get(keyspace::ROOT_IDENTITY).await?;
     if let Some(first) = check_identity(root, recorded.as_ref().map(|r| r.value.as_slice()))? {
         store
             .commit(vec![Op::Put {
-                key: IDENTITY_KEY.to_vec(),
+                key: keyspace::ROOT_IDENTITY.to_vec(),
                 value: first,
                 expect: Expect::Absent,
             }])
@@ -527,7 +524,7 @@ async fn open_audit(
             AuditSync::EveryBatch => SyncMode::EveryBatch,
             AuditSync::Checkpoint => SyncMode::Checkpoint,
         },
-        last_closed: closed_audit_head(store).map_err(StartError::Audit)?,
+        last_closed: closed_audit_head(store).await.map_err(StartError::Audit)?,
     };
     let (log, task) = AuditLog::open(settings, mac)
         .await

@@ -1,26 +1,39 @@
-//! Persistence: the only code that touches sled.
+//! Persistence: the only code that touches sled, and the owner of the keyspace.
 //!
 //! The interface is deliberately plain key-value so that a distributed store (etcd) can stand
-//! in later: `get`, a prefix `scan` from a start key, and an atomic `commit` of several puts and
-//! deletes guarded by compare-on-version. Every value carries a version number that the store
-//! bumps on each write. A commit is flushed to disk before it returns: what a client sees
-//! acknowledged survives a crash.
+//! in as a second [`Backend`]: `get`, a prefix scan forward or backward from a start key, an
+//! atomic `commit` of several puts and deletes guarded by compare-on-version, and insert-once.
+//! Every value carries a version number that the store bumps on each write. A commit is durable
+//! before it returns: what a client sees acknowledged survives a crash.
+//!
+//! Every key is built by [`keyspace`]. A [`Table`] reads a typed record with its version and
+//! runs the guarded read-modify-write. This module must not use any layer but `crypto`,
+//! `time`, `policy` and `telemetry`.
 
+#[cfg(test)]
+mod conformance;
+pub mod keyspace;
 mod records;
+mod sled_store;
+mod table;
 
 pub use records::{
     AliasRecord, InFlight, KeyRecord, KeyRotation, KeyState, KeyVersionRecord, PasswordPolicy,
     PostgresStrategy, ReplicaRecord, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
     SecretValueRecord, SecretVersionMeta, Tag, decode, encode,
 };
+pub use sled_store::SledStore;
+pub use table::{Table, Updated};
 
+use std::future::Future;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O: {0}")]
     Io(#[from] sled::Error),
-    /// A guarded write found another version than expected: re-read and retry.
+    /// A guarded write found another version than expected: re-read and retry. Names the key
+    /// (lossy UTF-8) of the first expectation that failed.
     #[error("concurrent update of {0}")]
     Conflict(String),
     #[error("corrupt record {key}: {reason}")]
@@ -57,202 +70,125 @@ pub enum Op {
     },
 }
 
+/// What a store backend implements. The contract, which callers rely on:
+///
+/// - Versions: a put of an absent key gives version 1, each later put adds one, a delete
+///   makes the key absent (its next put is version 1 again). Callers predict the version a
+///   commit leaves (the replica batch does), so a backend must keep this arithmetic (etcd's
+///   per-key `version` does; its `mod_revision` does not).
+/// - `commit` applies its operations in order, all or none: a later operation on a key sees
+///   the earlier ones in the same commit (a replica batch may put one secret twice). Each
+///   expectation is checked against the state the earlier operations left. It returns once
+///   the commit is durable; on a failed expectation nothing is written and the error is
+///   [`StoreError::Conflict`] naming that key.
+/// - `scan` returns up to `limit` entries whose keys start with `prefix`, in ascending byte
+///   order, strictly after `start_after` when given; `scan_rev` the same in descending order,
+///   strictly before `start_before`. Reads see every commit that returned before they began.
+/// - `insert_once` puts `key` with an empty value unless it exists and says whether it did;
+///   it need not be durable at once.
+pub trait Backend: Send + Sync {
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Versioned>>> + Send;
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>>> + Send;
+
+    fn scan_rev(
+        &self,
+        prefix: &[u8],
+        start_before: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>>> + Send;
+
+    fn commit(&self, ops: Vec<Op>) -> impl Future<Output = Result<()>> + Send;
+
+    fn insert_once(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Bytes the store occupies, for a gauge: may be a recent figure rather than a live one,
+    /// so that rendering metrics never waits on the network.
+    fn size_on_disk(&self) -> Result<u64>;
+
+    /// Makes everything written so far durable; called at shutdown.
+    fn flush(&self) -> Result<()>;
+}
+
+/// The store a server runs on: one variant per backend. An enum rather than `dyn Backend`:
+/// the backends' async methods are not object-safe, and a `match` makes adding a backend a
+/// compile error at every place that must handle it.
 #[derive(Clone)]
-pub struct Store {
-    db: sled::Db,
-    durability: std::sync::Arc<GroupFlush>,
+pub enum Store {
+    Sled(SledStore),
 }
 
-/// Group commit: one flush at a time, and every commit that completed before a flush began is
-/// made durable by it. Concurrent writers share flushes instead of queueing one each, and
-/// sled never sees concurrent flushes (sled 0.34's `flush_async` was seen to deadlock under
-/// 64 concurrent writers).
-#[derive(Default)]
-struct GroupFlush {
-    /// Commits applied so far.
-    applied: std::sync::atomic::AtomicU64,
-    /// Commits known to be on disk.
-    flushed: std::sync::atomic::AtomicU64,
-    running: tokio::sync::Mutex<()>,
-}
-
-const VERSION_LEN: usize = 8;
-
-fn split(key: &[u8], raw: &[u8]) -> Result<Versioned> {
-    if raw.len() < VERSION_LEN {
-        return Err(StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: "value shorter than its version prefix".into(),
-        });
-    }
-    let (version, value) = raw.split_at(VERSION_LEN);
-    let mut bytes = [0u8; VERSION_LEN];
-    bytes.copy_from_slice(version);
-    Ok(Versioned {
-        value: value.to_vec(),
-        version: u64::from_be_bytes(bytes),
-    })
+/// Calls one method on whichever backend this store is.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            Store::Sled($backend) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed) the database directory. sled holds a lock on it, so a second
-    /// server on the same directory fails here.
+    /// Opens (creating if needed) the embedded store in `dir`. sled holds a lock on it, so a
+    /// second server on the same directory fails here.
     pub fn open(dir: &Path) -> Result<Self> {
-        Ok(Self {
-            // Every commit flushes (group commit): sled's own periodic flusher thread would add
-            // nothing but a thread holding the database open after it is dropped.
-            db: sled::Config::new().path(dir).flush_every_ms(None).open()?,
-            durability: Default::default(),
-        })
+        Ok(Self::Sled(SledStore::open(dir)?))
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
-        self.db.get(key)?.map(|raw| split(key, &raw)).transpose()
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
+        dispatch!(self, b => b.get(key).await)
     }
 
     /// Up to `limit` entries whose keys start with `prefix`, in key order, strictly after
     /// `start_after` when given.
-    pub fn scan(
+    pub async fn scan(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Versioned)>> {
-        let mut out = Vec::new();
-        let iter = match start_after {
-            Some(after) => {
-                let mut from = after.to_vec();
-                from.push(0);
-                self.db.range(from..)
-            }
-            None => self.db.range(prefix.to_vec()..),
-        };
-        for entry in iter {
-            let (key, raw) = entry?;
-            if !key.starts_with(prefix) || out.len() == limit {
-                break;
-            }
-            out.push((key.to_vec(), split(&key, &raw)?));
-        }
-        Ok(out)
+        dispatch!(self, b => b.scan(prefix, start_after, limit).await)
     }
 
     /// Like `scan`, in reverse key order, strictly before `start_before` when given.
-    pub fn scan_rev(
+    pub async fn scan_rev(
         &self,
         prefix: &[u8],
         start_before: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Versioned)>> {
-        let mut out = Vec::new();
-        let iter = match start_before {
-            Some(before) => self.db.range(prefix.to_vec()..before.to_vec()),
-            None => self.db.scan_prefix(prefix),
-        };
-        for entry in iter.rev() {
-            let (key, raw) = entry?;
-            if !key.starts_with(prefix) || out.len() == limit {
-                break;
-            }
-            out.push((key.to_vec(), split(&key, &raw)?));
-        }
-        Ok(out)
+        dispatch!(self, b => b.scan_rev(prefix, start_before, limit).await)
     }
 
     /// Every entry whose key starts with `prefix`, in key order.
-    pub fn scan_all(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>> {
-        self.scan(prefix, None, usize::MAX)
+    pub async fn scan_all(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Versioned)>> {
+        self.scan(prefix, None, usize::MAX).await
     }
 
-    /// Applies all operations atomically if every expectation holds, then flushes.
+    /// Applies all operations atomically if every expectation holds; returns once durable.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let outcome = self.db.transaction(|tx| {
-            for op in &ops {
-                let (key, expect) = match op {
-                    Op::Put { key, expect, .. } | Op::Delete { key, expect } => (key, *expect),
-                };
-                let current = tx.get(key)?;
-                let current_version = match &current {
-                    Some(raw) => Some(
-                        split(key, raw)
-                            .map_err(ConflictableTransactionError::Abort)?
-                            .version,
-                    ),
-                    None => None,
-                };
-                let holds = match expect {
-                    Expect::Any => true,
-                    Expect::Absent => current_version.is_none(),
-                    Expect::Version(v) => current_version == Some(v),
-                };
-                if !holds {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
-                        String::from_utf8_lossy(key).into_owned(),
-                    )));
-                }
-                match op {
-                    Op::Put { key, value, .. } => {
-                        let next = current_version.unwrap_or(0) + 1;
-                        let mut raw = Vec::with_capacity(VERSION_LEN + value.len());
-                        raw.extend_from_slice(&next.to_be_bytes());
-                        raw.extend_from_slice(value);
-                        tx.insert(key.as_slice(), raw)?;
-                    }
-                    Op::Delete { key, .. } => {
-                        tx.remove(key.as_slice())?;
-                    }
-                }
-            }
-            Ok(())
-        });
-        match outcome {
-            Ok(()) => {}
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        }
-        self.make_durable().await
+        dispatch!(self, b => b.commit(ops).await)
     }
 
-    /// Returns once every commit applied before the call is on disk.
-    async fn make_durable(&self) -> Result<()> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let group = &self.durability;
-        let mine = group.applied.fetch_add(1, SeqCst) + 1;
-        let _running = group.running.lock().await;
-        if group.flushed.load(SeqCst) >= mine {
-            return Ok(());
-        }
-        // Everything applied up to here is covered by the flush that starts now.
-        let covered = group.applied.load(SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Io(sled::Error::ReportableBug(e.to_string())))??;
-        group.flushed.fetch_max(covered, SeqCst);
-        Ok(())
+    /// Puts `key` (with an empty value) unless present; true if this call put it. Not made
+    /// durable at once: for bookkeeping that tolerates losing the last moments before a crash
+    /// (the alarms' first-read history).
+    pub async fn insert_once(&self, key: &[u8]) -> Result<bool> {
+        dispatch!(self, b => b.insert_once(key).await)
     }
 
-    /// Puts `key` (with an empty value) unless present; true if this call put it. Not flushed
-    /// at once: for bookkeeping that tolerates losing the last moments before a crash (the
-    /// alarms' first-read history).
-    pub fn insert_once(&self, key: &[u8]) -> Result<bool> {
-        let raw = 1u64.to_be_bytes();
-        Ok(self
-            .db
-            .compare_and_swap(key, None::<&[u8]>, Some(&raw[..]))?
-            .is_ok())
-    }
-
-    /// Bytes the database occupies on disk.
+    /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
+        dispatch!(self, b => b.size_on_disk())
     }
 
     /// Flushes everything; called at shutdown.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        dispatch!(self, b => b.flush())
     }
 }
 
@@ -269,6 +205,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sled_backend_keeps_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        super::conformance::check(&store).await;
+    }
+
+    #[tokio::test]
     async fn guarded_commits_are_all_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -276,7 +219,7 @@ mod tests {
             .commit(vec![put("a", "1", Expect::Absent)])
             .await
             .unwrap();
-        let a = store.get(b"a").unwrap().unwrap();
+        let a = store.get(b"a").await.unwrap().unwrap();
         assert_eq!((a.value.as_slice(), a.version), (&b"1"[..], 1));
 
         // The second op's expectation fails: the first must not be applied either.
@@ -288,13 +231,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
-        assert!(store.get(b"b").unwrap().is_none());
+        assert!(store.get(b"b").await.unwrap().is_none());
 
         store
             .commit(vec![put("a", "3", Expect::Version(1))])
             .await
             .unwrap();
-        assert_eq!(store.get(b"a").unwrap().unwrap().version, 2);
+        assert_eq!(store.get(b"a").await.unwrap().unwrap().version, 2);
     }
 
     #[tokio::test]
@@ -306,12 +249,12 @@ mod tests {
             .map(|k| put(k, "v", Expect::Any))
             .collect();
         store.commit(ops).await.unwrap();
-        let first = store.scan(b"k/", None, 2).unwrap();
+        let first = store.scan(b"k/", None, 2).await.unwrap();
         assert_eq!(
             first.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
             [b"k/1", b"k/2"]
         );
-        let rest = store.scan(b"k/", Some(b"k/2"), 10).unwrap();
+        let rest = store.scan(b"k/", Some(b"k/2"), 10).await.unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].0, b"k/3");
     }
@@ -340,6 +283,6 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         };
-        assert_eq!(store.get(b"a").unwrap().unwrap().value, b"1");
+        assert_eq!(store.get(b"a").await.unwrap().unwrap().value, b"1");
     }
 }

@@ -1,21 +1,17 @@
 //! Aliases: friendly names (`alias/NAME`) pointing at one key each.
 
+use super::KmsService;
 use super::names::{KeyName, validate_alias};
-use super::{ALIAS_PREFIX, KmsService, alias_storage_key, key_storage_key};
 use crate::service::KmsError;
 use crate::service::paging::{self, Page};
-use crate::store::{self, AliasRecord, Expect, KeyState, Op};
+use crate::store::{AliasRecord, Expect, KeyState, StoreError, keyspace};
 
 impl KmsService {
-    pub(super) fn load_alias(
+    pub(super) async fn load_alias(
         &self,
         alias_name: &str,
     ) -> Result<Option<(AliasRecord, u64)>, KmsError> {
-        let key = alias_storage_key(alias_name);
-        match self.store.get(&key)? {
-            Some(found) => Ok(Some((store::decode(&key, &found.value)?, found.version))),
-            None => Ok(None),
-        }
+        Ok(self.aliases.get(alias_name).await?)
     }
 
     pub async fn create_alias(
@@ -34,7 +30,7 @@ impl KmsService {
                 "must be a key id or key ARN, not an alias",
             ));
         }
-        let (key, key_version) = self.resolve("target_key_id", target_key_id)?;
+        let (key, key_version) = self.resolve("target_key_id", target_key_id).await?;
         if key.state == KeyState::PendingDeletion {
             return Err(KmsError::InvalidState(format!(
                 "{} is pending deletion",
@@ -49,27 +45,22 @@ impl KmsService {
             updated_at: now,
         };
         let ops = vec![
-            Op::Put {
-                key: alias_storage_key(alias_name),
-                value: store::encode(&record),
-                expect: Expect::Absent,
-            },
+            self.aliases.put(alias_name, &record, Expect::Absent),
             // Guards against the key being purged between our read and this commit.
-            Op::Put {
-                key: key_storage_key(&key.key_id),
-                value: store::encode(&key),
-                expect: Expect::Version(key_version),
-            },
+            self.keys
+                .put(&key.key_id, &key, Expect::Version(key_version)),
         ];
         match self.store.commit(ops).await {
             Ok(()) => Ok(()),
-            Err(crate::store::StoreError::Conflict(what)) if what.starts_with("kms/alias/") => {
+            Err(StoreError::Conflict(what))
+                if what.as_bytes().starts_with(keyspace::KMS_ALIASES) =>
+            {
                 Err(KmsError::AlreadyExists(format!(
                     "alias {} already exists",
                     self.arns.alias(alias_name)
                 )))
             }
-            Err(crate::store::StoreError::Conflict(_)) => Err(KmsError::Internal(
+            Err(StoreError::Conflict(_)) => Err(KmsError::Internal(
                 "the target key changed during CreateAlias; retry".into(),
             )),
             Err(e) => Err(e.into()),
@@ -81,20 +72,19 @@ impl KmsService {
             return Err(KmsError::validation("alias_name", "is required"));
         }
         validate_alias(alias_name)?;
-        let Some((_, version)) = self.load_alias(alias_name)? else {
+        let Some((_, version)) = self.load_alias(alias_name).await? else {
             return Err(KmsError::NotFound(format!(
                 "alias {} is not found",
                 self.arns.alias(alias_name)
             )));
         };
         self.store
-            .commit(vec![Op::Delete {
-                key: alias_storage_key(alias_name),
-                expect: Expect::Version(version),
-            }])
+            .commit(vec![
+                self.aliases.delete(alias_name, Expect::Version(version)),
+            ])
             .await
             .map_err(|e| match e {
-                crate::store::StoreError::Conflict(_) => KmsError::NotFound(format!(
+                StoreError::Conflict(_) => KmsError::NotFound(format!(
                     "alias {} is not found",
                     self.arns.alias(alias_name)
                 )),
@@ -103,7 +93,7 @@ impl KmsService {
     }
 
     /// Aliases in name order; only those of `key_id` when it is not empty.
-    pub fn list_aliases(
+    pub async fn list_aliases(
         &self,
         key_id: &str,
         limit: Option<i32>,
@@ -112,21 +102,20 @@ impl KmsService {
         let limit = paging::limit(limit, 100, 100)?;
         let target = match key_id {
             "" => None,
-            id => Some(self.resolve("key_id", id)?.0.key_id),
+            id => Some(self.resolve("key_id", id).await?.0.key_id),
         };
-        let mut after = paging::decode_marker(marker, ALIAS_PREFIX)?;
+        let mut after = paging::decode_marker(marker, self.aliases.prefix())?;
         let mut items = Vec::new();
         // Filtering by key may skip rows, so keep scanning until the page is full.
         loop {
-            let rows = self.store.scan(ALIAS_PREFIX, after.as_deref(), limit + 1)?;
+            let rows = self.aliases.scan(after.as_deref(), limit + 1).await?;
             let exhausted = rows.len() <= limit;
-            for (key, value) in rows {
-                let record: AliasRecord = store::decode(&key, &value.value)?;
+            for (key, record, _) in rows {
                 after = Some(key);
                 if target.as_ref().is_none_or(|t| *t == record.target_key_id) {
                     if items.len() == limit {
                         let next_marker = items.last().map(|r: &AliasRecord| {
-                            paging::encode_marker(&alias_storage_key(&r.alias_name))
+                            paging::encode_marker(&self.aliases.key(&r.alias_name))
                         });
                         return Ok(Page { items, next_marker });
                     }
@@ -143,12 +132,14 @@ impl KmsService {
     }
 
     /// Every alias pointing at `key_id` (used when the key is purged).
-    pub(super) fn aliases_of(&self, key_id: &str) -> Result<Vec<(AliasRecord, u64)>, KmsError> {
+    pub(super) async fn aliases_of(
+        &self,
+        key_id: &str,
+    ) -> Result<Vec<(AliasRecord, u64)>, KmsError> {
         let mut out = Vec::new();
-        for (key, value) in self.store.scan_all(ALIAS_PREFIX)? {
-            let record: AliasRecord = store::decode(&key, &value.value)?;
+        for (_, record, version) in self.aliases.scan_all().await? {
             if record.target_key_id == key_id {
-                out.push((record, value.version));
+                out.push((record, version));
             }
         }
         Ok(out)

@@ -126,7 +126,7 @@ impl KmsService {
         request: GenerateDataKey,
     ) -> Result<GeneratedDataKey, KmsError> {
         let len = request.spec.len()?;
-        let (key, _) = self.resolve("key_id", &request.key_id)?;
+        let (key, _) = self.resolve("key_id", &request.key_id).await?;
         self.require_enabled(&key)?;
         let data_key = SecretBytes::random(len)?;
         let (ciphertext_blob, plaintext) = self.seal(&key, &request.context, data_key).await?;
@@ -149,7 +149,7 @@ impl KmsService {
                 format!("must be 1 to {MAX_PLAINTEXT_LEN} bytes"),
             ));
         }
-        let (key, _) = self.resolve("key_id", &key_id)?;
+        let (key, _) = self.resolve("key_id", &key_id).await?;
         self.require_enabled(&key)?;
         let (ciphertext_blob, _) = self.seal(&key, &context, plaintext).await?;
         Ok(Sealed {
@@ -180,7 +180,8 @@ impl KmsService {
             let parsed =
                 Ciphertext::parse(ciphertext_blob).map_err(|_| KmsError::InvalidCiphertext)?;
             let (record, _) = self
-                .load(&parsed.header.key_id.to_string())?
+                .load(&parsed.header.key_id.to_string())
+                .await?
                 .ok_or(KmsError::InvalidCiphertext)?;
             self.require_enabled(&record)?;
             return Ok(key);
@@ -194,7 +195,9 @@ impl KmsService {
     /// Decrypts under the source key and encrypts under the destination key; the plaintext
     /// never leaves the server.
     pub async fn re_encrypt(&self, request: ReEncrypt) -> Result<ReSealed, KmsError> {
-        let (destination, _) = self.resolve("destination_key_id", &request.destination_key_id)?;
+        let (destination, _) = self
+            .resolve("destination_key_id", &request.destination_key_id)
+            .await?;
         self.require_enabled(&destination)?;
         let source_key_id = request.source_key_id.as_deref().unwrap_or_default();
         let (plaintext, source_key_arn) = self
@@ -272,7 +275,7 @@ impl KmsService {
         }
         let expected = match expected_key {
             "" => None,
-            name => Some(self.resolve_id(field, name)?),
+            name => Some(self.resolve_id(field, name).await?),
         };
         let parsed = Ciphertext::parse(blob).map_err(|_| KmsError::InvalidCiphertext)?;
         let key_id = parsed.header.key_id.to_string();
@@ -280,7 +283,10 @@ impl KmsService {
             return Err(KmsError::IncorrectKey);
         }
         // A blob naming a key we do not have is as invalid as a blob with a bad tag.
-        let (key, _) = self.load(&key_id)?.ok_or(KmsError::InvalidCiphertext)?;
+        let (key, _) = self
+            .load(&key_id)
+            .await?
+            .ok_or(KmsError::InvalidCiphertext)?;
         self.require_enabled(&key)?;
         let version = key
             .version(parsed.header.key_version)

@@ -1,10 +1,10 @@
 //! Key lifecycle: create, describe, list, enable/disable, scheduled deletion, rotation.
 
-use super::{KEY_PREFIX, KmsService, key_storage_key, new_key_id};
+use super::{KmsService, new_key_id};
 use crate::backend::KeyProtection;
 use crate::service::KmsError;
 use crate::service::paging::{self, Page};
-use crate::store::{self, Expect, KeyRecord, KeyState, KeyVersionRecord, Op, Tag};
+use crate::store::{self, Expect, KeyRecord, KeyState, KeyVersionRecord, Tag};
 
 const MAX_DESCRIPTION: usize = 8192;
 const MAX_TAGS: usize = 50;
@@ -92,11 +92,7 @@ impl KmsService {
             policy: None,
             policy_as_written: false,
         };
-        let op = Op::Put {
-            key: key_storage_key(&key_id),
-            value: store::encode(&record),
-            expect: Expect::Absent,
-        };
+        let op = self.keys.put(&key_id, &record, Expect::Absent);
         if let Err(e) = self.store.commit(vec![op]).await {
             // Do not leave material in the token that no record names.
             let _ = self.hw.run(move |root| root.destroy_key(&material)).await;
@@ -106,14 +102,20 @@ impl KmsService {
         Ok(record)
     }
 
-    pub fn describe_key(&self, key_id: &str) -> Result<KeyRecord, KmsError> {
-        Ok(self.resolve("key_id", key_id)?.0)
+    pub async fn describe_key(&self, key_id: &str) -> Result<KeyRecord, KmsError> {
+        Ok(self.resolve("key_id", key_id).await?.0)
     }
 
-    pub fn list_keys(&self, limit: Option<i32>, marker: &str) -> Result<Page<KeyRecord>, KmsError> {
+    pub async fn list_keys(
+        &self,
+        limit: Option<i32>,
+        marker: &str,
+    ) -> Result<Page<KeyRecord>, KmsError> {
         let limit = paging::limit(limit, 100, 1000)?;
-        let after = paging::decode_marker(marker, KEY_PREFIX)?;
-        let mut rows = self.store.scan(KEY_PREFIX, after.as_deref(), limit + 1)?;
+        let prefix = self.keys.prefix();
+        let after = paging::decode_marker(marker, prefix)?;
+        // Raw rows: only the page's records are decoded, not the one read to see if more follow.
+        let mut rows = self.store.scan(prefix, after.as_deref(), limit + 1).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next_marker = more
@@ -222,7 +224,7 @@ impl KmsService {
         key_id: &str,
         on_demand: bool,
     ) -> Result<(KeyRecord, u32), KmsError> {
-        let (record, _) = self.resolve("key_id", key_id)?;
+        let (record, _) = self.resolve("key_id", key_id).await?;
         self.require_enabled(&record)?;
         let label = format!("keyward {} rotated", record.key_id);
         let protection = record.protection.clone();
@@ -263,14 +265,14 @@ impl KmsService {
     }
 
     /// Versions created by rotation (every version after the first), oldest first.
-    pub fn list_key_rotations(
+    pub async fn list_key_rotations(
         &self,
         key_id: &str,
         limit: Option<i32>,
         marker: &str,
     ) -> Result<(KeyRecord, Page<KeyVersionRecord>), KmsError> {
         let limit = paging::limit(limit, 100, 1000)?;
-        let (record, _) = self.resolve("key_id", key_id)?;
+        let (record, _) = self.resolve("key_id", key_id).await?;
         let after: u32 = match marker {
             "" => 1,
             m => m.parse().map_err(|_| KmsError::InvalidMarker)?,

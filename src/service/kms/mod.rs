@@ -20,27 +20,21 @@ pub use rotation::RotationStatus as KeyRotationStatus;
 
 use crate::backend::Hardware;
 use crate::service::{Clock, KmsError};
-use crate::store::{self, Expect, KeyRecord, KeyState, Op, Store, StoreError};
+use crate::store::{AliasRecord, KeyRecord, KeyState, Store, Table, Updated, keyspace};
 use names::KeyName;
 use std::sync::Arc;
 use uuid::Uuid;
 
-const KEY_PREFIX: &[u8] = b"kms/key/";
-const ALIAS_PREFIX: &[u8] = b"kms/alias/";
 /// Guarded read-modify-write attempts before giving up under contention.
 const MAX_ATTEMPTS: usize = 8;
-
-fn key_storage_key(id: &str) -> Vec<u8> {
-    [KEY_PREFIX, id.as_bytes()].concat()
-}
-
-fn alias_storage_key(alias_name: &str) -> Vec<u8> {
-    [ALIAS_PREFIX, alias_name.as_bytes()].concat()
-}
 
 pub struct KmsService {
     hw: Hardware,
     store: Store,
+    /// Key records by key id.
+    keys: Table<KeyRecord>,
+    /// Alias records by alias name.
+    aliases: Table<AliasRecord>,
     clock: Arc<dyn Clock>,
     arns: Arns,
     data_keys: cache::DataKeyCache,
@@ -50,6 +44,8 @@ impl KmsService {
     pub fn new(hw: Hardware, store: Store, clock: Arc<dyn Clock>, arns: Arns) -> Self {
         Self {
             hw,
+            keys: Table::new(store.clone(), keyspace::KMS_KEYS),
+            aliases: Table::new(store.clone(), keyspace::KMS_ALIASES),
             store,
             clock,
             arns,
@@ -92,20 +88,17 @@ impl KmsService {
         self.data_keys.len()
     }
 
-    fn load(&self, id: &str) -> Result<Option<(KeyRecord, u64)>, KmsError> {
-        let key = key_storage_key(id);
-        match self.store.get(&key)? {
-            Some(found) => Ok(Some((store::decode(&key, &found.value)?, found.version))),
-            None => Ok(None),
-        }
+    async fn load(&self, id: &str) -> Result<Option<(KeyRecord, u64)>, KmsError> {
+        Ok(self.keys.get(id).await?)
     }
 
     /// Resolves a client's `key_id` (id, ARN, alias, alias ARN) to the key id.
-    fn resolve_id(&self, field: &'static str, input: &str) -> Result<String, KmsError> {
+    async fn resolve_id(&self, field: &'static str, input: &str) -> Result<String, KmsError> {
         match self.arns.parse(field, input)? {
             KeyName::Id(id) => Ok(id.to_string()),
             KeyName::Alias(alias) => self
-                .load_alias(&alias)?
+                .load_alias(&alias)
+                .await?
                 .map(|(record, _)| record.target_key_id)
                 .ok_or_else(|| {
                     KmsError::NotFound(format!("alias {} is not found", self.arns.alias(&alias)))
@@ -114,9 +107,14 @@ impl KmsService {
     }
 
     /// The key record a client names, with its store version.
-    fn resolve(&self, field: &'static str, input: &str) -> Result<(KeyRecord, u64), KmsError> {
-        let id = self.resolve_id(field, input)?;
-        self.load(&id)?
+    async fn resolve(
+        &self,
+        field: &'static str,
+        input: &str,
+    ) -> Result<(KeyRecord, u64), KmsError> {
+        let id = self.resolve_id(field, input).await?;
+        self.load(&id)
+            .await?
             .ok_or_else(|| KmsError::NotFound(format!("key {} does not exist", self.arns.key(&id))))
     }
 
@@ -125,28 +123,19 @@ impl KmsService {
     async fn update_key<T>(
         &self,
         input: &str,
-        mut change: impl FnMut(&mut KeyRecord) -> Result<T, KmsError>,
+        change: impl FnMut(&mut KeyRecord) -> Result<T, KmsError>,
     ) -> Result<(KeyRecord, T), KmsError> {
-        let id = self.resolve_id("key_id", input)?;
-        for _ in 0..MAX_ATTEMPTS {
-            let (mut record, version) = self.load(&id)?.ok_or_else(|| {
-                KmsError::NotFound(format!("key {} does not exist", self.arns.key(&id)))
-            })?;
-            let out = change(&mut record)?;
-            let op = Op::Put {
-                key: key_storage_key(&id),
-                value: store::encode(&record),
-                expect: Expect::Version(version),
-            };
-            match self.store.commit(vec![op]).await {
-                Ok(()) => return Ok((record, out)),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let id = self.resolve_id("key_id", input).await?;
+        match self.keys.update(&id, MAX_ATTEMPTS, change).await? {
+            Updated::Done(record, out) => Ok((record, out)),
+            Updated::Missing => Err(KmsError::NotFound(format!(
+                "key {} does not exist",
+                self.arns.key(&id)
+            ))),
+            Updated::Contended => Err(KmsError::Internal(
+                format!("key {id}: too many concurrent updates").into(),
+            )),
         }
-        Err(KmsError::Internal(
-            format!("key {id}: too many concurrent updates").into(),
-        ))
     }
 
     /// Refuses keys that may not be used for cryptography right now.

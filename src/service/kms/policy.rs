@@ -46,7 +46,7 @@ impl KmsService {
         keeps_access: Option<LockoutCheck<'_>>,
     ) -> Result<(), KmsError> {
         policy_name(name)?;
-        self.resolve("key_id", key_id)?;
+        self.resolve("key_id", key_id).await?;
         if text.len() > MAX_KEY_POLICY_LEN {
             return Err(KmsError::MalformedPolicy(format!(
                 "the policy is {} characters; at most {MAX_KEY_POLICY_LEN} are allowed",
@@ -83,9 +83,9 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn get_key_policy(&self, key_id: &str, name: &str) -> Result<String, KmsError> {
+    pub async fn get_key_policy(&self, key_id: &str, name: &str) -> Result<String, KmsError> {
         policy_name(name)?;
-        let (record, _) = self.resolve("key_id", key_id)?;
+        let (record, _) = self.resolve("key_id", key_id).await?;
         Ok(record
             .policy
             .unwrap_or_else(|| default_key_policy(&self.arns().account_id)))

@@ -1,9 +1,9 @@
 //! Destroying keys whose deletion window has ended. Runs from a background task; the schedule
 //! is the key record itself, so a restart loses nothing.
 
-use super::{KEY_PREFIX, KmsService, alias_storage_key, key_storage_key};
+use super::KmsService;
 use crate::service::KmsError;
-use crate::store::{self, Expect, KeyRecord, KeyState, Op};
+use crate::store::{Expect, KeyRecord, KeyState};
 
 impl KmsService {
     /// Destroys every key whose deletion date has passed: its material in the root of trust
@@ -11,12 +11,11 @@ impl KmsService {
     pub async fn purge_expired_keys(&self) -> Result<usize, KmsError> {
         let now = self.clock.now();
         let mut due = Vec::new();
-        for (key, value) in self.store.scan_all(KEY_PREFIX)? {
-            let record: KeyRecord = store::decode(&key, &value.value)?;
+        for (_, record, version) in self.keys.scan_all().await? {
             if record.state == KeyState::PendingDeletion
                 && record.deletion_date.is_some_and(|date| date <= now)
             {
-                due.push((record, value.version));
+                due.push((record, version));
             }
         }
         let count = due.len();
@@ -34,15 +33,12 @@ impl KmsService {
             let material = key_version.material.clone();
             self.hw.run(move |root| root.destroy_key(&material)).await?;
         }
-        let mut ops = vec![Op::Delete {
-            key: key_storage_key(&record.key_id),
-            expect: Expect::Version(version),
-        }];
-        for (alias, alias_version) in self.aliases_of(&record.key_id)? {
-            ops.push(Op::Delete {
-                key: alias_storage_key(&alias.alias_name),
-                expect: Expect::Version(alias_version),
-            });
+        let mut ops = vec![self.keys.delete(&record.key_id, Expect::Version(version))];
+        for (alias, alias_version) in self.aliases_of(&record.key_id).await? {
+            ops.push(
+                self.aliases
+                    .delete(&alias.alias_name, Expect::Version(alias_version)),
+            );
         }
         self.store.commit(ops).await?;
         tracing::info!(key_id = %record.key_id, "deleted key and its material");

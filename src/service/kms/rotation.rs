@@ -2,9 +2,9 @@
 //! key version in the root of trust every `rotation_period_in_days`. The rotation scheduler
 //! calls `rotate_due_keys`; older versions stay to decrypt what they protected.
 
-use super::{KEY_PREFIX, KmsService};
+use super::KmsService;
 use crate::service::KmsError;
-use crate::store::{self, KeyRecord, KeyRotation, KeyState};
+use crate::store::{KeyRecord, KeyRotation, KeyState};
 use crate::time::Timestamp;
 
 pub const DEFAULT_ROTATION_PERIOD_DAYS: i32 = 365;
@@ -60,8 +60,8 @@ impl KmsService {
         Ok(())
     }
 
-    pub fn key_rotation_status(&self, key_id: &str) -> Result<RotationStatus, KmsError> {
-        let (record, _) = self.resolve("key_id", key_id)?;
+    pub async fn key_rotation_status(&self, key_id: &str) -> Result<RotationStatus, KmsError> {
+        let (record, _) = self.resolve("key_id", key_id).await?;
         Ok(RotationStatus {
             enabled: record.rotation.is_some(),
             period_days: record.rotation.as_ref().map(|r| r.period_days),
@@ -76,8 +76,7 @@ impl KmsService {
     pub async fn rotate_due_keys(&self) -> Result<usize, KmsError> {
         let now = self.clock.now();
         let mut due = Vec::new();
-        for (key, value) in self.store.scan_all(KEY_PREFIX)? {
-            let record: KeyRecord = store::decode(&key, &value.value)?;
+        for (_, record, _) in self.keys.scan_all().await? {
             if record.state == KeyState::Enabled
                 && record
                     .rotation

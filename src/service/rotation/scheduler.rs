@@ -165,7 +165,7 @@ impl Scheduler {
                             .store_pending_value(&record.name, &flight.token, value)
                             .await?),
                         None => {
-                            let fresh = self.secrets.describe_secret(&record.arn)?;
+                            let fresh = self.secrets.describe_secret(&record.arn).await?;
                             match self.secrets.version_value(&fresh, &flight.token).await? {
                                 Some(_) => Ok(()),
                                 None => Err(RotationError::Failed(

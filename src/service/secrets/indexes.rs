@@ -5,29 +5,11 @@
 //! that no longer matches, so a stale entry costs a lookup, never a wrong answer.
 
 use super::{SecretsError, SecretsService};
+use crate::store::keyspace::{
+    self, SECRETS_BY_CREATION, SECRETS_BY_DELETION, SECRETS_BY_ROTATION, time_key,
+};
 use crate::store::{self, Expect, Op, SecretRecord};
 use crate::time::Timestamp;
-
-pub const CREATED_PREFIX: &[u8] = b"sm/created/";
-pub const DELETING_PREFIX: &[u8] = b"sm/deleting/";
-pub const ROTATION_DUE_PREFIX: &[u8] = b"sm/rotation-due/";
-/// Present once the indexes cover every record (written at the first start of this version).
-const BUILT_MARKER: &[u8] = b"sm/indexes-v1";
-
-pub fn time_key(prefix: &[u8], time: Timestamp, name: &str) -> Vec<u8> {
-    [
-        prefix,
-        format!("{:020}/", time.secs().max(0)).as_bytes(),
-        name.as_bytes(),
-    ]
-    .concat()
-}
-
-pub fn parse_time_key<'a>(prefix: &[u8], key: &'a [u8]) -> Option<(Timestamp, &'a str)> {
-    let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
-    let (time, name) = rest.split_once('/')?;
-    Some((Timestamp::from_secs(time.parse().ok()?), name))
-}
 
 /// Index changes when an entry's time goes from `old` to `new` (None: no entry).
 pub fn move_entry(
@@ -58,15 +40,20 @@ pub fn move_entry(
 
 /// Every index entry `record` has.
 pub fn entries_of(record: &SecretRecord) -> Vec<Op> {
-    let mut ops = move_entry(CREATED_PREFIX, &record.name, None, Some(record.created_at));
+    let mut ops = move_entry(
+        SECRETS_BY_CREATION,
+        &record.name,
+        None,
+        Some(record.created_at),
+    );
     ops.extend(move_entry(
-        DELETING_PREFIX,
+        SECRETS_BY_DELETION,
         &record.name,
         None,
         record.deletion_date,
     ));
     ops.extend(move_entry(
-        ROTATION_DUE_PREFIX,
+        SECRETS_BY_ROTATION,
         &record.name,
         None,
         record.rotation.as_ref().and_then(|r| r.due_at()),
@@ -91,12 +78,17 @@ impl SecretsService {
     /// Builds the indexes from the records once, for a store made before they existed.
     /// Returns how many records were indexed (0 on every later start: nothing is read).
     pub async fn ensure_indexes(&self) -> Result<usize, SecretsError> {
-        if self.store.get(BUILT_MARKER)?.is_some() {
+        if self
+            .store
+            .get(keyspace::SECRET_INDEXES_BUILT)
+            .await?
+            .is_some()
+        {
             return Ok(0);
         }
         let mut ops = Vec::new();
         let mut indexed = 0;
-        for (key, value) in self.store.scan_all(super::SECRET_PREFIX)? {
+        for (key, value) in self.store.scan_all(keyspace::SECRETS).await? {
             match store::decode::<SecretRecord>(&key, &value.value) {
                 Ok(record) => {
                     ops.extend(entries_of(&record));
@@ -106,7 +98,7 @@ impl SecretsService {
             }
         }
         ops.push(Op::Put {
-            key: BUILT_MARKER.to_vec(),
+            key: keyspace::SECRET_INDEXES_BUILT.to_vec(),
             value: Vec::new(),
             expect: Expect::Absent,
         });
@@ -127,28 +119,15 @@ mod tests {
     }
 
     #[test]
-    fn time_keys_sort_by_time_and_parse_back() {
-        let early = time_key(CREATED_PREFIX, at(99), "b/x");
-        let late = time_key(CREATED_PREFIX, at(1_000), "a");
-        assert!(early < late, "keys must sort by time, not name");
-        assert_eq!(
-            parse_time_key(CREATED_PREFIX, &early),
-            Some((at(99), "b/x"))
-        );
-        assert_eq!(parse_time_key(CREATED_PREFIX, b"sm/created/junk"), None);
-        assert_eq!(parse_time_key(DELETING_PREFIX, &early), None);
-    }
-
-    #[test]
     fn moving_an_entry_deletes_the_old_and_puts_the_new() {
-        let moved = move_entry(DELETING_PREFIX, "s", Some(at(5)), Some(at(9)));
+        let moved = move_entry(SECRETS_BY_DELETION, "s", Some(at(5)), Some(at(9)));
         assert!(
             matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
-            if *old == time_key(DELETING_PREFIX, at(5), "s") && *new == time_key(DELETING_PREFIX, at(9), "s"))
+            if *old == time_key(SECRETS_BY_DELETION, at(5), "s") && *new == time_key(SECRETS_BY_DELETION, at(9), "s"))
         );
-        assert!(move_entry(DELETING_PREFIX, "s", Some(at(5)), Some(at(5))).is_empty());
+        assert!(move_entry(SECRETS_BY_DELETION, "s", Some(at(5)), Some(at(5))).is_empty());
         assert!(matches!(
-            &move_entry(DELETING_PREFIX, "s", Some(at(5)), None)[..],
+            &move_entry(SECRETS_BY_DELETION, "s", Some(at(5)), None)[..],
             [Op::Delete { .. }]
         ));
     }

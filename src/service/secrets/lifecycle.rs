@@ -1,8 +1,9 @@
 //! Deletion (rule Deletion 1-4): scheduled with a recovery window or forced, restore, and the
 //! purge that removes data and wrapped keys for good once the window ends.
 
-use super::indexes::{self, DELETING_PREFIX};
+use super::indexes;
 use super::{SecretsError, SecretsService, limits, secret_key, value_key, value_prefix};
+use crate::store::keyspace::{self, SECRETS_BY_DELETION};
 use crate::store::{self, Expect, Op, SecretRecord};
 use crate::time::Timestamp;
 
@@ -27,9 +28,9 @@ impl SecretsService {
                 "must be between 7 and 30",
             ));
         }
-        let (snapshot, _) = self.resolve(secret_id)?;
+        let (snapshot, _) = self.resolve(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve(&snapshot.arn)?;
+        let (mut record, version) = self.resolve(&snapshot.arn).await?;
         self.writable(&record)?;
         if !record.replicas.is_empty() {
             let regions: Vec<&str> = record.replicas.iter().map(|r| r.region.as_str()).collect();
@@ -59,7 +60,7 @@ impl SecretsService {
             expect: Expect::Version(version),
         }];
         ops.extend(indexes::move_entry(
-            DELETING_PREFIX,
+            SECRETS_BY_DELETION,
             &record.name,
             None,
             Some(date),
@@ -70,9 +71,9 @@ impl SecretsService {
     }
 
     pub async fn restore_secret(&self, secret_id: &str) -> Result<(String, String), SecretsError> {
-        let (snapshot, _) = self.resolve(secret_id)?;
+        let (snapshot, _) = self.resolve(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve(&snapshot.arn)?;
+        let (mut record, version) = self.resolve(&snapshot.arn).await?;
         self.writable(&record)?;
         let Some(date) = record.deletion_date.take() else {
             return Err(SecretsError::InvalidRequest(format!(
@@ -86,7 +87,7 @@ impl SecretsService {
             expect: Expect::Version(version),
         }];
         ops.extend(indexes::move_entry(
-            DELETING_PREFIX,
+            SECRETS_BY_DELETION,
             &record.name,
             Some(date),
             None,
@@ -102,13 +103,16 @@ impl SecretsService {
         let mut purged = 0;
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self.store.scan(DELETING_PREFIX, after.as_deref(), 256)?;
+            let page = self
+                .store
+                .scan(SECRETS_BY_DELETION, after.as_deref(), 256)
+                .await?;
             let Some((last, _)) = page.last() else {
                 return Ok(purged);
             };
             after = Some(last.clone());
             for (key, _) in page {
-                let Some((date, name)) = indexes::parse_time_key(DELETING_PREFIX, &key) else {
+                let Some((date, name)) = keyspace::parse_time_key(SECRETS_BY_DELETION, &key) else {
                     continue;
                 };
                 if date > now {
@@ -116,7 +120,7 @@ impl SecretsService {
                 }
                 let _writer = self.lock(name).lock().await;
                 // Re-check under the lock: a restore may have won the race.
-                match self.load_by_name(name)? {
+                match self.load_by_name(name).await? {
                     Some((record, version)) if record.deletion_date == Some(date) => {
                         self.erase(&record, version).await?;
                         tracing::info!(secret = %name, "purged secret after its recovery window");
@@ -137,13 +141,13 @@ impl SecretsService {
 
     /// Deletes the record and every stored value (sealed values and wrapped keys) at once.
     async fn erase(&self, record: &SecretRecord, version: u64) -> Result<(), SecretsError> {
-        let ops = self.erase_ops(record, version)?;
+        let ops = self.erase_ops(record, version).await?;
         self.store.commit(ops).await?;
         Ok(())
     }
 
     /// The writes that delete a secret: its record, index entries and every stored value.
-    pub(super) fn erase_ops(
+    pub(super) async fn erase_ops(
         &self,
         record: &SecretRecord,
         version: u64,
@@ -163,7 +167,8 @@ impl SecretsService {
             .collect();
         keys.extend(
             self.store
-                .scan_all(&prefix)?
+                .scan_all(&prefix)
+                .await?
                 .into_iter()
                 .map(|(key, _)| key),
         );

@@ -4,9 +4,9 @@
 //! a case-sensitive prefix, a leading `!` negates it; values of one filter are alternatives
 //! (OR), filters combine with AND. `all` matches any of the four fields.
 
-use super::indexes::{self, CREATED_PREFIX};
 use super::{SecretsError, SecretsService, limits};
 use crate::store::SecretRecord;
+use crate::store::keyspace::{self, SECRETS_BY_CREATION};
 use crate::time::Timestamp;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
@@ -98,7 +98,7 @@ fn decode_token(token: &str) -> Result<Option<Vec<u8>>, SecretsError> {
         String::from_utf8(URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
     let (created, name) = text.split_once(':').ok_or_else(bad)?;
     let created = Timestamp::from_secs(created.parse().map_err(|_| bad())?);
-    Ok(Some(indexes::time_key(CREATED_PREFIX, created, name)))
+    Ok(Some(keyspace::time_key(SECRETS_BY_CREATION, created, name)))
 }
 
 impl SecretsService {
@@ -106,7 +106,7 @@ impl SecretsService {
     /// next page. Walks the creation index from the token and reads records only until the
     /// page is full: a page costs what it returns (plus what the filters reject), never a
     /// read of every secret.
-    pub fn list_records(
+    pub async fn list_records(
         &self,
         options: ListOptions,
     ) -> Result<(Vec<SecretRecord>, Option<String>), SecretsError> {
@@ -122,20 +122,24 @@ impl SecretsService {
         while records.len() <= limit {
             let step = if descending {
                 self.store
-                    .scan_rev(CREATED_PREFIX, cursor.as_deref(), STEP)?
+                    .scan_rev(SECRETS_BY_CREATION, cursor.as_deref(), STEP)
+                    .await?
             } else {
-                self.store.scan(CREATED_PREFIX, cursor.as_deref(), STEP)?
+                self.store
+                    .scan(SECRETS_BY_CREATION, cursor.as_deref(), STEP)
+                    .await?
             };
             let Some((last, _)) = step.last() else {
                 break;
             };
             cursor = Some(last.clone());
             for (key, _) in step {
-                let Some((created, name)) = indexes::parse_time_key(CREATED_PREFIX, &key) else {
+                let Some((created, name)) = keyspace::parse_time_key(SECRETS_BY_CREATION, &key)
+                else {
                     continue;
                 };
                 // One damaged record must not hide every other secret.
-                let record = match self.load_by_name(name) {
+                let record = match self.load_by_name(name).await {
                     Ok(Some((record, _))) if record.created_at == created => record,
                     Ok(_) => continue,
                     Err(e) => {

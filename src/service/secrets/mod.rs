@@ -90,7 +90,7 @@ mod write;
 pub use error::SecretsError;
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
-pub use read::{BatchItem, SecretValue};
+pub use read::{BatchItem, ReadCheck, SecretValue};
 pub use replica::{
     Applied, Delivered, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion,
 };
@@ -101,26 +101,24 @@ pub use write::{NewSecret, SecretUpdate};
 use crate::service::Clock;
 use crate::service::kms::KmsService;
 use crate::service::kms::names::Arns;
-use crate::store::{self, SecretRecord, Store};
+use crate::store::{self, SecretRecord, Store, keyspace};
 use std::sync::Arc;
 
 /// The KMS key secrets use when none is named; created at first start.
 pub const DEFAULT_KEY_ALIAS: &str = "alias/keyward/secretsmanager";
 
-const SECRET_PREFIX: &[u8] = b"sm/secret/";
-const VALUE_PREFIX: &[u8] = b"sm/value/";
 const LOCK_STRIPES: usize = 64;
 
 fn secret_key(name: &str) -> Vec<u8> {
-    [SECRET_PREFIX, name.as_bytes()].concat()
+    keyspace::secret(name)
 }
 
 fn value_prefix(secret: &SecretRecord) -> Vec<u8> {
-    [VALUE_PREFIX, secret.id.as_bytes(), b"/"].concat()
+    keyspace::secret_values(&secret.id)
 }
 
 fn value_key(secret: &SecretRecord, version_id: &str) -> Vec<u8> {
-    [value_prefix(secret).as_slice(), version_id.as_bytes()].concat()
+    keyspace::secret_value(&secret.id, version_id)
 }
 
 pub struct SecretsService {
@@ -169,7 +167,7 @@ impl SecretsService {
     /// Creates the default KMS key and its alias unless they exist.
     pub async fn ensure_default_key(&self) -> Result<(), SecretsError> {
         use crate::service::KmsError;
-        match self.kms.describe_key(DEFAULT_KEY_ALIAS) {
+        match self.kms.describe_key(DEFAULT_KEY_ALIAS).await {
             Ok(_) => return Ok(()),
             Err(KmsError::NotFound(_)) => {}
             Err(e) => return Err(SecretsError::Internal(e.into())),
@@ -244,9 +242,9 @@ impl SecretsService {
         Ok((secret_id, None))
     }
 
-    fn load_by_name(&self, name: &str) -> Result<Option<(SecretRecord, u64)>, SecretsError> {
+    async fn load_by_name(&self, name: &str) -> Result<Option<(SecretRecord, u64)>, SecretsError> {
         let key = secret_key(name);
-        match self.store.get(&key)? {
+        match self.store.get(&key).await? {
             Some(found) => {
                 let record = store::decode(&key, &found.value).map_err(|e| {
                     tracing::error!(secret = name, error = %e, "damaged secret record");
@@ -259,9 +257,9 @@ impl SecretsService {
     }
 
     /// The secret a client names, deleted or not.
-    fn resolve(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
+    async fn resolve(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
         let (name, arn) = self.parse_secret_id(secret_id)?;
-        match self.load_by_name(name)? {
+        match self.load_by_name(name).await? {
             Some((record, version)) if arn.is_none_or(|a| a == record.arn) => Ok((record, version)),
             _ => Err(SecretsError::NotFound(format!(
                 "Secrets Manager can't find the specified secret: {secret_id}"
@@ -270,8 +268,8 @@ impl SecretsService {
     }
 
     /// Like `resolve`, refusing secrets scheduled for deletion (rule Deletion 2).
-    fn resolve_live(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
-        let (record, version) = self.resolve(secret_id)?;
+    async fn resolve_live(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
+        let (record, version) = self.resolve(secret_id).await?;
         if record.deletion_date.is_some() {
             return Err(SecretsError::InvalidRequest(format!(
                 "secret {} is marked for deletion",
@@ -282,8 +280,8 @@ impl SecretsService {
     }
 
     /// Like `resolve_live`, refusing replicas: for client writes.
-    fn resolve_writable(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
-        let (record, version) = self.resolve_live(secret_id)?;
+    async fn resolve_writable(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
+        let (record, version) = self.resolve_live(secret_id).await?;
         self.writable(&record)?;
         Ok((record, version))
     }

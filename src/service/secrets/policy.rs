@@ -54,15 +54,15 @@ impl SecretsService {
             Ok(())
         })
         .await?;
-        self.secret_name(secret_id)
+        self.secret_name(secret_id).await
     }
 
     /// The secret's name and its policy, if it has one.
-    pub fn get_resource_policy(
+    pub async fn get_resource_policy(
         &self,
         secret_id: &str,
     ) -> Result<(SecretName, Option<String>), SecretsError> {
-        let (record, _) = self.resolve(secret_id)?;
+        let (record, _) = self.resolve(secret_id).await?;
         Ok((
             SecretName {
                 arn: record.arn,
@@ -81,17 +81,17 @@ impl SecretsService {
             Ok(())
         })
         .await?;
-        self.secret_name(secret_id)
+        self.secret_name(secret_id).await
     }
 
     /// Checks a policy without storing it. A named secret must exist.
-    pub fn validate_resource_policy(
+    pub async fn validate_resource_policy(
         &self,
         secret_id: Option<&str>,
         text: &str,
     ) -> Result<PolicyValidation, SecretsError> {
         if let Some(id) = secret_id {
-            self.resolve(id)?;
+            self.resolve(id).await?;
         }
         Ok(match parse(text) {
             Ok(_) => PolicyValidation {
@@ -105,8 +105,8 @@ impl SecretsService {
         })
     }
 
-    fn secret_name(&self, secret_id: &str) -> Result<SecretName, SecretsError> {
-        let (record, _) = self.resolve(secret_id)?;
+    async fn secret_name(&self, secret_id: &str) -> Result<SecretName, SecretsError> {
+        let (record, _) = self.resolve(secret_id).await?;
         Ok(SecretName {
             arn: record.arn,
             name: record.name,

@@ -23,6 +23,11 @@ pub enum BatchItem {
     },
 }
 
+/// Whether the caller may read one secret of a batch. Async: the answer may read the store.
+/// Takes the id by value so that the future borrows only what the check itself holds.
+pub type ReadCheck<'c> =
+    dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'c>> + Send + Sync + 'c;
+
 impl SecretsService {
     /// Rule Labels 8: AWSCURRENT by default; version id and stage must agree when both given.
     pub async fn get_secret_value(
@@ -37,7 +42,7 @@ impl SecretsService {
         if !version_stage.is_empty() {
             limits::label("version_stage", version_stage)?;
         }
-        let (record, _) = self.resolve_live(secret_id)?;
+        let (record, _) = self.resolve_live(secret_id).await?;
         let at = pick_version(&record, version_id, version_stage)?;
         let meta = &record.versions[at];
         if !meta.has_value {
@@ -46,7 +51,7 @@ impl SecretsService {
                 meta.version_id, record.name
             )));
         }
-        let stored = self.load_value_record(&record, &meta.version_id)?;
+        let stored = self.load_value_record(&record, &meta.version_id).await?;
         let value = self
             .open(&record.arn, &record.name, &meta.version_id, &stored)
             .await?;
@@ -61,7 +66,7 @@ impl SecretsService {
         })
     }
 
-    pub(super) fn load_value_record(
+    pub(super) async fn load_value_record(
         &self,
         record: &SecretRecord,
         version_id: &str,
@@ -73,7 +78,7 @@ impl SecretsService {
                 record.name
             ))
         };
-        let found = self.store.get(&key)?.ok_or_else(damaged)?;
+        let found = self.store.get(&key).await?.ok_or_else(damaged)?;
         store::decode(&key, &found.value).map_err(|_| damaged())
     }
 
@@ -87,7 +92,7 @@ impl SecretsService {
             return;
         }
         let _writer = self.lock(&record.name).lock().await;
-        let Ok((mut fresh, version)) = self.resolve(&record.arn) else {
+        let Ok((mut fresh, version)) = self.resolve(&record.arn).await else {
             return;
         };
         fresh.last_accessed_day = Some(today);
@@ -109,13 +114,14 @@ impl SecretsService {
     }
 
     /// Up to 20 secrets by id (errors per secret), or a page of the secrets matching filters.
+    /// `allowed` says whether the caller may read a secret (by id or ARN).
     pub async fn batch_get_secret_value(
         &self,
         secret_ids: Vec<String>,
         filters: Vec<super::Filter>,
         max_results: Option<i32>,
         next_token: &str,
-        allowed: &(dyn Fn(&str) -> bool + Send + Sync),
+        allowed: &ReadCheck<'_>,
     ) -> Result<(Vec<BatchItem>, Option<String>), SecretsError> {
         match (secret_ids.is_empty(), filters.is_empty()) {
             (false, false) => Err(SecretsError::invalid(
@@ -142,7 +148,7 @@ impl SecretsService {
                 let mut items = Vec::with_capacity(secret_ids.len());
                 for id in secret_ids {
                     // Before the lookup: a refused name answers alike whether it exists or not.
-                    if !allowed(&id) {
+                    if !allowed(id.clone()).await {
                         items.push(denied(id));
                         continue;
                     }
@@ -173,10 +179,10 @@ impl SecretsService {
                     filters,
                     sort_order: String::new(),
                 };
-                let (records, next) = self.list_records(options)?;
+                let (records, next) = self.list_records(options).await?;
                 let mut items = Vec::with_capacity(records.len());
                 for record in records {
-                    if !allowed(&record.arn) {
+                    if !allowed(record.arn.clone()).await {
                         items.push(denied(record.name.clone()));
                         continue;
                     }
@@ -194,12 +200,12 @@ impl SecretsService {
     }
 
     /// The secret's record (deleted or not, as AWS's DescribeSecret). Reads the store only.
-    pub fn describe_secret(&self, secret_id: &str) -> Result<SecretRecord, SecretsError> {
-        Ok(self.resolve(secret_id)?.0)
+    pub async fn describe_secret(&self, secret_id: &str) -> Result<SecretRecord, SecretsError> {
+        Ok(self.resolve(secret_id).await?.0)
     }
 
     /// Versions newest first; deprecated (unlabelled) ones only when asked (rule Labels 7).
-    pub fn list_secret_version_ids(
+    pub async fn list_secret_version_ids(
         &self,
         secret_id: &str,
         max_results: Option<i32>,
@@ -214,7 +220,7 @@ impl SecretsService {
         SecretsError,
     > {
         let limit = limits::page_size(max_results, 100)?;
-        let (record, _) = self.resolve_live(secret_id)?;
+        let (record, _) = self.resolve_live(secret_id).await?;
         let mut versions: Vec<_> = record
             .versions
             .iter()

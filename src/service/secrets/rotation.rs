@@ -5,12 +5,13 @@
 //! committed after every step, together with an entry in a due-time index, so the scheduler
 //! finds due work without reading every secret and a restart resumes where it stopped.
 
-use super::indexes::{self, ROTATION_DUE_PREFIX};
+use super::indexes;
 use super::labels::{self, CURRENT, PENDING};
 use super::values::Value;
 use super::write::MAX_VERSIONS;
 use super::{SecretsError, SecretsService, limits, secret_key};
 use crate::service::rotation::schedule::Schedule;
+use crate::store::keyspace::{self, SECRETS_BY_ROTATION};
 use crate::store::{
     self, Expect, InFlight, Op, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
     SecretVersionMeta,
@@ -69,7 +70,7 @@ pub enum Next {
 /// The due-index changes when a record's rotation goes from `old` to `new`.
 fn due_ops(name: &str, old: Option<&RotationRecord>, new: Option<&RotationRecord>) -> Vec<Op> {
     indexes::move_entry(
-        ROTATION_DUE_PREFIX,
+        SECRETS_BY_ROTATION,
         name,
         old.and_then(RotationRecord::due_at),
         new.and_then(RotationRecord::due_at),
@@ -157,12 +158,12 @@ impl SecretsService {
         if let Some(rules) = &request.rules {
             rules.schedule()?;
         }
-        let (snapshot, _) = self.resolve_writable(&request.secret_id)?;
+        let (snapshot, _) = self.resolve_writable(&request.secret_id).await?;
         if let Some(rotator) = &request.rotator {
             self.check_rotator(rotator, &snapshot.name)?;
         }
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         let before = record.rotation.clone();
         let now = self.clock.now();
 
@@ -248,9 +249,9 @@ impl SecretsService {
         &self,
         secret_id: &str,
     ) -> Result<(String, String, Option<String>), SecretsError> {
-        let (snapshot, _) = self.resolve_writable(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         let before = record.rotation.clone();
         let Some(rotation) = record.rotation.as_mut() else {
             return Err(SecretsError::InvalidRequest(format!(
@@ -270,7 +271,7 @@ impl SecretsService {
     /// Other secrets a rotation of `secret_id` reads with `requested` (or, when the request
     /// names none, the rotator the secret has): a PostgreSQL administrator's secret. RotateSecret
     /// authorises each for its caller, since the server reads it on that caller's behalf.
-    pub fn secrets_a_rotation_reads(
+    pub async fn secrets_a_rotation_reads(
         &self,
         secret_id: &str,
         requested: Option<&RotatorSpec>,
@@ -280,7 +281,8 @@ impl SecretsService {
             Some(rotator) => rotator,
             None => {
                 stored = self
-                    .describe_secret(secret_id)?
+                    .describe_secret(secret_id)
+                    .await?
                     .rotation
                     .map(|rotation| rotation.rotator);
                 match &stored {
@@ -347,19 +349,20 @@ impl SecretsService {
         while names.len() < limit {
             let page = self
                 .store
-                .scan(ROTATION_DUE_PREFIX, after.as_deref(), limit)?;
+                .scan(SECRETS_BY_ROTATION, after.as_deref(), limit)
+                .await?;
             let Some((last, _)) = page.last() else {
                 break;
             };
             after = Some(last.clone());
             for (key, _) in page {
-                let Some((due, name)) = indexes::parse_time_key(ROTATION_DUE_PREFIX, &key) else {
+                let Some((due, name)) = keyspace::parse_time_key(SECRETS_BY_ROTATION, &key) else {
                     continue;
                 };
                 if due > now || names.len() == limit {
                     return Ok(names);
                 }
-                match self.load_by_name(name)? {
+                match self.load_by_name(name).await? {
                     Some((record, _))
                         if record.rotation.as_ref().and_then(RotationRecord::due_at)
                             == Some(due) =>
@@ -385,7 +388,7 @@ impl SecretsService {
     /// unfinished one if AWSPENDING is left over), and returns the step due now, if any.
     pub async fn next_rotation_step(&self, name: &str) -> Result<Next, SecretsError> {
         let _writer = self.lock(name).lock().await;
-        let Some((mut record, version)) = self.load_by_name(name)? else {
+        let Some((mut record, version)) = self.load_by_name(name).await? else {
             return Ok(Next::Nothing);
         };
         let Some(before) = record.rotation.clone() else {
@@ -450,7 +453,7 @@ impl SecretsService {
         step: RotationStep,
     ) -> Result<(), SecretsError> {
         let _writer = self.lock(name).lock().await;
-        let Some((mut record, version)) = self.load_by_name(name)? else {
+        let Some((mut record, version)) = self.load_by_name(name).await? else {
             return Ok(());
         };
         let before = record.rotation.clone();
@@ -503,7 +506,7 @@ impl SecretsService {
         retry_after: impl FnOnce(u32) -> i64,
     ) -> Result<u32, SecretsError> {
         let _writer = self.lock(name).lock().await;
-        let Some((mut record, version)) = self.load_by_name(name)? else {
+        let Some((mut record, version)) = self.load_by_name(name).await? else {
             return Ok(0);
         };
         let before = record.rotation.clone();
@@ -533,7 +536,7 @@ impl SecretsService {
         token: &str,
         value: Value,
     ) -> Result<(), SecretsError> {
-        let (snapshot, _) = self.resolve_live(name)?;
+        let (snapshot, _) = self.resolve_live(name).await?;
         if labels::index(&snapshot.versions, token)
             .is_some_and(|at| snapshot.versions[at].has_value)
         {
@@ -552,7 +555,7 @@ impl SecretsService {
     ) -> Result<Option<Value>, SecretsError> {
         match labels::index(&record.versions, version_id) {
             Some(at) if record.versions[at].has_value => {
-                let stored = self.load_value_record(record, version_id)?;
+                let stored = self.load_value_record(record, version_id).await?;
                 Ok(Some(
                     self.open(&record.arn, &record.name, version_id, &stored)
                         .await?,
@@ -612,7 +615,7 @@ mod tests {
             Some(&rotation(true, Some(50), None)),
             Some(&rotation(true, Some(80), None)),
         );
-        let key = |t| indexes::time_key(ROTATION_DUE_PREFIX, Timestamp::from_secs(t), "s");
+        let key = |t| keyspace::time_key(SECRETS_BY_ROTATION, Timestamp::from_secs(t), "s");
         assert!(
             matches!(&moved[..], [Op::Delete { key: old, .. }, Op::Put { key: new, .. }]
             if *old == key(50) && *new == key(80))

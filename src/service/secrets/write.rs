@@ -83,13 +83,13 @@ impl SecretsService {
         }
     }
 
-    fn load_value(
+    async fn load_value(
         &self,
         secret: &SecretRecord,
         version_id: &str,
     ) -> Result<SecretValueRecord, SecretsError> {
         let key = value_key(secret, version_id);
-        let found = self.store.get(&key)?.ok_or_else(|| {
+        let found = self.store.get(&key).await?.ok_or_else(|| {
             SecretsError::DecryptionFailure(format!(
                 "{}: the stored value of version {version_id} is missing",
                 secret.name
@@ -110,7 +110,7 @@ impl SecretsService {
         version_id: &str,
         value: &Value,
     ) -> Result<bool, SecretsError> {
-        let stored = self.load_value(secret, version_id)?;
+        let stored = self.load_value(secret, version_id).await?;
         let existing = self
             .open(&secret.arn, &secret.name, version_id, &stored)
             .await?;
@@ -128,7 +128,7 @@ impl SecretsService {
         let version_id = version_id_for(&new.client_request_token);
         let _writer = self.lock(&new.name).lock().await;
 
-        if let Some((existing, _)) = self.load_by_name(&new.name)? {
+        if let Some((existing, _)) = self.load_by_name(&new.name).await? {
             if existing.deletion_date.is_some() {
                 return Err(SecretsError::InvalidRequest(format!(
                     "a secret named {} is scheduled for deletion; restore it or choose another name",
@@ -210,6 +210,7 @@ impl SecretsService {
             // Without a value nothing is sealed yet: check the key now, not at the first put.
             self.kms
                 .describe_key(&record.kms_key_id)
+                .await
                 .map_err(SecretsError::from_kms_write)?;
         }
         ops.push(Op::Put {
@@ -246,7 +247,7 @@ impl SecretsService {
         let value = value.ok_or_else(|| {
             SecretsError::invalid("secret_string", "give secret_string or secret_binary")
         })?;
-        let (snapshot, _) = self.resolve_writable(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let version_id = version_id_for(client_request_token);
         self.write_version(
             &snapshot,
@@ -282,7 +283,7 @@ impl SecretsService {
             .await?;
 
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, record_version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, record_version) = self.resolve_writable(&snapshot.arn).await?;
         if record.kms_key_id != snapshot.kms_key_id {
             return Err(SecretsError::Internal(
                 "the secret's KMS key changed during the write; retry".into(),
@@ -379,7 +380,7 @@ impl SecretsService {
         if let Some(description) = &update.description {
             limits::description(description)?;
         }
-        let (snapshot, _) = self.resolve_writable(&update.secret_id)?;
+        let (snapshot, _) = self.resolve_writable(&update.secret_id).await?;
         let new_key = update
             .kms_key_id
             .clone()
@@ -395,14 +396,14 @@ impl SecretsService {
         };
         match update.value {
             Some(value) => {
-                let (snapshot, _) = self.resolve_writable(&snapshot.arn)?;
+                let (snapshot, _) = self.resolve_writable(&snapshot.arn).await?;
                 let version_id = version_id_for(&update.client_request_token);
                 self.write_version(&snapshot, &version_id, value, None, Some(&describe))
                     .await
             }
             None => {
                 let _writer = self.lock(&snapshot.name).lock().await;
-                let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+                let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
                 describe(&mut record);
                 record.last_changed_at = self.clock.now();
                 self.commit(vec![Op::Put {
@@ -424,7 +425,7 @@ impl SecretsService {
     /// Re-wraps every labelled version's data key under `kms_key_id` and records the key.
     async fn rekey(&self, snapshot: &SecretRecord, kms_key_id: &str) -> Result<(), SecretsError> {
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         let mut ops = Vec::new();
         for meta in record
             .versions
@@ -433,7 +434,7 @@ impl SecretsService {
         {
             let stored = {
                 let key = value_key(snapshot, &meta.version_id);
-                let found = self.store.get(&key)?.ok_or_else(|| {
+                let found = self.store.get(&key).await?.ok_or_else(|| {
                     SecretsError::DecryptionFailure(format!(
                         "{}: a stored value is missing",
                         snapshot.name
@@ -460,6 +461,7 @@ impl SecretsService {
         if record.versions.iter().all(|v| !v.has_value) {
             self.kms
                 .describe_key(kms_key_id)
+                .await
                 .map_err(SecretsError::from_kms_write)?;
         }
         record.kms_key_id = kms_key_id.to_owned();
@@ -490,9 +492,9 @@ impl SecretsService {
         };
         let remove_from = optional("remove_from_version_id", remove_from_version_id)?;
         let move_to = optional("move_to_version_id", move_to_version_id)?;
-        let (snapshot, _) = self.resolve_writable(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         labels::update_stage(
             &mut record.versions,
             version_stage,
@@ -536,9 +538,9 @@ impl SecretsService {
         secret_id: &str,
         change: impl FnOnce(&mut SecretRecord) -> Result<(), SecretsError>,
     ) -> Result<(), SecretsError> {
-        let (snapshot, _) = self.resolve(secret_id)?;
+        let (snapshot, _) = self.resolve(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve(&snapshot.arn)?;
+        let (mut record, version) = self.resolve(&snapshot.arn).await?;
         self.writable(&record)?;
         change(&mut record)?;
         self.commit(vec![Op::Put {

@@ -12,13 +12,14 @@ fn invalid_request(result: Result<impl Sized, SecretsError>) -> String {
     }
 }
 
-fn names(f: &Fixture, include_planned_deletion: bool) -> Vec<String> {
+async fn names(f: &Fixture, include_planned_deletion: bool) -> Vec<String> {
     let (records, _) = f
         .secrets
         .list_records(ListOptions {
             include_planned_deletion,
             ..Default::default()
         })
+        .await
         .unwrap();
     records.into_iter().map(|r| r.name).collect()
 }
@@ -38,7 +39,11 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
         assert_eq!(field, "recovery_window_in_days");
     }
     assert_eq!(
-        f.secrets.describe_secret("bad").unwrap().deletion_date,
+        f.secrets
+            .describe_secret("bad")
+            .await
+            .unwrap()
+            .deletion_date,
         None
     );
 
@@ -49,7 +54,7 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
     ] {
         let (arn, answered, date) = f.secrets.delete_secret(name, days, false).await.unwrap();
         assert_eq!((answered.as_str(), date), (name, expected));
-        let record = f.secrets.describe_secret(&arn).unwrap();
+        let record = f.secrets.describe_secret(&arn).await.unwrap();
         assert_eq!(record.deletion_date, Some(expected));
     }
     // Scheduling twice is refused; the first date stands.
@@ -58,7 +63,7 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
         "secret d7 is already marked for deletion"
     );
     assert_eq!(
-        f.secrets.describe_secret("d7").unwrap().deletion_date,
+        f.secrets.describe_secret("d7").await.unwrap().deletion_date,
         Some(at(START + 7 * DAY))
     );
 }
@@ -92,7 +97,11 @@ async fn rule_deletion_2_a_scheduled_secret_refuses_reads_writes_and_its_name() 
         marked
     );
     assert_eq!(
-        invalid_request(f.secrets.list_secret_version_ids("doomed", None, "", false)),
+        invalid_request(
+            f.secrets
+                .list_secret_version_ids("doomed", None, "", false)
+                .await
+        ),
         marked
     );
     assert_eq!(
@@ -105,11 +114,15 @@ async fn rule_deletion_2_a_scheduled_secret_refuses_reads_writes_and_its_name() 
     );
     // DescribeSecret still answers, with the date.
     assert_eq!(
-        f.secrets.describe_secret("doomed").unwrap().deletion_date,
+        f.secrets
+            .describe_secret("doomed")
+            .await
+            .unwrap()
+            .deletion_date,
         Some(at(START + 30 * DAY))
     );
-    assert_eq!(names(&f, false), ["kept"]);
-    assert_eq!(names(&f, true), ["doomed", "kept"]);
+    assert_eq!(names(&f, false).await, ["kept"]);
+    assert_eq!(names(&f, true).await, ["doomed", "kept"]);
 }
 
 #[tokio::test]
@@ -123,7 +136,10 @@ async fn rule_deletion_3_restore_cancels_the_deletion() {
     f.secrets.delete_secret("s", Some(7), false).await.unwrap();
     let (_, name) = f.secrets.restore_secret("s").await.unwrap();
     assert_eq!(name, "s");
-    assert_eq!(f.secrets.describe_secret("s").unwrap().deletion_date, None);
+    assert_eq!(
+        f.secrets.describe_secret("s").await.unwrap().deletion_date,
+        None
+    );
     assert_eq!(f.value("s", "").await, "v1");
     f.put("s", &token("b"), "v2", &[]).await.unwrap();
 
@@ -137,27 +153,27 @@ async fn rule_deletion_3_restore_cancels_the_deletion() {
 async fn rule_deletion_4_the_purge_runs_once_the_clock_passes_the_date() {
     let f = services().await;
     f.create("s", &token("a"), "v1").await;
-    let old_arn = f.secrets.describe_secret("s").unwrap().arn;
+    let old_arn = f.secrets.describe_secret("s").await.unwrap().arn;
     let (_, _, date) = f.secrets.delete_secret("s", Some(7), false).await.unwrap();
     assert_eq!(date, at(START + 7 * DAY));
 
     f.clock.advance(7 * DAY - 1);
     assert_eq!(f.secrets.purge_deleted().await.unwrap(), 0);
     assert_eq!(
-        f.secrets.describe_secret("s").unwrap().deletion_date,
+        f.secrets.describe_secret("s").await.unwrap().deletion_date,
         Some(date)
     );
 
     f.clock.advance(1);
     assert_eq!(f.secrets.purge_deleted().await.unwrap(), 1);
-    let err = f.secrets.describe_secret("s").err();
+    let err = f.secrets.describe_secret("s").await.err();
     assert!(matches!(err, Some(SecretsError::NotFound(_))), "{err:?}");
-    assert_eq!(names(&f, true), Vec::<String>::new());
+    assert_eq!(names(&f, true).await, Vec::<String>::new());
     assert_eq!(f.secrets.purge_deleted().await.unwrap(), 0);
 
     // The name is free again, under a new ARN; the old ARN names nothing.
     f.create("s", &token("b"), "reborn").await;
-    assert_ne!(f.secrets.describe_secret("s").unwrap().arn, old_arn);
+    assert_ne!(f.secrets.describe_secret("s").await.unwrap().arn, old_arn);
     let err = f.secrets.get_secret_value(&old_arn, "", "").await.err();
     assert!(matches!(err, Some(SecretsError::NotFound(_))), "{err:?}");
 }
@@ -177,6 +193,6 @@ async fn rule_deletion_1_forced_deletion_is_immediate() {
     f.create("t", &token("b"), "v1").await;
     f.secrets.delete_secret("t", Some(30), false).await.unwrap();
     f.secrets.delete_secret("t", None, true).await.unwrap();
-    assert!(f.secrets.describe_secret("t").is_err());
+    assert!(f.secrets.describe_secret("t").await.is_err());
     assert_eq!(f.secrets.purge_deleted().await.unwrap(), 0);
 }

@@ -12,7 +12,7 @@ async fn rule_idempotency_1_the_token_becomes_the_version_id_or_one_is_generated
     let generated = f.put("s", "", "v3", &[]).await.unwrap();
     let id = generated.version_id.unwrap();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
-    assert_eq!(f.stages("s")[&id], [CUR]);
+    assert_eq!(f.stages("s").await[&id], [CUR]);
 }
 
 #[tokio::test]
@@ -21,7 +21,7 @@ async fn rule_idempotency_2_and_3_a_reused_token_succeeds_only_with_the_same_val
     let (a, b) = (token("a"), token("b"));
     f.create("s", &a, "v1").await;
     f.put("s", &b, "v2", &[]).await.unwrap();
-    let before = f.stages("s");
+    let before = f.stages("s").await;
 
     // Rule Idempotency 2: same token, same value: success, no new version, no label moved.
     let again = f.put("s", &b, "v2", &[]).await.unwrap();
@@ -32,10 +32,10 @@ async fn rule_idempotency_2_and_3_a_reused_token_succeeds_only_with_the_same_val
             stages: vec![CUR.into()]
         }
     );
-    assert_eq!(f.stages("s"), before);
+    assert_eq!(f.stages("s").await, before);
     // Also when the retry names labels: the first answer stands.
     f.put("s", &b, "v2", &[PEND]).await.unwrap();
-    assert_eq!(f.stages("s"), before);
+    assert_eq!(f.stages("s").await, before);
 
     // Rule Idempotency 3: same token, another value.
     let refused = format!(
@@ -58,7 +58,7 @@ async fn rule_idempotency_2_and_3_a_reused_token_succeeds_only_with_the_same_val
     );
     // An old version's token with its value: still no new version, and nothing moves back.
     f.put("s", &a, "v1", &[]).await.unwrap();
-    assert_eq!(f.stages("s"), before);
+    assert_eq!(f.stages("s").await, before);
     assert_eq!(f.value("s", "").await, "v2");
 }
 
@@ -81,9 +81,13 @@ async fn rule_idempotency_4_a_retried_create_succeeds_and_changes_nothing() {
         (&retried.arn, &retried.version_id, &retried.version_stages),
         (&first.arn, &Some(a.clone()), &vec![CUR.to_owned()])
     );
-    assert_eq!(f.stages("s"), expect(&[(&a, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR])]));
     assert_eq!(
-        f.secrets.describe_secret("s").unwrap().last_changed_at,
+        f.secrets
+            .describe_secret("s")
+            .await
+            .unwrap()
+            .last_changed_at,
         at(START)
     );
 
@@ -102,5 +106,5 @@ async fn rule_idempotency_4_a_retried_create_succeeds_and_changes_nothing() {
             "{value:?}: {err:?}"
         );
     }
-    assert_eq!(f.stages("s"), expect(&[(&a, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR])]));
 }

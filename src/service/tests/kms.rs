@@ -298,7 +298,7 @@ async fn a_disabled_key_refuses_use_until_enabled() {
 
     f.kms.disable_key(&k.key_id).await.unwrap();
     assert_eq!(
-        f.kms.describe_key(&k.key_id).unwrap().state,
+        f.kms.describe_key(&k.key_id).await.unwrap().state,
         KeyState::Disabled
     );
     assert_eq!(disabled(encrypt(&f, &k.key_id, "during").await), arn);
@@ -398,19 +398,19 @@ async fn a_key_is_destroyed_once_the_clock_passes_its_deletion_date() {
     assert_eq!(f.kms.purge_expired_keys().await.unwrap(), 1);
     assert_eq!(f.kms.purge_expired_keys().await.unwrap(), 0);
 
-    let err = f.kms.describe_key(&k.key_id).err();
+    let err = f.kms.describe_key(&k.key_id).await.err();
     assert!(
         matches!(&err, Some(KmsError::NotFound(m)) if *m == format!("key {arn} does not exist")),
         "{err:?}"
     );
-    let err = f.kms.describe_key("alias/doomed").err();
+    let err = f.kms.describe_key("alias/doomed").await.err();
     assert!(matches!(err, Some(KmsError::NotFound(_))), "{err:?}");
     assert!(matches!(
         decrypt(&f, &blob).await,
         Err(KmsError::InvalidCiphertext)
     ));
     assert_eq!(
-        f.kms.describe_key(&survivor.key_id).unwrap().state,
+        f.kms.describe_key(&survivor.key_id).await.unwrap().state,
         KeyState::Enabled
     );
 }
@@ -451,7 +451,7 @@ async fn automatic_key_rotation_follows_the_clock() {
         .enable_key_rotation(&k.key_id, Some(90))
         .await
         .unwrap();
-    let status = f.kms.key_rotation_status(&k.key_id).unwrap();
+    let status = f.kms.key_rotation_status(&k.key_id).await.unwrap();
     assert_eq!(
         (status.enabled, status.period_days, status.next_rotation_at),
         (true, Some(90), Some(at(START + 90 * DAY)))
@@ -462,7 +462,7 @@ async fn automatic_key_rotation_follows_the_clock() {
     f.clock.advance(1);
     assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 1);
     assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 0, "once per period");
-    let record = f.kms.describe_key(&k.key_id).unwrap();
+    let record = f.kms.describe_key(&k.key_id).await.unwrap();
     let last = record.versions.last().unwrap();
     assert_eq!(
         (last.version, last.created_at, last.on_demand),
@@ -471,6 +471,7 @@ async fn automatic_key_rotation_follows_the_clock() {
     assert_eq!(
         f.kms
             .key_rotation_status(&k.key_id)
+            .await
             .unwrap()
             .next_rotation_at,
         Some(at(START + 180 * DAY))
@@ -482,5 +483,8 @@ async fn automatic_key_rotation_follows_the_clock() {
     assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 0);
     f.kms.enable_key(&k.key_id).await.unwrap();
     assert_eq!(f.kms.rotate_due_keys().await.unwrap(), 1);
-    assert_eq!(f.kms.describe_key(&k.key_id).unwrap().versions.len(), 3);
+    assert_eq!(
+        f.kms.describe_key(&k.key_id).await.unwrap().versions.len(),
+        3
+    );
 }

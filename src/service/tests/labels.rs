@@ -11,7 +11,7 @@ async fn rule_labels_1_a_label_sits_on_one_version() {
     f.put("s", &b, "v2", &["blue"]).await.unwrap();
     f.put("s", &c, "v3", &["blue"]).await.unwrap();
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[CUR]), (&b, &[]), (&c, &["blue"])])
     );
 }
@@ -27,7 +27,7 @@ async fn rule_labels_2_create_with_a_value_makes_current_without_makes_nothing()
         .unwrap();
     assert_eq!(created.version_id.as_deref(), Some(a.as_str()));
     assert_eq!(created.version_stages, [CUR]);
-    assert_eq!(f.stages("with"), expect(&[(&a, &[CUR])]));
+    assert_eq!(f.stages("with").await, expect(&[(&a, &[CUR])]));
 
     let created = f
         .secrets
@@ -35,7 +35,7 @@ async fn rule_labels_2_create_with_a_value_makes_current_without_makes_nothing()
         .await
         .unwrap();
     assert_eq!(created.version_id, None);
-    assert!(f.stages("without").is_empty());
+    assert!(f.stages("without").await.is_empty());
     let err = f.secrets.get_secret_value("without", "", "").await.err();
     assert!(
         matches!(&err, Some(SecretsError::NotFound(m)) if m == "no version of without has the label AWSCURRENT"),
@@ -48,7 +48,7 @@ async fn rule_labels_2_create_with_a_value_makes_current_without_makes_nothing()
     let mut labels = first.stages;
     labels.sort();
     assert_eq!(labels, [CUR, PEND]);
-    assert_eq!(f.stages("without"), expect(&[(&p, &[CUR, PEND])]));
+    assert_eq!(f.stages("without").await, expect(&[(&p, &[CUR, PEND])]));
 }
 
 #[tokio::test]
@@ -64,10 +64,10 @@ async fn rule_labels_3_put_without_labels_moves_current_and_previous() {
             stages: vec![CUR.into()]
         }
     );
-    assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&b, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[PREV]), (&b, &[CUR])]));
     f.put("s", &c, "v3", &[]).await.unwrap();
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[]), (&b, &[PREV]), (&c, &[CUR])])
     );
     assert_eq!(f.value("s", "").await, "v3");
@@ -85,7 +85,7 @@ async fn rule_labels_4_put_with_labels_moves_only_those() {
     let pending = f.put("s", &c, "v3", &[PEND]).await.unwrap();
     assert_eq!(pending.stages, [PEND]);
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[PREV]), (&b, &[CUR]), (&c, &[PEND])])
     );
     assert_eq!(f.value("s", "").await, "v2");
@@ -93,7 +93,7 @@ async fn rule_labels_4_put_with_labels_moves_only_those() {
     // Naming AWSCURRENT moves it, and AWSPREVIOUS follows to the version it left.
     f.put("s", &d, "v4", &[CUR, "green"]).await.unwrap();
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[
             (&a, &[]),
             (&b, &[PREV]),
@@ -121,7 +121,7 @@ async fn rule_labels_5_update_secret_with_a_value_is_a_put_without_it_no_version
         .unwrap();
     assert_eq!(updated.version_id.as_deref(), Some(b.as_str()));
     assert_eq!(updated.version_stages, [CUR]);
-    assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&b, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[PREV]), (&b, &[CUR])]));
 
     f.clock.advance(60);
     let updated = f
@@ -137,8 +137,8 @@ async fn rule_labels_5_update_secret_with_a_value_is_a_put_without_it_no_version
         .unwrap();
     assert_eq!(updated.version_id, None);
     assert!(updated.version_stages.is_empty());
-    assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&b, &[CUR])]));
-    let record = f.secrets.describe_secret("s").unwrap();
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[PREV]), (&b, &[CUR])]));
+    let record = f.secrets.describe_secret("s").await.unwrap();
     assert_eq!(record.description, "described again");
     assert_eq!(record.last_changed_at, at(START + 60));
 }
@@ -173,7 +173,7 @@ async fn rule_labels_6_update_secret_version_stage_moves_and_refusals() {
         "remove_from_version_id: the label AWSCURRENT is not attached to that version"
     );
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[PREV]), (&b, &[CUR]), (&c, &[PEND])])
     );
 
@@ -181,9 +181,9 @@ async fn rule_labels_6_update_secret_version_stage_moves_and_refusals() {
     // to the version AWSCURRENT left.
     let (arn, name) = stage(CUR, c.clone(), b.clone()).await.unwrap();
     assert_eq!(name, "s");
-    assert_eq!(arn, f.secrets.describe_secret("s").unwrap().arn);
+    assert_eq!(arn, f.secrets.describe_secret("s").await.unwrap().arn);
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[]), (&b, &[PREV]), (&c, &[CUR, PEND])])
     );
     assert_eq!(f.value("s", "").await, "v3");
@@ -191,12 +191,12 @@ async fn rule_labels_6_update_secret_version_stage_moves_and_refusals() {
     // Without move_to the label is only removed.
     stage(PEND, String::new(), c.clone()).await.unwrap();
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[]), (&b, &[PREV]), (&c, &[CUR])])
     );
     // A new custom label needs no remove_from.
     stage("blue", a.clone(), String::new()).await.unwrap();
-    assert_eq!(f.stages("s")[&a], ["blue"]);
+    assert_eq!(f.stages("s").await[&a], ["blue"]);
 
     let err = stage(CUR, String::new(), c.clone()).await.unwrap_err();
     assert_eq!(
@@ -222,7 +222,7 @@ async fn rule_labels_6_update_secret_version_stage_moves_and_refusals() {
     );
     // None of the refusals moved anything.
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &["blue"]), (&b, &[PREV]), (&c, &[CUR])])
     );
 }
@@ -235,10 +235,11 @@ async fn rule_labels_7_unlabelled_versions_are_deprecated_and_hidden() {
     f.put("s", &b, "v2", &[]).await.unwrap();
     f.put("s", &c, "v3", &[]).await.unwrap();
 
-    let ids = |include_deprecated| {
+    let ids = async |include_deprecated| {
         let (_, versions, next) = f
             .secrets
             .list_secret_version_ids("s", None, "", include_deprecated)
+            .await
             .unwrap();
         assert_eq!(next, None);
         versions
@@ -247,11 +248,11 @@ async fn rule_labels_7_unlabelled_versions_are_deprecated_and_hidden() {
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        ids(false),
+        ids(false).await,
         [c.clone(), b.clone()],
         "newest first, a left out"
     );
-    assert_eq!(ids(true), [c.clone(), b.clone(), a.clone()]);
+    assert_eq!(ids(true).await, [c.clone(), b.clone(), a.clone()]);
 
     // A deprecated version is still readable by id, and has no labels.
     let old = f.secrets.get_secret_value("s", &a, "").await.unwrap();
@@ -269,11 +270,11 @@ async fn rule_labels_7_deprecated_versions_beyond_a_hundred_go_once_a_day_old() 
             .unwrap();
     }
     // 101 versions, all younger than a day: none may go.
-    assert_eq!(f.stages("s").len(), 101);
+    assert_eq!(f.stages("s").await.len(), 101);
 
     f.clock.advance(DAY);
     f.put("s", &token("v101"), "101", &[]).await.unwrap();
-    let stages = f.stages("s");
+    let stages = f.stages("s").await;
     // 102 versions: the two oldest beyond the newest hundred are deprecated and a day old.
     assert_eq!(stages.len(), 100);
     assert!(!stages.contains_key(&token("v000")));

@@ -161,8 +161,8 @@ impl Fixture {
     }
 
     /// Every version (deprecated ones too) with its labels sorted.
-    pub fn stages(&self, name: &str) -> BTreeMap<String, Vec<String>> {
-        let record = self.secrets.describe_secret(name).unwrap();
+    pub async fn stages(&self, name: &str) -> BTreeMap<String, Vec<String>> {
+        let record = self.secrets.describe_secret(name).await.unwrap();
         record
             .versions
             .into_iter()

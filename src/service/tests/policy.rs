@@ -32,7 +32,7 @@ async fn the_default_key_policy_delegates_to_identity_policies_only() {
     let f = services().await;
     let id = key_id(&f).await;
     let arn = f.kms.arns().key(&id);
-    let text = f.kms.get_key_policy(&id, "").unwrap();
+    let text = f.kms.get_key_policy(&id, "").await.unwrap();
     let policy = Policy::parse(&text, PolicyKind::Key).unwrap();
     let may_decrypt = Policy::parse(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#,
@@ -64,7 +64,7 @@ async fn the_default_key_policy_delegates_to_identity_policies_only() {
         ),
         Decision::Deny(DenyReason::NoAllow)
     );
-    let err = f.kms.get_key_policy(&id, "custom").err();
+    let err = f.kms.get_key_policy(&id, "custom").await.err();
     assert!(matches!(err, Some(KmsError::NotFound(_))), "{err:?}");
 }
 
@@ -80,7 +80,7 @@ async fn a_put_key_policy_is_what_decides_and_other_accounts_are_refused() {
         .put_key_policy(&id, "default", own.clone(), None)
         .await
         .unwrap();
-    let stored = f.kms.get_key_policy(&id, "default").unwrap();
+    let stored = f.kms.get_key_policy(&id, "default").await.unwrap();
     assert_eq!(stored, own);
     let policy = Policy::parse(&stored, PolicyKind::Key).unwrap();
     assert_eq!(
@@ -119,14 +119,14 @@ async fn a_put_key_policy_is_what_decides_and_other_accounts_are_refused() {
         .await
         .err();
     assert!(matches!(err, Some(KmsError::MalformedPolicy(_))), "{err:?}");
-    assert_eq!(f.kms.get_key_policy(&id, "").unwrap(), own);
+    assert_eq!(f.kms.get_key_policy(&id, "").await.unwrap(), own);
 }
 
 #[tokio::test]
 async fn a_secrets_resource_policy_decides_for_other_principals() {
     let f = services().await;
     f.create("s", &token("a"), "v").await;
-    let arn = f.secrets.describe_secret("s").unwrap().arn;
+    let arn = f.secrets.describe_secret("s").await.unwrap().arn;
     let public = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
     let err = f
         .secrets
@@ -143,7 +143,7 @@ async fn a_secrets_resource_policy_decides_for_other_principals() {
         matches!(err, Some(SecretsError::MalformedPolicy(_))),
         "{err:?}"
     );
-    assert_eq!(f.secrets.get_resource_policy("s").unwrap().1, None);
+    assert_eq!(f.secrets.get_resource_policy("s").await.unwrap().1, None);
 
     let grant = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{OTHER}"}},"Action":"secretsmanager:GetSecretValue","Resource":"*"}},{{"Sid":"NoDelete","Effect":"Deny","Principal":"*","Action":"secretsmanager:DeleteSecret","Resource":"*"}}]}}"#
@@ -152,7 +152,7 @@ async fn a_secrets_resource_policy_decides_for_other_principals() {
         .put_resource_policy("s", grant.clone(), true)
         .await
         .unwrap();
-    let (_, stored) = f.secrets.get_resource_policy("s").unwrap();
+    let (_, stored) = f.secrets.get_resource_policy("s").await.unwrap();
     let policy = Policy::parse(&stored.unwrap(), PolicyKind::Resource).unwrap();
     let get = |who| {
         decide(

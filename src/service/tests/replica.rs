@@ -76,7 +76,7 @@ async fn an_entry_is_applied_once_and_the_replica_is_read_only() {
         [Applied::Applied]
     );
 
-    let record = f.secrets.describe_secret("db/x").unwrap();
+    let record = f.secrets.describe_secret("db/x").await.unwrap();
     assert_eq!(
         record.arn,
         format!("arn:keyward:secretsmanager:{REGION}:{ACCOUNT}:secret:db/x-AbC123")
@@ -112,7 +112,10 @@ async fn an_entry_is_applied_once_and_the_replica_is_read_only() {
         [Applied::Duplicate, Applied::Applied]
     );
     let (a, b) = (token("a"), token("b"));
-    assert_eq!(f.stages("db/x"), expect(&[(&a, &[PREV]), (&b, &[CUR])]));
+    assert_eq!(
+        f.stages("db/x").await,
+        expect(&[(&a, &[PREV]), (&b, &[CUR])])
+    );
     assert_eq!(f.value("db/x", "").await, "two");
     assert_eq!(f.value("db/x", PREV).await, "one");
     let again = state("db/x", &[("b", &[CUR], Some("two"))]);
@@ -120,7 +123,7 @@ async fn an_entry_is_applied_once_and_the_replica_is_read_only() {
         f.apply(vec![upsert(2, "db/x", again)], false).await,
         [Applied::Duplicate]
     );
-    assert_eq!(f.stages("db/x").len(), 2);
+    assert_eq!(f.stages("db/x").await.len(), 2);
 }
 
 #[tokio::test]
@@ -146,14 +149,14 @@ async fn entries_of_one_batch_see_each_other_and_a_remove_deletes_the_replica() 
     );
     assert_eq!(f.value("db/x", "").await, "two");
     assert_eq!(f.value("db/x", PREV).await, "one");
-    let err = f.secrets.describe_secret("db/y").err();
+    let err = f.secrets.describe_secret("db/y").await.err();
     assert!(matches!(err, Some(SecretsError::NotFound(_))), "{err:?}");
 
     assert_eq!(
         f.apply(vec![remove(6, "db/x")], false).await,
         [Applied::Applied]
     );
-    assert!(f.secrets.describe_secret("db/x").is_err());
+    assert!(f.secrets.describe_secret("db/x").await.is_err());
 }
 
 #[tokio::test]
@@ -191,7 +194,7 @@ async fn entries_that_cannot_apply_are_refused_with_the_reason() {
             token("a")
         ))
     );
-    assert!(f.secrets.describe_secret("db/z").is_err());
+    assert!(f.secrets.describe_secret("db/z").await.is_err());
     // Refusals are final: the log moved past them.
     assert_eq!(
         f.apply(
@@ -232,7 +235,11 @@ async fn a_sites_own_secret_is_overwritten_only_when_both_sides_allow_it() {
     );
     assert_eq!(f.value("mine", "").await, "local value");
     assert_eq!(
-        f.secrets.describe_secret("mine").unwrap().primary_region,
+        f.secrets
+            .describe_secret("mine")
+            .await
+            .unwrap()
+            .primary_region,
         None
     );
 
@@ -241,10 +248,11 @@ async fn a_sites_own_secret_is_overwritten_only_when_both_sides_allow_it() {
         [Applied::Applied]
     );
     assert_eq!(f.value("mine", "").await, "primary value");
-    assert_eq!(f.stages("mine"), expect(&[(&token("a"), &[CUR])]));
+    assert_eq!(f.stages("mine").await, expect(&[(&token("a"), &[CUR])]));
     assert_eq!(
         f.secrets
             .describe_secret("mine")
+            .await
             .unwrap()
             .primary_region
             .as_deref(),
@@ -305,7 +313,7 @@ async fn a_promoted_replica_answers_promoted_and_its_primary_is_told_once() {
     )
     .await;
     f.secrets.stop_replication("db/x").await.unwrap();
-    let record = f.secrets.describe_secret("db/x").unwrap();
+    let record = f.secrets.describe_secret("db/x").await.unwrap();
     assert_eq!(
         (record.primary_region, record.former_primary.as_deref()),
         (None, Some(PRIMARY))

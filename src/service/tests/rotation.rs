@@ -62,8 +62,8 @@ fn scheduler(f: &Fixture) -> Scheduler {
     }
 }
 
-fn in_flight(f: &Fixture, name: &str) -> Option<InFlight> {
-    let record = f.secrets.describe_secret(name).unwrap();
+async fn in_flight(f: &Fixture, name: &str) -> Option<InFlight> {
+    let record = f.secrets.describe_secret(name).await.unwrap();
     record.rotation.and_then(|r| r.in_flight)
 }
 
@@ -87,10 +87,10 @@ async fn rule_rotation_1_rotate_makes_a_pending_version_without_a_value() {
         .await
         .unwrap();
     assert_eq!((name.as_str(), pending), ("s", Some(t.clone())));
-    assert_eq!(arn, f.secrets.describe_secret("s").unwrap().arn);
-    assert_eq!(f.stages("s"), expect(&[(&a, &[CUR]), (&t, &[PEND])]));
+    assert_eq!(arn, f.secrets.describe_secret("s").await.unwrap().arn);
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR]), (&t, &[PEND])]));
     assert_eq!(
-        in_flight(&f, "s"),
+        in_flight(&f, "s").await,
         Some(InFlight {
             token: t.clone(),
             step: RotationStep::CreateSecret,
@@ -130,14 +130,20 @@ async fn rule_rotation_2_the_scheduler_runs_four_steps_and_moves_the_labels() {
         "one secret is not a full batch"
     );
 
-    assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&t, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[PREV]), (&t, &[CUR])]));
     let value: serde_json::Value = serde_json::from_str(&f.value("s", "").await).unwrap();
     assert_eq!(value["username"], "app");
     let password = value["password"].as_str().unwrap();
     assert_eq!(password.len(), 32);
     assert_ne!(password, "old");
 
-    let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
+    let rotation = f
+        .secrets
+        .describe_secret("s")
+        .await
+        .unwrap()
+        .rotation
+        .unwrap();
     assert_eq!(rotation.in_flight, None);
     assert!(rotation.enabled);
     assert_eq!(rotation.last_rotated_at, Some(at(START + 90)));
@@ -158,10 +164,16 @@ async fn rule_rotation_2_the_scheduler_runs_four_steps_and_moves_the_labels() {
         .unwrap();
     scheduler(&f).pass().await;
     assert_eq!(
-        f.stages("s"),
+        f.stages("s").await,
         expect(&[(&a, &[]), (&t, &[PREV]), (&t2, &[CUR])])
     );
-    let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
+    let rotation = f
+        .secrets
+        .describe_secret("s")
+        .await
+        .unwrap()
+        .rotation
+        .unwrap();
     assert_eq!(
         rotation.schedule_expression.as_deref(),
         Some("rate(30 days)")
@@ -205,7 +217,10 @@ async fn rule_rotation_2_the_step_machine_advances_one_step_at_a_time() {
         .rotation_step_done("s", &token("other"), RotationStep::CreateSecret)
         .await
         .unwrap();
-    assert_eq!(in_flight(&f, "s").unwrap().step, RotationStep::CreateSecret);
+    assert_eq!(
+        in_flight(&f, "s").await.unwrap().step,
+        RotationStep::CreateSecret
+    );
 
     for (done, next) in [
         (RotationStep::CreateSecret, RotationStep::SetSecret),
@@ -217,15 +232,21 @@ async fn rule_rotation_2_the_step_machine_advances_one_step_at_a_time() {
         assert_eq!(due_step(&f, "s").await, Some((t.clone(), next)));
         // Rule Rotation 4: until finish_secret, clients read the old value.
         assert_eq!(f.value("s", "").await, "v1");
-        assert_eq!(f.stages("s"), expect(&[(&a, &[CUR]), (&t, &[PEND])]));
+        assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR]), (&t, &[PEND])]));
     }
     secrets
         .rotation_step_done("s", &t, RotationStep::FinishSecret)
         .await
         .unwrap();
-    assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&t, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[PREV]), (&t, &[CUR])]));
     assert_eq!(f.value("s", "").await, "v2");
-    let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
+    let rotation = f
+        .secrets
+        .describe_secret("s")
+        .await
+        .unwrap()
+        .rotation
+        .unwrap();
     assert_eq!(rotation.in_flight, None);
     assert_eq!(rotation.last_rotated_at, Some(at(START + 3)));
     // Without rules rotation ran once and is not scheduled again.
@@ -277,7 +298,7 @@ async fn rule_rotation_4_a_failing_step_backs_off_and_leaves_awscurrent_alone() 
     let why = format!("no exec rotator named {UNCONFIGURED_EXEC:?} in the server's configuration");
 
     scheduler.pass().await;
-    let flight = in_flight(&f, "s").unwrap();
+    let flight = in_flight(&f, "s").await.unwrap();
     assert_eq!(
         (
             flight.step,
@@ -292,19 +313,19 @@ async fn rule_rotation_4_a_failing_step_backs_off_and_leaves_awscurrent_alone() 
             at(START + 30)
         )
     );
-    assert_eq!(f.stages("s"), expect(&[(&a, &[CUR]), (&t, &[PEND])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR]), (&t, &[PEND])]));
     assert_eq!(f.value("s", "").await, "v1");
 
     // Not due again before its backoff: a pass now runs nothing.
     f.clock.advance(29);
     scheduler.pass().await;
-    assert_eq!(in_flight(&f, "s").unwrap().failed_attempts, 1);
+    assert_eq!(in_flight(&f, "s").await.unwrap().failed_attempts, 1);
     assert_eq!(due_step(&f, "s").await, None);
 
     // The backoff doubles.
     f.clock.advance(1);
     scheduler.pass().await;
-    let flight = in_flight(&f, "s").unwrap();
+    let flight = in_flight(&f, "s").await.unwrap();
     assert_eq!(
         (flight.failed_attempts, flight.retry_at),
         (2, at(START + 30 + 60))
@@ -343,7 +364,7 @@ async fn rule_rotation_3_an_unfinished_rotation_refuses_the_next_and_is_taken_up
     // AWSPENDING left on another version with no rotation in flight (cancelled): refused,
     // and that rotation is put back in flight for the scheduler.
     f.secrets.cancel_rotate_secret("s").await.unwrap();
-    assert_eq!(in_flight(&f, "s"), None);
+    assert_eq!(in_flight(&f, "s").await, None);
     f.clock.advance(5);
     let err = f
         .secrets
@@ -354,13 +375,13 @@ async fn rule_rotation_3_an_unfinished_rotation_refuses_the_next_and_is_taken_up
         matches!(&err, Some(SecretsError::InvalidRequest(m)) if *m == format!("a previous rotation of s isn't complete (version {t} still has AWSPENDING); that rotation will be reattempted")),
         "{err:?}"
     );
-    let flight = in_flight(&f, "s").unwrap();
+    let flight = in_flight(&f, "s").await.unwrap();
     assert_eq!(
         (flight.token.as_str(), flight.step, flight.started_at),
         (t.as_str(), RotationStep::CreateSecret, at(START + 5))
     );
     scheduler(&f).pass().await;
-    assert_eq!(f.stages("s"), expect(&[(&a, &[PREV]), (&t, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[PREV]), (&t, &[CUR])]));
 }
 
 #[tokio::test]
@@ -379,11 +400,17 @@ async fn rule_rotation_5_cancel_stops_the_rotation_and_leaves_the_labels() {
         .await
         .unwrap();
     scheduler(&f).pass().await;
-    assert_eq!(in_flight(&f, "s").unwrap().failed_attempts, 1);
+    assert_eq!(in_flight(&f, "s").await.unwrap().failed_attempts, 1);
 
     let (_, _, stopped) = f.secrets.cancel_rotate_secret("s").await.unwrap();
     assert_eq!(stopped, Some(t.clone()));
-    let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
+    let rotation = f
+        .secrets
+        .describe_secret("s")
+        .await
+        .unwrap()
+        .rotation
+        .unwrap();
     assert_eq!(
         (
             rotation.enabled,
@@ -392,7 +419,7 @@ async fn rule_rotation_5_cancel_stops_the_rotation_and_leaves_the_labels() {
         ),
         (false, None, None)
     );
-    assert_eq!(f.stages("s"), expect(&[(&a, &[CUR]), (&t, &[PEND])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR]), (&t, &[PEND])]));
     // Nothing is due any more, however far the clock goes.
     f.clock.advance(100 * DAY);
     assert!(
@@ -422,20 +449,32 @@ async fn rule_rotation_6_a_schedule_opens_a_rotation_when_the_clock_reaches_it()
     request.rotate_immediately = false;
     let (_, _, pending) = f.secrets.rotate_secret(request).await.unwrap();
     assert_eq!(pending, None);
-    let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
+    let rotation = f
+        .secrets
+        .describe_secret("s")
+        .await
+        .unwrap()
+        .rotation
+        .unwrap();
     assert_eq!(rotation.next_rotation_at, Some(at(START + 2 * DAY)));
-    assert_eq!(f.stages("s"), expect(&[(&a, &[CUR])]));
+    assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR])]));
 
     f.clock.advance(2 * DAY - 1);
     scheduler(&f).pass().await;
-    assert_eq!(f.stages("s").len(), 1, "not before the window opens");
+    assert_eq!(f.stages("s").await.len(), 1, "not before the window opens");
 
     f.clock.advance(1);
     scheduler(&f).pass().await;
-    let stages = f.stages("s");
+    let stages = f.stages("s").await;
     assert_eq!(stages.len(), 2);
     assert_eq!(stages[&a], [PREV]);
-    let rotation = f.secrets.describe_secret("s").unwrap().rotation.unwrap();
+    let rotation = f
+        .secrets
+        .describe_secret("s")
+        .await
+        .unwrap()
+        .rotation
+        .unwrap();
     assert_eq!(rotation.last_rotated_at, Some(at(START + 2 * DAY)));
     assert_eq!(rotation.next_rotation_at, Some(at(START + 4 * DAY)));
 }
@@ -503,8 +542,8 @@ async fn rule_rotation_6_bad_schedules_and_rotators_are_refused() {
         .err();
     assert!(matches!(err, Some(SecretsError::Exists(_))), "{err:?}");
     // Nothing was made by the refused requests.
-    assert_eq!(f.stages("s").len(), 1);
-    assert_eq!(f.secrets.describe_secret("s").unwrap().rotation, None);
+    assert_eq!(f.stages("s").await.len(), 1);
+    assert_eq!(f.secrets.describe_secret("s").await.unwrap().rotation, None);
 
     // Rule Deletion 2: a secret marked for deletion does not rotate.
     f.secrets.delete_secret("s", None, false).await.unwrap();

@@ -3,13 +3,8 @@
 
 use super::{Applied, Incoming, ReplicaState};
 use crate::service::secrets::{SecretsError, SecretsService, indexes, secret_key, value_key};
-use crate::store::{self, Expect, Op, SecretRecord, SecretVersionMeta};
+use crate::store::{self, Expect, Op, SecretRecord, SecretVersionMeta, keyspace};
 use std::collections::HashMap;
-
-/// `repl/in/<primary region>`: `<log id> <seq>` of the last entry applied from that site.
-const APPLIED_PREFIX: &str = "repl/in/";
-/// `repl/promoted/<former primary>/<name>`: promotions that site has not been told of yet.
-pub(super) const PROMOTED_PREFIX: &str = "repl/promoted/";
 
 /// An entry as a peer delivered it: its change, or why it could not be read.
 pub struct Delivered {
@@ -35,8 +30,8 @@ struct Batch<'a> {
 impl SecretsService {
     /// Promotions of `primary`'s replicas it has not been told of; told now, so forgotten.
     pub async fn take_promotions(&self, primary: &str) -> Result<Vec<String>, SecretsError> {
-        let prefix = format!("{PROMOTED_PREFIX}{primary}/").into_bytes();
-        let found = self.store.scan_all(&prefix)?;
+        let prefix = keyspace::replication_promotions(primary);
+        let found = self.store.scan_all(&prefix).await?;
         if found.is_empty() {
             return Ok(Vec::new());
         }
@@ -117,8 +112,8 @@ impl SecretsService {
     }
 
     async fn start_batch(&self, from: &str, log_id: &str) -> Result<Batch<'_>, SecretsError> {
-        let applied_key = format!("{APPLIED_PREFIX}{from}").into_bytes();
-        let applied = self.store.get(&applied_key)?;
+        let applied_key = keyspace::replication_applied(from);
+        let applied = self.store.get(&applied_key).await?;
         let last = applied.as_ref().and_then(|found| {
             let text = std::str::from_utf8(&found.value).ok()?;
             let (id, seq) = text.split_once(' ')?;
@@ -156,12 +151,12 @@ impl SecretsService {
         }
         let local = match batch.secrets.get(name) {
             Some(current) => current.clone(),
-            None => self.load_by_name(name)?,
+            None => self.load_by_name(name).await?,
         };
         let (applied, after) = match incoming {
             Incoming::Remove => match local {
                 Some((record, version)) if record.primary_region.as_deref() == Some(from) => {
-                    batch.ops.extend(self.erase_ops(&record, version)?);
+                    batch.ops.extend(self.erase_ops(&record, version).await?);
                     tracing::info!(secret = %name, primary = %from, "replica removed by its primary");
                     (Applied::Applied, None)
                 }
@@ -219,7 +214,7 @@ impl SecretsService {
                 Some(record)
             }
             Some((record, version)) => {
-                ops.extend(self.erase_ops(&record, version)?);
+                ops.extend(self.erase_ops(&record, version).await?);
                 // The record itself is written again below.
                 ops.retain(|op| !matches!(op, Op::Delete { key, .. } if *key == secret_key(name)));
                 None

@@ -6,7 +6,7 @@
 
 use super::values::Value;
 use super::{SecretsError, SecretsService, secret_key, value_key, value_prefix};
-use crate::store::{self, Expect, Op, ReplicaRecord, SecretRecord, Tag};
+use crate::store::{self, Expect, Op, ReplicaRecord, SecretRecord, Tag, keyspace};
 use crate::time::{Clock, SystemClock, Timestamp};
 use outbox::{Change, Entry, Lag, Outbox, ReplicaStatus};
 use std::sync::Arc;
@@ -15,7 +15,6 @@ mod apply;
 pub mod outbox;
 
 pub use apply::Delivered;
-use apply::PROMOTED_PREFIX;
 
 /// A site to replicate to, as a client names it.
 #[derive(Debug, Clone)]
@@ -248,9 +247,9 @@ impl SecretsService {
             ));
         }
         self.check_regions(&regions)?;
-        let (snapshot, _) = self.resolve_writable(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         let seed: Vec<String> = regions.iter().map(|r| r.region.clone()).collect();
         for wanted in regions {
             let replica = ReplicaRecord {
@@ -298,9 +297,9 @@ impl SecretsService {
                 "name at least one region",
             ));
         }
-        let (snapshot, _) = self.resolve_writable(secret_id)?;
+        let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_writable(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         if let Some(missing) = regions
             .iter()
             .find(|wanted| !record.replicas.iter().any(|r| &r.region == *wanted))
@@ -333,9 +332,9 @@ impl SecretsService {
     /// StopReplicationToReplica, in the replica's site: the replica becomes a standalone
     /// secret, writable here; its former primary stops sending once it hears of it.
     pub async fn stop_replication(&self, secret_id: &str) -> Result<String, SecretsError> {
-        let (snapshot, _) = self.resolve_live(secret_id)?;
+        let (snapshot, _) = self.resolve_live(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
-        let (mut record, version) = self.resolve_live(&snapshot.arn)?;
+        let (mut record, version) = self.resolve_live(&snapshot.arn).await?;
         let Some(primary) = record.primary_region.take() else {
             return Err(SecretsError::InvalidRequest(format!(
                 "{} is not a replica of a secret in another region",
@@ -351,7 +350,7 @@ impl SecretsService {
                 expect: Expect::Version(version),
             },
             Op::Put {
-                key: format!("{PROMOTED_PREFIX}{primary}/{}", record.name).into_bytes(),
+                key: keyspace::replication_promotion(&primary, &record.name),
                 value: Vec::new(),
                 expect: Expect::Any,
             },
@@ -365,7 +364,7 @@ impl SecretsService {
     /// The primary learned that `region` promoted its replica: stop replicating there.
     pub async fn forget_replica(&self, name: &str, region: &str) -> Result<(), SecretsError> {
         let _writer = self.lock(name).lock().await;
-        let Some((mut record, version)) = self.load_by_name(name)? else {
+        let Some((mut record, version)) = self.load_by_name(name).await? else {
             return Ok(());
         };
         let before = record.replicas.len();
@@ -399,7 +398,7 @@ impl SecretsService {
             let mut value = None;
             if meta.has_value && values.contains(&meta.version_id) {
                 let key = value_key(record, &meta.version_id);
-                let Some(found) = self.store.get(&key)? else {
+                let Some(found) = self.store.get(&key).await? else {
                     continue;
                 };
                 let stored = store::decode(&key, &found.value)?;
@@ -449,7 +448,7 @@ fn replicated_records(ops: &[Op], fanout: &Fanout) -> Result<Vec<SecretRecord>, 
         let Op::Put { key, value, .. } = op else {
             continue;
         };
-        if !key.starts_with(super::SECRET_PREFIX) {
+        if !key.starts_with(keyspace::SECRETS) {
             continue;
         }
         let record: SecretRecord = store::decode(key, value)?;

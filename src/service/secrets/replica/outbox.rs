@@ -6,19 +6,11 @@
 //! across that commit: they are contiguous and in commit order, which lets the sender ship a
 //! prefix and the replica drop anything at or below what it has applied.
 
-use crate::store::{self, Expect, Op, SecretRecord, Store, StoreError};
+use crate::store::{self, Expect, Op, SecretRecord, Store, StoreError, keyspace};
 use crate::time::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-
-const LOG_PREFIX: &str = "repl/out/";
-/// The last sequence number assigned per peer: survives the log being trimmed empty.
-const SEQ_PREFIX: &str = "repl/seq/";
-/// `repl/failed/<peer>/<secret>`: why the peer refused the secret, until it accepts it.
-const FAILED_PREFIX: &str = "repl/failed/";
-/// Names this log, so a replica can tell a restarted sequence from a repeated one.
-const LOG_ID_KEY: &[u8] = b"repl/log-id";
 
 /// One logged change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,22 +82,6 @@ struct PeerState {
     reachable: bool,
 }
 
-fn log_prefix(peer: &str) -> Vec<u8> {
-    format!("{LOG_PREFIX}{peer}/").into_bytes()
-}
-
-fn log_key(peer: &str, seq: u64) -> Vec<u8> {
-    format!("{LOG_PREFIX}{peer}/{seq:020}").into_bytes()
-}
-
-fn seq_key(peer: &str) -> Vec<u8> {
-    format!("{SEQ_PREFIX}{peer}").into_bytes()
-}
-
-fn failed_key(peer: &str, name: &str) -> Vec<u8> {
-    format!("{FAILED_PREFIX}{peer}/{name}").into_bytes()
-}
-
 fn parse_seq(key: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(key).ok()?;
     text.rsplit('/').next()?.parse().ok()
@@ -117,13 +93,13 @@ impl Outbox {
         store: Store,
         peers: impl IntoIterator<Item = String>,
     ) -> Result<Self, StoreError> {
-        let log_id = match store.get(LOG_ID_KEY)? {
+        let log_id = match store.get(keyspace::REPLICATION_LOG_ID).await? {
             Some(found) => String::from_utf8_lossy(&found.value).into_owned(),
             None => {
                 let id = uuid::Uuid::new_v4().to_string();
                 store
                     .commit(vec![Op::Put {
-                        key: LOG_ID_KEY.to_vec(),
+                        key: keyspace::REPLICATION_LOG_ID.to_vec(),
                         value: id.clone().into_bytes(),
                         expect: Expect::Absent,
                     }])
@@ -134,13 +110,13 @@ impl Outbox {
         let mut loaded = BTreeMap::new();
         for region in peers {
             let mut state = PeerState {
-                last_seq: match store.get(&seq_key(&region))? {
+                last_seq: match store.get(&keyspace::replication_seq(&region)).await? {
                     Some(found) => parse_seq(&found.value).unwrap_or(0),
                     None => 0,
                 },
                 ..Default::default()
             };
-            let entries = store.scan_all(&log_prefix(&region))?;
+            let entries = store.scan_all(&keyspace::replication_log(&region)).await?;
             state.acked = match entries.first() {
                 Some((key, _)) => parse_seq(key).unwrap_or(1).saturating_sub(1),
                 None => state.last_seq,
@@ -154,8 +130,8 @@ impl Outbox {
                     state.pending.insert(entry.name, seq);
                 }
             }
-            let prefix = format!("{FAILED_PREFIX}{region}/").into_bytes();
-            for (key, found) in store.scan_all(&prefix)? {
+            let prefix = keyspace::replication_failures(&region);
+            for (key, found) in store.scan_all(&prefix).await? {
                 let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                 state
                     .failed
@@ -251,9 +227,14 @@ impl Outbox {
     }
 
     /// The oldest unacknowledged entries for `region`, at most `limit`.
-    pub fn oldest(&self, region: &str, limit: usize) -> Result<Vec<(u64, Entry)>, StoreError> {
+    pub async fn oldest(
+        &self,
+        region: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Entry)>, StoreError> {
         self.store
-            .scan(&log_prefix(region), None, limit)?
+            .scan(&keyspace::replication_log(region), None, limit)
+            .await?
             .into_iter()
             .map(|(key, found)| {
                 let seq = parse_seq(&key).ok_or_else(|| StoreError::Corrupt {
@@ -279,7 +260,7 @@ impl Outbox {
         let mut failed = HashMap::new();
         for (seq, name, outcome) in handled {
             ops.push(Op::Delete {
-                key: log_key(region, *seq),
+                key: keyspace::replication_log_entry(region, *seq),
                 expect: Expect::Any,
             });
             match outcome {
@@ -294,19 +275,20 @@ impl Outbox {
         for (name, message) in &failed {
             ops.push(match message {
                 Some(message) => Op::Put {
-                    key: failed_key(region, name),
+                    key: keyspace::replication_failure(region, name),
                     value: message.clone().into_bytes(),
                     expect: Expect::Any,
                 },
                 None => Op::Delete {
-                    key: failed_key(region, name),
+                    key: keyspace::replication_failure(region, name),
                     expect: Expect::Any,
                 },
             });
         }
         self.store.commit(ops).await?;
         let oldest_at_ms = self
-            .oldest(region, 1)?
+            .oldest(region, 1)
+            .await?
             .first()
             .map(|(_, e)| e.changed_at_ms);
         if let Some(mut state) = self.state(region) {
@@ -345,12 +327,12 @@ impl Appending<'_> {
         let already = self.added.iter().filter(|a| a.0 == region).count() as u64;
         let seq = last + already + 1;
         ops.push(Op::Put {
-            key: log_key(region, seq),
+            key: keyspace::replication_log_entry(region, seq),
             value: store::encode(entry),
             expect: Expect::Absent,
         });
         ops.push(Op::Put {
-            key: seq_key(region),
+            key: keyspace::replication_seq(region),
             value: seq.to_string().into_bytes(),
             expect: Expect::Any,
         });
@@ -365,7 +347,7 @@ impl Appending<'_> {
     /// Forgets that `region` refused `name` (it is being sent again, or removed).
     pub fn clear_failure(&mut self, ops: &mut Vec<Op>, region: &str, name: &str) {
         ops.push(Op::Delete {
-            key: failed_key(region, name),
+            key: keyspace::replication_failure(region, name),
             expect: Expect::Any,
         });
         self.cleared.push((region.to_owned(), name.to_owned()));
@@ -415,6 +397,11 @@ mod tests {
         appending.committed();
     }
 
+    async fn seqs(o: &Outbox, region: &str) -> Vec<u64> {
+        let oldest = o.oldest(region, 10).await.unwrap();
+        oldest.iter().map(|(s, _)| *s).collect()
+    }
+
     #[tokio::test]
     async fn positions_are_contiguous_and_survive_trimming_and_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -426,11 +413,8 @@ mod tests {
         // A commit that failed numbers nothing: the next one continues without a gap.
         drop(outbox.begin().await);
         append(&outbox, "b", &["x"]).await;
-        let seqs = |o: &Outbox, r| -> Vec<u64> {
-            o.oldest(r, 10).unwrap().iter().map(|(s, _)| *s).collect()
-        };
-        assert_eq!(seqs(&outbox, "b"), [1, 2, 3]);
-        assert_eq!(seqs(&outbox, "c"), [1]);
+        assert_eq!(seqs(&outbox, "b").await, [1, 2, 3]);
+        assert_eq!(seqs(&outbox, "c").await, [1]);
         assert_eq!(outbox.lag("b").entries, 3);
         assert_eq!(outbox.status("b", "x"), ReplicaStatus::InProgress);
 
@@ -461,6 +445,6 @@ mod tests {
             ReplicaStatus::Failed("taken".into())
         );
         append(&reopened, "b", &["z"]).await;
-        assert_eq!(seqs(&reopened, "b"), [4]);
+        assert_eq!(seqs(&reopened, "b").await, [4]);
     }
 }
