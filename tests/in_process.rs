@@ -257,7 +257,7 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
         })
         .await
         .unwrap();
-    let (_, _, started) = keyward
+    let started = keyward
         .secrets
         .rotate_secret(RotateRequest {
             secret_id: "nightly".into(),
@@ -274,7 +274,8 @@ async fn scheduled_rotation_runs_once_per_window_and_once_after_downtime() {
             rotate_immediately: false,
         })
         .await
-        .unwrap();
+        .unwrap()
+        .version_id;
     assert_eq!(started, None);
     let key = keyward.kms.create_key(new_key("yearly")).await.unwrap();
     keyward

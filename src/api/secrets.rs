@@ -7,8 +7,8 @@ use super::guard::guarded;
 use super::pb::{self, secrets_manager_service_server::SecretsManagerService};
 use crate::access::{Access, Gate, Pass, Target};
 use crate::service::secrets::{
-    BatchItem, ListOptions, NewSecret, PasswordOptions, RotateRequest, SecretUpdate,
-    SecretsService, Value,
+    BatchItem, Deleted, ListOptions, Named, NewSecret, PasswordOptions, RotateRequest,
+    RotationAnswer, SecretUpdate, SecretsService, Value,
 };
 use crate::store::SecretRecord;
 use crate::time::Timestamp;
@@ -235,7 +235,7 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::UpdateSecretVersionStageRequest>,
     ) -> Reply<pb::UpdateSecretVersionStageResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (arn, name) = self
+            let Named { arn, name } = self
                 .secrets
                 .update_secret_version_stage(
                     &r.secret_id,
@@ -359,7 +359,10 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::DeleteSecretRequest>,
     ) -> Reply<pb::DeleteSecretResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (arn, name, deletion_date) = self
+            let Deleted {
+                secret: Named { arn, name },
+                deletion_date,
+            } = self
                 .secrets
                 .delete_secret(
                     &r.secret_id,
@@ -381,7 +384,7 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::RestoreSecretRequest>,
     ) -> Reply<pb::RestoreSecretResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (arn, name) = self.secrets.restore_secret(&r.secret_id).await?;
+            let Named { arn, name } = self.secrets.restore_secret(&r.secret_id).await?;
             Ok(Response::new(pb::RestoreSecretResponse { arn, name }))
         })
         .await
@@ -457,7 +460,10 @@ impl SecretsManagerService for SecretsApi {
                     .version("", "AWSCURRENT");
                 pass.on_behalf(read).await?;
             }
-            let (arn, name, version_id) = self
+            let RotationAnswer {
+                secret: Named { arn, name },
+                version_id,
+            } = self
                 .secrets
                 .rotate_secret(RotateRequest {
                     secret_id: r.secret_id,
@@ -482,7 +488,10 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::CancelRotateSecretRequest>,
     ) -> Reply<pb::CancelRotateSecretResponse> {
         guarded(&self.gate, request, |r| async move {
-            let (arn, name, version_id) = self.secrets.cancel_rotate_secret(&r.secret_id).await?;
+            let RotationAnswer {
+                secret: Named { arn, name },
+                version_id,
+            } = self.secrets.cancel_rotate_secret(&r.secret_id).await?;
             Ok(Response::new(pb::CancelRotateSecretResponse {
                 arn,
                 name,

@@ -2,19 +2,26 @@
 //! purge that removes data and wrapped keys for good once the window ends.
 
 use super::indexes;
+use super::write::Named;
 use super::{SecretsError, SecretsService, limits, secret_key, value_key, value_prefix};
 use crate::store::keyspace::{self, SECRETS_BY_DELETION};
 use crate::store::{self, Expect, Op, SecretRecord};
 use crate::time::Timestamp;
 
+/// A deletion scheduled (or done, when forced: the date is then now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub secret: Named,
+    pub deletion_date: Timestamp,
+}
+
 impl SecretsService {
-    /// Returns (ARN, name, deletion date).
     pub async fn delete_secret(
         &self,
         secret_id: &str,
         recovery_window_in_days: Option<i64>,
         force_delete_without_recovery: bool,
-    ) -> Result<(String, String, Timestamp), SecretsError> {
+    ) -> Result<Deleted, SecretsError> {
         if force_delete_without_recovery && recovery_window_in_days.is_some() {
             return Err(SecretsError::invalid(
                 "recovery_window_in_days",
@@ -44,7 +51,10 @@ impl SecretsService {
         if force_delete_without_recovery {
             self.erase(&record, version).await?;
             tracing::info!(secret = %record.name, "deleted secret without recovery");
-            return Ok((record.arn, record.name, now));
+            return Ok(Deleted {
+                secret: Named::of(record),
+                deletion_date: now,
+            });
         }
         if record.deletion_date.is_some() {
             return Err(SecretsError::InvalidRequest(format!(
@@ -67,10 +77,13 @@ impl SecretsService {
         ));
         self.store.commit(ops).await?;
         tracing::info!(secret = %record.name, days, "scheduled secret deletion");
-        Ok((record.arn, record.name, date))
+        Ok(Deleted {
+            secret: Named::of(record),
+            deletion_date: date,
+        })
     }
 
-    pub async fn restore_secret(&self, secret_id: &str) -> Result<(String, String), SecretsError> {
+    pub async fn restore_secret(&self, secret_id: &str) -> Result<Named, SecretsError> {
         let (snapshot, _) = self.resolve(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve(&snapshot.arn).await?;
@@ -93,7 +106,7 @@ impl SecretsService {
             None,
         ));
         self.store.commit(ops).await?;
-        Ok((record.arn, record.name))
+        Ok(Named::of(record))
     }
 
     /// Removes every secret whose recovery window has ended; returns how many. Reads only the

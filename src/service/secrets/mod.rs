@@ -88,15 +88,16 @@ mod values;
 mod write;
 
 pub use error::SecretsError;
+pub use lifecycle::Deleted;
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
 pub use read::{BatchItem, ReadCheck, SecretValue};
 pub use replica::{
     Applied, Delivered, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion,
 };
-pub use rotation::{Next, RotateRequest, RotationRules, exec_may_rotate};
+pub use rotation::{Next, RotateRequest, RotationAnswer, RotationRules, exec_may_rotate};
 pub use values::Value;
-pub use write::{NewSecret, SecretUpdate};
+pub use write::{Named, NewSecret, SecretUpdate};
 
 use crate::service::Clock;
 use crate::service::kms::KmsService;

@@ -8,7 +8,7 @@
 use super::indexes;
 use super::labels::{self, CURRENT, PENDING};
 use super::values::Value;
-use super::write::MAX_VERSIONS;
+use super::write::{MAX_VERSIONS, Named};
 use super::{SecretsError, SecretsService, limits, secret_key};
 use crate::service::rotation::schedule::Schedule;
 use crate::store::keyspace::{self, SECRETS_BY_ROTATION};
@@ -46,6 +46,14 @@ impl RotationRules {
     fn is_set(&self) -> bool {
         self.automatically_after_days.is_some() || self.schedule_expression.is_some()
     }
+}
+
+/// RotateSecret's and CancelRotateSecret's answer: the secret and the version the rotation
+/// started or stopped, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationAnswer {
+    pub secret: Named,
+    pub version_id: Option<String>,
 }
 
 pub struct RotateRequest {
@@ -153,7 +161,7 @@ impl SecretsService {
     pub async fn rotate_secret(
         &self,
         request: RotateRequest,
-    ) -> Result<(String, String, Option<String>), SecretsError> {
+    ) -> Result<RotationAnswer, SecretsError> {
         limits::token(&request.client_request_token)?;
         if let Some(rules) = &request.rules {
             rules.schedule()?;
@@ -170,7 +178,10 @@ impl SecretsService {
         if let Some(flight) = before.as_ref().and_then(|r| r.in_flight.as_ref()) {
             if flight.token == request.client_request_token {
                 // A retried request for the rotation already under way.
-                return Ok((record.arn, record.name, Some(flight.token.clone())));
+                return Ok(RotationAnswer {
+                    version_id: Some(flight.token.clone()),
+                    secret: Named::of(record),
+                });
             }
             return Err(SecretsError::InvalidRequest(format!(
                 "a previous rotation of {} isn't complete (version {} is at {}); it will be reattempted",
@@ -240,7 +251,10 @@ impl SecretsService {
             .await?;
         self.rotation_wake.notify_one();
         tracing::info!(secret = %record.name, pending = ?started, "rotation configured");
-        Ok((record.arn, record.name, started))
+        Ok(RotationAnswer {
+            secret: Named::of(record),
+            version_id: started,
+        })
     }
 
     /// CancelRotateSecret (rule Rotation 5): rotation off, the rotation in flight stopped,
@@ -248,7 +262,7 @@ impl SecretsService {
     pub async fn cancel_rotate_secret(
         &self,
         secret_id: &str,
-    ) -> Result<(String, String, Option<String>), SecretsError> {
+    ) -> Result<RotationAnswer, SecretsError> {
         let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
@@ -265,7 +279,10 @@ impl SecretsService {
         self.commit_rotation(before.as_ref(), &record, version)
             .await?;
         tracing::info!(secret = %record.name, stopped = ?stopped, "rotation cancelled");
-        Ok((record.arn, record.name, stopped))
+        Ok(RotationAnswer {
+            secret: Named::of(record),
+            version_id: stopped,
+        })
     }
 
     /// Other secrets a rotation of `secret_id` reads with `requested` (or, when the request

@@ -48,6 +48,22 @@ pub struct Written {
     pub version_stages: Vec<String>,
 }
 
+/// The secret a call acted on, as AWS answers name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub arn: String,
+    pub name: String,
+}
+
+impl Named {
+    pub(super) fn of(record: SecretRecord) -> Self {
+        Self {
+            arn: record.arn,
+            name: record.name,
+        }
+    }
+}
+
 pub(super) fn version_id_for(token: &str) -> String {
     if token.is_empty() {
         uuid::Uuid::new_v4().to_string()
@@ -481,7 +497,7 @@ impl SecretsService {
         version_stage: &str,
         remove_from_version_id: &str,
         move_to_version_id: &str,
-    ) -> Result<(String, String), SecretsError> {
+    ) -> Result<Named, SecretsError> {
         limits::label("version_stage", version_stage)?;
         let optional = |field, id: &str| -> Result<Option<String>, SecretsError> {
             if id.is_empty() {
@@ -508,7 +524,7 @@ impl SecretsService {
             expect: Expect::Version(version),
         }])
         .await?;
-        Ok((record.arn, record.name))
+        Ok(Named::of(record))
     }
 
     pub async fn tag_resource(&self, secret_id: &str, tags: Vec<Tag>) -> Result<(), SecretsError> {

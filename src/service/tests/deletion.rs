@@ -52,9 +52,16 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
         ("d30", Some(30), at(START + 30 * DAY)),
         ("default", None, at(START + 30 * DAY)),
     ] {
-        let (arn, answered, date) = f.secrets.delete_secret(name, days, false).await.unwrap();
-        assert_eq!((answered.as_str(), date), (name, expected));
-        let record = f.secrets.describe_secret(&arn).await.unwrap();
+        let deleted = f.secrets.delete_secret(name, days, false).await.unwrap();
+        assert_eq!(
+            (deleted.secret.name.as_str(), deleted.deletion_date),
+            (name, expected)
+        );
+        let record = f
+            .secrets
+            .describe_secret(&deleted.secret.arn)
+            .await
+            .unwrap();
         assert_eq!(record.deletion_date, Some(expected));
     }
     // Scheduling twice is refused; the first date stands.
@@ -134,8 +141,8 @@ async fn rule_deletion_3_restore_cancels_the_deletion() {
         "secret s is not marked for deletion"
     );
     f.secrets.delete_secret("s", Some(7), false).await.unwrap();
-    let (_, name) = f.secrets.restore_secret("s").await.unwrap();
-    assert_eq!(name, "s");
+    let restored = f.secrets.restore_secret("s").await.unwrap();
+    assert_eq!(restored.name, "s");
     assert_eq!(
         f.secrets.describe_secret("s").await.unwrap().deletion_date,
         None
@@ -154,7 +161,12 @@ async fn rule_deletion_4_the_purge_runs_once_the_clock_passes_the_date() {
     let f = services().await;
     f.create("s", &token("a"), "v1").await;
     let old_arn = f.secrets.describe_secret("s").await.unwrap().arn;
-    let (_, _, date) = f.secrets.delete_secret("s", Some(7), false).await.unwrap();
+    let date = f
+        .secrets
+        .delete_secret("s", Some(7), false)
+        .await
+        .unwrap()
+        .deletion_date;
     assert_eq!(date, at(START + 7 * DAY));
 
     f.clock.advance(7 * DAY - 1);
@@ -182,7 +194,12 @@ async fn rule_deletion_4_the_purge_runs_once_the_clock_passes_the_date() {
 async fn rule_deletion_1_forced_deletion_is_immediate() {
     let f = services().await;
     f.create("s", &token("a"), "v1").await;
-    let (_, _, date) = f.secrets.delete_secret("s", None, true).await.unwrap();
+    let date = f
+        .secrets
+        .delete_secret("s", None, true)
+        .await
+        .unwrap()
+        .deletion_date;
     assert_eq!(date, at(START), "the answer's date is now");
     let err = f.secrets.get_secret_value("s", "", "").await.err();
     assert!(

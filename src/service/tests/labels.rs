@@ -179,9 +179,9 @@ async fn rule_labels_6_update_secret_version_stage_moves_and_refusals() {
 
     // Moving AWSCURRENT onto AWSPENDING's version keeps AWSPENDING there; AWSPREVIOUS follows
     // to the version AWSCURRENT left.
-    let (arn, name) = stage(CUR, c.clone(), b.clone()).await.unwrap();
-    assert_eq!(name, "s");
-    assert_eq!(arn, f.secrets.describe_secret("s").await.unwrap().arn);
+    let moved = stage(CUR, c.clone(), b.clone()).await.unwrap();
+    assert_eq!(moved.name, "s");
+    assert_eq!(moved.arn, f.secrets.describe_secret("s").await.unwrap().arn);
     assert_eq!(
         f.stages("s").await,
         expect(&[(&a, &[]), (&b, &[PREV]), (&c, &[CUR, PEND])])

@@ -81,13 +81,19 @@ async fn rule_rotation_1_rotate_makes_a_pending_version_without_a_value() {
     let a = token("a");
     f.create("s", &a, "v1").await;
     let t = token("t");
-    let (arn, name, pending) = f
+    let answer = f
         .secrets
         .rotate_secret(rotate("s", &t, Some(generated()), rate("rate(30 days)")))
         .await
         .unwrap();
-    assert_eq!((name.as_str(), pending), ("s", Some(t.clone())));
-    assert_eq!(arn, f.secrets.describe_secret("s").await.unwrap().arn);
+    assert_eq!(
+        (answer.secret.name.as_str(), answer.version_id),
+        ("s", Some(t.clone()))
+    );
+    assert_eq!(
+        answer.secret.arn,
+        f.secrets.describe_secret("s").await.unwrap().arn
+    );
     assert_eq!(f.stages("s").await, expect(&[(&a, &[CUR]), (&t, &[PEND])]));
     assert_eq!(
         in_flight(&f, "s").await,
@@ -345,12 +351,12 @@ async fn rule_rotation_3_an_unfinished_rotation_refuses_the_next_and_is_taken_up
         .unwrap();
 
     // The same request again is a retry: same answer, nothing new.
-    let (_, _, pending) = f
+    let answer = f
         .secrets
         .rotate_secret(rotate("s", &t, None, None))
         .await
         .unwrap();
-    assert_eq!(pending, Some(t.clone()));
+    assert_eq!(answer.version_id, Some(t.clone()));
     let err = f
         .secrets
         .rotate_secret(rotate("s", &token("u"), None, None))
@@ -402,7 +408,12 @@ async fn rule_rotation_5_cancel_stops_the_rotation_and_leaves_the_labels() {
     scheduler(&f).pass().await;
     assert_eq!(in_flight(&f, "s").await.unwrap().failed_attempts, 1);
 
-    let (_, _, stopped) = f.secrets.cancel_rotate_secret("s").await.unwrap();
+    let stopped = f
+        .secrets
+        .cancel_rotate_secret("s")
+        .await
+        .unwrap()
+        .version_id;
     assert_eq!(stopped, Some(t.clone()));
     let rotation = f
         .secrets
@@ -447,7 +458,7 @@ async fn rule_rotation_6_a_schedule_opens_a_rotation_when_the_clock_reaches_it()
         }),
     );
     request.rotate_immediately = false;
-    let (_, _, pending) = f.secrets.rotate_secret(request).await.unwrap();
+    let pending = f.secrets.rotate_secret(request).await.unwrap().version_id;
     assert_eq!(pending, None);
     let rotation = f
         .secrets
