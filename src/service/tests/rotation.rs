@@ -47,6 +47,20 @@ fn rotate(
     }
 }
 
+/// Secret "s" with one version (token "a", value "v1") and a rotation under token "t" begun
+/// with `rotator`, no schedule.
+async fn rotating(rotator: RotatorSpec) -> (Fixture, String, String) {
+    let f = services().await;
+    let a = token("a");
+    f.create("s", &a, "v1").await;
+    let t = token("t");
+    f.secrets
+        .rotate_secret(rotate("s", &t, Some(rotator), None))
+        .await
+        .unwrap();
+    (f, a, t)
+}
+
 fn scheduler(f: &Fixture) -> Scheduler {
     Scheduler {
         secrets: Arc::clone(&f.secrets),
@@ -189,14 +203,7 @@ async fn rule_rotation_2_the_scheduler_runs_four_steps_and_moves_the_labels() {
 
 #[tokio::test]
 async fn rule_rotation_2_the_step_machine_advances_one_step_at_a_time() {
-    let f = services().await;
-    let a = token("a");
-    f.create("s", &a, "v1").await;
-    let t = token("t");
-    f.secrets
-        .rotate_secret(rotate("s", &t, Some(generated()), None))
-        .await
-        .unwrap();
+    let (f, a, t) = rotating(generated()).await;
 
     assert_eq!(
         due_step(&f, "s").await,
@@ -292,14 +299,7 @@ async fn rule_rotation_2_finish_refuses_a_pending_version_without_a_value() {
 
 #[tokio::test]
 async fn rule_rotation_4_a_failing_step_backs_off_and_leaves_awscurrent_alone() {
-    let f = services().await;
-    let a = token("a");
-    f.create("s", &a, "v1").await;
-    let t = token("t");
-    f.secrets
-        .rotate_secret(rotate("s", &t, Some(failing()), None))
-        .await
-        .unwrap();
+    let (f, a, t) = rotating(failing()).await;
     let scheduler = scheduler(&f);
     let why = format!("no exec rotator named {UNCONFIGURED_EXEC:?} in the server's configuration");
 
@@ -341,14 +341,7 @@ async fn rule_rotation_4_a_failing_step_backs_off_and_leaves_awscurrent_alone() 
 
 #[tokio::test]
 async fn rule_rotation_3_an_unfinished_rotation_refuses_the_next_and_is_taken_up_again() {
-    let f = services().await;
-    let a = token("a");
-    f.create("s", &a, "v1").await;
-    let t = token("t");
-    f.secrets
-        .rotate_secret(rotate("s", &t, Some(generated()), None))
-        .await
-        .unwrap();
+    let (f, a, t) = rotating(generated()).await;
 
     // The same request again is a retry: same answer, nothing new.
     let answer = f
