@@ -118,10 +118,7 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::GetSecretValueRequest>,
     ) -> Reply<pb::GetSecretValueResponse> {
         guarded(&self.gate, request, |r| async move {
-            let v = self
-                .secrets
-                .get_secret_value(&r.secret_id, &r.version_id, &r.version_stage)
-                .await?;
+            let v = self.secrets.get_secret_value(r.into()).await?;
             let (secret_string, secret_binary) = value_out(v.value);
             Ok(Response::new(pb::GetSecretValueResponse {
                 arn: v.arn,

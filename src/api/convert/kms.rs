@@ -85,3 +85,48 @@ impl TryFrom<pb::ReEncryptRequest> for ReEncrypt {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn field(err: KmsError) -> &'static str {
+        match err {
+            KmsError::Validation { field, .. } => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn members_are_checked_once_here_naming_the_member() {
+        let bad_algorithm = pb::EncryptRequest {
+            key_id: "k".into(),
+            plaintext: b"x".to_vec(),
+            encryption_algorithm: "RSAES_OAEP_SHA_256".into(),
+            ..Default::default()
+        };
+        let err = Encrypt::try_from(bad_algorithm).err().expect("refused");
+        assert_eq!(field(err), "encryption_algorithm");
+
+        let empty_key = HashMap::from([(String::new(), "v".to_owned())]);
+        let bad_context = pb::ReEncryptRequest {
+            destination_key_id: "k".into(),
+            destination_encryption_context: empty_key,
+            ..Default::default()
+        };
+        let err = ReEncrypt::try_from(bad_context).err().expect("refused");
+        assert_eq!(field(err), "destination_encryption_context");
+
+        let decrypt = Decrypt::try_from(pb::DecryptRequest {
+            ciphertext_blob: vec![1, 2],
+            encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+            ..Default::default()
+        })
+        .expect("accepted");
+        assert_eq!(
+            (decrypt.key_id, decrypt.ciphertext_blob),
+            (None, vec![1, 2])
+        );
+    }
+}

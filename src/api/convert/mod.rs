@@ -8,7 +8,7 @@ pub mod site;
 
 use super::pb;
 use crate::service::secrets::replica::outbox::ReplicaStatus;
-use crate::service::secrets::{Filter, ReplicaInfo, ReplicaRegion, SecretValue, Value};
+use crate::service::secrets::{Filter, GetValue, ReplicaInfo, ReplicaRegion, SecretValue, Value};
 use crate::store::{SecretRecord, Tag};
 use std::collections::HashMap;
 
@@ -113,4 +113,41 @@ pub fn regions_in(regions: Vec<pb::ReplicaRegionType>) -> Vec<ReplicaRegion> {
             kms_key_id: r.kms_key_id,
         })
         .collect()
+}
+
+fn given(member: String) -> Option<String> {
+    (!member.is_empty()).then_some(member)
+}
+
+/// An empty member is one the client left out.
+impl From<pb::GetSecretValueRequest> for GetValue {
+    fn from(r: pb::GetSecretValueRequest) -> Self {
+        Self {
+            secret_id: r.secret_id,
+            version_id: given(r.version_id),
+            version_stage: given(r.version_stage),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_member_is_one_left_out() {
+        let read = GetValue::from(pb::GetSecretValueRequest {
+            secret_id: "s".into(),
+            version_id: String::new(),
+            version_stage: "AWSPREVIOUS".into(),
+        });
+        assert_eq!(read, GetValue::by_stage("s", "AWSPREVIOUS"));
+        assert_eq!(
+            GetValue::from(pb::GetSecretValueRequest {
+                secret_id: "s".into(),
+                ..Default::default()
+            }),
+            GetValue::current("s")
+        );
+    }
 }

@@ -91,7 +91,7 @@ pub use error::SecretsError;
 pub use lifecycle::Deleted;
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
-pub use read::{BatchItem, ReadCheck, SecretValue};
+pub use read::{BatchItem, GetValue, ReadCheck, SecretValue};
 pub use replica::{
     Applied, Delivered, Incoming, ReplicaInfo, ReplicaRegion, ReplicaState, ReplicaVersion,
 };

@@ -28,21 +28,50 @@ pub enum BatchItem {
 pub type ReadCheck<'c> =
     dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'c>> + Send + Sync + 'c;
 
+/// GetSecretValue: a secret and which of its versions, by id, by label or both (rule Labels 8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetValue {
+    pub secret_id: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+}
+
+impl GetValue {
+    /// The version labelled AWSCURRENT.
+    pub fn current(secret_id: impl Into<String>) -> Self {
+        Self {
+            secret_id: secret_id.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn by_id(secret_id: impl Into<String>, version_id: impl Into<String>) -> Self {
+        Self {
+            version_id: Some(version_id.into()),
+            ..Self::current(secret_id)
+        }
+    }
+
+    pub fn by_stage(secret_id: impl Into<String>, version_stage: impl Into<String>) -> Self {
+        Self {
+            version_stage: Some(version_stage.into()),
+            ..Self::current(secret_id)
+        }
+    }
+}
+
 impl SecretsService {
     /// Rule Labels 8: AWSCURRENT by default; version id and stage must agree when both given.
-    pub async fn get_secret_value(
-        &self,
-        secret_id: &str,
-        version_id: &str,
-        version_stage: &str,
-    ) -> Result<SecretValue, SecretsError> {
-        if !version_id.is_empty() {
-            limits::version_id("version_id", version_id)?;
+    pub async fn get_secret_value(&self, request: GetValue) -> Result<SecretValue, SecretsError> {
+        let version_id = request.version_id.as_deref();
+        let version_stage = request.version_stage.as_deref();
+        if let Some(id) = version_id {
+            limits::version_id("version_id", id)?;
         }
-        if !version_stage.is_empty() {
-            limits::label("version_stage", version_stage)?;
+        if let Some(stage) = version_stage {
+            limits::label("version_stage", stage)?;
         }
-        let (record, _) = self.resolve_live(secret_id).await?;
+        let (record, _) = self.resolve_live(&request.secret_id).await?;
         let at = pick_version(&record, version_id, version_stage)?;
         let meta = &record.versions[at];
         if !meta.has_value {
@@ -152,13 +181,15 @@ impl SecretsService {
                         items.push(denied(id));
                         continue;
                     }
-                    items.push(match self.get_secret_value(&id, "", "").await {
-                        Ok(value) => BatchItem::Value(value),
-                        Err(error) => BatchItem::Error {
-                            secret_id: id,
-                            error,
+                    items.push(
+                        match self.get_secret_value(GetValue::current(id.as_str())).await {
+                            Ok(value) => BatchItem::Value(value),
+                            Err(error) => BatchItem::Error {
+                                secret_id: id,
+                                error,
+                            },
                         },
-                    });
+                    );
                 }
                 Ok((items, None))
             }
@@ -186,13 +217,18 @@ impl SecretsService {
                         items.push(denied(record.name.clone()));
                         continue;
                     }
-                    items.push(match self.get_secret_value(&record.arn, "", "").await {
-                        Ok(value) => BatchItem::Value(value),
-                        Err(error) => BatchItem::Error {
-                            secret_id: record.arn,
-                            error,
+                    items.push(
+                        match self
+                            .get_secret_value(GetValue::current(record.arn.as_str()))
+                            .await
+                        {
+                            Ok(value) => BatchItem::Value(value),
+                            Err(error) => BatchItem::Error {
+                                secret_id: record.arn,
+                                error,
+                            },
                         },
-                    });
+                    );
                 }
                 Ok((items, next))
             }
@@ -249,31 +285,29 @@ impl SecretsService {
 
 fn pick_version(
     record: &SecretRecord,
-    version_id: &str,
-    stage: &str,
+    version_id: Option<&str>,
+    stage: Option<&str>,
 ) -> Result<usize, SecretsError> {
-    let by_id = if version_id.is_empty() {
-        None
-    } else {
-        Some(labels::index(&record.versions, version_id).ok_or_else(|| {
+    let by_id = match version_id {
+        None => None,
+        Some(version_id) => Some(labels::index(&record.versions, version_id).ok_or_else(|| {
             SecretsError::NotFound(format!("version {version_id} of {} not found", record.name))
-        })?)
+        })?),
     };
-    let label = if stage.is_empty() && by_id.is_none() {
-        CURRENT
-    } else {
-        stage
+    let label = match (stage, by_id) {
+        (None, None) => Some(CURRENT),
+        (stage, _) => stage,
     };
-    let by_label = if label.is_empty() {
-        None
-    } else {
-        Some(labels::holder(&record.versions, label).ok_or_else(|| {
+    let by_label = match label {
+        None => None,
+        Some(label) => Some(labels::holder(&record.versions, label).ok_or_else(|| {
             SecretsError::NotFound(format!(
                 "no version of {} has the label {label}",
                 record.name
             ))
-        })?)
+        })?),
     };
+    let (version_id, label) = (version_id.unwrap_or_default(), label.unwrap_or_default());
     match (by_id, by_label) {
         (Some(a), Some(b)) if a != b => Err(SecretsError::NotFound(format!(
             "version {version_id} of {} does not have the label {label}",

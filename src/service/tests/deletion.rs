@@ -88,7 +88,11 @@ async fn rule_deletion_2_a_scheduled_secret_refuses_reads_writes_and_its_name() 
 
     let marked = "secret doomed is marked for deletion";
     assert_eq!(
-        invalid_request(f.secrets.get_secret_value("doomed", "", "").await),
+        invalid_request(
+            f.secrets
+                .get_secret_value(GetValue::current("doomed"))
+                .await
+        ),
         marked
     );
     assert_eq!(
@@ -186,7 +190,11 @@ async fn rule_deletion_4_the_purge_runs_once_the_clock_passes_the_date() {
     // The name is free again, under a new ARN; the old ARN names nothing.
     f.create("s", &token("b"), "reborn").await;
     assert_ne!(f.secrets.describe_secret("s").await.unwrap().arn, old_arn);
-    let err = f.secrets.get_secret_value(&old_arn, "", "").await.err();
+    let err = f
+        .secrets
+        .get_secret_value(GetValue::current(&old_arn))
+        .await
+        .err();
     assert!(matches!(err, Some(SecretsError::NotFound(_))), "{err:?}");
 }
 
@@ -201,7 +209,11 @@ async fn rule_deletion_1_forced_deletion_is_immediate() {
         .unwrap()
         .deletion_date;
     assert_eq!(date, at(START), "the answer's date is now");
-    let err = f.secrets.get_secret_value("s", "", "").await.err();
+    let err = f
+        .secrets
+        .get_secret_value(GetValue::current("s"))
+        .await
+        .err();
     assert!(
         matches!(&err, Some(SecretsError::NotFound(m)) if m == "Secrets Manager can't find the specified secret: s"),
         "{err:?}"

@@ -36,7 +36,11 @@ async fn rule_labels_2_create_with_a_value_makes_current_without_makes_nothing()
         .unwrap();
     assert_eq!(created.version_id, None);
     assert!(f.stages("without").await.is_empty());
-    let err = f.secrets.get_secret_value("without", "", "").await.err();
+    let err = f
+        .secrets
+        .get_secret_value(GetValue::current("without"))
+        .await
+        .err();
     assert!(
         matches!(&err, Some(SecretsError::NotFound(m)) if m == "no version of without has the label AWSCURRENT"),
         "{err:?}"
@@ -255,7 +259,11 @@ async fn rule_labels_7_unlabelled_versions_are_deprecated_and_hidden() {
     assert_eq!(ids(true).await, [c.clone(), b.clone(), a.clone()]);
 
     // A deprecated version is still readable by id, and has no labels.
-    let old = f.secrets.get_secret_value("s", &a, "").await.unwrap();
+    let old = f
+        .secrets
+        .get_secret_value(GetValue::by_id("s", &a))
+        .await
+        .unwrap();
     assert_eq!(string_of(&old.value), "v1");
     assert!(old.version_stages.is_empty());
 }
@@ -283,7 +291,7 @@ async fn rule_labels_7_deprecated_versions_beyond_a_hundred_go_once_a_day_old() 
     assert_eq!(stages[&token("v101")], [CUR]);
     let err = f
         .secrets
-        .get_secret_value("s", &token("v000"), "")
+        .get_secret_value(GetValue::by_id("s", token("v000")))
         .await
         .err();
     assert!(matches!(err, Some(SecretsError::NotFound(_))), "{err:?}");
@@ -296,7 +304,11 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
     f.create("s", &a, "v1").await;
     f.put("s", &b, "v2", &[]).await.unwrap();
 
-    let current = f.secrets.get_secret_value("s", "", "").await.unwrap();
+    let current = f
+        .secrets
+        .get_secret_value(GetValue::current("s"))
+        .await
+        .unwrap();
     assert_eq!(
         (current.version_id.as_str(), string_of(&current.value)),
         (b.as_str(), "v2".to_owned())
@@ -304,7 +316,15 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
     assert_eq!(current.version_stages, [CUR]);
     assert_eq!(current.created_date, at(START));
 
-    let by_both = f.secrets.get_secret_value("s", &a, PREV).await.unwrap();
+    let by_both = f
+        .secrets
+        .get_secret_value(GetValue {
+            version_id: Some(a.clone()),
+            version_stage: Some(PREV.into()),
+            ..GetValue::current("s")
+        })
+        .await
+        .unwrap();
     assert_eq!(string_of(&by_both.value), "v1");
     let not_found = |result: Result<_, SecretsError>| match result {
         Err(SecretsError::NotFound(m)) => m,
@@ -312,28 +332,40 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
         Ok(_) => panic!("expected NotFound, got a value"),
     };
     assert_eq!(
-        not_found(f.secrets.get_secret_value("s", &a, CUR).await),
+        not_found(
+            f.secrets
+                .get_secret_value(GetValue {
+                    version_id: Some(a.clone()),
+                    version_stage: Some(CUR.into()),
+                    ..GetValue::current("s")
+                })
+                .await
+        ),
         format!("version {a} of s does not have the label AWSCURRENT")
     );
     assert_eq!(
-        not_found(f.secrets.get_secret_value("s", "", PEND).await),
+        not_found(
+            f.secrets
+                .get_secret_value(GetValue::by_stage("s", PEND))
+                .await
+        ),
         "no version of s has the label AWSPENDING"
     );
     let z = token("zzz");
     assert_eq!(
-        not_found(f.secrets.get_secret_value("s", &z, "").await),
+        not_found(f.secrets.get_secret_value(GetValue::by_id("s", &z)).await),
         format!("version {z} of s not found")
     );
     // By ARN as well as by name; an ARN with another suffix is another secret.
     let by_arn = f
         .secrets
-        .get_secret_value(&current.arn, "", "")
+        .get_secret_value(GetValue::current(&current.arn))
         .await
         .unwrap();
     assert_eq!(by_arn.version_id, b);
     let other = format!("{}-XyZ123", &current.arn[..current.arn.len() - 7]);
     assert_eq!(
-        not_found(f.secrets.get_secret_value(&other, "", "").await),
+        not_found(f.secrets.get_secret_value(GetValue::current(&other)).await),
         format!("Secrets Manager can't find the specified secret: {other}")
     );
 }

@@ -16,7 +16,7 @@ use crate::backend::{Hardware, memory::MemoryRoot};
 use crate::crypto::SecretBytes;
 use crate::service::clock::{ManualClock, SECONDS_PER_DAY};
 use crate::service::kms::{Arns, KmsService};
-use crate::service::secrets::{NewSecret, SecretsError, SecretsService, Value};
+use crate::service::secrets::{GetValue, NewSecret, SecretsError, SecretsService, Value};
 use crate::store::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -178,7 +178,10 @@ impl Fixture {
     pub async fn value(&self, name: &str, label: &str) -> String {
         let got = self
             .secrets
-            .get_secret_value(name, "", label)
+            .get_secret_value(GetValue {
+                version_stage: (!label.is_empty()).then(|| label.to_owned()),
+                ..GetValue::current(name)
+            })
             .await
             .unwrap();
         string_of(&got.value)

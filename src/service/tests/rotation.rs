@@ -120,7 +120,11 @@ async fn rule_rotation_1_rotate_makes_a_pending_version_without_a_value() {
             retry_at: at(START),
         })
     );
-    let err = f.secrets.get_secret_value("s", "", PEND).await.err();
+    let err = f
+        .secrets
+        .get_secret_value(GetValue::by_stage("s", PEND))
+        .await
+        .err();
     assert!(
         matches!(&err, Some(SecretsError::NotFound(m)) if *m == format!("Secrets Manager can't find the specified secret value for version {t} of s")),
         "{err:?}"

@@ -204,7 +204,13 @@ impl Postgresql {
             .admin_secret_id
             .as_deref()
             .ok_or_else(|| failed("alternating-users needs admin_secret_id"))?;
-        let admin = ctx.secrets.get_secret_value(id, "", "AWSCURRENT").await?;
+        let admin = ctx
+            .secrets
+            .get_secret_value(crate::service::secrets::GetValue::by_stage(
+                id,
+                "AWSCURRENT",
+            ))
+            .await?;
         Credentials::parse(&admin.value, "administrator secret's")
     }
 
