@@ -166,7 +166,7 @@ async fn expired_keys_are_destroyed_in_the_token_even_after_a_restart() {
 #[tokio::test]
 async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     use keyward::crypto::SecretBytes;
-    use keyward::service::secrets::{NewSecret, SecretsError, Value};
+    use keyward::service::secrets::{Deletion, NewSecret, SecretsError, Value};
     let store_dir = tempfile::tempdir().unwrap();
     let config = config(store_dir.path());
     let clock = Arc::new(ManualClock::new(1_800_000_000));
@@ -193,7 +193,7 @@ async fn deletion_4_secrets_are_purged_after_the_window_even_after_a_restart() {
     let doomed = keyward.secrets.describe_secret("doomed").await.unwrap();
     keyward
         .secrets
-        .delete_secret("doomed", Some(7), false)
+        .delete_secret(Deletion::scheduled("doomed", Some(7)))
         .await
         .unwrap();
     clock.advance(7 * SECONDS_PER_DAY - 1);
@@ -390,7 +390,7 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
     }
     keyward
         .secrets
-        .delete_secret("b", Some(7), false)
+        .delete_secret(keyward::service::secrets::Deletion::scheduled("b", Some(7)))
         .await
         .unwrap();
     drop(keyward);

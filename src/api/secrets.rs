@@ -183,16 +183,7 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::PutSecretValueRequest>,
     ) -> Reply<pb::PutSecretValueResponse> {
         guarded(&self.gate, request, |r| async move {
-            let stages = (!r.version_stages.is_empty()).then_some(r.version_stages);
-            let written = self
-                .secrets
-                .put_secret_value(
-                    &r.secret_id,
-                    &r.client_request_token,
-                    Value::from_fields(r.secret_string, r.secret_binary)?,
-                    stages,
-                )
-                .await?;
+            let written = self.secrets.put_secret_value(r.try_into()?).await?;
             Ok(Response::new(pb::PutSecretValueResponse {
                 arn: written.arn,
                 name: written.name,
@@ -232,15 +223,7 @@ impl SecretsManagerService for SecretsApi {
         request: Request<pb::UpdateSecretVersionStageRequest>,
     ) -> Reply<pb::UpdateSecretVersionStageResponse> {
         guarded(&self.gate, request, |r| async move {
-            let Named { arn, name } = self
-                .secrets
-                .update_secret_version_stage(
-                    &r.secret_id,
-                    &r.version_stage,
-                    &r.remove_from_version_id,
-                    &r.move_to_version_id,
-                )
-                .await?;
+            let Named { arn, name } = self.secrets.update_secret_version_stage(r.into()).await?;
             Ok(Response::new(pb::UpdateSecretVersionStageResponse {
                 arn,
                 name,
@@ -359,14 +342,7 @@ impl SecretsManagerService for SecretsApi {
             let Deleted {
                 secret: Named { arn, name },
                 deletion_date,
-            } = self
-                .secrets
-                .delete_secret(
-                    &r.secret_id,
-                    r.recovery_window_in_days,
-                    r.force_delete_without_recovery,
-                )
-                .await?;
+            } = self.secrets.delete_secret(r.into()).await?;
             Ok(Response::new(pb::DeleteSecretResponse {
                 arn,
                 name,

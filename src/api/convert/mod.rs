@@ -8,7 +8,10 @@ pub mod site;
 
 use super::pb;
 use crate::service::secrets::replica::outbox::ReplicaStatus;
-use crate::service::secrets::{Filter, GetValue, ReplicaInfo, ReplicaRegion, SecretValue, Value};
+use crate::service::secrets::{
+    Deletion, Filter, GetValue, PutValue, ReplicaInfo, ReplicaRegion, SecretValue, SecretsError,
+    StageMove, Value,
+};
 use crate::store::{SecretRecord, Tag};
 use std::collections::HashMap;
 
@@ -126,6 +129,40 @@ impl From<pb::GetSecretValueRequest> for GetValue {
             secret_id: r.secret_id,
             version_id: given(r.version_id),
             version_stage: given(r.version_stage),
+        }
+    }
+}
+
+impl TryFrom<pb::PutSecretValueRequest> for PutValue {
+    type Error = SecretsError;
+
+    fn try_from(r: pb::PutSecretValueRequest) -> Result<Self, SecretsError> {
+        Ok(Self {
+            value: Value::from_fields(r.secret_string, r.secret_binary)?,
+            version_stages: (!r.version_stages.is_empty()).then_some(r.version_stages),
+            secret_id: r.secret_id,
+            client_request_token: r.client_request_token,
+        })
+    }
+}
+
+impl From<pb::UpdateSecretVersionStageRequest> for StageMove {
+    fn from(r: pb::UpdateSecretVersionStageRequest) -> Self {
+        Self {
+            secret_id: r.secret_id,
+            version_stage: r.version_stage,
+            remove_from: given(r.remove_from_version_id),
+            move_to: given(r.move_to_version_id),
+        }
+    }
+}
+
+impl From<pb::DeleteSecretRequest> for Deletion {
+    fn from(r: pb::DeleteSecretRequest) -> Self {
+        Self {
+            secret_id: r.secret_id,
+            recovery_window_in_days: r.recovery_window_in_days,
+            force_delete_without_recovery: r.force_delete_without_recovery,
         }
     }
 }

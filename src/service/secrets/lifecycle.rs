@@ -15,13 +15,39 @@ pub struct Deleted {
     pub deletion_date: Timestamp,
 }
 
+/// DeleteSecret: scheduled after a recovery window (default 30 days), or forced now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub secret_id: String,
+    pub recovery_window_in_days: Option<i64>,
+    pub force_delete_without_recovery: bool,
+}
+
+impl Deletion {
+    pub fn scheduled(secret_id: impl Into<String>, recovery_window_in_days: Option<i64>) -> Self {
+        Self {
+            secret_id: secret_id.into(),
+            recovery_window_in_days,
+            force_delete_without_recovery: false,
+        }
+    }
+
+    pub fn forced(secret_id: impl Into<String>) -> Self {
+        Self {
+            force_delete_without_recovery: true,
+            ..Self::scheduled(secret_id, None)
+        }
+    }
+}
+
 impl SecretsService {
-    pub async fn delete_secret(
-        &self,
-        secret_id: &str,
-        recovery_window_in_days: Option<i64>,
-        force_delete_without_recovery: bool,
-    ) -> Result<Deleted, SecretsError> {
+    pub async fn delete_secret(&self, request: Deletion) -> Result<Deleted, SecretsError> {
+        let Deletion {
+            secret_id,
+            recovery_window_in_days,
+            force_delete_without_recovery,
+        } = request;
+        let secret_id = secret_id.as_str();
         if force_delete_without_recovery && recovery_window_in_days.is_some() {
             return Err(SecretsError::invalid(
                 "recovery_window_in_days",

@@ -88,7 +88,7 @@ mod values;
 mod write;
 
 pub use error::SecretsError;
-pub use lifecycle::Deleted;
+pub use lifecycle::{Deleted, Deletion};
 pub use listing::{Filter, ListOptions};
 pub use password::PasswordOptions;
 pub use read::{BatchItem, GetValue, ReadCheck, SecretValue};
@@ -97,7 +97,7 @@ pub use replica::{
 };
 pub use rotation::{Next, RotateRequest, RotationAnswer, RotationRules, exec_may_rotate};
 pub use values::Value;
-pub use write::{Named, NewSecret, SecretUpdate};
+pub use write::{Named, NewSecret, PutValue, SecretUpdate, StageMove};
 
 use crate::service::Clock;
 use crate::service::kms::KmsService;

@@ -32,6 +32,25 @@ pub struct NewSecret {
     pub force_overwrite_replica_secret: bool,
 }
 
+/// PutSecretValue: a new version of `secret_id`, labelled `version_stages` (none given:
+/// AWSCURRENT, rule Labels 3).
+pub struct PutValue {
+    pub secret_id: String,
+    /// Empty: the service makes a version id (rule Idempotency 1).
+    pub client_request_token: String,
+    pub value: Option<Value>,
+    pub version_stages: Option<Vec<String>>,
+}
+
+/// UpdateSecretVersionStage: move (or, with only `remove_from`, remove) one label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageMove {
+    pub secret_id: String,
+    pub version_stage: String,
+    pub remove_from: Option<String>,
+    pub move_to: Option<String>,
+}
+
 pub struct SecretUpdate {
     pub secret_id: String,
     pub client_request_token: String,
@@ -249,13 +268,14 @@ impl SecretsService {
         })
     }
 
-    pub async fn put_secret_value(
-        &self,
-        secret_id: &str,
-        client_request_token: &str,
-        value: Option<Value>,
-        version_stages: Option<Vec<String>>,
-    ) -> Result<Written, SecretsError> {
+    pub async fn put_secret_value(&self, request: PutValue) -> Result<Written, SecretsError> {
+        let PutValue {
+            secret_id,
+            client_request_token,
+            value,
+            version_stages,
+        } = request;
+        let (secret_id, client_request_token) = (secret_id.as_str(), client_request_token.as_str());
         limits::token(client_request_token)?;
         if let Some(stages) = &version_stages {
             limits::labels(stages)?;
@@ -493,22 +513,23 @@ impl SecretsService {
     /// Rule Labels 6.
     pub async fn update_secret_version_stage(
         &self,
-        secret_id: &str,
-        version_stage: &str,
-        remove_from_version_id: &str,
-        move_to_version_id: &str,
+        request: StageMove,
     ) -> Result<Named, SecretsError> {
+        let StageMove {
+            secret_id,
+            version_stage,
+            remove_from,
+            move_to,
+        } = request;
+        let version_stage = version_stage.as_str();
         limits::label("version_stage", version_stage)?;
-        let optional = |field, id: &str| -> Result<Option<String>, SecretsError> {
-            if id.is_empty() {
-                return Ok(None);
-            }
-            limits::version_id(field, id)?;
-            Ok(Some(id.to_owned()))
-        };
-        let remove_from = optional("remove_from_version_id", remove_from_version_id)?;
-        let move_to = optional("move_to_version_id", move_to_version_id)?;
-        let (snapshot, _) = self.resolve_writable(secret_id).await?;
+        if let Some(id) = &remove_from {
+            limits::version_id("remove_from_version_id", id)?;
+        }
+        if let Some(id) = &move_to {
+            limits::version_id("move_to_version_id", id)?;
+        }
+        let (snapshot, _) = self.resolve_writable(&secret_id).await?;
         let _writer = self.lock(&snapshot.name).lock().await;
         let (mut record, version) = self.resolve_writable(&snapshot.arn).await?;
         labels::update_stage(

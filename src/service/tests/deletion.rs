@@ -31,7 +31,15 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
         f.create(name, &token(name), "v").await;
     }
     for (days, force) in [(Some(6), false), (Some(31), false), (Some(7), true)] {
-        let err = f.secrets.delete_secret("bad", days, force).await.err();
+        let err = f
+            .secrets
+            .delete_secret(Deletion {
+                secret_id: "bad".into(),
+                recovery_window_in_days: days,
+                force_delete_without_recovery: force,
+            })
+            .await
+            .err();
         let field = match err {
             Some(SecretsError::InvalidParameter { field, .. }) => field,
             other => panic!("{days:?} {force}: expected InvalidParameter, got {other:?}"),
@@ -52,7 +60,15 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
         ("d30", Some(30), at(START + 30 * DAY)),
         ("default", None, at(START + 30 * DAY)),
     ] {
-        let deleted = f.secrets.delete_secret(name, days, false).await.unwrap();
+        let deleted = f
+            .secrets
+            .delete_secret(Deletion {
+                secret_id: name.into(),
+                recovery_window_in_days: days,
+                force_delete_without_recovery: false,
+            })
+            .await
+            .unwrap();
         assert_eq!(
             (deleted.secret.name.as_str(), deleted.deletion_date),
             (name, expected)
@@ -66,7 +82,11 @@ async fn rule_deletion_1_the_recovery_window_is_7_to_30_days_default_30() {
     }
     // Scheduling twice is refused; the first date stands.
     assert_eq!(
-        invalid_request(f.secrets.delete_secret("d7", Some(30), false).await),
+        invalid_request(
+            f.secrets
+                .delete_secret(Deletion::scheduled("d7", Some(30)))
+                .await
+        ),
         "secret d7 is already marked for deletion"
     );
     assert_eq!(
@@ -82,7 +102,7 @@ async fn rule_deletion_2_a_scheduled_secret_refuses_reads_writes_and_its_name() 
     f.create("doomed", &a, "v1").await;
     f.create("kept", &token("k"), "k").await;
     f.secrets
-        .delete_secret("doomed", None, false)
+        .delete_secret(Deletion::scheduled("doomed", None))
         .await
         .unwrap();
 
@@ -102,7 +122,12 @@ async fn rule_deletion_2_a_scheduled_secret_refuses_reads_writes_and_its_name() 
     assert_eq!(
         invalid_request(
             f.secrets
-                .update_secret_version_stage("doomed", "blue", "", &a)
+                .update_secret_version_stage(StageMove {
+                    secret_id: "doomed".into(),
+                    version_stage: "blue".into(),
+                    remove_from: None,
+                    move_to: Some(a.clone()),
+                })
                 .await
         ),
         marked
@@ -144,7 +169,10 @@ async fn rule_deletion_3_restore_cancels_the_deletion() {
         invalid_request(f.secrets.restore_secret("s").await),
         "secret s is not marked for deletion"
     );
-    f.secrets.delete_secret("s", Some(7), false).await.unwrap();
+    f.secrets
+        .delete_secret(Deletion::scheduled("s", Some(7)))
+        .await
+        .unwrap();
     let restored = f.secrets.restore_secret("s").await.unwrap();
     assert_eq!(restored.name, "s");
     assert_eq!(
@@ -167,7 +195,7 @@ async fn rule_deletion_4_the_purge_runs_once_the_clock_passes_the_date() {
     let old_arn = f.secrets.describe_secret("s").await.unwrap().arn;
     let date = f
         .secrets
-        .delete_secret("s", Some(7), false)
+        .delete_secret(Deletion::scheduled("s", Some(7)))
         .await
         .unwrap()
         .deletion_date;
@@ -204,7 +232,7 @@ async fn rule_deletion_1_forced_deletion_is_immediate() {
     f.create("s", &token("a"), "v1").await;
     let date = f
         .secrets
-        .delete_secret("s", None, true)
+        .delete_secret(Deletion::forced("s"))
         .await
         .unwrap()
         .deletion_date;
@@ -220,8 +248,14 @@ async fn rule_deletion_1_forced_deletion_is_immediate() {
     );
     // Forcing also ends a scheduled deletion early.
     f.create("t", &token("b"), "v1").await;
-    f.secrets.delete_secret("t", Some(30), false).await.unwrap();
-    f.secrets.delete_secret("t", None, true).await.unwrap();
+    f.secrets
+        .delete_secret(Deletion::scheduled("t", Some(30)))
+        .await
+        .unwrap();
+    f.secrets
+        .delete_secret(Deletion::forced("t"))
+        .await
+        .unwrap();
     assert!(f.secrets.describe_secret("t").await.is_err());
     assert_eq!(f.secrets.purge_deleted().await.unwrap(), 0);
 }

@@ -49,7 +49,12 @@ async fn rule_idempotency_2_and_3_a_reused_token_succeeds_only_with_the_same_val
     // The same bytes as binary are another value.
     let err = f
         .secrets
-        .put_secret_value("s", &b, Some(binary(b"v2")), None)
+        .put_secret_value(PutValue {
+            secret_id: "s".into(),
+            client_request_token: b.clone(),
+            value: Some(binary(b"v2")),
+            version_stages: None,
+        })
         .await
         .err();
     assert!(

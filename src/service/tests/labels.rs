@@ -154,11 +154,17 @@ async fn rule_labels_6_update_secret_version_stage_moves_and_refusals() {
     f.create("s", &a, "v1").await;
     f.put("s", &b, "v2", &[]).await.unwrap();
     f.put("s", &c, "v3", &[PEND]).await.unwrap();
+    // Empty: not given.
     let stage = |label: &'static str, to: String, from: String| {
         let secrets = Arc::clone(&f.secrets);
         async move {
             secrets
-                .update_secret_version_stage("s", label, &from, &to)
+                .update_secret_version_stage(StageMove {
+                    secret_id: "s".into(),
+                    version_stage: label.into(),
+                    remove_from: (!from.is_empty()).then_some(from),
+                    move_to: (!to.is_empty()).then_some(to),
+                })
                 .await
         }
     };

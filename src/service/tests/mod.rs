@@ -16,7 +16,9 @@ use crate::backend::{Hardware, memory::MemoryRoot};
 use crate::crypto::SecretBytes;
 use crate::service::clock::{ManualClock, SECONDS_PER_DAY};
 use crate::service::kms::{Arns, KmsService};
-use crate::service::secrets::{GetValue, NewSecret, SecretsError, SecretsService, Value};
+use crate::service::secrets::{
+    Deletion, GetValue, NewSecret, PutValue, SecretsError, SecretsService, StageMove, Value,
+};
 use crate::store::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,7 +154,12 @@ impl Fixture {
         let labels = (!labels.is_empty()).then(|| labels.iter().map(|l| l.to_string()).collect());
         let written = self
             .secrets
-            .put_secret_value(name, token, Some(text(value)), labels)
+            .put_secret_value(PutValue {
+                secret_id: name.into(),
+                client_request_token: token.into(),
+                value: Some(text(value)),
+                version_stages: labels,
+            })
             .await?;
         Ok(Put {
             version_id: written.version_id,

@@ -96,7 +96,11 @@ async fn an_entry_is_applied_once_and_the_replica_is_read_only() {
         matches!(&err, SecretsError::InvalidRequest(m) if m.starts_with("db/x is a replica of the primary secret in region site-a")),
         "{err:?}"
     );
-    let err = f.secrets.delete_secret("db/x", None, true).await.err();
+    let err = f
+        .secrets
+        .delete_secret(Deletion::forced("db/x"))
+        .await
+        .err();
     assert!(
         matches!(err, Some(SecretsError::InvalidRequest(_))),
         "{err:?}"

@@ -554,7 +554,10 @@ async fn rule_rotation_6_bad_schedules_and_rotators_are_refused() {
     assert_eq!(f.secrets.describe_secret("s").await.unwrap().rotation, None);
 
     // Rule Deletion 2: a secret marked for deletion does not rotate.
-    f.secrets.delete_secret("s", None, false).await.unwrap();
+    f.secrets
+        .delete_secret(Deletion::scheduled("s", None))
+        .await
+        .unwrap();
     let err = f
         .secrets
         .rotate_secret(rotate("s", &token("x"), Some(generated()), None))
