@@ -79,6 +79,15 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    async fn get_raw(store: &Store) -> Vec<u8> {
+        store
+            .get(keyspace::AUDIT_HEAD)
+            .await
+            .unwrap()
+            .expect("a head is stored")
+            .value
+    }
+
     async fn put_raw(store: &Store, value: &[u8]) {
         store
             .commit(vec![Op::Put {
@@ -132,12 +141,7 @@ mod tests {
             hash: "ab".repeat(32),
         };
         save_audit_head(&store, &head).await;
-        let raw = store
-            .get(keyspace::AUDIT_HEAD)
-            .await
-            .unwrap()
-            .unwrap()
-            .value;
+        let raw = get_raw(&store).await;
         assert!(!raw[0].is_ascii_digit(), "{raw:?}");
         let record: HeadRecord = store::decode(keyspace::AUDIT_HEAD, &raw).unwrap();
         assert_eq!((record.seq, record.hash.as_str()), (42, head.hash.as_str()));
@@ -183,12 +187,7 @@ mod tests {
         let reopened = write_and_close(&path, read, 2).await;
         assert!(reopened.seq > closed.seq);
         save_audit_head(&store, &reopened).await;
-        let raw = store
-            .get(keyspace::AUDIT_HEAD)
-            .await
-            .unwrap()
-            .unwrap()
-            .value;
+        let raw = get_raw(&store).await;
         assert!(store::decode::<HeadRecord>(keyspace::AUDIT_HEAD, &raw).is_ok());
         assert_eq!(
             closed_audit_head(&store).await.unwrap(),
