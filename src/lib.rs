@@ -15,8 +15,8 @@
 //!  access               identity, the Gate (decision + audit record), step credentials
 //!  service              KMS and Secrets Manager domain, rotation, the replication outbox
 //!  config               typed configuration
-//!  audit · alarms       hash-chained log and checkpoints · rules on the request stream
-//!  backend · store      roots of trust (PKCS#11, TPM) · key-value persistence (sled)
+//!  audit · alarms · cluster   hash-chained log · rules on the request stream · etcd nodes, duties
+//!  backend · store      roots of trust (PKCS#11, TPM) · key-value persistence (sled, etcd)
 //!  crypto · time · duration · outcome · policy · telemetry      leaves
 //! ```
 //!
@@ -38,8 +38,11 @@
 //! - [`backend`]: roots of trust (PKCS#11 and TPM 2.0); the only code touching hardware
 //!   crates, and [`backend::Hardware`], the single async boundary every hardware call goes
 //!   through; at start, the check that the device is the one the data directory was made with.
-//! - [`store`]: the key-value interface a backend implements (sled today), the keyspace (every
-//!   key prefix, defined once) and typed tables; the only code touching sled.
+//! - [`store`]: the key-value interface and its two backends (sled embedded, etcd for a
+//!   cluster), the keyspace (every key prefix, defined once), typed tables, and the fence a
+//!   cluster duty's commits carry; the only code touching sled and etcd's key-value API.
+//! - [`cluster`]: the nodes of a site on etcd: membership bound to each node's lease, and the
+//!   election that gives each background duty (rotation, purge) to one node at a time.
 //! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
 //!   verifier behind `keyward audit verify`.
 //! - [`alarms`]: rules evaluated on the request stream, and their webhooks.
@@ -97,6 +100,7 @@ pub mod aws;
 pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod duration;

@@ -64,6 +64,8 @@ exceptions! {
     KmsInvalidState = "KMSInvalidStateException",
     KeyUnavailable = "KeyUnavailableException",
     KmsInternal = "KMSInternalException",
+    /// KMS's retryable "the system timed out": the store cannot be reached.
+    DependencyTimeout = "DependencyTimeoutException",
     // Secrets Manager.
     ResourceNotFound = "ResourceNotFoundException",
     ResourceExists = "ResourceExistsException",

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "telemetry",
     ],
     &["backend", "store"],
-    &["audit", "alarms"],
+    &["audit", "alarms", "cluster"],
     &["config"],
     &["service"],
     &["access"],

@@ -78,6 +78,14 @@ impl From<KmsError> for Status {
                     "the root of trust is unavailable; retry later",
                 )
             }
+            KmsError::StoreUnavailable(cause) => {
+                tracing::warn!(detail = %chain(&*cause), "store unavailable");
+                status(
+                    Code::Unavailable,
+                    Exception::DependencyTimeout,
+                    "the key store is unavailable; retry later",
+                )
+            }
             KmsError::Throttled(_) => status(Code::Unavailable, Exception::Throttling, message),
             KmsError::Internal(cause) => {
                 tracing::error!(detail = %chain(&*cause), "internal error");
@@ -133,6 +141,14 @@ impl From<SecretsError> for Status {
                     Code::Unavailable,
                     Exception::InternalServiceError,
                     "the root of trust is unavailable; retry later",
+                )
+            }
+            SecretsError::StoreUnavailable(cause) => {
+                tracing::warn!(detail = %chain(&*cause), "store unavailable");
+                status(
+                    Code::Unavailable,
+                    Exception::InternalServiceError,
+                    "the secret store is unavailable; retry later",
                 )
             }
             SecretsError::Throttled(_) => status(Code::Unavailable, Exception::Throttling, message),

@@ -18,14 +18,15 @@ struct HeadRecord {
 }
 
 /// Records `head`; a failure is logged, not fatal (the next start records it again).
-pub async fn save_audit_head(store: &Store, head: &Head) {
+/// `node`: a cluster node's id (each node keeps its own log and head); none on one server.
+pub async fn save_audit_head(store: &Store, node: Option<&str>, head: &Head) {
     let value = store::encode(&HeadRecord {
         seq: head.seq,
         hash: head.hash.clone(),
     });
     let saved = store
         .commit(vec![Op::Put {
-            key: keyspace::AUDIT_HEAD.to_vec(),
+            key: keyspace::audit_head(node),
             value,
             expect: Expect::Any,
         }])
@@ -36,20 +37,16 @@ pub async fn save_audit_head(store: &Store, head: &Head) {
 }
 
 /// The head recorded last, if any.
-pub async fn closed_audit_head(store: &Store) -> Result<Option<Head>, String> {
-    let Some(found) = store
-        .get(keyspace::AUDIT_HEAD)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+pub async fn closed_audit_head(store: &Store, node: Option<&str>) -> Result<Option<Head>, String> {
+    let key = keyspace::audit_head(node);
+    let Some(found) = store.get(&key).await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     // A store record opens with its format version, a small number; the old text opens with
     // the sequence number's first digit. Neither can be taken for the other.
     let record = match found.value.first() {
         Some(b'0'..=b'9') => legacy(&found.value)?,
-        _ => store::decode::<HeadRecord>(keyspace::AUDIT_HEAD, &found.value)
-            .map_err(|e| e.to_string())?,
+        _ => store::decode::<HeadRecord>(&key, &found.value).map_err(|e| e.to_string())?,
     };
     Ok(Some(Head {
         seq: record.seq,
@@ -106,6 +103,7 @@ mod tests {
             checkpoint_interval: Duration::from_secs(3600),
             sync: SyncMode::EveryBatch,
             last_closed,
+            node: None,
         };
         AuditLog::open(settings, Arc::new(FakeMac::default()))
             .await
@@ -135,17 +133,17 @@ mod tests {
     async fn the_head_round_trips_as_a_store_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
-        assert_eq!(closed_audit_head(&store).await.unwrap(), None);
+        assert_eq!(closed_audit_head(&store, None).await.unwrap(), None);
         let head = Head {
             seq: 42,
             hash: "ab".repeat(32),
         };
-        save_audit_head(&store, &head).await;
+        save_audit_head(&store, None, &head).await;
         let raw = get_raw(&store).await;
         assert!(!raw[0].is_ascii_digit(), "{raw:?}");
         let record: HeadRecord = store::decode(keyspace::AUDIT_HEAD, &raw).unwrap();
         assert_eq!((record.seq, record.hash.as_str()), (42, head.hash.as_str()));
-        assert_eq!(closed_audit_head(&store).await.unwrap(), Some(head));
+        assert_eq!(closed_audit_head(&store, None).await.unwrap(), Some(head));
     }
 
     #[tokio::test]
@@ -154,7 +152,7 @@ mod tests {
         let store = Store::open(&dir.path().join("store")).unwrap();
         for bad in [&b"42"[..], b"4x2 abcd", b"", b"\x07{}", b"\x01{\"seq\":1}"] {
             put_raw(&store, bad).await;
-            assert!(closed_audit_head(&store).await.is_err(), "{bad:?}");
+            assert!(closed_audit_head(&store, None).await.is_err(), "{bad:?}");
         }
     }
 
@@ -169,7 +167,7 @@ mod tests {
         let closed = write_and_close(&path, None, 3).await;
         put_raw(&store, format!("{} {}", closed.seq, closed.hash).as_bytes()).await;
 
-        let read = closed_audit_head(&store).await.unwrap();
+        let read = closed_audit_head(&store, None).await.unwrap();
         assert_eq!(read.as_ref(), Some(&closed));
 
         // Still the guard: a log cut short while stopped is refused against the text head.
@@ -186,18 +184,18 @@ mod tests {
         // And the chain continues from it.
         let reopened = write_and_close(&path, read, 2).await;
         assert!(reopened.seq > closed.seq);
-        save_audit_head(&store, &reopened).await;
+        save_audit_head(&store, None, &reopened).await;
         let raw = get_raw(&store).await;
         assert!(store::decode::<HeadRecord>(keyspace::AUDIT_HEAD, &raw).is_ok());
         assert_eq!(
-            closed_audit_head(&store).await.unwrap(),
+            closed_audit_head(&store, None).await.unwrap(),
             Some(reopened.clone())
         );
 
         // The whole file, both runs, against the head now recorded.
         let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
         let mut scan = verify::scan(file).unwrap();
-        scan.check_head(&closed_audit_head(&store).await.unwrap().unwrap());
+        scan.check_head(&closed_audit_head(&store, None).await.unwrap().unwrap());
         for i in 0..scan.checkpoints.len() {
             let claim = &scan.checkpoints[i];
             if fake_mac(&claim.key_id, &claim.message) != claim.mac {

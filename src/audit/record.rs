@@ -143,9 +143,12 @@ pub(crate) enum Body<'a> {
 // The common fields come first and in this order in every line; the body is
 // flattened after them.
 #[derive(Serialize)]
-struct Line<B> {
+struct Line<'a, B> {
     seq: u64,
     time: String,
+    /// The cluster node that wrote the line; left out on a single server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
     kind: &'static str,
     prev: String,
     #[serde(flatten)]
@@ -169,6 +172,7 @@ struct StartFields<'a> {
 pub(crate) fn encode(
     seq: u64,
     time_ms: i64,
+    node: Option<&str>,
     prev: &LineHash,
     body: Body<'_>,
 ) -> serde_json::Result<Vec<u8>> {
@@ -178,6 +182,7 @@ pub(crate) fn encode(
         Body::Request(event) => serde_json::to_vec(&Line {
             seq,
             time,
+            node,
             kind: "request",
             prev,
             body: event,
@@ -185,6 +190,7 @@ pub(crate) fn encode(
         Body::Checkpoint { mac, key, records } => serde_json::to_vec(&Line {
             seq,
             time,
+            node,
             kind: "checkpoint",
             prev,
             body: CheckpointFields {
@@ -196,6 +202,7 @@ pub(crate) fn encode(
         Body::Start { reason } => serde_json::to_vec(&Line {
             seq,
             time,
+            node,
             kind: "start",
             prev,
             body: StartFields { reason },
@@ -313,7 +320,14 @@ mod tests {
             duration_us: 42,
             ..AuditEvent::default()
         };
-        let line = encode(1, event.time_ms, &genesis_prev(), Body::Request(&event)).unwrap();
+        let line = encode(
+            1,
+            event.time_ms,
+            None,
+            &genesis_prev(),
+            Body::Request(&event),
+        )
+        .unwrap();
         let expected = format!(
             concat!(
                 r#"{{"seq":1,"time":"2026-11-30T04:00:00.123Z","kind":"request","prev":"{}","#,
@@ -340,6 +354,7 @@ mod tests {
         let cp = encode(
             7,
             0,
+            None,
             &prev,
             Body::Checkpoint {
                 mac: &[0xab, 0x01],
@@ -360,12 +375,22 @@ mod tests {
             parsed.checkpoint,
             Some((vec![0xab, 0x01], "tpm:audit-hmac".into()))
         );
-        let start = encode(8, 0, &prev, Body::Start { reason: "restart" }).unwrap();
+        let start = encode(
+            8,
+            0,
+            Some("node-b"),
+            &prev,
+            Body::Start { reason: "restart" },
+        )
+        .unwrap();
+        let text = String::from_utf8(start.clone()).unwrap();
+        assert!(text.ends_with(r#""reason":"restart"}"#), "{text}");
+        // A cluster node's lines name it, right after the time.
         assert!(
-            String::from_utf8(start.clone())
-                .unwrap()
-                .ends_with(r#""reason":"restart"}"#)
+            text.contains(r#"Z","node":"node-b","kind":"start""#),
+            "{text}"
         );
+        assert!(!String::from_utf8(cp.clone()).unwrap().contains("node"));
         assert_eq!(parse_line(&start).unwrap().kind, Kind::Start);
     }
 

@@ -637,7 +637,7 @@ mod tests {
         let mut prev = genesis_prev();
         let push = |lines: &mut Vec<Vec<u8>>, body: Body<'_>, prev: &mut LineHash| {
             let seq = lines.len() as u64 + 1;
-            let line = encode(seq, 1_796_011_200_000 + seq as i64, prev, body).unwrap();
+            let line = encode(seq, 1_796_011_200_000 + seq as i64, None, prev, body).unwrap();
             *prev = line_hash(&line);
             lines.push(line);
         };

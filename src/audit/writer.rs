@@ -50,6 +50,8 @@ pub struct AuditSettings {
     /// must end there or have grown past it (after a crash); a file that ends before it, or
     /// differs there, was cut or replaced while the server was stopped.
     pub last_closed: Option<Head>,
+    /// The node id of a cluster node, written into every line; none on a single server.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -205,6 +207,7 @@ impl AuditLog {
             every: settings.checkpoint_every.max(1),
             interval: settings.checkpoint_interval,
             sync: settings.sync,
+            node: settings.node,
             key_id: mac.key_id(),
             mac,
             shared: Arc::clone(&shared),
@@ -329,6 +332,7 @@ struct Writer {
     every: u64,
     interval: Duration,
     sync: SyncMode,
+    node: Option<String>,
     key_id: String,
     mac: Arc<dyn CheckpointMac>,
     shared: Arc<Shared>,
@@ -339,6 +343,7 @@ impl Writer {
         let line = record::encode(
             self.next_seq,
             SystemClock.now_ms(),
+            self.node.as_deref(),
             &self.prev,
             Body::Start { reason },
         )
@@ -362,7 +367,13 @@ impl Writer {
             } else {
                 event.time_ms
             };
-            match record::encode(seq, time, &prev, Body::Request(&event)) {
+            match record::encode(
+                seq,
+                time,
+                self.node.as_deref(),
+                &prev,
+                Body::Request(&event),
+            ) {
                 Ok(line) => {
                     prev = line_hash(&line);
                     seq += 1;
@@ -443,10 +454,11 @@ impl Writer {
             key: &self.key_id,
             records: self.unsealed_records,
         };
-        let line = match record::encode(seq, SystemClock.now_ms(), &prev, body) {
-            Ok(line) => line,
-            Err(e) => return Err(self.checkpoint_failed(AuditError::Encode(e.to_string()))),
-        };
+        let line =
+            match record::encode(seq, SystemClock.now_ms(), self.node.as_deref(), &prev, body) {
+                Ok(line) => line,
+                Err(e) => return Err(self.checkpoint_failed(AuditError::Encode(e.to_string()))),
+            };
         let hash = line_hash(&line);
         // Always synced: this is the durability point of SyncMode::Checkpoint.
         if let Err(e) = self.commit(with_newline(line), true).await {
@@ -675,6 +687,7 @@ mod tests {
             checkpoint_interval: Duration::from_secs(3600),
             sync: SyncMode::EveryBatch,
             last_closed: None,
+            node: None,
         }
     }
 
@@ -697,6 +710,7 @@ mod tests {
             async move {
                 let s = AuditSettings {
                     last_closed: Some(closed),
+                    node: None,
                     ..settings(&path, 1000)
                 };
                 AuditLog::open(s, Arc::new(FakeMac::default())).await

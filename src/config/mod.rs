@@ -12,8 +12,10 @@
 
 mod replication;
 mod security;
+mod store;
 
 pub use replication::{PeerConfig, ReplicationConfig, valid_region};
+pub use store::{EtcdConfig, StoreConfig};
 
 pub use security::{
     AuditConfig, AuditSync, AuthConfig, PolicyConfig, TlsConfig, TokenConfig, valid_principal_name,
@@ -67,6 +69,9 @@ pub struct Config {
     #[serde(default)]
     pub aws_endpoint: AwsEndpointConfig,
     pub data_dir: PathBuf,
+    /// Where the data lives: sled under `data_dir` (default), or the site's etcd cluster.
+    #[serde(default)]
+    pub store: StoreConfig,
     #[serde(default = "default_region")]
     pub region: String,
     #[serde(default = "default_account")]
@@ -716,6 +721,24 @@ impl Config {
                 self.listen
             )));
         }
+        if let StoreConfig::Etcd(etcd) = &self.store {
+            etcd.validate()?;
+            if self.replication.is_some() {
+                return Err(ConfigError::Invalid(
+                    "store type \"etcd\" with [replication]: multi-region replication does not run on a \
+                     cluster yet (its log position is kept per process); replicate from a single-node site"
+                        .into(),
+                ));
+            }
+            if matches!(self.root_of_trust, RootOfTrustConfig::Tpm(_)) {
+                return Err(ConfigError::Invalid(
+                    "store type \"etcd\" with root_of_trust type \"tpm\": a TPM's keys live in one machine, \
+                     so the other nodes of a cluster could not use them. A cluster needs a shared root of \
+                     trust (a network HSM through PKCS#11) until TPM key enrolment exists"
+                        .into(),
+                ));
+            }
+        }
         match &self.root_of_trust {
             RootOfTrustConfig::Pkcs11(p) => p.validate(),
             RootOfTrustConfig::Tpm(t) => t.validate(),
@@ -732,6 +755,7 @@ impl Config {
             aws_listen: AwsListen::default(),
             aws_endpoint: AwsEndpointConfig::default(),
             data_dir: data_dir.to_owned(),
+            store: StoreConfig::Sled,
             region: default_region(),
             account_id: default_account(),
             root_of_trust: RootOfTrustConfig::Development,

@@ -30,8 +30,11 @@ use crate::audit::{AuditLog, AuditSettings, RootMac, SyncMode};
 use crate::backend::pkcs11::{Pkcs11Options, Pkcs11Root, TokenSelector, context, ensure_token};
 use crate::backend::tpm::{TpmKeyMode, TpmOptions, TpmRoot};
 use crate::backend::{BackendError, Hardware, IdentityChanged, RootOfTrust, check_identity};
+use crate::cluster::{Member, Node};
 use crate::config::AuditSync;
-use crate::config::{Config, ConfigError, KeyMode, RootOfTrustConfig, Token, read_secret};
+use crate::config::{
+    Config, ConfigError, KeyMode, RootOfTrustConfig, StoreConfig, Token, read_secret,
+};
 use crate::replication::sender::Sender;
 use crate::replication::site::{self, SiteApi};
 use crate::service::kms::Arns;
@@ -72,6 +75,37 @@ pub enum StartError {
     Audit(String),
     #[error("access control: {0}")]
     Access(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// Opens the configured store; on etcd, also joins the site's cluster as this node.
+async fn open_store(config: &Config) -> Result<(Store, Option<Arc<Node>>), StartError> {
+    let etcd = match &config.store {
+        StoreConfig::Sled => return Ok((Store::open(&config.data_dir.join("store"))?, None)),
+        StoreConfig::Etcd(etcd) => etcd,
+    };
+    let store = Store::connect_etcd(etcd.options()?).await?;
+    let Some(cluster) = store.etcd() else {
+        unreachable!("connect_etcd gives an etcd store")
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let member = Member {
+        id: etcd.node_id.clone(),
+        address: etcd
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", config.listen)),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: SystemClock.now().secs(),
+    };
+    let node = Node::join(cluster, member, etcd.lease_ttl).await?;
+    tracing::info!(node = %node.id(), endpoints = %etcd.endpoints.join(","), "joined the cluster");
+    Ok((store, Some(node)))
 }
 
 async fn check_identity_in(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
@@ -99,6 +133,8 @@ pub struct Keyward {
     alarms: Option<Arc<Alarms>>,
     mac: Arc<RootMac>,
     store: Store,
+    /// This process as a cluster node; none on the embedded store.
+    node: Option<Arc<Node>>,
     config: Config,
     clock: Arc<dyn Clock>,
     /// How long `open` took.
@@ -163,7 +199,7 @@ impl Keyward {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let started = std::time::Instant::now();
-        let store = Store::open(&config.data_dir.join("store"))?;
+        let (store, node) = open_store(&config).await?;
         let connect_config = config.clone();
         let (root, sessions) =
             tokio::task::spawn_blocking(move || connect_root_of_trust(&connect_config))
@@ -212,7 +248,8 @@ impl Keyward {
                 .await
                 .map_err(|e| StartError::Audit(format!("checkpoint key: {e}")))?,
         );
-        let audit = open_audit(&config, &store, Arc::clone(&mac)).await?;
+        let node_id = node.as_ref().map(|n| n.id().to_owned());
+        let audit = open_audit(&config, &store, node_id, Arc::clone(&mac)).await?;
         let alarms = match &config.alarms {
             Some(rules) => {
                 let history = Arc::new(StoreHistory::new(store.clone()));
@@ -246,6 +283,7 @@ impl Keyward {
             alarms,
             mac,
             store,
+            node,
             config,
             clock,
             start,
@@ -383,19 +421,23 @@ impl Keyward {
             None => None,
         };
         let replication = self.start_replication(&in_flight)?;
+        let scheduler = Arc::new(scheduler);
+        let (kms, secrets) = (Arc::clone(&self.kms), Arc::clone(&self.secrets));
+        let purge_every = self.config.kms.deletion_check_interval;
         let tasks = [
-            tokio::spawn(scheduler.run()),
+            self.duty("rotation", move || {
+                let scheduler = Arc::clone(&scheduler);
+                async move { scheduler.run().await }
+            }),
             tokio::spawn(watch_root_of_trust(
                 Arc::clone(&self.kms),
                 health,
                 self.config.health.check_interval,
                 initial,
             )),
-            tokio::spawn(purge_expired(
-                Arc::clone(&self.kms),
-                Arc::clone(&self.secrets),
-                self.config.kms.deletion_check_interval,
-            )),
+            self.duty("purge", move || {
+                purge_expired(Arc::clone(&kms), Arc::clone(&secrets), purge_every)
+            }),
         ];
         let signalled = Arc::new(tokio::sync::Notify::new());
         let notify = Arc::clone(&signalled);
@@ -454,9 +496,13 @@ impl Keyward {
         for task in tasks.into_iter().chain(metrics).chain(replication) {
             task.abort();
         }
+        if let Some(node) = &self.node {
+            node.leave().await;
+        }
         let audit = self.gate.audit().clone();
+        let node_id = self.node.as_ref().map(|n| n.id());
         match audit.clone().close().await {
-            Ok(()) => save_audit_head(&self.store, &audit.head()).await,
+            Ok(()) => save_audit_head(&self.store, node_id, &audit.head()).await,
             Err(e) => {
                 tracing::warn!(error = %e, "the audit log's final checkpoint was not written")
             }
@@ -468,6 +514,19 @@ impl Keyward {
 }
 
 impl Keyward {
+    /// Runs a background duty: on a cluster, only while this node holds it (see `cluster`);
+    /// on the embedded store, always.
+    fn duty<F, Fut>(&self, name: &str, mut work: F) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        match &self.node {
+            Some(node) => tokio::spawn(node.duty(name).run(work)),
+            None => tokio::spawn(work()),
+        }
+    }
+
     /// The rotation scheduler for this server; exec rotators reach it at `endpoint`. `run`
     /// runs one in the background; tests drive one pass at a time.
     pub fn scheduler(&self, endpoint: String) -> Scheduler {
@@ -509,6 +568,7 @@ fn whole_secs(duration: Duration) -> i64 {
 async fn open_audit(
     config: &Config,
     store: &Store,
+    node: Option<String>,
     mac: Arc<RootMac>,
 ) -> Result<AuditLog, StartError> {
     let path = config.audit.path(&config.data_dir);
@@ -524,14 +584,17 @@ async fn open_audit(
             AuditSync::EveryBatch => SyncMode::EveryBatch,
             AuditSync::Checkpoint => SyncMode::Checkpoint,
         },
-        last_closed: closed_audit_head(store).await.map_err(StartError::Audit)?,
+        last_closed: closed_audit_head(store, node.as_deref())
+            .await
+            .map_err(StartError::Audit)?,
+        node: node.clone(),
     };
     let (log, task) = AuditLog::open(settings, mac)
         .await
         .map_err(|e| StartError::Audit(e.to_string()))?;
     // The log has grown by its start record: from here on it must reach at least this far,
     // whether the server closes cleanly or crashes.
-    save_audit_head(store, &log.head()).await;
+    save_audit_head(store, node.as_deref(), &log.head()).await;
     tokio::spawn(task.run());
     Ok(log)
 }

@@ -45,6 +45,10 @@ pub enum KmsError {
     /// for the log, not the client.
     #[error("root of trust unavailable: {0}")]
     Unavailable(#[source] Cause),
+    /// DependencyTimeoutException: the store cannot be reached or refuses writes for now
+    /// (etcd without a quorum or at its quota). Retryable. The detail is for the log.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(#[source] Cause),
     /// ThrottlingException: too many calls are waiting for the root of trust. Retryable.
     #[error("{0}")]
     Throttled(String),
@@ -82,7 +86,12 @@ impl From<BackendError> for KmsError {
 
 impl From<StoreError> for KmsError {
     fn from(err: StoreError) -> Self {
-        Self::Internal(err.into())
+        match err {
+            StoreError::Unavailable(_) | StoreError::Fenced(_) => {
+                Self::StoreUnavailable(err.into())
+            }
+            other => Self::Internal(other.into()),
+        }
     }
 }
 

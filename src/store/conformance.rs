@@ -122,8 +122,37 @@ async fn commits_apply_in_order_all_or_nothing(store: &impl Backend) {
         .await
         .unwrap();
     let b = store.get(b"c/b").await.unwrap().unwrap();
-    assert_eq!((b.value.as_slice(), b.version), (&b"second"[..], 2));
+    assert_eq!(b.value, b"second");
+    assert!(
+        b.version >= 1,
+        "put twice in one commit: at least one version up"
+    );
     assert_eq!(store.get(b"c/a").await.unwrap(), None);
+
+    // A key written first with no expectation, then guarded on what that write leaves.
+    store
+        .commit(vec![put(b"c/d", b"1", Expect::Any)])
+        .await
+        .unwrap();
+    store
+        .commit(vec![
+            put(b"c/d", b"2", Expect::Any),
+            put(b"c/d", b"3", Expect::Version(2)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get(b"c/d").await.unwrap().unwrap().value, b"3");
+    match store
+        .commit(vec![
+            put(b"c/d", b"x", Expect::Any),
+            put(b"c/d", b"y", Expect::Version(1)),
+        ])
+        .await
+    {
+        Err(StoreError::Conflict(key)) => assert_eq!(key, "c/d"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.get(b"c/d").await.unwrap().unwrap().value, b"3");
 }
 
 async fn scans_stay_within_their_prefix(store: &impl Backend) {

@@ -83,6 +83,12 @@ keyspace! {
     /// The audit log's head as recorded at the last start or clean close: `<seq> <hash>`.
     Key AUDIT_HEAD = b"audit/closed-head";
 
+    /// Per cluster node: its audit log's head, as `AUDIT_HEAD` is for a single server.
+    Prefix AUDIT_NODE_HEADS = b"audit/node-head/";
+    /// Cluster membership: `<node id>`, a JSON entry bound to the node's etcd lease.
+    Prefix CLUSTER_NODES = b"cluster/node/";
+    /// Cluster duty elections: `<duty>`, the holder's node id, bound to its lease.
+    Prefix CLUSTER_DUTIES = b"cluster/duty/";
     /// The identity of the root of trust this data directory was created with.
     Key ROOT_IDENTITY = b"rot/identity";
 }
@@ -91,6 +97,14 @@ use crate::time::Timestamp;
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
+}
+
+/// The audit head of one cluster node, or the single server's when `node` is none.
+pub fn audit_head(node: Option<&str>) -> Vec<u8> {
+    match node {
+        Some(node) => join(&[AUDIT_NODE_HEADS, node.as_bytes()]),
+        None => AUDIT_HEAD.to_vec(),
+    }
 }
 
 pub fn kms_key(key_id: &str) -> Vec<u8> {

@@ -1,7 +1,8 @@
-//! Persistence: the only code that touches sled, and the owner of the keyspace.
+//! Persistence: the only code that touches sled or etcd, and the owner of the keyspace.
 //!
-//! The interface is deliberately plain key-value so that a distributed store (etcd) can stand
-//! in as a second [`Backend`]: `get`, a prefix scan forward or backward from a start key, an
+//! The interface is deliberately plain key-value, with two [`Backend`]s: sled, embedded in one
+//! server's data directory (the default), and etcd, shared by the nodes of a cluster (see
+//! `etcd_store`). Operations: `get`, a prefix scan forward or backward from a start key, an
 //! atomic `commit` of several puts and deletes guarded by compare-on-version, and insert-once.
 //! Every value carries a version number that the store bumps on each write. A commit is durable
 //! before it returns: what a client sees acknowledged survives a crash.
@@ -12,11 +13,14 @@
 
 #[cfg(test)]
 mod conformance;
+mod etcd_store;
+pub mod fence;
 pub mod keyspace;
 mod records;
 mod sled_store;
 mod table;
 
+pub use etcd_store::{EtcdOptions, EtcdStore, EtcdTls};
 pub use records::{
     AliasRecord, InFlight, KeyRecord, KeyRotation, KeyState, KeyVersionRecord, PasswordPolicy,
     PostgresStrategy, ReplicaRecord, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
@@ -32,6 +36,13 @@ use std::path::Path;
 pub enum StoreError {
     #[error("store I/O: {0}")]
     Io(#[from] sled::Error),
+    /// The store cannot be reached or refuses writes for now (etcd without a quorum, at its
+    /// space quota, past a deadline). Retryable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A duty's commit refused because this node no longer holds the duty (see [`fence`]).
+    #[error("this node no longer holds the {0} duty")]
+    Fenced(String),
     /// A guarded write found another version than expected: re-read and retry. Names the key
     /// (lossy UTF-8) of the first expectation that failed.
     #[error("concurrent update of {0}")]
@@ -73,9 +84,10 @@ pub enum Op {
 /// What a store backend implements. The contract, which callers rely on:
 ///
 /// - Versions: a put of an absent key gives version 1, each later put adds one, a delete
-///   makes the key absent (its next put is version 1 again). Callers predict the version a
-///   commit leaves (the replica batch does), so a backend must keep this arithmetic (etcd's
-///   per-key `version` does; its `mod_revision` does not).
+///   makes the key absent (its next put is version 1 again). Within a commit, each put counts
+///   one (the replica batch predicts the versions its earlier operations leave); a commit that
+///   puts one key several times leaves it at least one version higher (sled: one per put;
+///   etcd: one per commit).
 /// - `commit` applies its operations in order, all or none: a later operation on a key sees
 ///   the earlier ones in the same commit (a replica batch may put one secret twice). Each
 ///   expectation is checked against the state the earlier operations left. It returns once
@@ -121,6 +133,7 @@ pub trait Backend: Send + Sync {
 #[derive(Clone)]
 pub enum Store {
     Sled(SledStore),
+    Etcd(EtcdStore),
 }
 
 /// Calls one method on whichever backend this store is.
@@ -128,6 +141,7 @@ macro_rules! dispatch {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
             Store::Sled($backend) => $call,
+            Store::Etcd($backend) => $call,
         }
     };
 }
@@ -137,6 +151,19 @@ impl Store {
     /// second server on the same directory fails here.
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(Self::Sled(SledStore::open(dir)?))
+    }
+
+    /// Connects to the site's etcd cluster.
+    pub async fn connect_etcd(options: EtcdOptions) -> Result<Self> {
+        Ok(Self::Etcd(EtcdStore::connect(options).await?))
+    }
+
+    /// The etcd backend, when this store is one: the cluster's leases and elections use it.
+    pub fn etcd(&self) -> Option<&EtcdStore> {
+        match self {
+            Store::Etcd(etcd) => Some(etcd),
+            Store::Sled(_) => None,
+        }
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {

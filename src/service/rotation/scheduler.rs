@@ -45,7 +45,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub async fn run(self) {
+    pub async fn run(&self) {
         let wake = self.secrets.rotation_wake();
         loop {
             let more = self.pass().await;

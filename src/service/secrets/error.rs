@@ -46,6 +46,9 @@ pub enum SecretsError {
     /// InternalServiceError, retryable: the root of trust is unavailable.
     #[error("root of trust unavailable: {0}")]
     Unavailable(#[source] Cause),
+    /// InternalServiceError, retryable: the store cannot be reached or refuses writes for now.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(#[source] Cause),
     /// InternalServiceError. Detail for the log only.
     #[error("internal error: {0}")]
     Internal(#[source] Cause),
@@ -63,7 +66,10 @@ impl SecretsError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable(_) | Self::Throttled(_) | Self::Internal(_)
+            Self::Unavailable(_)
+                | Self::StoreUnavailable(_)
+                | Self::Throttled(_)
+                | Self::Internal(_)
         )
     }
 
@@ -71,6 +77,7 @@ impl SecretsError {
     pub fn from_kms_read(err: KmsError, secret: &str) -> Self {
         match err {
             KmsError::Unavailable(detail) => Self::Unavailable(detail),
+            KmsError::StoreUnavailable(detail) => Self::StoreUnavailable(detail),
             KmsError::Throttled(detail) => Self::Throttled(detail),
             KmsError::Disabled(key) => {
                 Self::DecryptionFailure(format!("{secret}: the KMS key {key} is disabled"))
@@ -91,6 +98,7 @@ impl SecretsError {
     pub fn from_kms_write(err: KmsError) -> Self {
         match err {
             KmsError::Unavailable(detail) => Self::Unavailable(detail),
+            KmsError::StoreUnavailable(detail) => Self::StoreUnavailable(detail),
             KmsError::Throttled(detail) => Self::Throttled(detail),
             KmsError::Disabled(key) => {
                 Self::EncryptionFailure(format!("the KMS key {key} is disabled"))
@@ -107,6 +115,11 @@ impl SecretsError {
 
 impl From<StoreError> for SecretsError {
     fn from(err: StoreError) -> Self {
-        Self::Internal(err.into())
+        match err {
+            StoreError::Unavailable(_) | StoreError::Fenced(_) => {
+                Self::StoreUnavailable(err.into())
+            }
+            other => Self::Internal(other.into()),
+        }
     }
 }
