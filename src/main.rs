@@ -1,5 +1,5 @@
 use clap::Parser;
-use keyward::cli::{Cli, Command, audit, auth, bench, kms, secrets, serve};
+use keyward::cli::{Cli, Command, audit, auth, bench, cluster, kms, secrets, serve, store};
 use std::process::ExitCode;
 
 /// malloc/free were 13 % of the server's CPU under load with glibc's allocator.
@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         Command::Secrets(args) => secrets::main(args),
         Command::Auth(args) => auth::main(args),
         Command::Audit(args) => audit::main(args),
+        Command::Cluster(args) => cluster::run(args),
+        Command::Store(args) => store::run(args),
         Command::Bench(args) if args.ceiling => {
             // The ceiling opens the server's token, so it needs the server's configuration and,
             // for the development default, its SoftHSM environment.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir.clone(),
                 metrics_listen: None,
                 aws_listen: Some(keyward::config::AwsListen::Off),
+                node_id: None,
             };
             match serve::prepare(serve_args) {
                 Ok(prepared) => {

@@ -19,16 +19,41 @@ pub trait Describe {
     fn access(&self) -> Access<'_>;
 }
 
+/// How often `work` runs again after losing a race to a writer on another node.
+const CONTENDED_ATTEMPTS: u32 = 8;
+
 /// Admits the request, runs `work`, audits the answer. The audit record is written before the
 /// reply leaves; if it cannot be, the reply is an error (fail closed).
+///
+/// Work that lost a race to a writer on another node of a cluster (ABORTED: it wrote nothing)
+/// runs again from the start, after a short random pause, so that racing nodes behave as
+/// racing requests on one node do: each write lands, one after the other.
 pub async fn guarded<Req, Resp, W, Fut>(gate: &Gate, request: Request<Req>, work: W) -> Reply<Resp>
 where
-    Req: Describe,
-    W: FnOnce(Req) -> Fut,
+    Req: Describe + Clone,
+    W: Fn(Req) -> Fut,
     Fut: Future<Output = Reply<Resp>>,
 {
     let (message, pass) = admitted(gate, request).await?;
-    finish(pass, work(message).await).await
+    let mut attempt = 1;
+    let reply = loop {
+        let reply = work(message.clone()).await;
+        match &reply {
+            Err(status) if status.code() == Code::Aborted && attempt < CONTENDED_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(jitter(attempt)).await;
+            }
+            _ => break reply,
+        }
+    };
+    finish(pass, reply).await
+}
+
+/// Up to 2 ms per attempt so far: racing writers spread out instead of colliding again.
+fn jitter(attempt: u32) -> std::time::Duration {
+    let mut byte = [0u8; 1];
+    let spread = getrandom::fill(&mut byte).map_or(128, |()| u64::from(byte[0]));
+    std::time::Duration::from_micros(spread * 8 * u64::from(attempt))
 }
 
 /// The start of every handler: the caller, identifiers bounded, the gate's decision. Handlers

@@ -152,6 +152,9 @@ impl From<SecretsError> for Status {
                 )
             }
             SecretsError::Throttled(_) => status(Code::Unavailable, Exception::Throttling, message),
+            SecretsError::Contended(_) => {
+                status(Code::Aborted, Exception::InternalServiceError, message)
+            }
             SecretsError::Internal(cause) => {
                 tracing::error!(detail = %chain(&*cause), "internal error");
                 status(

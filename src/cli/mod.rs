@@ -4,11 +4,13 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod kms;
 pub mod output;
 mod rotate;
 pub mod secrets;
 pub mod serve;
+pub mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,10 @@ pub enum Command {
     Auth(auth::AuthArgs),
     /// Verify the audit log.
     Audit(audit::AuditArgs),
+    /// A site of several nodes on etcd: its nodes, duties and etcd members.
+    Cluster(cluster::ClusterArgs),
+    /// Move a single server's store into a cluster's etcd.
+    Store(store::StoreArgs),
     /// Load a running server and report throughput and latency.
     Bench(bench::BenchArgs),
 }

@@ -1,7 +1,9 @@
 //! `keyward serve`: resolves the configuration (file or development default) and runs the
 //! server until SIGINT or SIGTERM.
 
-use crate::config::{AwsListen, Config, DEFAULT_DATA_DIR, RootOfTrustConfig};
+use crate::config::{
+    AwsListen, Config, ConfigError, DEFAULT_DATA_DIR, RootOfTrustConfig, StoreConfig,
+};
 use crate::server::{Keyward, StartError};
 use clap::Args;
 use std::net::SocketAddr;
@@ -26,6 +28,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:7444, or the config file's `aws_listen`].
     #[arg(long, env = "KEYWARD_AWS_LISTEN")]
     pub aws_listen: Option<AwsListen>,
+    /// This node's id on a cluster (`[store] type = "etcd"`), so that every node can run from
+    /// one configuration file [default: the file's `store.node_id`].
+    #[arg(long, env = "KEYWARD_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 /// A resolved configuration, plus environment the process must set before any thread starts
@@ -52,6 +58,18 @@ pub fn prepare(args: ServeArgs) -> Result<Prepared, StartError> {
     }
     if let Some(aws) = args.aws_listen {
         config.aws_listen = aws;
+    }
+    if let Some(node_id) = args.node_id {
+        match &mut config.store {
+            StoreConfig::Etcd(etcd) => etcd.node_id = node_id,
+            StoreConfig::Sled => {
+                return Err(ConfigError::Invalid(
+                    "--node-id is for a cluster node; this configuration's store is not etcd"
+                        .into(),
+                )
+                .into());
+            }
+        }
     }
     config.validate()?;
     // After the overrides: the development token lives under the data_dir finally chosen.

@@ -55,7 +55,9 @@ fn unavailable(err: etcd_client::Error) -> StoreError {
 /// This process as a member of the site.
 pub struct Node {
     store: EtcdStore,
-    member: Member,
+    id: String,
+    /// What the membership entry says; the address is filled in once the listener is bound.
+    member: std::sync::Mutex<Member>,
     ttl: Duration,
     /// The lease everything of this node is bound to; replaced if it is ever lost.
     lease: AtomicI64,
@@ -64,22 +66,37 @@ pub struct Node {
 impl Node {
     /// Joins the site: takes a lease and the membership entry of `member.id`, refusing when a
     /// live node holds that id, and keeps the lease alive from then on.
+    ///
+    /// `previous`: the lease this node's data directory recorded at its last start. The caller
+    /// holds the directory's lock, so an entry still bound to that lease belongs to this same
+    /// node's earlier process, which crashed: it is revoked instead of waited out.
     pub async fn join(
         store: &EtcdStore,
         member: Member,
         ttl: Duration,
+        previous: Option<i64>,
     ) -> Result<Arc<Self>, ClusterError> {
         let node = Arc::new(Self {
             store: store.clone(),
-            member,
+            id: member.id.clone(),
+            member: std::sync::Mutex::new(member),
             ttl,
             lease: AtomicI64::new(0),
         });
         let lease = node.grant().await?;
-        if !node.register(lease).await? {
+        let mut registered = node.register(lease).await?;
+        if !registered
+            && let Some(previous) = previous
+            && node.entry_lease().await? == Some(previous)
+        {
+            tracing::info!(node = %node.id, "taking over the entry of this node's previous, crashed process");
+            let _ = node.store.client().lease_client().revoke(previous).await;
+            registered = node.register(lease).await?;
+        }
+        if !registered {
             // Do not leave the unused lease behind for its whole TTL.
             let _ = node.store.client().lease_client().revoke(lease).await;
-            return Err(ClusterError::NodeIdInUse(node.member.id.clone()));
+            return Err(ClusterError::NodeIdInUse(node.id.clone()));
         }
         node.lease.store(lease, Ordering::SeqCst);
         tokio::spawn(Arc::clone(&node).keep_alive());
@@ -87,7 +104,43 @@ impl Node {
     }
 
     pub fn id(&self) -> &str {
-        &self.member.id
+        &self.id
+    }
+
+    /// The lease this node's entries are bound to now.
+    pub fn lease(&self) -> i64 {
+        self.lease.load(Ordering::SeqCst)
+    }
+
+    fn entry_key(&self) -> Vec<u8> {
+        self.store.full_key(&[NODES, self.id.as_bytes()].concat())
+    }
+
+    /// The lease the membership entry of this node's id is bound to, if there is one.
+    async fn entry_lease(&self) -> Result<Option<i64>, StoreError> {
+        let mut kv = self.store.client().kv_client();
+        let found = kv.get(self.entry_key(), None).await.map_err(unavailable)?;
+        Ok(found.kvs().first().map(|kv| kv.lease()))
+    }
+
+    fn entry(&self) -> Result<Vec<u8>, StoreError> {
+        let member = self.member.lock().unwrap_or_else(|e| e.into_inner());
+        serde_json::to_vec(&*member)
+            .map_err(|e| StoreError::Unavailable(format!("membership entry: {e}")))
+    }
+
+    /// Publishes the address clients reach this node at, once its listener is bound.
+    pub async fn announce(&self, address: String) -> Result<(), StoreError> {
+        self.member
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .address = address;
+        let options = PutOptions::new().with_lease(self.lease());
+        let mut kv = self.store.client().kv_client();
+        kv.put(self.entry_key(), self.entry()?, Some(options))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn grant(&self) -> Result<i64, StoreError> {
@@ -104,11 +157,8 @@ impl Node {
 
     /// Puts the membership entry under `lease` unless one exists; true if it did.
     async fn register(&self, lease: i64) -> Result<bool, StoreError> {
-        let key = self
-            .store
-            .full_key(&[NODES, self.member.id.as_bytes()].concat());
-        let value = serde_json::to_vec(&self.member)
-            .map_err(|e| StoreError::Unavailable(format!("membership entry: {e}")))?;
+        let key = self.entry_key();
+        let value = self.entry()?;
         let txn = Txn::new()
             .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -130,7 +180,7 @@ impl Node {
             match self.renew(lease).await {
                 Ok(true) => tokio::time::sleep(every).await,
                 Ok(false) => {
-                    tracing::warn!(node = %self.member.id, "the node's etcd lease expired; joining again");
+                    tracing::warn!(node = %self.id, "the node's etcd lease expired; joining again");
                     self.rejoin().await;
                 }
                 Err(e) => {
@@ -158,7 +208,7 @@ impl Node {
             let joined = async {
                 let lease = self.grant().await?;
                 if !self.register(lease).await? {
-                    tracing::error!(node = %self.member.id, "another node took this node's id while its lease was lost");
+                    tracing::error!(node = %self.id, "another node took this node's id while its lease was lost");
                 }
                 self.lease.store(lease, Ordering::SeqCst);
                 Ok::<_, StoreError>(())
@@ -212,7 +262,7 @@ impl Duty {
         loop {
             match self.try_acquire().await {
                 Ok(Some(fence)) => {
-                    tracing::info!(duty = %self.name, node = %self.node.member.id, "took the duty");
+                    tracing::info!(duty = %self.name, node = %self.node.id, "took the duty");
                     return Arc::new(fence);
                 }
                 Ok(None) if !waiting_logged => {
@@ -235,7 +285,7 @@ impl Duty {
             .when([Compare::version(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
                 full,
-                self.node.member.id.clone(),
+                self.node.id.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
         let mut kv = self.node.store.client().kv_client();
@@ -270,7 +320,7 @@ impl Duty {
         while self.held(fence).await {
             tokio::time::sleep(self.poll()).await;
         }
-        tracing::warn!(duty = %self.name, node = %self.node.member.id, "lost the duty");
+        tracing::warn!(duty = %self.name, node = %self.node.id, "lost the duty");
     }
 
     /// Runs `work` (a duty's loop) whenever this node holds the duty, fenced, and stops it

@@ -42,7 +42,7 @@ use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Schedul
 use crate::service::secrets::replica::outbox::Outbox;
 use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
-use crate::store::{Store, StoreError};
+use crate::store::{EtcdStore, Store, StoreError};
 use listeners::incoming;
 use std::future::Future;
 use std::sync::Arc;
@@ -77,35 +77,66 @@ pub enum StartError {
     Access(String),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("data directory {0}")]
+    DataDir(String),
+}
+
+/// This node as a cluster member, and the lock on its data directory.
+struct Membership {
+    node: Arc<Node>,
+    _lock: std::fs::File,
+}
+
+/// Takes the data directory for this process: on a cluster nothing else locks it (sled does
+/// on one server), and the node's lease file in it must have one writer.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let fail = |e: std::io::Error| StartError::DataDir(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let file = std::fs::File::create(dir.join("node.lock")).map_err(fail)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDir(format!(
+            "{} is in use by another keyward process",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(e)),
+    }
 }
 
 /// Opens the configured store; on etcd, also joins the site's cluster as this node.
-async fn open_store(config: &Config) -> Result<(Store, Option<Arc<Node>>), StartError> {
+async fn open_store(config: &Config) -> Result<(Store, Option<Membership>), StartError> {
     let etcd = match &config.store {
         StoreConfig::Sled => return Ok((Store::open(&config.data_dir.join("store"))?, None)),
         StoreConfig::Etcd(etcd) => etcd,
     };
-    let store = Store::connect_etcd(etcd.options()?).await?;
-    let Some(cluster) = store.etcd() else {
-        unreachable!("connect_etcd gives an etcd store")
-    };
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let lock = lock_data_dir(&config.data_dir)?;
+    let lease_file = config.data_dir.join("node.lease");
+    let previous = std::fs::read_to_string(&lease_file)
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    let cluster = EtcdStore::connect(etcd.options()?).await?;
     let member = Member {
         id: etcd.node_id.clone(),
-        address: etcd
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{}", config.listen)),
+        address: node_address(config, config.listen),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started: SystemClock.now().secs(),
     };
-    let node = Node::join(cluster, member, etcd.lease_ttl).await?;
+    let node = Node::join(&cluster, member, etcd.lease_ttl, previous).await?;
+    std::fs::write(&lease_file, node.lease().to_string())
+        .map_err(|e| StartError::DataDir(format!("{}: {e}", lease_file.display())))?;
     tracing::info!(node = %node.id(), endpoints = %etcd.endpoints.join(","), "joined the cluster");
-    Ok((store, Some(node)))
+    Ok((Store::Etcd(cluster), Some(Membership { node, _lock: lock })))
+}
+
+/// The gRPC address other nodes and `keyward cluster status` reach this node at.
+fn node_address(config: &Config, bound: std::net::SocketAddr) -> String {
+    match &config.store {
+        StoreConfig::Etcd(etcd) if etcd.advertise.is_some() => {
+            etcd.advertise.clone().unwrap_or_default()
+        }
+        _ if config.tls.is_some() => format!("https://{bound}"),
+        _ => format!("http://{bound}"),
+    }
 }
 
 async fn check_identity_in(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
@@ -135,6 +166,8 @@ pub struct Keyward {
     store: Store,
     /// This process as a cluster node; none on the embedded store.
     node: Option<Arc<Node>>,
+    /// Held while the server runs (see `lock_data_dir`).
+    _data_dir_lock: Option<std::fs::File>,
     config: Config,
     clock: Arc<dyn Clock>,
     /// How long `open` took.
@@ -199,7 +232,11 @@ impl Keyward {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let started = std::time::Instant::now();
-        let (store, node) = open_store(&config).await?;
+        let (store, membership) = open_store(&config).await?;
+        let (node, data_dir_lock) = match membership {
+            Some(m) => (Some(m.node), Some(m._lock)),
+            None => (None, None),
+        };
         let connect_config = config.clone();
         let (root, sessions) =
             tokio::task::spawn_blocking(move || connect_root_of_trust(&connect_config))
@@ -284,6 +321,7 @@ impl Keyward {
             mac,
             store,
             node,
+            _data_dir_lock: data_dir_lock,
             config,
             clock,
             start,
@@ -385,6 +423,11 @@ impl Keyward {
             .local_addr()
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
+        if let (Some(node), Ok(bound)) = (&self.node, listener.local_addr())
+            && let Err(e) = node.announce(node_address(&self.config, bound)).await
+        {
+            tracing::warn!(error = %e, "cannot publish this node's address");
+        }
         let scheduler = self.scheduler(endpoint);
         let requests = Arc::new(crate::metrics::requests::Requests::default());
         // Every request of every front door runs in its own task, counted here, so its work

@@ -86,6 +86,37 @@ fn unavailable(err: etcd_client::Error) -> StoreError {
     })
 }
 
+/// Whether the call failed before anything reached etcd: the balanced channel sent it to a
+/// member whose connection could not be made (it is down). Safe to send again, also a write.
+fn not_sent(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect error")
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Tries per call: the channel picks members at random, so a few tries reach a live one.
+const TRIES: usize = 6;
+
+/// Runs `call` until it is answered or fails with etcd's answer; a call that never left is
+/// sent again.
+async fn answered<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut tries = 1;
+    loop {
+        match call().await {
+            Err(e) if not_sent(&e) && tries < TRIES => tries += 1,
+            other => return other.map_err(unavailable),
+        }
+    }
+}
+
 /// The smallest key greater than every key that starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -227,11 +258,11 @@ impl EtcdStore {
             if descending {
                 options = options.with_sort(SortTarget::Key, SortOrder::Descend);
             }
-            let mut kv = self.kv.clone();
-            let mut response = kv
-                .get(start.clone(), Some(options))
-                .await
-                .map_err(unavailable)?;
+            let mut response = answered(|| {
+                let (mut kv, start, options) = (self.kv.clone(), start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
             }
@@ -311,11 +342,12 @@ fn after(state: Option<u64>, put: bool) -> Option<u64> {
 
 impl Backend for EtcdStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
-        let mut kv = self.kv.clone();
-        let response = kv
-            .get(self.full_key(key), None)
-            .await
-            .map_err(unavailable)?;
+        let full = self.full_key(key);
+        let response = answered(|| {
+            let (mut kv, full) = (self.kv.clone(), full.clone());
+            async move { kv.get(full, None).await }
+        })
+        .await?;
         Ok(response.kvs().first().map(versioned))
     }
 
@@ -406,8 +438,11 @@ impl Backend for EtcdStore {
             ));
         }
         let txn = Txn::new().when(compares).and_then(writes).or_else(reads);
-        let mut kv = self.kv.clone();
-        let response = kv.txn(txn).await.map_err(unavailable)?;
+        let response = answered(|| {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         if response.succeeded() {
             return Ok(());
         }
@@ -437,8 +472,12 @@ impl Backend for EtcdStore {
         let txn = Txn::new()
             .when([Compare::version(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full, Vec::new(), None)]);
-        let mut kv = self.kv.clone();
-        Ok(kv.txn(txn).await.map_err(unavailable)?.succeeded())
+        let response = answered(|| {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+        Ok(response.succeeded())
     }
 
     fn size_on_disk(&self) -> Result<u64> {

@@ -29,6 +29,18 @@ pub struct Server {
     log: PathBuf,
     /// The TPM behind it when the suite runs on swtpm; dropped after the server.
     pub swtpm: Option<swtpm::Swtpm>,
+    /// The etcd behind it when the suite runs on etcd; dropped after the server.
+    pub etcd: Option<etcd::Etcd>,
+}
+
+/// The store the suite runs on, from `KEYWARD_TEST_STORE`: `sled` (default) or `etcd` (each
+/// server on a one-member etcd of its own). `softhsm/run-tests` runs the suite on both.
+pub fn on_etcd() -> bool {
+    match std::env::var("KEYWARD_TEST_STORE").as_deref() {
+        Ok("etcd") => true,
+        Ok("sled") | Err(_) => false,
+        Ok(other) => panic!("KEYWARD_TEST_STORE={other}: sled or etcd"),
+    }
 }
 
 /// The root of trust the suite runs on, from `KEYWARD_TEST_ROOT`: `softhsm` (default),
@@ -67,7 +79,7 @@ pub fn tpm_table(tpm: &swtpm::Swtpm, mode: &str, extra: &str) -> String {
 impl Server {
     /// The development default on a fresh data directory; on a TPM run, a server on swtpm.
     pub fn start(data_dir: &Path) -> Server {
-        if tpm_mode().is_none() {
+        if tpm_mode().is_none() && !on_etcd() {
             return Self::spawn(data_dir, &[], &[]);
         }
         Self::with_config(data_dir, "")
@@ -81,6 +93,12 @@ impl Server {
     /// `with_config`, started by `wrapper` (see `try_spawn_via`).
     pub fn with_config_via(wrapper: &[&str], data_dir: &Path, extra: &str) -> Server {
         let (table, tpm) = root_of_trust(data_dir);
+        let table = if on_etcd() {
+            let store = etcd::store_table(&data_dir.with_extension("etcd"), "node-1", "");
+            format!("{table}\n{store}")
+        } else {
+            table
+        };
         let config = data_dir.with_extension("toml");
         // Top-level keys must come before the first table.
         let (top, tables) = match extra.find("\n[") {
@@ -130,6 +148,11 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
         std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+        // On an etcd run, a server whose configuration was written for etcd gets its etcd
+        // (started again after a restart, on the same ports and data).
+        let etcd_dir = data_dir.with_extension("etcd");
+        let etcd =
+            (on_etcd() && etcd::laid_out(&etcd_dir)).then(|| etcd::Etcd::start(&etcd_dir, 1, &[]));
         let log = data_dir.join("server.log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -189,6 +212,7 @@ impl Server {
                 data_dir: data_dir.to_owned(),
                 log,
                 swtpm: None,
+                etcd,
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -222,6 +246,11 @@ impl Server {
             .expect("health check")
             .into_inner()
             .status
+    }
+
+    /// The server's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn log(&self) -> String {
@@ -400,6 +429,8 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
 
 pub mod auth;
 pub mod aws;
+pub mod cluster;
+pub mod etcd;
 pub mod pki;
 pub mod postgres;
 pub mod rotation;

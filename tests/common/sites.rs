@@ -236,7 +236,7 @@ impl Drop for Sites {
 /// port: one of those grabbing it between now and the site's start made this test fail with
 /// "Address already in use". Each test process (nextest runs one per test, with neighbouring
 /// pids) takes ports from its own block of `BLOCK`, and a port something holds is skipped.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     const FIRST: u16 = 20_000;
     const BLOCK: u16 = 30;

@@ -49,6 +49,11 @@ pub enum SecretsError {
     /// InternalServiceError, retryable: the store cannot be reached or refuses writes for now.
     #[error("store unavailable: {0}")]
     StoreUnavailable(#[source] Cause),
+    /// InternalServiceError, retryable: another writer (on another node of a cluster) changed
+    /// the secret between this request's read and its commit. The handler runs the request
+    /// again a few times before a client sees it (ABORTED).
+    #[error("concurrent update of {0}; retry")]
+    Contended(String),
     /// InternalServiceError. Detail for the log only.
     #[error("internal error: {0}")]
     Internal(#[source] Cause),
@@ -68,6 +73,7 @@ impl SecretsError {
             self,
             Self::Unavailable(_)
                 | Self::StoreUnavailable(_)
+                | Self::Contended(_)
                 | Self::Throttled(_)
                 | Self::Internal(_)
         )

@@ -110,10 +110,8 @@ impl SecretsService {
     pub(super) async fn commit_ops(&self, ops: Vec<Op>) -> Result<(), SecretsError> {
         match self.store.commit(ops).await {
             Ok(()) => Ok(()),
-            // Writers hold the stripe lock, so a conflict means another node or a bug.
-            Err(StoreError::Conflict(what)) => Err(SecretsError::Internal(
-                format!("concurrent update of {what}; retry").into(),
-            )),
+            // Writers on this node hold the stripe lock: the other writer is on another node.
+            Err(StoreError::Conflict(what)) => Err(SecretsError::Contended(what)),
             Err(e) => Err(e.into()),
         }
     }
