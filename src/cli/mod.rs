@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod failover;
 pub mod kms;
 pub mod output;
 mod rotate;
