@@ -63,7 +63,8 @@
 //! - [`aws`]: the AWS JSON 1.1 front door (SigV4), a thin adapter onto the gRPC handlers.
 //! - [`server`]: wiring, background tasks, serve-until-shutdown.
 //! - [`bench`]: the load generator behind `keyward bench`.
-//! - [`cli`]: the `keyward` command: `serve`, the client subcommands and `bench`.
+//! - [`cli`]: the `keyward` command: `serve`, the client subcommands and `bench`; the
+//!   clients' connection over several server addresses (`cli::failover`).
 //!
 //! # Request path
 //!

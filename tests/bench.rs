@@ -266,3 +266,50 @@ fn scale_mode_loads_once_and_reports() {
     });
     assert_eq!(versions.len(), 3, "{versions:?}");
 }
+
+/// `keyward bench --endpoint LIST ARGS --json`: the report and what went to stderr.
+fn bench_at(endpoints: &str, args: &[&str]) -> (Value, String) {
+    let out = Command::new(BIN)
+        .args(["bench", "--endpoint", endpoints, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (report, stderr)
+}
+
+#[test]
+fn several_endpoints_share_the_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let args = [
+        "--op",
+        "get-secret-value",
+        "--requests",
+        "80",
+        "--concurrency",
+        "4",
+        "--connections",
+        "2",
+    ];
+    let (report, stderr) = bench_at(&format!("{0},{0}", server.endpoint), &args);
+    assert_eq!(report["requests"], 80, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // The second connection goes to the second address first: a dead one is left, once.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (report, stderr) = bench_at(&format!("{},{dead}", server.endpoint), &args);
+    assert_eq!(report["requests"], 80, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert_eq!(
+        stderr,
+        format!(
+            "note: {dead} unavailable (connection refused); using {}\n",
+            server.endpoint
+        )
+    );
+}

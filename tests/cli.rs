@@ -373,3 +373,108 @@ fn rotation_from_the_cli() {
     assert_eq!(status["key_rotation_enabled"], true);
     assert_eq!(status["rotation_period_in_days"], 180);
 }
+
+/// `keyward secrets ARGS` with `--endpoint LIST`: (success, stdout, stderr).
+fn secrets_at(endpoints: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("secrets")
+        .args(["--endpoint", endpoints])
+        .args(args)
+        .env_remove("KEYWARD_ENDPOINT")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_dead_first_endpoint_is_passed_over_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    secrets_json(
+        &server,
+        &[
+            "create-secret",
+            "--name",
+            "app/db",
+            "--secret-string",
+            "s3cret-value",
+        ],
+    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let list = format!("{dead}, {}", server.endpoint);
+
+    let (ok, stdout, stderr) = secrets_at(&list, &["get-secret-value", "--secret-id", "app/db"]);
+    assert!(ok, "{stderr}");
+    let got: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(got["secret_string"], "s3cret-value");
+    assert_eq!(
+        stderr,
+        format!(
+            "note: {dead} unavailable (connection refused); using {}\n",
+            server.endpoint
+        )
+    );
+
+    // Nothing reached the dead address, so a write that is not repeated moves on too.
+    let (ok, stdout, stderr) = secrets_at(
+        &list,
+        &[
+            "delete-secret",
+            "--secret-id",
+            "app/db",
+            "--recovery-window-in-days",
+            "7",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("deletion_date"), "{stdout}");
+    assert!(
+        stderr.starts_with(&format!("note: {dead} unavailable")),
+        "{stderr}"
+    );
+    let described = secrets_json(&server, &["describe-secret", "--secret-id", "app/db"]);
+    assert!(
+        described["deleted_date"].as_i64().unwrap() > 0,
+        "{described}"
+    );
+}
+
+#[test]
+fn with_every_endpoint_dead_the_error_names_each() {
+    let (first, second) = (
+        format!("http://127.0.0.1:{}", free_port()),
+        format!("http://127.0.0.1:{}", free_port()),
+    );
+    let (ok, stdout, stderr) = secrets_at(&format!("{first},{second}"), &["list-secrets"]);
+    assert!(!ok);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with(&format!("error: cannot connect to {first}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("; nor to {second}: ")), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_endpoint_lists_are_refused() {
+    for (list, reason) in [
+        (
+            "http://127.0.0.1:1,,http://127.0.0.1:2",
+            "has an empty address",
+        ),
+        (
+            "http://127.0.0.1:1,https://127.0.0.1:2",
+            "mixes http:// and https://",
+        ),
+    ] {
+        let (ok, _, stderr) = secrets_at(list, &["list-secrets"]);
+        assert!(!ok);
+        assert!(stderr.starts_with("error: --endpoint "), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+    }
+}

@@ -92,12 +92,12 @@ pub async fn empty_rpc(
     connections: usize,
     duration: Duration,
 ) -> Result<f64, String> {
-    let mut clients = Vec::new();
-    for _ in 0..connections.clamp(1, concurrency.max(1)) {
-        clients.push(HealthClient::new(
-            crate::cli::client::connect(endpoint).await?,
-        ));
-    }
+    let clients: Vec<_> =
+        crate::cli::client::spread(endpoint, connections.clamp(1, concurrency.max(1)))
+            .await?
+            .into_iter()
+            .map(HealthClient::new)
+            .collect();
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -2,7 +2,7 @@
 //! measures the real client path (tonic, HTTP/2, the server's hardware boundary).
 //!
 //! It prepares what its operation needs (a KMS key, a blob, secrets), runs `concurrency` workers
-//! over a few connections for a duration or a number of requests, and reports throughput,
+//! over a few connections (spread round-robin over the `--endpoint` addresses) for a duration or a number of requests, and reports throughput,
 //! latency percentiles and errors by AWS exception name.
 
 pub mod ceiling;
@@ -316,9 +316,9 @@ pub async fn run(
     endpoint: &crate::cli::client::Connect,
     options: Options,
 ) -> Result<Report, String> {
+    let count = options.connections.clamp(1, options.concurrency.max(1));
     let mut connections = Vec::new();
-    for _ in 0..options.connections.clamp(1, options.concurrency.max(1)) {
-        let channel = crate::cli::client::connect(endpoint).await?;
+    for channel in crate::cli::client::spread(endpoint, count).await? {
         connections.push(Clients {
             kms: KeyManagementServiceClient::new(channel.clone()),
             sm: SecretsManagerServiceClient::new(channel),

@@ -60,13 +60,12 @@ async fn clients(
     endpoint: &crate::cli::client::Connect,
     options: &Options,
 ) -> Result<Vec<Client>, String> {
-    let mut clients = Vec::new();
-    for _ in 0..options.connections.clamp(1, options.concurrency.max(1)) {
-        clients.push(SecretsManagerServiceClient::new(
-            crate::cli::client::connect(endpoint).await?,
-        ));
-    }
-    Ok(clients)
+    let count = options.connections.clamp(1, options.concurrency.max(1));
+    Ok(crate::cli::client::spread(endpoint, count)
+        .await?
+        .into_iter()
+        .map(SecretsManagerServiceClient::new)
+        .collect())
 }
 
 /// Pages through every secret; returns (secrets, scale secrets, pages).

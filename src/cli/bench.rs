@@ -15,7 +15,8 @@ pub struct BenchArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// HTTP/2 connections the requests share.
+    /// HTTP/2 connections the requests share; at least one per --endpoint address, connection
+    /// i going to address i % n (and moving on if that one fails).
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
     /// How long to measure (`10s`, `500ms`, `2m`), unless --requests is given.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod failover;
 pub mod kms;
 pub mod output;
 mod rotate;

@@ -59,8 +59,8 @@ fn layout(dir: &Path, size: usize) -> Vec<Member> {
             let members: Vec<Member> = (0..size)
                 .map(|i| Member {
                     name: format!("m{i}"),
-                    client: super::sites::free_port(),
-                    peer: super::sites::free_port(),
+                    client: super::free_port(),
+                    peer: super::free_port(),
                     child: None,
                 })
                 .collect();

@@ -291,6 +291,30 @@ impl Drop for Server {
     }
 }
 
+/// A port nothing listens on now: for sites, whose peers must know each other's port before
+/// any site starts (so the listener cannot ask for port 0 itself), and for a dead address. The
+/// port is taken below the kernel's ephemeral range (32768 and up), where every other test
+/// server's port-0 listener gets its port: one of those grabbing it between now and a site's
+/// start made the replication tests fail with "Address already in use". Each test process
+/// (nextest runs one per test, with neighbouring pids) takes ports from its own block of
+/// `BLOCK`, and a port something holds is skipped.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const BLOCK: u16 = 30;
+    const BLOCKS: u16 = 400;
+    const SPAN: u16 = BLOCK * BLOCKS;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % u32::from(BLOCKS)) as u16 * BLOCK;
+    for _ in 0..SPAN {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
+}
+
 pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
 pub const NOT_SERVING: i32 =
     tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;

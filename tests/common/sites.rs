@@ -40,7 +40,7 @@ impl Sites {
             .map(|name| Site {
                 name: name.to_string(),
                 data_dir: dir.join(name),
-                port: free_port(),
+                port: super::free_port(),
                 pair: ca.site(&pki, name),
                 server: None,
             })
@@ -228,27 +228,4 @@ impl Drop for Sites {
             eprintln!("{}", self.logs(60));
         }
     }
-}
-
-/// A port nothing listens on now. Peers must know each other's port before any site starts,
-/// so the listener cannot ask for port 0 itself. The port is taken below the kernel's
-/// ephemeral range (32768 and up), where every other test server's port-0 listener gets its
-/// port: one of those grabbing it between now and the site's start made this test fail with
-/// "Address already in use". Each test process (nextest runs one per test, with neighbouring
-/// pids) takes ports from its own block of `BLOCK`, and a port something holds is skipped.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    const FIRST: u16 = 20_000;
-    const BLOCK: u16 = 30;
-    const BLOCKS: u16 = 400;
-    const SPAN: u16 = BLOCK * BLOCKS;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % u32::from(BLOCKS)) as u16 * BLOCK;
-    for _ in 0..SPAN {
-        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
