@@ -210,27 +210,12 @@ fn the_report_counts_root_of_trust_calls_per_request() {
     assert_eq!(read["server"]["data_key_cache_hit_rate"], 1.0, "{read}");
 
     // The endpoint is plain Prometheus text.
-    let body = ureq_like_get(&metrics);
+    let body = scrape(&metrics);
     assert!(
         body.contains("# TYPE keyward_root_of_trust_calls_total counter"),
         "{body}"
     );
     assert!(body.contains("process_resident_memory_bytes "), "{body}");
-}
-
-/// GET /metrics with nothing but std.
-fn ureq_like_get(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    response
 }
 
 /// Scale mode loads its secrets once, lists and reads them, and a second run reuses them.

@@ -387,9 +387,20 @@ async fn a_holder_paused_past_its_lease_commits_nothing_when_it_wakes() {
 #[tokio::test]
 async fn losing_etcds_quorum_stops_writes_until_a_member_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let mut site = Site::start(dir.path(), 1, "", &[]);
+    let alarms =
+        "[[alarms.rule]]\nname = \"etcd-down\"\nkind = \"store_unreachable\"\nwindow_secs = 1\n";
+    let mut site = Site::start(dir.path(), 1, alarms, &[]);
     let mut client = sm(&site, 0).await;
     secrets::create(&mut client, "q", Some("before")).await;
+    let metrics = site.node(0).metrics.clone().expect("metrics address");
+    let gauge = |name: &str| -> String {
+        let body = scrape(&metrics);
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    assert_eq!(gauge("keyward_cluster_etcd_reachable"), "1");
+    assert_eq!(gauge("keyward_cluster_duties_without_holder"), "0");
 
     // One member down: a quorum remains, service goes on.
     site.etcd.kill(0);
@@ -409,6 +420,13 @@ async fn losing_etcds_quorum_stops_writes_until_a_member_returns() {
         .await
         .unwrap_err();
     assert_error(&refused, Code::Unavailable, "DependencyTimeoutException");
+    // The node says so: a gauge, and the alarm once the outage passes its window.
+    wait_for("the etcd gauge and alarm", HANDOVER, || {
+        let fired = gauge("keyward_cluster_etcd_reachable") == "0"
+            && scrape(&metrics).contains(r#"keyward_alarms_fired_total{alarm="etcd-down"} 1"#);
+        async move { fired }
+    })
+    .await;
 
     // One back: writes resume without restarting Keyward, and nothing was lost.
     site.etcd.restart(1);
@@ -430,6 +448,11 @@ async fn losing_etcds_quorum_stops_writes_until_a_member_returns() {
         "one-down"
     );
     assert_eq!(secrets::versions(&mut client, "q").await.len(), 3);
+    wait_for("the etcd gauge to recover", HANDOVER, || {
+        let up = gauge("keyward_cluster_etcd_reachable") == "1";
+        async move { up }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -103,6 +103,11 @@ pub enum Condition {
     PendingDeletionKeyUse,
     /// A replication peer site has been unreachable for more than `after`; once per outage.
     ReplicationPeerUnreachable { after: Duration },
+    /// A cluster node has not reached the store (etcd) for more than `after`; once per outage.
+    StoreUnreachable { after: Duration },
+    /// A cluster duty (rotation, purge, a replication sender) has had no holder for more than
+    /// `after`; once per duty and outage.
+    DutyWithoutHolder { after: Duration },
 }
 
 /// A threshold rule's settings: `threshold` and `window_secs` in the file.
@@ -120,6 +125,8 @@ impl Condition {
             Self::DecryptFailures(_) => RuleKind::DecryptFailures,
             Self::PendingDeletionKeyUse => RuleKind::PendingDeletionKeyUse,
             Self::ReplicationPeerUnreachable { .. } => RuleKind::ReplicationPeerUnreachable,
+            Self::StoreUnreachable { .. } => RuleKind::StoreUnreachable,
+            Self::DutyWithoutHolder { .. } => RuleKind::DutyWithoutHolder,
         }
     }
 }
@@ -159,17 +166,19 @@ impl TryFrom<RawRule> for RuleConfig {
             (DecryptFailures, Some(threshold), Some(window)) => {
                 Condition::DecryptFailures(Limit { threshold, window })
             }
-            (ReplicationPeerUnreachable, Some(_), _) => {
+            (ReplicationPeerUnreachable | StoreUnreachable | DutyWithoutHolder, Some(_), _) => {
                 return Err(invalid(format!("{kind} takes no threshold")));
             }
-            (ReplicationPeerUnreachable, None, None) => {
+            (ReplicationPeerUnreachable | StoreUnreachable | DutyWithoutHolder, None, None) => {
                 return Err(invalid(format!(
-                    "{kind} needs window_secs: how long a peer may be unreachable"
+                    "{kind} needs window_secs: how long the outage may last before it fires"
                 )));
             }
             (ReplicationPeerUnreachable, None, Some(after)) => {
                 Condition::ReplicationPeerUnreachable { after }
             }
+            (StoreUnreachable, None, Some(after)) => Condition::StoreUnreachable { after },
+            (DutyWithoutHolder, None, Some(after)) => Condition::DutyWithoutHolder { after },
             (FirstRead | PendingDeletionKeyUse, Some(_), _)
             | (FirstRead | PendingDeletionKeyUse, _, Some(_)) => {
                 return Err(invalid(format!("{kind} takes no threshold or window_secs")));
@@ -193,6 +202,8 @@ pub enum RuleKind {
     DecryptFailures,
     PendingDeletionKeyUse,
     ReplicationPeerUnreachable,
+    StoreUnreachable,
+    DutyWithoutHolder,
 }
 
 impl RuleKind {
@@ -203,6 +214,8 @@ impl RuleKind {
             Self::DecryptFailures => "decrypt_failures",
             Self::PendingDeletionKeyUse => "pending_deletion_key_use",
             Self::ReplicationPeerUnreachable => "replication_peer_unreachable",
+            Self::StoreUnreachable => "store_unreachable",
+            Self::DutyWithoutHolder => "duty_without_holder",
         }
     }
 }
@@ -346,12 +359,38 @@ impl Alarms {
     /// Told by a replication sender on each failed attempt: fires each
     /// `replication_peer_unreachable` rule once per outage, when `down_for` passes its window.
     pub fn peer_unreachable(&self, peer: &str, down_for: Duration, error: &str) -> Vec<Firing> {
+        let message = format!(
+            "replication peer {peer} has been unreachable for {}s: {error}",
+            down_for.as_secs()
+        );
+        self.outage(
+            RuleKind::ReplicationPeerUnreachable,
+            peer,
+            down_for,
+            &message,
+        )
+    }
+
+    /// The peer answered again: its next outage fires anew.
+    pub fn peer_reachable(&self, peer: &str) {
+        self.recovered(RuleKind::ReplicationPeerUnreachable, peer);
+    }
+
+    /// `subject` (a peer, "etcd", a duty) has been out for `down_for`: fires the rules of
+    /// `kind` whose wait it passed, once per outage.
+    pub fn outage(
+        &self,
+        kind: RuleKind,
+        subject: &str,
+        down_for: Duration,
+        message: &str,
+    ) -> Vec<Firing> {
         let mut fired = Vec::new();
-        for rule in &self.rules {
-            let Check::PeerUnreachable { after_secs, down } = &rule.check else {
+        for rule in self.rules.iter().filter(|rule| rule.kind == kind) {
+            let Check::Outage { after_secs, down } = &rule.check else {
                 continue;
             };
-            if down_for.as_secs() < *after_secs || !lock(down).insert(peer.to_owned()) {
+            if down_for.as_secs() < *after_secs || !lock(down).insert(subject.to_owned()) {
                 continue;
             }
             rule.fired.fetch_add(1, Ordering::Relaxed);
@@ -360,24 +399,21 @@ impl Alarms {
                 kind: rule.kind.as_str(),
                 time: rfc3339_ms(SystemClock.now_ms()),
                 principal: None,
-                resource: Some(peer.to_owned()),
+                resource: Some(subject.to_owned()),
                 count: None,
                 window_secs: Some(*after_secs),
-                message: format!(
-                    "replication peer {peer} has been unreachable for {}s: {error}",
-                    down_for.as_secs()
-                ),
+                message: message.to_owned(),
             });
         }
         self.announce(&fired);
         fired
     }
 
-    /// The peer answered again: its next outage fires anew.
-    pub fn peer_reachable(&self, peer: &str) {
-        for rule in &self.rules {
-            if let Check::PeerUnreachable { down, .. } = &rule.check {
-                lock(down).remove(peer);
+    /// `subject` is back: its next outage fires anew.
+    pub fn recovered(&self, kind: RuleKind, subject: &str) {
+        for rule in self.rules.iter().filter(|rule| rule.kind == kind) {
+            if let Check::Outage { down, .. } = &rule.check {
+                lock(down).remove(subject);
             }
         }
     }
@@ -426,8 +462,9 @@ enum Check {
     },
     FirstRead,
     PendingDeletion(Mutex<RateLimit>),
-    /// Peers this rule has fired for in their current outage.
-    PeerUnreachable {
+    /// Something unreachable or missing for longer than `after_secs` (a peer, the store, a
+    /// duty's holder): the subjects this rule has fired for in their current outage.
+    Outage {
         after_secs: u64,
         down: Mutex<HashSet<String>>,
     },
@@ -475,7 +512,9 @@ impl Rule {
                     state: Mutex::new(Threshold::new(window_ms)),
                 }
             }
-            Condition::ReplicationPeerUnreachable { after } => Check::PeerUnreachable {
+            Condition::ReplicationPeerUnreachable { after }
+            | Condition::StoreUnreachable { after }
+            | Condition::DutyWithoutHolder { after } => Check::Outage {
                 after_secs: whole_secs(*after)?,
                 down: Mutex::new(HashSet::new()),
             },
@@ -541,7 +580,7 @@ impl Rule {
                 );
                 Some(self.firing(o, Some(o.principal), Some(o.resource), None, None, message))
             }
-            Check::PeerUnreachable { .. } => None,
+            Check::Outage { .. } => None,
             Check::PendingDeletion(state) => {
                 if !o.key_pending_deletion {
                     return None;
@@ -902,6 +941,60 @@ mod tests {
         assert_eq!(alarms.counters(), vec![("peer-down".to_owned(), 3)]);
         // Requests never fire it.
         assert_eq!(fired(&alarms, denied(0, "alice")).await, 0);
+    }
+
+    #[tokio::test]
+    async fn cluster_outages_fire_only_their_own_kind_once_per_subject() {
+        let alarms = alarms(json!([
+            { "name": "etcd-down", "kind": "store_unreachable", "window_secs": 5 },
+            { "name": "orphan-duty", "kind": "duty_without_holder", "window_secs": 10 }
+        ]));
+        let secs = Duration::from_secs;
+        assert!(
+            alarms
+                .outage(RuleKind::StoreUnreachable, "etcd", secs(4), "m")
+                .is_empty()
+        );
+        let fired = alarms.outage(RuleKind::StoreUnreachable, "etcd", secs(5), "down");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            (fired[0].alarm.as_str(), fired[0].kind),
+            ("etcd-down", "store_unreachable")
+        );
+        assert!(
+            alarms
+                .outage(RuleKind::StoreUnreachable, "etcd", secs(50), "m")
+                .is_empty()
+        );
+        // A duty's outage is another rule's, per duty.
+        assert!(
+            alarms
+                .outage(RuleKind::DutyWithoutHolder, "rotation", secs(9), "m")
+                .is_empty()
+        );
+        assert_eq!(
+            alarms
+                .outage(RuleKind::DutyWithoutHolder, "rotation", secs(10), "m")
+                .len(),
+            1
+        );
+        assert_eq!(
+            alarms
+                .outage(RuleKind::DutyWithoutHolder, "purge", secs(11), "m")
+                .len(),
+            1
+        );
+        alarms.recovered(RuleKind::StoreUnreachable, "etcd");
+        assert_eq!(
+            alarms
+                .outage(RuleKind::StoreUnreachable, "etcd", secs(6), "m")
+                .len(),
+            1
+        );
+        assert_eq!(
+            alarms.counters(),
+            vec![("etcd-down".to_owned(), 2), ("orphan-duty".to_owned(), 2)]
+        );
     }
 
     #[test]

@@ -377,3 +377,14 @@ pub async fn snapshot(
         .collect();
     Ok((members, duties))
 }
+
+/// What this node last saw of the cluster, for metrics and `server`'s alarms.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Whether the last look at etcd got an answer.
+    pub etcd_reachable: std::sync::atomic::AtomicBool,
+    /// Duties that had no holder at the last look.
+    pub duties_without_holder: std::sync::atomic::AtomicU64,
+    /// Duties this node held at the last look.
+    pub duties_held_here: std::sync::atomic::AtomicU64,
+}

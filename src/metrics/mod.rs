@@ -34,6 +34,8 @@ pub struct Source {
     pub gate: Arc<crate::access::Gate>,
     /// The replication log, when this site has peers.
     pub outbox: Option<Arc<crate::service::secrets::replica::outbox::Outbox>>,
+    /// What this node sees of its cluster, when the store is etcd.
+    pub cluster: Option<Arc<crate::cluster::Health>>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -121,9 +123,32 @@ impl Source {
             &mut out,
             "keyward_store_size_bytes",
             "gauge",
-            "Size of the store on disk.",
+            "Size of the store on disk (on etcd: its database, as last reported).",
             self.store.size_on_disk().unwrap_or(0),
         );
+        if let Some(cluster) = &self.cluster {
+            metric(
+                &mut out,
+                "keyward_cluster_etcd_reachable",
+                "gauge",
+                "1 when this node's last look at etcd was answered, else 0.",
+                u8::from(cluster.etcd_reachable.load(Relaxed)),
+            );
+            metric(
+                &mut out,
+                "keyward_cluster_duties_without_holder",
+                "gauge",
+                "Background duties no node held at this node's last look.",
+                cluster.duties_without_holder.load(Relaxed),
+            );
+            metric(
+                &mut out,
+                "keyward_cluster_duties_held",
+                "gauge",
+                "Background duties this node held at its last look.",
+                cluster.duties_held_here.load(Relaxed),
+            );
+        }
         metric(
             &mut out,
             "keyward_start_seconds",

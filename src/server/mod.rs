@@ -47,7 +47,7 @@ use listeners::incoming;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tasks::{purge_expired, root_of_trust_status, set_health, watch_root_of_trust};
+use tasks::{purge_expired, root_of_trust_status, set_health, watch_cluster, watch_root_of_trust};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
@@ -168,6 +168,10 @@ pub struct Keyward {
     node: Option<Arc<Node>>,
     /// Held while the server runs (see `lock_data_dir`).
     _data_dir_lock: Option<std::fs::File>,
+    /// What this node last saw of its cluster (metrics); unused on the embedded store.
+    cluster_health: Arc<crate::cluster::Health>,
+    /// The duties this server runs, by name, for the cluster watch.
+    duties: std::sync::Mutex<Vec<String>>,
     config: Config,
     clock: Arc<dyn Clock>,
     /// How long `open` took.
@@ -322,6 +326,8 @@ impl Keyward {
             store,
             node,
             _data_dir_lock: data_dir_lock,
+            cluster_health: Arc::default(),
+            duties: std::sync::Mutex::default(),
             config,
             clock,
             start,
@@ -441,6 +447,10 @@ impl Keyward {
                 requests: Arc::clone(&requests),
                 gate: Arc::clone(&self.gate),
                 outbox: self.outbox.clone(),
+                cluster: self
+                    .node
+                    .is_some()
+                    .then(|| Arc::clone(&self.cluster_health)),
             };
             tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
         });
@@ -482,6 +492,7 @@ impl Keyward {
                 purge_expired(Arc::clone(&kms), Arc::clone(&secrets), purge_every)
             }),
         ];
+        let watch = self.watch_cluster();
         let signalled = Arc::new(tokio::sync::Notify::new());
         let notify = Arc::clone(&signalled);
         let mut builder = tonic::transport::Server::builder();
@@ -536,7 +547,12 @@ impl Keyward {
         if !in_flight.idle_within(SHUTDOWN_GRACE).await {
             tracing::warn!("requests still running {SHUTDOWN_GRACE:?} after shutdown");
         }
-        for task in tasks.into_iter().chain(metrics).chain(replication) {
+        for task in tasks
+            .into_iter()
+            .chain(metrics)
+            .chain(replication)
+            .chain(watch)
+        {
             task.abort();
         }
         if let Some(node) = &self.node {
@@ -564,10 +580,36 @@ impl Keyward {
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.duties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.to_owned());
         match &self.node {
             Some(node) => tokio::spawn(node.duty(name).run(work)),
             None => tokio::spawn(work()),
         }
+    }
+
+    /// On a cluster, the task that watches etcd and the duties' holders for every node.
+    fn watch_cluster(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let (node, StoreConfig::Etcd(etcd), Some(store)) =
+            (self.node.as_ref()?, &self.config.store, self.store.etcd())
+        else {
+            return None;
+        };
+        let duties = self
+            .duties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(tokio::spawn(watch_cluster(
+            store.clone(),
+            node.id().to_owned(),
+            duties,
+            Arc::clone(&self.cluster_health),
+            self.alarms.clone(),
+            (etcd.lease_ttl / 5).max(Duration::from_millis(500)),
+        )))
     }
 
     /// The rotation scheduler for this server; exec rotators reach it at `endpoint`. `run`

@@ -75,3 +75,82 @@ pub(super) async fn purge_expired(
         tokio::time::sleep(every).await;
     }
 }
+
+/// Every node watches the cluster: whether etcd answers, and whether each duty has a holder.
+/// Kept in `health` for metrics, and fires the `store_unreachable` and `duty_without_holder`
+/// alarms once per outage.
+pub(super) async fn watch_cluster(
+    store: crate::store::EtcdStore,
+    node: String,
+    duties: Vec<String>,
+    health: Arc<crate::cluster::Health>,
+    alarms: Option<Arc<crate::alarms::Alarms>>,
+    every: Duration,
+) {
+    use crate::alarms::RuleKind;
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Instant;
+    let mut etcd_down: Option<Instant> = None;
+    let mut unheld: HashMap<String, Instant> = HashMap::new();
+    loop {
+        match crate::cluster::snapshot(&store).await {
+            Ok((_, holders)) => {
+                store.refresh_size().await;
+                if etcd_down.take().is_some() {
+                    tracing::info!("etcd reachable again");
+                }
+                health.etcd_reachable.store(true, Relaxed);
+                if let Some(alarms) = &alarms {
+                    alarms.recovered(RuleKind::StoreUnreachable, "etcd");
+                }
+                let held: HashMap<&str, &str> = holders
+                    .iter()
+                    .map(|(duty, holder)| (duty.as_str(), holder.as_str()))
+                    .collect();
+                let mut missing = 0;
+                for duty in &duties {
+                    if held.contains_key(duty.as_str()) {
+                        unheld.remove(duty);
+                        if let Some(alarms) = &alarms {
+                            alarms.recovered(RuleKind::DutyWithoutHolder, duty);
+                        }
+                        continue;
+                    }
+                    missing += 1;
+                    let since = *unheld.entry(duty.clone()).or_insert_with(Instant::now);
+                    if let Some(alarms) = &alarms {
+                        let message = format!(
+                            "no node has held the {duty} duty for {}s",
+                            since.elapsed().as_secs()
+                        );
+                        alarms.outage(RuleKind::DutyWithoutHolder, duty, since.elapsed(), &message);
+                    }
+                }
+                health.duties_without_holder.store(missing, Relaxed);
+                let here = held.values().filter(|holder| **holder == node).count();
+                health.duties_held_here.store(here as u64, Relaxed);
+            }
+            Err(e) => {
+                let since = *etcd_down.get_or_insert_with(|| {
+                    tracing::warn!(error = %e, "etcd unreachable");
+                    Instant::now()
+                });
+                health.etcd_reachable.store(false, Relaxed);
+                if let Some(alarms) = &alarms {
+                    let message = format!(
+                        "this node has not reached etcd for {}s: {e}",
+                        since.elapsed().as_secs()
+                    );
+                    alarms.outage(
+                        RuleKind::StoreUnreachable,
+                        "etcd",
+                        since.elapsed(),
+                        &message,
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}

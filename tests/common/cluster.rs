@@ -80,7 +80,7 @@ impl Site {
     pub fn config(&self, i: usize) -> PathBuf {
         let path = self.dir.join(format!("node-{i}.toml"));
         let text = format!(
-            "data_dir = \"{data}\"\n{root}\n{store}\n{extra}\n",
+            "data_dir = \"{data}\"\nmetrics_listen = \"127.0.0.1:0\"\n{root}\n{store}\n{extra}\n",
             data = self.data_dir(i).display(),
             root = self.root_table(),
             store = store_table(

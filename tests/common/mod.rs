@@ -319,6 +319,21 @@ pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus:
 pub const NOT_SERVING: i32 =
     tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
 
+/// GET /metrics from `addr` (`host:port`) with nothing but std: the whole HTTP response.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}
+
 /// Polls `check` until it returns true; panics after `timeout`.
 pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
