@@ -1,6 +1,10 @@
-//! `keyward audit verify FILE`: checks an audit log's hash chain, asks the server's root of
+//! `keyward audit verify FILE...`: checks an audit log's hash chain, asks the server's root of
 //! trust to check every checkpoint's MAC, and compares the log's end with the newest record
 //! the server has written. Prints each problem with its line and record number.
+//!
+//! A cluster's nodes each keep their own log: give every node's log and every node's endpoint
+//! (`--endpoint A,B,C`) and each log is checked against the node that writes it (the one whose
+//! log path it is), all in one command.
 
 use crate::api::pb::{
     AuditCheckpoint, GetAuditHeadRequest, VerifyAuditCheckpointsRequest,
@@ -24,8 +28,9 @@ pub enum AuditCommand {
     /// Verify an audit log: chain, checkpoint MACs (by the server's root of trust) and, for
     /// the server's own log, that nothing was cut from its end. Exit status 1 on any problem.
     Verify {
-        /// The audit log (JSON lines).
-        file: PathBuf,
+        /// The audit log(s) (JSON lines): on a cluster, one per node.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Check the hash chain only, without the server: checkpoints are NOT verified, so a
         /// log rewritten from scratch would pass.
         #[arg(long)]
@@ -44,11 +49,60 @@ const BATCH: usize = crate::api::audit::MAX_CHECKPOINTS;
 pub fn main(args: AuditArgs) -> ExitCode {
     match args.command {
         AuditCommand::Verify {
-            file,
+            files,
             offline,
             allow_unsealed_tail,
-        } => super::client::run_client(|| verify(file, offline, allow_unsealed_tail, args.connect)),
+        } => super::client::run_client(|| async move {
+            let several = files.len() > 1;
+            let mut failed = Vec::new();
+            for file in files {
+                if several {
+                    println!("== {}", file.display());
+                }
+                let connect = if offline {
+                    args.connect.clone()
+                } else {
+                    writer_of(&file, &args.connect).await
+                };
+                if let Err(e) = verify(file, offline, allow_unsealed_tail, connect).await {
+                    if !several {
+                        return Err(e);
+                    }
+                    println!("error: {e}");
+                    failed.push(e);
+                }
+            }
+            match failed.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} log(s) failed verification")),
+            }
+        }),
     }
+}
+
+/// Of the endpoints given, the one whose server writes `file` (so that its end is compared
+/// with that server's newest record); the whole list when none does or there is one.
+async fn writer_of(file: &Path, connect: &super::client::Connect) -> super::client::Connect {
+    let endpoints: Vec<&str> = connect.endpoint.split(',').map(str::trim).collect();
+    if endpoints.len() < 2 {
+        return connect.clone();
+    }
+    for endpoint in endpoints {
+        let mut one = connect.clone();
+        one.endpoint = endpoint.to_owned();
+        let Ok(conn) = super::client::connect(&one).await else {
+            continue;
+        };
+        let head = AuditServiceClient::new(conn)
+            .get_audit_head(GetAuditHeadRequest {})
+            .await;
+        if let Ok(head) = head
+            && same_file(file, Path::new(&head.into_inner().path))
+        {
+            return one;
+        }
+    }
+    connect.clone()
 }
 
 async fn verify(
