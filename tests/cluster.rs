@@ -689,3 +689,43 @@ async fn a_node_killed_under_steady_writes_loses_no_acknowledged_write() {
     }
     eprintln!("node-1 killed under load: longest client-visible error window {longest:?}");
 }
+
+#[tokio::test]
+async fn nodes_booting_together_on_an_empty_store_agree_on_one_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut site = Site::start(dir.path(), 0, "", &[]);
+    site.add_nodes_together(3);
+    // Every node came up, on one default key and one audit checkpoint key.
+    let mut described = BTreeSet::new();
+    for i in 0..3 {
+        let mut kms = site.node(i).kms().await;
+        described.insert(
+            describe(&mut kms, "alias/keyward/secretsmanager")
+                .await
+                .key_id,
+        );
+    }
+    assert_eq!(
+        described.len(),
+        1,
+        "one default key for the site: {described:?}"
+    );
+    let mut a = sm(&site, 0).await;
+    secrets::create(&mut a, "booted", Some("together")).await;
+    let read = secrets::get(&mut sm(&site, 2).await, "booted", "", "AWSCURRENT").await;
+    assert!(read.is_ok(), "{read:?}\n{}", site.node(2).log());
+    let logs: Vec<_> = (0..3)
+        .map(|i| site.data_dir(i).join("audit").join("audit.log"))
+        .collect();
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "--endpoint", &site.endpoints().join(","), "verify"])
+        .args(&logs)
+        .arg("--allow-unsealed-tail")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -31,15 +31,27 @@ impl RootMac {
             Some(found) => KeyRef(String::from_utf8_lossy(&found.value).into_owned()),
             None => {
                 let key = hw.run(|root| root.create_mac_key(LABEL)).await?;
-                store
+                let recorded = store
                     .commit(vec![Op::Put {
                         key: keyspace::AUDIT_MAC_KEY.to_vec(),
                         value: key.0.clone().into_bytes(),
                         expect: Expect::Absent,
                     }])
-                    .await?;
-                tracing::info!("created the audit checkpoint key in the root of trust");
-                key
+                    .await;
+                match recorded {
+                    Ok(()) => {
+                        tracing::info!("created the audit checkpoint key in the root of trust");
+                        key
+                    }
+                    // Another node of a cluster starting at the same moment recorded its key
+                    // first: every node must use that one. The object made here stays unused.
+                    Err(StoreError::Conflict(_)) => match store.get(keyspace::AUDIT_MAC_KEY).await?
+                    {
+                        Some(found) => KeyRef(String::from_utf8_lossy(&found.value).into_owned()),
+                        None => return Err(StoreError::Conflict("audit/mac-key".into()).into()),
+                    },
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         // Names the key in checkpoints without revealing anything: a hash of its reference.

@@ -143,13 +143,22 @@ async fn check_identity_in(store: &Store, root: &dyn RootOfTrust) -> Result<(), 
     use crate::store::{Expect, Op, keyspace};
     let recorded = store.get(keyspace::ROOT_IDENTITY).await?;
     if let Some(first) = check_identity(root, recorded.as_ref().map(|r| r.value.as_slice()))? {
-        store
+        let written = store
             .commit(vec![Op::Put {
                 key: keyspace::ROOT_IDENTITY.to_vec(),
                 value: first,
                 expect: Expect::Absent,
             }])
-            .await?;
+            .await;
+        match written {
+            // Another node of a cluster starting at the same moment recorded it first: it
+            // must be this same root of trust.
+            Err(StoreError::Conflict(_)) => {
+                let recorded = store.get(keyspace::ROOT_IDENTITY).await?;
+                check_identity(root, recorded.as_ref().map(|r| r.value.as_slice()))?;
+            }
+            other => other?,
+        }
     }
     Ok(())
 }

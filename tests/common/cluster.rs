@@ -31,14 +31,24 @@ impl Site {
         )
         .expect("softhsm conf");
         std::fs::write(softhsm.join("user.pin"), "site-user-pin\n").expect("pin");
-        std::fs::write(softhsm.join("so.pin"), "site-so-pin\n").expect("pin");
+        // The token exists before any node starts, as a site's HSM partition does.
+        let made = std::process::Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", "keyward-site"])
+            .args(["--so-pin", "site-so-pin", "--pin", "site-user-pin"])
+            .env("SOFTHSM2_CONF", softhsm.join("softhsm2.conf"))
+            .output()
+            .expect("softhsm2-util");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
         let mut site = Site {
             nodes: Vec::new(),
             etcd,
             dir: dir.to_owned(),
             extra: extra.to_owned(),
         };
-        // One after the other: the first initialises the token the others then open.
         for i in 0..nodes {
             let node = site.spawn(i);
             site.nodes.push(Some(node));
@@ -50,10 +60,8 @@ impl Site {
     fn root_table(&self) -> String {
         let softhsm = self.dir.join("softhsm");
         format!(
-            "[root_of_trust]\ntype = \"pkcs11\"\ntoken_label = \"keyward-site\"\n\
-             pin_file = \"{pin}\"\ninitialize_token_so_pin_file = \"{so}\"\n",
-            pin = softhsm.join("user.pin").display(),
-            so = softhsm.join("so.pin").display(),
+            "[root_of_trust]\ntype = \"pkcs11\"\ntoken_label = \"keyward-site\"\npin_file = \"{}\"\n",
+            softhsm.join("user.pin").display(),
         )
     }
 
@@ -68,6 +76,22 @@ impl Site {
         );
         std::fs::write(&path, text).expect("single config");
         path
+    }
+
+    /// Starts `count` more nodes at the same moment, as a site's machines boot.
+    pub fn add_nodes_together(&mut self, count: usize) {
+        let first = self.nodes.len();
+        let this = &*self;
+        let started: Vec<Server> = std::thread::scope(|scope| {
+            let spawned: Vec<_> = (first..first + count)
+                .map(|i| scope.spawn(move || this.spawn(i)))
+                .collect();
+            spawned
+                .into_iter()
+                .map(|s| s.join().expect("node start"))
+                .collect()
+        });
+        self.nodes.extend(started.into_iter().map(Some));
     }
 
     /// Starts one more node (the next index).

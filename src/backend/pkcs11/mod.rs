@@ -159,20 +159,41 @@ impl Pkcs11Root {
         if token::find_slot(&self.ctx, &self.token).is_ok() {
             return;
         }
+        self.reinitialize();
+    }
+
+    /// A key another process created may stay invisible to this one: SoftHSM indexes a token's
+    /// objects at C_Initialize and afterwards only when the token's generation changes, and an
+    /// object being written while this process indexed the token (cluster nodes starting
+    /// together) stays hidden. A key the store names but the token does not show therefore
+    /// gets one look from a freshly initialised module (at most once per REINIT_BACKOFF)
+    /// before it counts as missing. True when that happened.
+    fn reinitialize_after_miss(&self) -> bool {
+        let Ok(_exclusive) = self.gate.write() else {
+            return false;
+        };
+        self.reinitialize()
+    }
+
+    /// C_Finalize and C_Initialize, with every session and handle dropped; at most once per
+    /// REINIT_BACKOFF. Call with the gate held exclusively. True when it ran.
+    fn reinitialize(&self) -> bool {
         let Ok(mut last) = self.last_reinit.lock() else {
-            return;
+            return false;
         };
         if last.is_some_and(|at| at.elapsed() < REINIT_BACKOFF) {
-            return;
+            return false;
         }
         *last = Some(Instant::now());
         self.pool.clear();
+        self.forget_handles();
         // Failures are expected while the token is still missing; the next call retries.
         let _ = self.ctx.clone().finalize();
         match self.ctx.initialize(init_args()) {
             Ok(()) => tracing::info!(token = %self.token, "re-initialised the PKCS#11 module"),
             Err(e) => tracing::warn!(error = %e, "re-initialising the PKCS#11 module failed"),
         }
+        true
     }
 
     fn forget_handles(&self) {
@@ -187,12 +208,13 @@ impl Pkcs11Root {
             return Ok((handle, true));
         }
         let id = key_id_bytes(key)?;
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Token(true),
+            Attribute::Id(id),
+        ];
         let found = session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-                Attribute::Id(id),
-            ])
+            .find_objects(&template)
             .map_err(|e| translate(Op::Find, e))?;
         match found.as_slice() {
             [handle] => {
@@ -217,19 +239,25 @@ impl Pkcs11Root {
         op: Op,
         call: impl Fn(&Session, ObjectHandle) -> cryptoki::error::Result<T>,
     ) -> Result<T> {
-        self.with_session(|session| {
-            let (handle, cached) = self.object(session, key)?;
-            match call(session, handle) {
-                Err(e) if cached && is_stale_handle(&e) => {
-                    if let Ok(mut handles) = self.handles.lock() {
-                        handles.remove(key);
+        let attempt = || {
+            self.with_session(|session| {
+                let (handle, cached) = self.object(session, key)?;
+                match call(session, handle) {
+                    Err(e) if cached && is_stale_handle(&e) => {
+                        if let Ok(mut handles) = self.handles.lock() {
+                            handles.remove(key);
+                        }
+                        let (handle, _) = self.object(session, key)?;
+                        call(session, handle).map_err(|e| translate(op, e))
                     }
-                    let (handle, _) = self.object(session, key)?;
-                    call(session, handle).map_err(|e| translate(op, e))
+                    other => other.map_err(|e| translate(op, e)),
                 }
-                other => other.map_err(|e| translate(op, e)),
-            }
-        })
+            })
+        };
+        match attempt() {
+            Err(BackendError::KeyMissing(_)) if self.reinitialize_after_miss() => attempt(),
+            other => other,
+        }
     }
 
     /// Attributes of a key's object, for tests and operators checking the key is locked in.

@@ -8,7 +8,7 @@ use super::{SecretsError, SecretsService};
 use crate::store::keyspace::{
     self, SECRETS_BY_CREATION, SECRETS_BY_DELETION, SECRETS_BY_ROTATION, time_key,
 };
-use crate::store::{self, Expect, Op, SecretRecord};
+use crate::store::{self, Expect, Op, SecretRecord, StoreError};
 use crate::time::Timestamp;
 
 /// Index changes when an entry's time goes from `old` to `new` (None: no entry).
@@ -102,7 +102,11 @@ impl SecretsService {
             value: Vec::new(),
             expect: Expect::Absent,
         });
-        self.store.commit(ops).await?;
+        match self.store.commit(ops).await {
+            // Another node of a cluster built them at the same moment.
+            Err(StoreError::Conflict(_)) => return Ok(0),
+            other => other?,
+        }
         if indexed > 0 {
             tracing::info!(secrets = indexed, "built the secret indexes (once)");
         }
