@@ -15,7 +15,7 @@ use std::time::Duration;
 pub enum StoreConfig {
     #[default]
     Sled,
-    Etcd(EtcdConfig),
+    Etcd(Box<EtcdConfig>),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -125,7 +125,10 @@ async fn open_store(config: &Config) -> Result<(Store, Option<Membership>), Star
     std::fs::write(&lease_file, node.lease().to_string())
         .map_err(|e| StartError::DataDir(format!("{}: {e}", lease_file.display())))?;
     tracing::info!(node = %node.id(), endpoints = %etcd.endpoints.join(","), "joined the cluster");
-    Ok((Store::Etcd(cluster), Some(Membership { node, _lock: lock })))
+    Ok((
+        Store::Etcd(Box::new(cluster)),
+        Some(Membership { node, _lock: lock }),
+    ))
 }
 
 /// The gRPC address other nodes and `keyward cluster status` reach this node at.

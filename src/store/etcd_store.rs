@@ -295,26 +295,22 @@ impl EtcdStore {
                 Op::Put { key, value, expect } => (key, expect, Some(value)),
                 Op::Delete { key, expect } => (key, expect, None),
             };
-            let entry = match index.get(&key) {
-                Some(&at) => &mut folded[at],
-                None => {
-                    index.insert(key.clone(), folded.len());
-                    folded.push(Folded {
-                        state: match expect {
-                            Expect::Any => None,
-                            Expect::Absent => Some(None),
-                            Expect::Version(v) => Some(Some(v)),
-                        },
-                        key,
-                        guard: expect,
-                        last: None,
-                    });
-                    let entry = folded.last_mut().expect("just pushed");
-                    entry.last = value.clone();
-                    entry.state = entry.state.map(|s| after(s, value.is_some()));
-                    continue;
-                }
+            let Some(&at) = index.get(&key) else {
+                index.insert(key.clone(), folded.len());
+                let state = match expect {
+                    Expect::Any => None,
+                    Expect::Absent => Some(None),
+                    Expect::Version(v) => Some(Some(v)),
+                };
+                folded.push(Folded {
+                    state: state.map(|s| after(s, value.is_some())),
+                    key,
+                    guard: expect,
+                    last: value,
+                });
+                continue;
             };
+            let entry = &mut folded[at];
             if entry.state.is_none() {
                 // Written again after a first write that expected nothing: learn what that
                 // first write started from, and guard on it.

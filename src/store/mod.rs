@@ -133,7 +133,8 @@ pub trait Backend: Send + Sync {
 #[derive(Clone)]
 pub enum Store {
     Sled(SledStore),
-    Etcd(EtcdStore),
+    /// Boxed: the etcd client is large, and a store is cloned into every service.
+    Etcd(Box<EtcdStore>),
 }
 
 /// Calls one method on whichever backend this store is.
@@ -155,7 +156,7 @@ impl Store {
 
     /// Connects to the site's etcd cluster.
     pub async fn connect_etcd(options: EtcdOptions) -> Result<Self> {
-        Ok(Self::Etcd(EtcdStore::connect(options).await?))
+        Ok(Self::Etcd(Box::new(EtcdStore::connect(options).await?)))
     }
 
     /// The etcd backend, when this store is one: the cluster's leases and elections use it.
