@@ -324,19 +324,12 @@ async fn killing_the_duty_holder_mid_rotation_hands_it_to_another_node_which_fin
     // The killed node's rotator is an orphan now; let it end.
     std::fs::write(dir.path().join("release"), "").unwrap();
     let killed_at = Instant::now();
-    let deadline = killed_at + HANDOVER;
-    let next = loop {
-        match site.holder("rotation") {
-            Some(id) if id != format!("node-{holder}") => break id,
-            _ => assert!(Instant::now() < deadline, "nobody took over"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let next = site.wait_holder_other_than("rotation", Some(holder)).await;
     let took_over = killed_at.elapsed();
     let reader = (holder + 1) % 3;
     rotated_exactly_once(&site, reader, dir.path(), &first, &pending).await;
     eprintln!(
-        "rotation duty: node-{holder} killed, {next} took it after {took_over:?}, rotation finished after {:?}",
+        "rotation duty: node-{holder} killed, node-{next} took it after {took_over:?}, rotation finished after {:?}",
         killed_at.elapsed()
     );
 }
@@ -357,14 +350,7 @@ async fn a_holder_paused_past_its_lease_commits_nothing_when_it_wakes() {
     };
     signal("-STOP");
     // Another node takes the duty once the paused one's lease expires, and finishes.
-    let deadline = Instant::now() + HANDOVER;
-    let next = loop {
-        match site.holder("rotation") {
-            Some(id) if id != format!("node-{holder}") => break id,
-            _ => assert!(Instant::now() < deadline, "nobody took over"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let next = site.wait_holder_other_than("rotation", Some(holder)).await;
     let reader = (holder + 1) % 3;
     rotated_exactly_once(&site, reader, dir.path(), &first, &pending).await;
     let after = secrets::versions(&mut sm(&site, reader).await, "svc").await;
@@ -395,7 +381,7 @@ async fn a_holder_paused_past_its_lease_commits_nothing_when_it_wakes() {
     assert_eq!(
         steps(dir.path(), "test_secret"),
         1,
-        "{next} tested once, nobody after"
+        "node-{next} tested once, nobody after"
     );
     assert_eq!(steps(dir.path(), "finish_secret"), 1);
     assert_eq!(

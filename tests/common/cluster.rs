@@ -190,15 +190,21 @@ impl Site {
 
     /// The index of the node holding `duty`, waiting until one does.
     pub async fn wait_holder(&self, duty: &str) -> usize {
+        self.wait_holder_other_than(duty, None).await
+    }
+
+    /// The index of the node holding `duty`, waiting until one other than node `not` does.
+    pub async fn wait_holder_other_than(&self, duty: &str, not: Option<usize>) -> usize {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            if let Some(holder) = self.holder(duty) {
-                return holder
-                    .strip_prefix("node-")
-                    .and_then(|i| i.parse().ok())
-                    .expect("node-<i>");
+            let holder = self.holder(duty).and_then(|id| {
+                id.strip_prefix("node-")
+                    .and_then(|i| i.parse::<usize>().ok())
+            });
+            match holder {
+                Some(i) if Some(i) != not => return i,
+                _ => assert!(std::time::Instant::now() < deadline, "nobody took {duty}"),
             }
-            assert!(std::time::Instant::now() < deadline, "nobody took {duty}");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
