@@ -10,6 +10,8 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+// Read once at start: the size of the etcd variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {

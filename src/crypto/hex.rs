@@ -54,7 +54,7 @@ fn lower_digit(c: u8) -> Option<u8> {
 
 fn decode_with(text: &str, digit: fn(u8) -> Option<u8>) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

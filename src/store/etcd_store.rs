@@ -299,19 +299,17 @@ impl EtcdStore {
                 Some(&at) => &mut folded[at],
                 None => {
                     index.insert(key.clone(), folded.len());
+                    let state = match expect {
+                        Expect::Any => None,
+                        Expect::Absent => Some(None),
+                        Expect::Version(v) => Some(Some(v)),
+                    };
                     folded.push(Folded {
-                        state: match expect {
-                            Expect::Any => None,
-                            Expect::Absent => Some(None),
-                            Expect::Version(v) => Some(Some(v)),
-                        },
+                        state: state.map(|s| after(s, value.is_some())),
                         key,
                         guard: expect,
-                        last: None,
+                        last: value,
                     });
-                    let entry = folded.last_mut().expect("just pushed");
-                    entry.last = value.clone();
-                    entry.state = entry.state.map(|s| after(s, value.is_some()));
                     continue;
                 }
             };

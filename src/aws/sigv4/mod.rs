@@ -315,13 +315,13 @@ impl Verifier<'_> {
         let payload_hash = canonical::payload_hash(body);
         let claimed = single_header(headers, X_AMZ_CONTENT_SHA256, "X-Amz-Content-Sha256")
             .map_err(|_| SigError::SignatureMismatch)?;
-        if let Some(claimed) = claimed {
-            if !crate::crypto::ct_eq(
+        if let Some(claimed) = claimed
+            && !crate::crypto::ct_eq(
                 claimed.to_ascii_lowercase().as_bytes(),
                 payload_hash.as_bytes(),
-            ) {
-                return Err(SigError::SignatureMismatch);
-            }
+            )
+        {
+            return Err(SigError::SignatureMismatch);
         }
 
         let parts = RequestParts {
