@@ -42,7 +42,8 @@
 //!   cluster), the keyspace (every key prefix, defined once), typed tables, and the fence a
 //!   cluster duty's commits carry; the only code touching sled and etcd's key-value API.
 //! - [`cluster`]: the nodes of a site on etcd: membership bound to each node's lease, and the
-//!   election that gives each background duty (rotation, purge) to one node at a time.
+//!   election that gives each background duty (rotation, purge, the replication sender of
+//!   each peer) to one node at a time.
 //! - [`audit`]: the hash-chained audit log, its checkpoint key in the root of trust, and the
 //!   verifier behind `keyward audit verify`.
 //! - [`alarms`]: rules evaluated on the request stream, and their webhooks.

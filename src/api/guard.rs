@@ -35,18 +35,28 @@ where
     Fut: Future<Output = Reply<Resp>>,
 {
     let (message, pass) = admitted(gate, request).await?;
+    let reply = contended(|| work(message.clone())).await;
+    finish(pass, reply).await
+}
+
+/// Runs `work` again, as [`guarded`] does, while it loses races to writers on other nodes
+/// (ABORTED); for handlers that keep their [`Pass`] and retry only the part that writes.
+pub async fn contended<T, W, Fut>(work: W) -> Result<T, Status>
+where
+    W: Fn() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
     let mut attempt = 1;
-    let reply = loop {
-        let reply = work(message.clone()).await;
+    loop {
+        let reply = work().await;
         match &reply {
             Err(status) if status.code() == Code::Aborted && attempt < CONTENDED_ATTEMPTS => {
                 attempt += 1;
                 tokio::time::sleep(jitter(attempt)).await;
             }
-            _ => break reply,
+            _ => return reply,
         }
-    };
-    finish(pass, reply).await
+    }
 }
 
 /// Up to 2 ms per attempt so far: racing writers spread out instead of colliding again.

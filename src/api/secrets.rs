@@ -418,7 +418,7 @@ impl SecretsManagerService for SecretsApi {
         &self,
         request: Request<pb::RotateSecretRequest>,
     ) -> Reply<pb::RotateSecretResponse> {
-        use super::guard::{admitted, finish};
+        use super::guard::{admitted, contended, finish};
         let (r, pass) = admitted(&self.gate, request).await?;
         let reply = async {
             let rotator = r.rotator.map(super::rotation::rotator_in).transpose()?;
@@ -436,16 +436,19 @@ impl SecretsManagerService for SecretsApi {
             let RotationAnswer {
                 secret: Named { arn, name },
                 version_id,
-            } = self
-                .secrets
-                .rotate_secret(RotateRequest {
-                    secret_id: r.secret_id,
-                    client_request_token: r.client_request_token,
-                    rules: r.rotation_rules.map(super::rotation::rules_in),
-                    rotator,
+            } = contended(|| async {
+                // The write alone runs again after losing a race to another node: the
+                // on-behalf decisions above stand, and are audited once.
+                let request = RotateRequest {
+                    secret_id: r.secret_id.clone(),
+                    client_request_token: r.client_request_token.clone(),
+                    rules: r.rotation_rules.clone().map(super::rotation::rules_in),
+                    rotator: rotator.clone(),
                     rotate_immediately: r.rotate_immediately.unwrap_or(true),
-                })
-                .await?;
+                };
+                Ok::<_, tonic::Status>(self.secrets.rotate_secret(request).await?)
+            })
+            .await?;
             Ok(Response::new(pb::RotateSecretResponse {
                 arn,
                 name,

@@ -723,13 +723,6 @@ impl Config {
         }
         if let StoreConfig::Etcd(etcd) = &self.store {
             etcd.validate()?;
-            if self.replication.is_some() {
-                return Err(ConfigError::Invalid(
-                    "store type \"etcd\" with [replication]: multi-region replication does not run on a \
-                     cluster yet (its log position is kept per process); replicate from a single-node site"
-                        .into(),
-                ));
-            }
             if matches!(self.root_of_trust, RootOfTrustConfig::Tpm(_)) {
                 return Err(ConfigError::Invalid(
                     "store type \"etcd\" with root_of_trust type \"tpm\": a TPM's keys live in one machine, \

@@ -1,6 +1,12 @@
 //! One sender per peer: ships the oldest entries of that peer's log in order, trims them once
 //! the peer has answered, and backs off while the peer cannot be reached. Writes on the
 //! primary never wait for it.
+//!
+//! On a cluster the sender is a duty (`replication-<region>`): it runs on one node at a time,
+//! its commits fenced, and starts from what the store says (another node's sender may have
+//! moved the log on). Entries appended on other nodes wake it through `Outbox::follow`.
+//! An entry sent but not yet acknowledged when its node died is sent again by the next
+//! holder; the peer answers it as a duplicate and applies nothing twice.
 
 use crate::access::Gate;
 use crate::alarms::Alarms;
@@ -21,6 +27,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// alarm) stays current.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
+#[derive(Clone)]
 pub struct Sender {
     pub region: String,
     /// The peer's principal (its certificate identity) and endpoint, for audit records.
@@ -45,6 +52,10 @@ enum SendError {
 
 impl Sender {
     pub async fn run(mut self) {
+        // Picks up where the store says the log is, whoever moved it last.
+        if let Err(e) = self.outbox.refresh(&self.region).await {
+            tracing::warn!(peer = %self.region, error = %e, "cannot read the replication log's state; sending from the log as it is");
+        }
         let mut backoff = self.retry_initial;
         let mut down_since: Option<Instant> = None;
         loop {
@@ -57,7 +68,7 @@ impl Sender {
                             alarms.peer_reachable(&self.region);
                         }
                     }
-                    self.outbox.set_reachable(&self.region, true);
+                    self.outbox.set_reachable(&self.region, true).await;
                     backoff = self.retry_initial;
                     if sent == 0 {
                         tokio::select! {
@@ -71,7 +82,7 @@ impl Sender {
                         tracing::warn!(peer = %self.region, error = %e, "replication peer unreachable");
                         Instant::now()
                     });
-                    self.outbox.set_reachable(&self.region, false);
+                    self.outbox.set_reachable(&self.region, false).await;
                     if let Some(alarms) = &self.alarms {
                         alarms.peer_unreachable(&self.region, since.elapsed(), &e);
                     }

@@ -1,6 +1,7 @@
 //! Assembling and running the server: open the store and the root of trust, serve gRPC
 //! (KMS, secrets, health, reflection) on a listener until the shutdown future resolves, and run
-//! the background tasks (root-of-trust health, expired-key purge, rotation) meanwhile.
+//! the background tasks (root-of-trust health, expired-key purge, rotation, replication
+//! senders) meanwhile.
 //!
 //! - this file: composition — opening the store, the root of trust, the services, the gate and
 //!   the audit log, and running the listeners until shutdown;
@@ -39,7 +40,7 @@ use crate::replication::sender::Sender;
 use crate::replication::site::{self, SiteApi};
 use crate::service::kms::Arns;
 use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Scheduler};
-use crate::service::secrets::replica::outbox::Outbox;
+use crate::service::secrets::replica::outbox::{FOLLOW_EVERY, Outbox};
 use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
 use crate::store::{EtcdStore, Store, StoreError};
@@ -367,7 +368,10 @@ impl Keyward {
         self
     }
 
-    /// The site-to-site listener and one sender per peer; none without `[replication]`.
+    /// The site-to-site listener and one sender per peer; none without `[replication]`. On a
+    /// cluster every node listens (applying a batch is guarded by the applied position, so
+    /// one delivered to two nodes is applied once), each sender is the duty
+    /// `replication-<region>`, and every node follows the log's state in the store.
     fn start_replication(
         &mut self,
         in_flight: &Arc<InFlight>,
@@ -419,7 +423,13 @@ impl Keyward {
                 retry_max: config.retry_max,
                 alarms: self.alarms.clone(),
             };
-            tasks.push(tokio::spawn(sender.run()));
+            // On a cluster, one node at a time sends to each peer.
+            let duty = format!("replication-{}", peer.region);
+            tasks.push(self.duty(&duty, move || sender.clone().run()));
+        }
+        if self.node.is_some() {
+            // Every node reads what the others appended and what the sender acknowledged.
+            tasks.push(tokio::spawn(Arc::clone(outbox).follow(FOLLOW_EVERY)));
         }
         Ok(tasks)
     }

@@ -63,7 +63,8 @@ keyspace! {
 
     /// This site's replication log per peer: `<peer>/<seq, 20 digits>`, one change each.
     Prefix REPLICATION_LOG = b"repl/out/";
-    /// The last sequence number given per peer (survives the log being trimmed empty).
+    /// The last sequence number given per peer (survives the log being trimmed empty). Each
+    /// append moves it guarded on its version, so the nodes of a cluster number one log.
     Prefix REPLICATION_SEQ = b"repl/seq/";
     /// Why a peer refused a secret, until it accepts it: `<peer>/<secret name>`.
     Prefix REPLICATION_FAILED = b"repl/failed/";
@@ -73,6 +74,9 @@ keyspace! {
     Prefix REPLICATION_APPLIED = b"repl/in/";
     /// Promotions a former primary has not been told of: `<former primary>/<secret name>`.
     Prefix REPLICATION_PROMOTED = b"repl/promoted/";
+    /// Per peer: `1` or `0`, whether the sender's latest call reached it, so that every node
+    /// of a cluster reports what the node running the sender sees.
+    Prefix REPLICATION_REACHABLE = b"repl/up/";
 
     /// Principals that have read a secret: `<secret ARN> NUL <principal>`, for first-read
     /// alarms.
@@ -183,6 +187,10 @@ pub fn replication_promotion(former_primary: &str, name: &str) -> Vec<u8> {
     join(&[&replication_promotions(former_primary), name.as_bytes()])
 }
 
+pub fn replication_reachable(peer: &str) -> Vec<u8> {
+    join(&[REPLICATION_REACHABLE, peer.as_bytes()])
+}
+
 /// NUL cannot occur in an ARN or a principal name, so the key is unambiguous.
 pub fn alarm_reader(secret: &str, principal: &str) -> Vec<u8> {
     join(&[
@@ -232,7 +240,7 @@ mod tests {
     /// The layout of data directories written before the registry existed.
     #[test]
     fn keys_keep_their_bytes() {
-        let cases: [(Vec<u8>, &[u8]); 12] = [
+        let cases: [(Vec<u8>, &[u8]); 13] = [
             (kms_key("k1"), b"kms/key/k1"),
             (kms_alias("alias/a"), b"kms/alias/alias/a"),
             (secret("db/x"), b"sm/secret/db/x"),
@@ -253,6 +261,7 @@ mod tests {
                 replication_promotion("site-a", "s"),
                 b"repl/promoted/site-a/s",
             ),
+            (replication_reachable("site-b"), b"repl/up/site-b"),
             (alarm_reader("arn", "p"), b"alarm/read/arn\0p"),
         ];
         for (built, expected) in cases {

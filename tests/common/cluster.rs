@@ -9,7 +9,8 @@ pub struct Site {
     pub nodes: Vec<Option<Server>>,
     pub etcd: Etcd,
     dir: PathBuf,
-    extra: String,
+    /// Node `i`'s extra configuration.
+    extra: Box<dyn Fn(usize) -> String + Send + Sync>,
 }
 
 /// The node's lease TTL in these tests: failover in about this long.
@@ -19,6 +20,18 @@ impl Site {
     /// `nodes` nodes with `extra` in each one's configuration, etcd members started with
     /// `etcd_flags`.
     pub fn start(dir: &Path, nodes: usize, extra: &str, etcd_flags: &[&str]) -> Site {
+        let extra = extra.to_owned();
+        Self::start_with(dir, nodes, move |_| extra.clone(), etcd_flags)
+    }
+
+    /// `start`, with node `i`'s extra configuration `extra(i)` (e.g. a listener of its own).
+    /// Top-level keys in it (before its first table) go to the top of the file.
+    pub fn start_with(
+        dir: &Path,
+        nodes: usize,
+        extra: impl Fn(usize) -> String + Send + Sync + 'static,
+        etcd_flags: &[&str],
+    ) -> Site {
         let etcd = Etcd::start(&dir.join("etcd"), 3, etcd_flags);
         let softhsm = dir.join("softhsm");
         std::fs::create_dir_all(softhsm.join("tokens")).expect("token dir");
@@ -47,7 +60,7 @@ impl Site {
             nodes: Vec::new(),
             etcd,
             dir: dir.to_owned(),
-            extra: extra.to_owned(),
+            extra: Box::new(extra),
         };
         for i in 0..nodes {
             let node = site.spawn(i);
@@ -68,11 +81,12 @@ impl Site {
     /// A configuration for a single server on sled in `data_dir`, on the site's token.
     pub fn single_config(&self, data_dir: &Path) -> PathBuf {
         let path = self.dir.join("single.toml");
+        let extra = (self.extra)(0);
+        let (top, tables) = split_top(&extra);
         let text = format!(
-            "data_dir = \"{}\"\n{}\n{}\n",
+            "data_dir = \"{}\"\n{top}\n{}\n{tables}\n",
             data_dir.display(),
             self.root_table(),
-            self.extra
         );
         std::fs::write(&path, text).expect("single config");
         path
@@ -103,8 +117,10 @@ impl Site {
     /// The configuration file of node `i`.
     pub fn config(&self, i: usize) -> PathBuf {
         let path = self.dir.join(format!("node-{i}.toml"));
+        let extra = (self.extra)(i);
+        let (top, tables) = split_top(&extra);
         let text = format!(
-            "data_dir = \"{data}\"\nmetrics_listen = \"127.0.0.1:0\"\n{root}\n{store}\n{extra}\n",
+            "data_dir = \"{data}\"\nmetrics_listen = \"127.0.0.1:0\"\n{top}\n{root}\n{store}\n{tables}\n",
             data = self.data_dir(i).display(),
             root = self.root_table(),
             store = store_table(
@@ -112,7 +128,6 @@ impl Site {
                 &format!("node-{i}"),
                 &format!("lease_ttl_secs = {LEASE_TTL_SECS}")
             ),
-            extra = self.extra,
         );
         std::fs::write(&path, text).expect("node config");
         path
@@ -207,5 +222,16 @@ impl Site {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// The top-level keys of a TOML fragment (those before its first table), and the rest.
+fn split_top(extra: &str) -> (&str, &str) {
+    if extra.starts_with('[') {
+        return ("", extra);
+    }
+    match extra.find("\n[") {
+        Some(at) => extra.split_at(at),
+        None => (extra, ""),
     }
 }

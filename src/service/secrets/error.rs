@@ -79,6 +79,15 @@ impl SecretsError {
         )
     }
 
+    /// A failed commit of a write. The writers on this node hold the secret's stripe lock, so
+    /// a conflict means a writer on another node won: `Contended`, which the handler retries.
+    pub(super) fn from_commit(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => Self::Contended(what),
+            other => other.into(),
+        }
+    }
+
     /// A KMS failure while unwrapping a stored data key.
     pub fn from_kms_read(err: KmsError, secret: &str) -> Self {
         match err {

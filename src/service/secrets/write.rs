@@ -8,8 +8,7 @@ use super::labels;
 use super::values::Value;
 use super::{SecretsError, SecretsService, limits, secret_key, value_key};
 use crate::store::{
-    self, Expect, Op, ReplicaRecord, SecretRecord, SecretValueRecord, SecretVersionMeta,
-    StoreError, Tag,
+    self, Expect, Op, ReplicaRecord, SecretRecord, SecretValueRecord, SecretVersionMeta, Tag,
 };
 use crate::time::Timestamp;
 
@@ -108,12 +107,10 @@ impl SecretsService {
 
     /// Commits `ops` as they are.
     pub(super) async fn commit_ops(&self, ops: Vec<Op>) -> Result<(), SecretsError> {
-        match self.store.commit(ops).await {
-            Ok(()) => Ok(()),
-            // Writers on this node hold the stripe lock: the other writer is on another node.
-            Err(StoreError::Conflict(what)) => Err(SecretsError::Contended(what)),
-            Err(e) => Err(e.into()),
-        }
+        self.store
+            .commit(ops)
+            .await
+            .map_err(SecretsError::from_commit)
     }
 
     async fn load_value(

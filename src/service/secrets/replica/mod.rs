@@ -163,7 +163,7 @@ impl SecretsService {
     }
 
     /// Commits `ops`. When they write a primary secret with replicas, a log entry per
-    /// replica goes into the same commit.
+    /// replica goes into the same commit. Conflicts are `Contended`, as in `commit_ops`.
     pub(super) async fn commit_fanout(
         &self,
         mut ops: Vec<Op>,
@@ -201,7 +201,7 @@ impl SecretsService {
                     changed_at_ms,
                     change: Change::Remove,
                 };
-                appending.push(&mut ops, region, &entry);
+                appending.push(region, &entry);
                 appending.clear_failure(&mut ops, region, &name);
             }
             let regions: Vec<String> = record.replicas.iter().map(|r| r.region.clone()).collect();
@@ -221,15 +221,18 @@ impl SecretsService {
                         values,
                     },
                 };
-                appending.push(&mut ops, &region, &entry);
+                appending.push(&region, &entry);
                 if seeded {
                     appending.clear_failure(&mut ops, &region, &name);
                 }
             }
         }
-        self.commit_ops(ops).await?;
-        appending.committed();
-        Ok(())
+        // Numbered from the store's positions; renumbered if another node's append took
+        // them (see `Appending::commit`).
+        appending
+            .commit(ops)
+            .await
+            .map_err(SecretsError::from_commit)
     }
 
     /// ReplicateSecretToRegions. A region already replicated to is sent everything again
