@@ -174,3 +174,63 @@ impl EtcdConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, StoreConfig};
+    use std::path::Path;
+
+    const ROOT: &str = "data_dir = \"/d\"\n[root_of_trust]\ntype = \"pkcs11\"\ntoken_label = \"k\"\npin_env = \"P\"\n";
+    const STORE: &str = "[store]\ntype = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/kw/a/\"\nnode_id = \"n1\"\n";
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("t.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sled_is_the_default_and_etcd_takes_its_defaults() {
+        assert!(matches!(parse(ROOT).unwrap().store, StoreConfig::Sled));
+        let config = parse(&format!("{ROOT}{STORE}")).unwrap();
+        let StoreConfig::Etcd(etcd) = config.store else {
+            panic!("etcd")
+        };
+        assert_eq!(etcd.max_txn_ops, 128);
+        assert_eq!(etcd.lease_ttl, std::time::Duration::from_secs(10));
+        assert_eq!(etcd.timeout, std::time::Duration::from_secs(5));
+        let options = etcd.options().unwrap();
+        assert_eq!(options.prefix, b"/kw/a/");
+        assert!(options.tls.is_none() && options.user.is_none());
+    }
+
+    #[test]
+    fn bad_store_settings_are_refused_with_the_setting_named() {
+        let refused = |extra: &str, expected: &str| {
+            let err = parse(&format!("{ROOT}{STORE}{extra}")).unwrap_err();
+            assert!(err.contains(expected), "{extra:?}: {err}");
+        };
+        refused("max_txn_ops = 64\n", "max_txn_ops");
+        refused("lease_ttl_secs = 1\n", "lease_ttl_secs");
+        refused("timeout_ms = 10\n", "timeout_ms");
+        refused("cert_file = \"/c.pem\"\n", "cert_file and key_file");
+        refused("username = \"kw\"\n", "password_env or password_file");
+        refused("ca_file = \"/ca.pem\"\n", "https endpoints need ca_file");
+        for (line, expected) in [
+            ("node_id = \"n1\"", "node_id = \"a b\""),
+            ("prefix = \"/kw/a/\"", "prefix = \"/kw/a\""),
+            ("endpoints = [\"http://127.0.0.1:2379\"]", "endpoints = [\"127.0.0.1:2379\"]"),
+            ("endpoints = [\"http://127.0.0.1:2379\"]", "endpoints = []"),
+        ] {
+            let text = format!("{ROOT}{}", STORE.replace(line, expected));
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains("store:"), "{expected}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_tpm_root_cannot_back_a_cluster() {
+        let tpm = "data_dir = \"/d\"\n[root_of_trust]\ntype = \"tpm\"\ntcti = \"device:/dev/tpmrm0\"\n";
+        let err = parse(&format!("{tpm}{STORE}")).unwrap_err();
+        assert!(err.contains("a TPM's keys live in one machine"), "{err}");
+        assert!(parse(tpm).is_ok(), "a TPM on sled is fine");
+    }
+}
