@@ -19,9 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-/// Entries per call, and roughly the most value bytes one call carries.
+/// Entries per call, and roughly the most value bytes one call carries. The peer applies a
+/// call's entries in one commit: on an etcd peer that commit must stay under etcd's request
+/// limit (1.5 MiB by default), so a call stops after the entry that passes 1 MiB.
 const BATCH_ENTRIES: usize = 64;
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 1 << 20;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// With nothing to send, a peer is still called this often, so its reachability (metrics,
 /// alarm) stays current.
