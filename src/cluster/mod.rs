@@ -284,16 +284,34 @@ impl Duty {
         let txn = Txn::new()
             .when([Compare::version(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
-                full,
+                full.clone(),
                 self.node.id.clone(),
                 Some(PutOptions::new().with_lease(lease)),
-            )]);
+            )])
+            .or_else([TxnOp::get(full, None)]);
         let mut kv = self.node.store.client().kv_client();
         let response = kv.txn(txn).await.map_err(unavailable)?;
-        if !response.succeeded() {
-            return Ok(None);
-        }
-        let revision = response.header().map_or(0, |h| h.revision());
+        let revision = if response.succeeded() {
+            response.header().map_or(0, |h| h.revision())
+        } else {
+            // Held already: by another node, or by this one under its current lease (its
+            // work ended and it contends again), which keeps it.
+            let mine = response
+                .op_responses()
+                .into_iter()
+                .find_map(|read| match read {
+                    etcd_client::TxnOpResponse::Get(got) => got
+                        .kvs()
+                        .first()
+                        .filter(|kv| kv.value() == self.node.id.as_bytes() && kv.lease() == lease)
+                        .map(|kv| kv.mod_revision()),
+                    _ => None,
+                });
+            match mine {
+                Some(revision) => revision,
+                None => return Ok(None),
+            }
+        };
         Ok(Some(Fence {
             duty: self.name.clone(),
             key: self.key.clone(),

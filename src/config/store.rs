@@ -217,7 +217,10 @@ mod tests {
         for (line, expected) in [
             ("node_id = \"n1\"", "node_id = \"a b\""),
             ("prefix = \"/kw/a/\"", "prefix = \"/kw/a\""),
-            ("endpoints = [\"http://127.0.0.1:2379\"]", "endpoints = [\"127.0.0.1:2379\"]"),
+            (
+                "endpoints = [\"http://127.0.0.1:2379\"]",
+                "endpoints = [\"127.0.0.1:2379\"]",
+            ),
             ("endpoints = [\"http://127.0.0.1:2379\"]", "endpoints = []"),
         ] {
             let text = format!("{ROOT}{}", STORE.replace(line, expected));
@@ -228,7 +231,8 @@ mod tests {
 
     #[test]
     fn a_tpm_root_cannot_back_a_cluster() {
-        let tpm = "data_dir = \"/d\"\n[root_of_trust]\ntype = \"tpm\"\ntcti = \"device:/dev/tpmrm0\"\n";
+        let tpm =
+            "data_dir = \"/d\"\n[root_of_trust]\ntype = \"tpm\"\ntcti = \"device:/dev/tpmrm0\"\n";
         let err = parse(&format!("{tpm}{STORE}")).unwrap_err();
         assert!(err.contains("a TPM's keys live in one machine"), "{err}");
         assert!(parse(tpm).is_ok(), "a TPM on sled is fine");
