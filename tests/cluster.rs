@@ -696,6 +696,17 @@ async fn nodes_booting_together_on_an_empty_store_agree_on_one_site() {
         1,
         "one default key for the site: {described:?}"
     );
+    // And no other: a node whose default key lost the race destroyed it.
+    let keys = site
+        .node(1)
+        .kms()
+        .await
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1, "{keys:?}");
     let mut a = sm(&site, 0).await;
     secrets::create(&mut a, "booted", Some("together")).await;
     let read = secrets::get(&mut sm(&site, 2).await, "booted", "", "AWSCURRENT").await;

@@ -25,6 +25,15 @@ impl KmsService {
         Ok(count)
     }
 
+    /// Destroys a key this server just created and never handed out: the default key a
+    /// cluster node made at the same moment as another node, whose alias won.
+    pub async fn discard_unused_key(&self, key_id: &str) -> Result<(), KmsError> {
+        match self.keys.get(key_id).await? {
+            Some((record, version)) => self.destroy(record, version).await,
+            None => Ok(()),
+        }
+    }
+
     async fn destroy(&self, record: KeyRecord, version: u64) -> Result<(), KmsError> {
         // Past its deletion date a key can no longer be cancelled or used, so destroying the
         // material before removing the record cannot race with a client. If we crash in

@@ -185,7 +185,14 @@ impl SecretsService {
             .await
             .map_err(SecretsError::from_kms_write)?;
         match self.kms.create_alias(DEFAULT_KEY_ALIAS, &key.key_id).await {
-            Ok(()) | Err(KmsError::AlreadyExists(_)) => Ok(()),
+            Ok(()) => Ok(()),
+            // Another node of a cluster starting at the same moment made the default key.
+            Err(KmsError::AlreadyExists(_)) => {
+                if let Err(e) = self.kms.discard_unused_key(&key.key_id).await {
+                    tracing::warn!(key_id = %key.key_id, error = %e, "an unused default key is left behind");
+                }
+                Ok(())
+            }
             Err(e) => Err(SecretsError::Internal(e.into())),
         }
     }
