@@ -405,8 +405,13 @@ async fn losing_etcds_quorum_stops_writes_until_a_member_returns() {
             .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
             .unwrap_or_else(|| panic!("no {name} in {body}"))
     };
-    assert_eq!(gauge("keyward_cluster_etcd_reachable"), "1");
-    assert_eq!(gauge("keyward_cluster_duties_without_holder"), "0");
+    // The watch's first look may precede the duties' first election.
+    wait_for("every duty held, etcd reachable", HANDOVER, || {
+        let settled = gauge("keyward_cluster_etcd_reachable") == "1"
+            && gauge("keyward_cluster_duties_without_holder") == "0";
+        async move { settled }
+    })
+    .await;
 
     // One member down: a quorum remains, service goes on.
     site.etcd.kill(0);

@@ -110,10 +110,33 @@ pub trait RootOfTrust: Send + Sync + 'static {
 /// that hung up) is dropped unrun: no hardware time is spent on answers nobody reads.
 #[derive(Clone)]
 pub struct Hardware {
+    // Declared before `root`: the last clone's drop joins the threads first, so the root (a
+    // PKCS#11 module's C_Finalize) goes on the dropping thread, never on a hardware thread racing
+    // the process's exit.
+    threads: Arc<Threads>,
     root: Arc<dyn RootOfTrust>,
-    jobs: std::sync::mpsc::SyncSender<Job>,
     capacity: usize,
     counters: Arc<Counters>,
+}
+
+/// The job queue and the threads that take from it; dropping it closes the queue and waits for
+/// the threads (each finishes the call it runs).
+struct Threads {
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.jobs = None;
+        let me = std::thread::current().id();
+        for handle in self.handles.drain(..) {
+            // A job that held the last clone would otherwise wait for itself.
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+    }
 }
 
 /// Calls that may wait per hardware thread. At the measured ~10-50k calls/s of a SoftHSM
@@ -144,6 +167,7 @@ impl Hardware {
     pub fn with_queue(root: Arc<dyn RootOfTrust>, concurrency: usize, capacity: usize) -> Self {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(capacity);
         let queue = Arc::new(std::sync::Mutex::new(queue));
+        let mut handles = Vec::with_capacity(concurrency.max(1));
         for n in 0..concurrency.max(1) {
             let queue = Arc::clone(&queue);
             let root = Arc::clone(&root);
@@ -164,13 +188,17 @@ impl Hardware {
                         }));
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a hardware thread");
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => tracing::error!(error = %e, "cannot start a hardware thread"),
             }
         }
         Self {
+            threads: Arc::new(Threads {
+                jobs: Some(jobs),
+                handles,
+            }),
             root,
-            jobs,
             capacity,
             counters: Arc::new(Counters {
                 sessions: concurrency.max(1) as u64,
@@ -230,7 +258,12 @@ impl Hardware {
             }
             let _ = answer.send(call(root));
         });
-        self.jobs.try_send(job).map_err(|e| match e {
+        let jobs = self
+            .threads
+            .jobs
+            .as_ref()
+            .ok_or_else(|| BackendError::Unavailable("hardware threads stopped".into()))?;
+        jobs.try_send(job).map_err(|e| match e {
             std::sync::mpsc::TrySendError::Full(_) => BackendError::Busy(self.capacity),
             std::sync::mpsc::TrySendError::Disconnected(_) => {
                 BackendError::Unavailable("hardware threads stopped".into())
