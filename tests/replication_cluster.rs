@@ -91,8 +91,12 @@ async fn metric(addr: &str, name: &str) -> Option<f64> {
 
 /// site-a's store, read beside its nodes.
 async fn store_of(site: &Site) -> Store {
+    etcd_store(site.etcd.endpoints()).await
+}
+
+async fn etcd_store(endpoints: Vec<String>) -> Store {
     Store::connect_etcd(EtcdOptions {
-        endpoints: site.etcd.endpoints(),
+        endpoints,
         prefix: b"/keyward/test/".to_vec(),
         tls: None,
         user: None,
@@ -100,7 +104,7 @@ async fn store_of(site: &Site) -> Store {
         max_txn_ops: 1024,
     })
     .await
-    .expect("connect to site-a's etcd")
+    .expect("connect to a site's etcd")
 }
 
 async fn text_at(store: &Store, key: &[u8]) -> String {
@@ -278,16 +282,7 @@ async fn a_cluster_replicates_from_every_node_and_hands_the_sender_over_when_its
     let applied = match b.etcd.as_ref().map(|etcd| etcd.endpoints()) {
         // The suite on etcd: site-b has its own.
         Some(endpoints) => {
-            let b_store = Store::connect_etcd(EtcdOptions {
-                endpoints,
-                prefix: b"/keyward/test/".to_vec(),
-                tls: None,
-                user: None,
-                timeout: Duration::from_secs(5),
-                max_txn_ops: 1024,
-            })
-            .await
-            .unwrap();
+            let b_store = etcd_store(endpoints).await;
             text_at(&b_store, &keyspace::replication_applied(A)).await
         }
         None => {
