@@ -77,6 +77,7 @@ fn main() -> io::Result<()> {
             "proto/keyward/v1/secrets.proto",
             "proto/keyward/v1/audit.proto",
             "proto/keyward/v1/replication.proto",
+            "proto/keyward/v1/backup.proto",
         ],
         &["proto"],
     )?;

@@ -13,7 +13,7 @@
 //!  replication          per-peer senders and the site-to-site service
 //!  api                  tonic handlers, protobuf <-> domain (api::convert), error -> status
 //!  access               identity, the Gate (decision + audit record), step credentials
-//!  service              KMS and Secrets Manager domain, rotation, the replication outbox
+//!  service · backup     KMS and Secrets Manager domain, rotation, the replication outbox · backups of the store
 //!  config               typed configuration
 //!  audit · alarms · cluster   hash-chained log · rules on the request stream · etcd nodes, duties
 //!  backend · store      roots of trust (PKCS#11, TPM) · key-value persistence (sled, etcd)
@@ -52,6 +52,8 @@
 //!   sled. Secrets get their data keys from the KMS service, like any other client; rotation
 //!   (schedules, rotators, the scheduler) drives both. The replication outbox lives with the
 //!   secrets service, which writes it in the same commit as each change.
+//! - [`backup`]: point-in-time backups of the store, sealed by the root of trust, and their
+//!   restore.
 //! - [`access`]: who the caller is (client certificates, bearer tokens) and the
 //!   [`access::Gate`] every request passes: the policy decision before any hardware call, and
 //!   its audit record.
@@ -100,6 +102,7 @@ pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod backend;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use keyward::cli::{Cli, Command, audit, auth, bench, cluster, kms, secrets, serve, store};
+use keyward::cli::{Cli, Command, audit, auth, backup, bench, cluster, kms, secrets, serve, store};
 use std::process::ExitCode;
 
 /// malloc/free were 13 % of the server's CPU under load with glibc's allocator.
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            set_env(&prepared.env);
+            serve::set_env(&prepared.env);
             match serve::run(prepared) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit::main(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Store(args) => store::run(args),
+        Command::Backup(args) => backup::main(args),
+        Command::Restore(args) => backup::restore_main(args),
         Command::Bench(args) if args.ceiling => {
             // The ceiling opens the server's token, so it needs the server's configuration and,
             // for the development default, its SoftHSM environment.
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
             };
             match serve::prepare(serve_args) {
                 Ok(prepared) => {
-                    set_env(&prepared.env);
+                    serve::set_env(&prepared.env);
                     bench::main(args, Some(prepared.config))
                 }
                 Err(e) => {
@@ -56,17 +58,5 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => bench::main(args, None),
-    }
-}
-
-/// Sets what native libraries read once, at initialisation (`SOFTHSM2_CONF`, `TSS2_LOG`).
-fn set_env(env: &[(&'static str, std::path::PathBuf)]) {
-    for (name, value) in env {
-        // SAFETY: called from `main` before any runtime or other thread exists, so nothing can
-        // read the environment concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var(name, value);
-        }
     }
 }

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["backend", "store"],
     &["audit", "alarms", "cluster"],
     &["config"],
-    &["service"],
+    &["service", "backup"],
     &["access"],
     &["api"],
     &["replication"],

@@ -310,4 +310,6 @@ describe! {
     // Audit
     GetAuditHeadRequest => |_r| all("keyward:GetAuditHead");
     VerifyAuditCheckpointsRequest => |_r| all("keyward:VerifyAuditCheckpoints");
+    // Backups
+    CreateBackupRequest => |_r| all("keyward:CreateBackup");
 }

@@ -2,6 +2,7 @@
 //! domain errors to `tonic::Status`.
 
 pub mod audit;
+pub mod backup;
 pub mod convert;
 pub mod detach;
 pub mod guard;

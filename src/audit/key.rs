@@ -1,7 +1,8 @@
 //! The checkpoint key: an HMAC-SHA256 key made inside the root of trust at the first start
 //! (CKM_SHA256_HMAC on a PKCS#11 token, a keyed-hash object under the TPM's SRK) and never out
 //! of it. Someone who can rewrite the log file but cannot use the root of trust cannot forge a
-//! checkpoint, so a rewritten log fails verification.
+//! checkpoint, so a rewritten log fails verification. Backups are sealed the same way, under a
+//! key of their own ([`RootMac::open_named`]).
 
 use super::{CheckpointMac, MacFuture};
 use crate::backend::{BackendError, Hardware, KeyRef};
@@ -27,36 +28,60 @@ pub struct RootMac {
 impl RootMac {
     /// The data directory's checkpoint key, made on first use.
     pub async fn open(store: &Store, hw: Hardware) -> Result<Self, KeyError> {
-        let key = match store.get(keyspace::AUDIT_MAC_KEY).await? {
+        Self::open_named(store, hw, keyspace::AUDIT_MAC_KEY, LABEL).await
+    }
+
+    /// The MAC key whose reference the store keeps at `entry`, made (labelled `label`) on
+    /// first use.
+    pub async fn open_named(
+        store: &Store,
+        hw: Hardware,
+        entry: &[u8],
+        label: &'static str,
+    ) -> Result<Self, KeyError> {
+        let key = match store.get(entry).await? {
             Some(found) => KeyRef(String::from_utf8_lossy(&found.value).into_owned()),
             None => {
-                let key = hw.run(|root| root.create_mac_key(LABEL)).await?;
+                let key = hw.run(move |root| root.create_mac_key(label)).await?;
                 let recorded = store
                     .commit(vec![Op::Put {
-                        key: keyspace::AUDIT_MAC_KEY.to_vec(),
+                        key: entry.to_vec(),
                         value: key.0.clone().into_bytes(),
                         expect: Expect::Absent,
                     }])
                     .await;
                 match recorded {
                     Ok(()) => {
-                        tracing::info!("created the audit checkpoint key in the root of trust");
+                        tracing::info!(label, "created a MAC key in the root of trust");
                         key
                     }
                     // Another node of a cluster starting at the same moment recorded its key
                     // first: every node must use that one. The object made here stays unused.
-                    Err(StoreError::Conflict(_)) => match store.get(keyspace::AUDIT_MAC_KEY).await?
-                    {
+                    Err(StoreError::Conflict(_)) => match store.get(entry).await? {
                         Some(found) => KeyRef(String::from_utf8_lossy(&found.value).into_owned()),
-                        None => return Err(StoreError::Conflict("audit/mac-key".into()).into()),
+                        None => {
+                            let entry = String::from_utf8_lossy(entry).into_owned();
+                            return Err(StoreError::Conflict(entry).into());
+                        }
                     },
                     Err(e) => return Err(e.into()),
                 }
             }
         };
+        Ok(Self::with_key(hw, key))
+    }
+
+    /// A MAC key already known by its reference (read from a backup, say).
+    pub fn with_key(hw: Hardware, key: KeyRef) -> Self {
         // Names the key in checkpoints without revealing anything: a hash of its reference.
         let id = format!("rot:{}", &hex::encode(&sha256(key.0.as_bytes()))[..16]);
-        Ok(Self { hw, key, id })
+        Self { hw, key, id }
+    }
+
+    /// The MAC of `message`.
+    pub async fn compute(&self, message: Vec<u8>) -> Result<[u8; 32], BackendError> {
+        let key = self.key.clone();
+        self.hw.run(move |root| root.mac(&key, &message)).await
     }
 
     pub fn id(&self) -> &str {

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod client;
 pub mod cluster;
@@ -42,6 +43,10 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Move a single server's store into a cluster's etcd.
     Store(store::StoreArgs),
+    /// Back up the store (online, or a stopped server's), or check a backup file.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data directory (checked by the root of trust first).
+    Restore(backup::RestoreArgs),
     /// Load a running server and report throughput and latency.
     Bench(bench::BenchArgs),
 }

@@ -168,3 +168,16 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         tracing::info!("shutting down");
     })
 }
+
+/// Sets what native libraries read once, at initialisation (`SOFTHSM2_CONF`, `TSS2_LOG`). Call
+/// only from `main`'s thread before any runtime or other thread exists.
+pub fn set_env(env: &[(&'static str, PathBuf)]) {
+    for (name, value) in env {
+        // SAFETY: called before any runtime or other thread exists (see above), so nothing can
+        // read the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(name, value);
+        }
+    }
+}

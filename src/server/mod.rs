@@ -14,10 +14,11 @@ mod tasks;
 use crate::access::Gate;
 use crate::alarms::{Alarms, StoreHistory};
 use crate::api::audit::AuditApi;
+use crate::api::backup::BackupApi;
 use crate::api::detach::{DetachLayer, InFlight};
 use crate::api::kms::KmsApi;
 use crate::api::pb::{
-    self, audit_service_server::AuditServiceServer,
+    self, audit_service_server::AuditServiceServer, backup_service_server::BackupServiceServer,
     key_management_service_server::KeyManagementServiceServer,
     secrets_manager_service_server::SecretsManagerServiceServer,
 };
@@ -546,6 +547,12 @@ impl Keyward {
                 Arc::clone(gate),
                 Arc::clone(&self.mac),
                 self.config.audit.path(&self.config.data_dir),
+            )))
+            .add_service(BackupServiceServer::new(BackupApi::new(
+                Arc::clone(gate),
+                self.store.clone(),
+                self.kms.hardware().clone(),
+                Arc::clone(&self.clock),
             )))
             .serve_with_incoming_shutdown(incoming(listener), async move {
                 shutdown.await;

@@ -84,6 +84,8 @@ keyspace! {
 
     /// The root of trust's reference to the audit checkpoint (HMAC) key.
     Key AUDIT_MAC_KEY = b"audit/mac-key";
+    /// The root of trust's reference to the key backups are sealed with (HMAC).
+    Key BACKUP_MAC_KEY = b"backup/mac-key";
     /// The audit log's head as recorded at the last start or clean close: `<seq> <hash>`.
     Key AUDIT_HEAD = b"audit/closed-head";
 

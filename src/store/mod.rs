@@ -119,6 +119,10 @@ pub trait Backend: Send + Sync {
 
     fn insert_once(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Every entry, in key order, as of one moment: no commit is half in it (sled pauses
+    /// writes while it reads; etcd reads every page at one revision).
+    fn snapshot(&self) -> impl Future<Output = Result<Vec<(Vec<u8>, Versioned)>>> + Send;
+
     /// Bytes the store occupies, for a gauge: may be a recent figure rather than a live one,
     /// so that rendering metrics never waits on the network.
     fn size_on_disk(&self) -> Result<u64>;
@@ -207,6 +211,11 @@ impl Store {
     /// (the alarms' first-read history).
     pub async fn insert_once(&self, key: &[u8]) -> Result<bool> {
         dispatch!(self, b => b.insert_once(key).await)
+    }
+
+    /// Every entry as of one moment (see [`Backend::snapshot`]).
+    pub async fn snapshot(&self) -> Result<Vec<(Vec<u8>, Versioned)>> {
+        dispatch!(self, b => b.snapshot().await)
     }
 
     /// Bytes the store occupies on disk.

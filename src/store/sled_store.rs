@@ -12,6 +12,9 @@ use std::path::Path;
 pub struct SledStore {
     db: sled::Db,
     durability: std::sync::Arc<GroupFlush>,
+    /// Writers share it; a snapshot holds it alone (sled has no snapshot reads, so a
+    /// consistent copy of the whole store pauses writes while it is read).
+    writes: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Group commit: one flush at a time, and every commit that completed before a flush began is
@@ -54,6 +57,7 @@ impl SledStore {
             // nothing but a thread holding the database open after it is dropped.
             db: sled::Config::new().path(dir).flush_every_ms(None).open()?,
             durability: Default::default(),
+            writes: Default::default(),
         })
     }
 
@@ -177,16 +181,35 @@ impl Backend for SledStore {
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        self.apply(&ops)?;
+        {
+            let _writing = self.writes.read().await;
+            self.apply(&ops)?;
+        }
         self.make_durable().await
     }
 
     async fn insert_once(&self, key: &[u8]) -> Result<bool> {
+        let _writing = self.writes.read().await;
         let raw = 1u64.to_be_bytes();
         Ok(self
             .db
             .compare_and_swap(key, None::<&[u8]>, Some(&raw[..]))?
             .is_ok())
+    }
+
+    async fn snapshot(&self) -> Result<Vec<(Vec<u8>, Versioned)>> {
+        let _alone = self.writes.write().await;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            db.iter()
+                .map(|entry| {
+                    let (key, raw) = entry?;
+                    Ok((key.to_vec(), split(&key, &raw)?))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| StoreError::Io(sled::Error::ReportableBug(e.to_string())))?
     }
 
     fn size_on_disk(&self) -> Result<u64> {

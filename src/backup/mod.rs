@@ -1,0 +1,189 @@
+//! Backups of the store: a point-in-time copy of every entry (wrapped keys and metadata, never
+//! plaintext), sealed with a digest anyone can check and a MAC only the deployment's root of
+//! trust can make ([`format`]); and their restore into an empty store.
+//!
+//! Left out: the cluster's membership and duty elections, which are bound to live etcd leases
+//! and mean nothing in another process. Kept: the audit heads, so that a server restored
+//! without its audit log records in the new log that the old one is gone.
+//!
+//! The MAC key is a key of its own in the root of trust (its reference is in the store, so in
+//! the backup too); a backup made by another deployment names a key this root does not hold,
+//! or a root identity that is not this one, and is refused.
+
+pub mod format;
+
+use crate::audit::{KeyError, RootMac};
+use crate::backend::{BackendError, Hardware, KeyRef, check_identity};
+use crate::crypto::ct_eq;
+use crate::store::{Expect, Op, Store, StoreError, keyspace};
+use crate::time::Timestamp;
+use format::{Backup, FormatError, Header};
+use std::time::{Duration, Instant};
+
+const MAC_LABEL: &str = "keyward-backups";
+
+/// A restore writes at most this many entries, and about this many bytes, per commit: within
+/// etcd's default limits (128 operations, 1.5 MiB per request).
+const BATCH_OPS: usize = 128;
+const BATCH_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("root of trust: {0}")]
+    RootOfTrust(#[from] BackendError),
+    #[error(
+        "the backup's MAC does not match: it was not made by this deployment's root of trust, \
+         or it was rewritten together with its digest"
+    )]
+    Forged,
+    #[error("the backup is from another deployment: {0}")]
+    OtherDeployment(String),
+    #[error(
+        "the target store is not empty ({0} entries or more): restore refuses to mix two stores"
+    )]
+    NotEmpty(usize),
+}
+
+impl From<KeyError> for BackupError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Store(e) => Self::Store(e),
+            KeyError::RootOfTrust(e) => Self::RootOfTrust(e),
+        }
+    }
+}
+
+/// A backup made: the file's bytes, what it says of itself, and how long writes were held
+/// (the snapshot; on sled every commit waits for it).
+pub struct Made {
+    pub file: Vec<u8>,
+    pub header: Header,
+    pub writes_paused: Duration,
+}
+
+fn kept(key: &[u8]) -> bool {
+    !key.starts_with(keyspace::CLUSTER_NODES) && !key.starts_with(keyspace::CLUSTER_DUTIES)
+}
+
+fn source(store: &Store) -> &'static str {
+    match store {
+        Store::Sled(_) => "sled",
+        Store::Etcd(_) => "etcd",
+    }
+}
+
+/// Snapshots `store` and seals it with the backup key in `hw` (made on first use).
+pub async fn create(store: &Store, hw: Hardware, now: Timestamp) -> Result<Made, BackupError> {
+    let mac = RootMac::open_named(store, hw, keyspace::BACKUP_MAC_KEY, MAC_LABEL).await?;
+    let started = Instant::now();
+    let snapshot = store.snapshot().await?;
+    let writes_paused = started.elapsed();
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = snapshot
+        .into_iter()
+        .filter(|(key, _)| kept(key))
+        .map(|(key, found)| (key, found.value))
+        .collect();
+    let root_identity = entries
+        .iter()
+        .find(|(key, _)| key == keyspace::ROOT_IDENTITY)
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned());
+    let header = Header {
+        created_at: now.rfc3339().unwrap_or_default(),
+        source: source(store).to_owned(),
+        root_identity,
+        mac_key: mac.id().to_owned(),
+        entries: entries.len() as u64,
+    };
+    let (body, digest) = format::encode(&header, &entries);
+    let tag = mac.compute(format::mac_message(&digest)).await?;
+    Ok(Made {
+        file: format::seal(body, &digest, &tag),
+        header,
+        writes_paused,
+    })
+}
+
+/// Checks a backup's MAC with the root of trust in `hw`: it must be this deployment's.
+pub async fn check_seal(backup: &Backup, hw: Hardware) -> Result<(), BackupError> {
+    let recorded = backup.value(keyspace::ROOT_IDENTITY).map(<[u8]>::to_vec);
+    hw.run(move |root| {
+        check_identity(root, recorded.as_deref())
+            .map(|_| ())
+            .map_err(|e| BackendError::Unsupported(e.to_string()))
+    })
+    .await
+    .map_err(|e| match e {
+        BackendError::Unsupported(changed) => BackupError::OtherDeployment(changed),
+        other => other.into(),
+    })?;
+    let Some(key) = backup.value(keyspace::BACKUP_MAC_KEY) else {
+        return Err(FormatError::Malformed("it names no MAC key".into()).into());
+    };
+    let mac = RootMac::with_key(hw, KeyRef(String::from_utf8_lossy(key).into_owned()));
+    if mac.id() != backup.header.mac_key {
+        return Err(FormatError::Malformed(
+            "its header and its entries name different MAC keys".into(),
+        )
+        .into());
+    }
+    match mac.compute(format::mac_message(&backup.digest)).await {
+        Ok(tag) if ct_eq(&tag, &backup.mac) => Ok(()),
+        Ok(_) => Err(BackupError::Forged),
+        Err(e @ (BackendError::Unavailable(_) | BackendError::Busy(_))) => Err(e.into()),
+        Err(e) => Err(BackupError::OtherDeployment(format!(
+            "this root of trust cannot use the key that sealed it ({e})"
+        ))),
+    }
+}
+
+/// Writes every entry of `backup` into `target`, which must be empty unless `replace`: then
+/// what it holds is deleted first. Returns the entries written. The seal is the caller's to
+/// check first ([`check_seal`]).
+pub async fn restore(backup: &Backup, target: &Store, replace: bool) -> Result<usize, BackupError> {
+    let existing = target.snapshot().await?;
+    if !existing.is_empty() {
+        if !replace {
+            return Err(BackupError::NotEmpty(existing.len()));
+        }
+        let deletes = existing.into_iter().map(|(key, found)| Op::Delete {
+            key,
+            expect: Expect::Version(found.version),
+        });
+        commit_in_batches(target, deletes).await?;
+    }
+    let puts = backup.entries.iter().map(|(key, value)| Op::Put {
+        key: key.clone(),
+        value: value.clone(),
+        expect: Expect::Absent,
+    });
+    commit_in_batches(target, puts).await?;
+    target.flush()?;
+    Ok(backup.entries.len())
+}
+
+async fn commit_in_batches(
+    target: &Store,
+    ops: impl Iterator<Item = Op>,
+) -> Result<(), BackupError> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        bytes += match &op {
+            Op::Put { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key, .. } => key.len(),
+        };
+        batch.push(op);
+        if batch.len() >= BATCH_OPS || bytes >= BATCH_BYTES {
+            target.commit(std::mem::take(&mut batch)).await?;
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        target.commit(batch).await?;
+    }
+    Ok(())
+}
