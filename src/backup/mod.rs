@@ -3,8 +3,10 @@
 //! trust can make ([`format`]); and their restore into an empty store.
 //!
 //! Left out: the cluster's membership and duty elections, which are bound to live etcd leases
-//! and mean nothing in another process. Kept: the audit heads, so that a server restored
-//! without its audit log records in the new log that the old one is gone.
+//! and mean nothing in another process, and the mark of an earlier restore. Kept: the audit
+//! heads, so that a server restored without its audit log records in the new log that the old
+//! one is gone. A restore leaves a mark the next server start writes into the audit log: the
+//! restore itself runs offline, where no log is written.
 //!
 //! The MAC key is a key of its own in the root of trust (its reference is in the store, so in
 //! the backup too); a backup made by another deployment names a key this root does not hold,
@@ -66,7 +68,9 @@ pub struct Made {
 }
 
 fn kept(key: &[u8]) -> bool {
-    !key.starts_with(keyspace::CLUSTER_NODES) && !key.starts_with(keyspace::CLUSTER_DUTIES)
+    !key.starts_with(keyspace::CLUSTER_NODES)
+        && !key.starts_with(keyspace::CLUSTER_DUTIES)
+        && key != keyspace::BACKUP_RESTORED
 }
 
 fn source(store: &Store) -> &'static str {
@@ -143,7 +147,12 @@ pub async fn check_seal(backup: &Backup, hw: Hardware) -> Result<(), BackupError
 /// Writes every entry of `backup` into `target`, which must be empty unless `replace`: then
 /// what it holds is deleted first. Returns the entries written. The seal is the caller's to
 /// check first ([`check_seal`]).
-pub async fn restore(backup: &Backup, target: &Store, replace: bool) -> Result<usize, BackupError> {
+pub async fn restore(
+    backup: &Backup,
+    target: &Store,
+    replace: bool,
+    now: Timestamp,
+) -> Result<usize, BackupError> {
     let existing = target.snapshot().await?;
     if !existing.is_empty() {
         if !replace {
@@ -161,6 +170,19 @@ pub async fn restore(backup: &Backup, target: &Store, replace: bool) -> Result<u
         expect: Expect::Absent,
     });
     commit_in_batches(target, puts).await?;
+    let mark = serde_json::json!({
+        "backup_sha256": crate::crypto::hex::encode(&backup.digest),
+        "backup_created_at": backup.header.created_at,
+        "restored_at": now.rfc3339(),
+        "entries": backup.entries.len(),
+    });
+    target
+        .commit(vec![Op::Put {
+            key: keyspace::BACKUP_RESTORED.to_vec(),
+            value: mark.to_string().into_bytes(),
+            expect: Expect::Any,
+        }])
+        .await?;
     target.flush()?;
     Ok(backup.entries.len())
 }

@@ -300,7 +300,7 @@ async fn restore(from: PathBuf, config: Config, force: bool) -> Result<(), Strin
         from.display(),
         backup.header.created_at
     );
-    let written = backup::restore(&backup, &target, force)
+    let written = backup::restore(&backup, &target, force, crate::time::SystemClock.now())
         .await
         .map_err(|e| match e {
             backup::BackupError::NotEmpty(_) => format!("{e}; give --force to replace it"),

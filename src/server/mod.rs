@@ -44,7 +44,7 @@ use crate::service::rotation::{ExecSettings, RotationSettings, Rotators, Schedul
 use crate::service::secrets::replica::outbox::{FOLLOW_EVERY, Outbox};
 use crate::service::secrets::{SecretsError, SecretsService};
 use crate::service::{Clock, KmsService, SystemClock};
-use crate::store::{EtcdStore, Store, StoreError};
+use crate::store::{EtcdStore, Expect, Op, Store, StoreError, keyspace};
 use listeners::incoming;
 use std::future::Future;
 use std::sync::Arc;
@@ -145,7 +145,6 @@ fn node_address(config: &Config, bound: std::net::SocketAddr) -> String {
 }
 
 async fn check_identity_in(store: &Store, root: &dyn RootOfTrust) -> Result<(), StartError> {
-    use crate::store::{Expect, Op, keyspace};
     let recorded = store.get(keyspace::ROOT_IDENTITY).await?;
     if let Some(first) = check_identity(root, recorded.as_ref().map(|r| r.value.as_slice()))? {
         let written = store
@@ -710,5 +709,38 @@ async fn open_audit(
     // whether the server closes cleanly or crashes.
     save_audit_head(store, node.as_deref(), &log.head()).await;
     tokio::spawn(task.run());
+    audit_restore(store, &log).await?;
     Ok(log)
+}
+
+/// A `keyward restore` ran offline, where no log is written: the first server on the restored
+/// store records it (which backup, made when, restored when), then clears the mark.
+async fn audit_restore(store: &Store, log: &AuditLog) -> Result<(), StartError> {
+    let Some(mark) = store.get(keyspace::BACKUP_RESTORED).await? else {
+        return Ok(());
+    };
+    let event = crate::audit::AuditEvent {
+        api: "cli",
+        principal: "local".into(),
+        source: "keyward restore".into(),
+        action: "keyward:RestoreBackup".into(),
+        resource: "*".into(),
+        outcome: crate::audit::Outcome::Success,
+        reason: Some(String::from_utf8_lossy(&mark.value).into_owned()),
+        ..Default::default()
+    };
+    log.append(event.capped())
+        .await
+        .map_err(|e| StartError::Audit(format!("recording the restore: {e}")))?;
+    let cleared = store
+        .commit(vec![Op::Delete {
+            key: keyspace::BACKUP_RESTORED.to_vec(),
+            expect: Expect::Version(mark.version),
+        }])
+        .await;
+    match cleared {
+        // Another node of a cluster recorded it too: both logs say so, which is true.
+        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

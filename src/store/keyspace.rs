@@ -86,6 +86,9 @@ keyspace! {
     Key AUDIT_MAC_KEY = b"audit/mac-key";
     /// The root of trust's reference to the key backups are sealed with (HMAC).
     Key BACKUP_MAC_KEY = b"backup/mac-key";
+    /// Set by `keyward restore` (which backup, made when, restored when); the next server to
+    /// start audits it and deletes it.
+    Key BACKUP_RESTORED = b"backup/restored";
     /// The audit log's head as recorded at the last start or clean close: `<seq> <hash>`.
     Key AUDIT_HEAD = b"audit/closed-head";
 
