@@ -71,6 +71,10 @@ fn main() -> io::Result<()> {
             "#[serde(serialize_with = \"crate::api::base64_optional_field\", deserialize_with = \"crate::api::base64_optional_field_in\")]",
         );
     }
+    // Backup chunks are slices of one buffer, not copies of it.
+    builder = builder
+        .bytes(".keyward.v1.BackupChunk.data")
+        .field_attribute(".keyward.v1.BackupChunk.data", "#[serde(skip)]");
     builder.compile_protos(
         &[
             "proto/keyward/v1/kms.proto",

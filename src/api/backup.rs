@@ -63,13 +63,13 @@ impl BackupService for BackupApi {
                 "backup made"
             );
             let paused = made.writes_paused.as_millis() as u64;
-            let chunks: Vec<Result<pb::BackupChunk, Status>> = made
-                .file
-                .chunks(CHUNK)
+            let file = bytes::Bytes::from(made.file);
+            let chunks: Vec<Result<pb::BackupChunk, Status>> = (0..file.len())
+                .step_by(CHUNK)
                 .enumerate()
-                .map(|(i, data)| {
+                .map(|(i, at)| {
                     Ok(pb::BackupChunk {
-                        data: data.to_vec(),
+                        data: file.slice(at..file.len().min(at + CHUNK)),
                         writes_paused_ms: if i == 0 { paused } else { 0 },
                     })
                 })

@@ -103,6 +103,7 @@ pub async fn create(store: &Store, hw: Hardware, now: Timestamp) -> Result<Made,
         entries: entries.len() as u64,
     };
     let (body, digest) = format::encode(&header, &entries);
+    drop(entries);
     let tag = mac.compute(format::mac_message(&digest)).await?;
     Ok(Made {
         file: format::seal(body, &digest, &tag),
