@@ -53,6 +53,11 @@ impl std::fmt::Debug for Pkcs11Options {
     }
 }
 
+/// Attempts to open the token at start, and the pause after the first failure (doubled after
+/// each): about 1.5 s in all.
+const CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_FIRST_PAUSE: Duration = Duration::from_millis(100);
+
 /// One initialised context per module per process: C_Initialize/C_Finalize cycles crash some
 /// modules, and SoftHSM reads its configuration only at C_Initialize.
 static CONTEXTS: LazyLock<Mutex<HashMap<PathBuf, Pkcs11>>> = LazyLock::new(Default::default);
@@ -91,21 +96,50 @@ impl Pkcs11Root {
     /// Loads the module, finds the token and logs in once, so a wrong module path, token or
     /// PIN stops the server at start with a clear message.
     pub fn connect(options: Pkcs11Options) -> Result<Self> {
-        let root = Self {
-            ctx: context(&options.module)?,
-            token: options.token,
-            pin: options.pin,
-            pool: SessionPool::default(),
-            handles: Mutex::new(HashMap::new()),
-            login_refused_at: Mutex::new(None),
-            gate: RwLock::new(()),
-            last_reinit: Mutex::new(None),
-        };
-        // Two processes starting on one token directory at once have seen a transient
-        // CKR_GENERAL_ERROR from SoftHSM: one retry covers it.
-        let session = root.open_session().or_else(|_| root.open_session())?;
-        root.pool.give_back(session);
-        Ok(root)
+        // Processes starting on one token directory at once have seen SoftHSM fail with a
+        // transient CKR_GENERAL_ERROR (it reads the token's files while another process writes
+        // them), in C_Initialize or in opening the first session: a few retries, spaced out,
+        // cover it. A refused PIN is final: retrying it could lock the token.
+        let mut pause = CONNECT_FIRST_PAUSE;
+        let mut attempts = 1;
+        loop {
+            let (error, refused) = match context(&options.module) {
+                Ok(ctx) => {
+                    let root = Self {
+                        ctx,
+                        token: options.token.clone(),
+                        pin: options.pin.clone(),
+                        pool: SessionPool::default(),
+                        handles: Mutex::new(HashMap::new()),
+                        login_refused_at: Mutex::new(None),
+                        gate: RwLock::new(()),
+                        last_reinit: Mutex::new(None),
+                    };
+                    match root.open_session() {
+                        Ok(session) => {
+                            root.pool.give_back(session);
+                            return Ok(root);
+                        }
+                        Err(e) => (e, root.login_was_refused()),
+                    }
+                }
+                Err(e) => (e, false),
+            };
+            if refused || attempts >= CONNECT_ATTEMPTS {
+                return Err(error);
+            }
+            tracing::warn!(%error, attempts, "the token did not open; trying again");
+            attempts += 1;
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+    }
+
+    fn login_was_refused(&self) -> bool {
+        self.login_refused_at
+            .lock()
+            .map(|refused| refused.is_some())
+            .unwrap_or(true)
     }
 
     fn open_session(&self) -> Result<Session> {
