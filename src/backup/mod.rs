@@ -44,10 +44,13 @@ pub enum BackupError {
     Forged,
     #[error("the backup is from another deployment: {0}")]
     OtherDeployment(String),
-    #[error(
-        "the target store is not empty ({0} entries or more): restore refuses to mix two stores"
-    )]
+    #[error("the target store is not empty ({0} entries): restore refuses to mix two stores")]
     NotEmpty(usize),
+    #[error(
+        "{0}; the restore stopped part way and the target store is incomplete: run the same \
+         restore again with --force to finish it"
+    )]
+    Incomplete(Box<BackupError>),
 }
 
 impl From<KeyError> for BackupError {
@@ -155,16 +158,27 @@ pub async fn restore(
     now: Timestamp,
 ) -> Result<usize, BackupError> {
     let existing = target.snapshot().await?;
-    if !existing.is_empty() {
-        if !replace {
-            return Err(BackupError::NotEmpty(existing.len()));
-        }
-        let deletes = existing.into_iter().map(|(key, found)| Op::Delete {
-            key,
-            expect: Expect::Version(found.version),
-        });
-        commit_in_batches(target, deletes).await?;
+    if !existing.is_empty() && !replace {
+        return Err(BackupError::NotEmpty(existing.len()));
     }
+    // From the first write on, a failure leaves the target half replaced.
+    fill(backup, target, existing, now)
+        .await
+        .map_err(|e| BackupError::Incomplete(Box::new(e)))?;
+    Ok(backup.entries.len())
+}
+
+async fn fill(
+    backup: &Backup,
+    target: &Store,
+    existing: Vec<(Vec<u8>, crate::store::Versioned)>,
+    now: Timestamp,
+) -> Result<(), BackupError> {
+    let deletes = existing.into_iter().map(|(key, found)| Op::Delete {
+        key,
+        expect: Expect::Version(found.version),
+    });
+    commit_in_batches(target, deletes).await?;
     let puts = backup.entries.iter().map(|(key, value)| Op::Put {
         key: key.clone(),
         value: value.clone(),
@@ -185,7 +199,7 @@ pub async fn restore(
         }])
         .await?;
     target.flush()?;
-    Ok(backup.entries.len())
+    Ok(())
 }
 
 async fn commit_in_batches(
@@ -209,4 +223,87 @@ async fn commit_in_batches(
         target.commit(batch).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup_of(entries: &[(&str, &str)]) -> Backup {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        let header = Header {
+            created_at: "2026-12-08T00:00:00Z".into(),
+            source: "sled".into(),
+            root_identity: None,
+            mac_key: "rot:00".into(),
+            entries: entries.len() as u64,
+        };
+        let (body, digest) = format::encode(&header, &entries);
+        format::decode(&format::seal(body, &digest, &[0; format::MAC_LEN])).unwrap()
+    }
+
+    async fn contents(store: &Store) -> Vec<(String, String)> {
+        store
+            .snapshot()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k).unwrap(),
+                    String::from_utf8(v.value).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_restore_fills_an_empty_store_and_replaces_a_full_one_only_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = backup_of(&[("kms/key/a", "1"), ("sm/secret/b", "2")]);
+        let now = Timestamp::from_secs(1_796_000_000);
+        assert_eq!(restore(&first, &store, false, now).await.unwrap(), 2);
+        let restored = contents(&store).await;
+        // First in key order: the mark the next server start audits, naming the backup.
+        let (key, mark) = &restored[0];
+        assert_eq!(key.as_bytes(), keyspace::BACKUP_RESTORED);
+        assert!(
+            mark.contains(&crate::crypto::hex::encode(&first.digest)),
+            "{mark}"
+        );
+        assert_eq!(
+            restored[1..],
+            [
+                ("kms/key/a".to_owned(), "1".to_owned()),
+                ("sm/secret/b".to_owned(), "2".to_owned())
+            ]
+        );
+
+        let second = backup_of(&[("kms/key/c", "3")]);
+        match restore(&second, &store, false, now).await {
+            Err(BackupError::NotEmpty(3)) => {}
+            other => panic!(
+                "expected NotEmpty(3), got {:?}",
+                other.map_err(|e| e.to_string())
+            ),
+        }
+        assert_eq!(contents(&store).await, restored, "nothing changed");
+        restore(&second, &store, true, now).await.unwrap();
+        let replaced = contents(&store).await;
+        assert_eq!(replaced.len(), 2, "{replaced:?}");
+        assert_eq!(replaced[1], ("kms/key/c".to_owned(), "3".to_owned()));
+    }
+
+    #[test]
+    fn live_cluster_state_and_old_marks_stay_out_of_backups() {
+        assert!(kept(b"kms/key/a"));
+        assert!(kept(keyspace::AUDIT_HEAD));
+        assert!(!kept(b"cluster/node/node-1"));
+        assert!(!kept(b"cluster/duty/rotation"));
+        assert!(!kept(keyspace::BACKUP_RESTORED));
+    }
 }
