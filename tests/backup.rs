@@ -443,39 +443,9 @@ fn the_readmes_backup_walkthrough_runs_as_written() {
     if common::tpm_mode().is_some() || on_etcd() {
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
-    let start = readme.find("## Backup and recovery").expect("the section");
-    let section = &readme[start..];
-    let section = &section[..section[3..]
-        .find("\n## ")
-        .map_or(section.len(), |end| end + 3)];
-    let script: String = section
-        .split("```sh\n")
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap())
-        .collect();
-    assert!(script.contains("keyward restore"), "{script}");
-    let bin_dir = Path::new(common::BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("timeout")
-        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
-        .current_dir(repo)
-        .env("PATH", path)
-        .env_remove("KEYWARD_ENDPOINT")
-        .env_remove("KEYWARD_CONFIG")
-        .output()
-        .unwrap();
-    let _ = Command::new("pkill")
-        .args(["-9", "-f", "--", "--data-dir /tmp/keyward-dr/"])
-        .status();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) =
+        common::run_readme_section("Backup and recovery", 120, "--data-dir /tmp/keyward-dr/");
+    assert!(ok, "{stdout}\n{stderr}");
     assert!(
         stdout.lines().any(|l| l == "kept in the backup"),
         "{stdout}"

@@ -737,40 +737,10 @@ async fn nodes_booting_together_on_an_empty_store_agree_on_one_site() {
 /// etcd, 7413-7433 for the nodes, outside every range the other tests take ports from).
 #[test]
 fn the_readmes_cluster_walkthrough_runs_as_written() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
-    let start = readme.find("## Running a cluster").expect("the section");
-    let section = &readme[start..];
-    let section = &section[..section[3..]
-        .find("\n## ")
-        .map_or(section.len(), |end| end + 3)];
-    let script: String = section
-        .split("```sh\n")
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap())
-        .collect();
-    assert!(script.contains("keyward serve"), "{script}");
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    // Past 240 s it hangs; whatever it started is stopped below either way.
-    let out = std::process::Command::new("timeout")
-        .args(["240", "bash", "-euo", "pipefail", "-c", &script])
-        .current_dir(repo)
-        .env("PATH", path)
-        .env_remove("KEYWARD_ENDPOINT")
-        .env_remove("KEYWARD_CONFIG")
-        .output()
-        .unwrap();
-    let _ = std::process::Command::new("pkill")
-        .args(["-9", "-f", "--", "--data-dir /tmp/keyward-cluster/"])
-        .status();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Past 240 s it hangs; whatever it started is stopped either way.
+    let (ok, stdout, stderr) =
+        common::run_readme_section("Running a cluster", 240, "--data-dir /tmp/keyward-cluster/");
+    assert!(ok, "{stdout}\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.contains(&"first password"), "{stdout}");
     assert!(lines.contains(&"second password"), "{stdout}");

@@ -466,6 +466,64 @@ pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
         .collect()
 }
 
+/// The shell commands of README's section `heading` (every ```sh block in it, in order), run
+/// with `bash -euo pipefail` from the repository root with the built `keyward` first on PATH,
+/// stopped after `timeout_secs`. Afterwards every process whose command line contains
+/// `leftovers` is killed (what the walkthrough started and a failure left running).
+pub fn run_readme_section(
+    heading: &str,
+    timeout_secs: u32,
+    leftovers: &str,
+) -> (bool, String, String) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
+    let start = readme
+        .find(&format!("## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading:?} in README.md"));
+    let section = &readme[start..];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 3)];
+    let script: String = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default())
+        .collect();
+    assert!(
+        !script.is_empty(),
+        "no commands in README section {heading:?}"
+    );
+    let bin_dir = Path::new(BIN).parent().expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args([
+            &timeout_secs.to_string(),
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            &script,
+        ])
+        .current_dir(repo)
+        .env("PATH", path)
+        .env_remove("KEYWARD_ENDPOINT")
+        .env_remove("KEYWARD_CONFIG")
+        .output()
+        .expect("run bash");
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", "--", leftovers])
+        .status();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub mod auth;
 pub mod aws;
 pub mod cluster;
