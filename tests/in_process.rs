@@ -65,6 +65,7 @@ fn new_key(description: &str) -> NewKey {
         key_spec: String::new(),
         tags: Vec::new(),
         protection: Default::default(),
+        origin: String::new(),
     }
 }
 

@@ -72,6 +72,22 @@ pub fn base64_optional_field_in<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// Deserialises an optional date in epoch seconds, whole or with a fraction (AWS SDKs send
+/// `1767225600.5`); the fraction is dropped.
+pub fn epoch_seconds_in<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    match Option::<f64>::deserialize(deserializer)? {
+        // The bounds are exact in f64, so the cast neither saturates nor wraps.
+        Some(secs) if secs.is_finite() && (-9.2e18..9.2e18).contains(&secs) => {
+            Ok(Some(secs.floor() as i64))
+        }
+        Some(_) => Err(serde::de::Error::custom("not a date in epoch seconds")),
+        None => Ok(None),
+    }
+}
+
 /// How a secret field appears in `Debug`: its length only.
 struct Redacted(Option<usize>);
 

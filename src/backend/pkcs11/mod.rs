@@ -3,14 +3,19 @@
 //! Master key versions are AES-256 token objects generated inside the token with
 //! CKA_SENSITIVE=true and CKA_EXTRACTABLE=false; nothing can read their value. Data keys and
 //! KMS plaintexts are sealed with CKM_AES_GCM inside the token: one call per operation.
+//! Imported key material (BYOK) is unwrapped inside the token into the same kind of object
+//! ([`import`]).
 
 mod errors;
+mod import;
 mod pool;
 mod token;
 
 pub use token::{TokenSelector, ensure_token};
 
-use crate::backend::{BackendError, KeyProtection, KeyRef, MAC_LEN, Result, RootOfTrust};
+use crate::backend::{
+    BackendError, KeyProtection, KeyRef, MAC_LEN, OaepHash, Result, RootOfTrust, RsaPublicKey,
+};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
@@ -414,6 +419,28 @@ impl RootOfTrust for Pkcs11Root {
                 .decrypt(&gcm(&mut iv, aad)?, handle, sealed)
                 .map(SecretBytes::new)
         })
+    }
+
+    fn check_import(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn create_wrapping_key(&self, label: &str, bits: u32) -> Result<(KeyRef, RsaPublicKey)> {
+        self.generate_wrapping_key(label, bits)
+    }
+
+    fn destroy_wrapping_key(&self, key: &KeyRef) -> Result<()> {
+        self.destroy_wrapping_objects(key)
+    }
+
+    fn import_key(
+        &self,
+        wrapping: &KeyRef,
+        hash: OaepHash,
+        wrapped: &[u8],
+        label: &str,
+    ) -> Result<KeyRef> {
+        self.unwrap_imported(wrapping, hash, wrapped, label)
     }
 
     fn random(&self, len: usize) -> Result<SecretBytes> {
