@@ -46,6 +46,9 @@ const PLAINTEXT_MESSAGES: &[&str] = &[
     "UpdateSecretRequest",
     "GetRandomPasswordResponse",
     "ReplicaVersion",
+    // Not plaintext, but bearer tokens and wrapped key material stay out of logs too.
+    "GetParametersForImportResponse",
+    "ImportKeyMaterialRequest",
 ];
 
 fn main() -> io::Result<()> {

@@ -564,3 +564,58 @@ async fn a_tpm_root_of_trust_refuses_key_import() {
     );
     drop(server);
 }
+
+/// `keyward kms` runs the whole import: create, parameters, import, delete.
+#[tokio::test]
+async fn the_cli_imports_key_material() {
+    if tpm_mode().is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(BIN)
+            .arg("kms")
+            .args(args)
+            .env("KEYWARD_ENDPOINT", &server.endpoint)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    let created = cli(&["create-key", "--origin", "EXTERNAL"]);
+    let key = created["key_metadata"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(created["key_metadata"]["key_state"], "PendingImport");
+    let params = cli(&["get-parameters-for-import", &key]);
+    let public_key = b64.decode(params["public_key"].as_str().unwrap()).unwrap();
+    let wrapped = dir.path().join("wrapped.bin");
+    std::fs::write(
+        &wrapped,
+        wrap(&public_key, "RSAES_OAEP_SHA_256", &random_key()),
+    )
+    .unwrap();
+    cli(&[
+        "import-key-material",
+        &key,
+        "--import-token",
+        params["import_token"].as_str().unwrap(),
+        "--encrypted-key-material-file",
+        wrapped.to_str().unwrap(),
+    ]);
+    let described = cli(&["describe-key", &key]);
+    assert_eq!(described["key_metadata"]["key_state"], "Enabled");
+    assert_eq!(described["key_metadata"]["origin"], "EXTERNAL");
+    cli(&["delete-imported-key-material", &key]);
+    let described = cli(&["describe-key", &key]);
+    assert_eq!(described["key_metadata"]["key_state"], "PendingImport");
+}

@@ -243,7 +243,11 @@ impl KmsService {
                 }
             })
             .await
-            .map_err(import_error)?;
+            .map_err(|e| match e {
+                // Replaced (and destroyed) by a newer GetParametersForImport meanwhile.
+                BackendError::KeyMissing(_) => KmsError::InvalidImportToken,
+                other => import_error(other),
+            })?;
         let arns = self.arns.clone();
         let outcome = self
             .update_key(&record.key_id, |record| {
@@ -318,7 +322,9 @@ impl KmsService {
                 .as_ref()
                 .and_then(|i| i.parameters.as_ref())
                 .is_some_and(|p| p.valid_to <= now && !p.wrapping_key_destroyed);
-            if stale_parameters || record.material_expired(now) {
+            let stale_material =
+                record.material_expired(now) && record.state != KeyState::PendingDeletion;
+            if stale_parameters || stale_material {
                 due.push(record.key_id);
             }
         }
