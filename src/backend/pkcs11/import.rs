@@ -213,7 +213,9 @@ fn check_unwrapped(session: &Session, handle: ObjectHandle) -> Result<()> {
             "the key material is {len} bytes; it must be {IMPORTED_KEY_LEN}"
         )));
     }
-    let mut iv = [0u8; crate::crypto::envelope::NONCE_LEN];
+    // Not the zero nonce of the service's same-material check block: one nonce, one message.
+    // The probe's output is dropped here.
+    let mut iv = [0xFFu8; crate::crypto::envelope::NONCE_LEN];
     let params = GcmParams::new(&mut iv, &[], 128.into())
         .map_err(|e| BackendError::Internal(e.to_string()))?;
     session
