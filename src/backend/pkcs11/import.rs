@@ -139,6 +139,32 @@ impl Pkcs11Root {
         })
     }
 
+    /// Attributes of a wrapping key's private half, for tests and operators checking it is
+    /// locked in, or gone. Looks once: a miss is `KeyMissing` without re-initialising the
+    /// module (which would cost this process's other sessions their next call).
+    pub fn wrapping_key_attributes(&self, key: &KeyRef) -> Result<super::KeyAttributes> {
+        let id = key_id_bytes(key)?;
+        self.with_session(|session| {
+            let found = session
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Token(true),
+                    Attribute::Id(id),
+                ])
+                .map_err(|e| translate(Op::Find, e))?;
+            match found.as_slice() {
+                [handle] => {
+                    super::read_key_attributes(session, *handle).map_err(|e| translate(Op::Find, e))
+                }
+                [] => Err(BackendError::KeyMissing(key.clone())),
+                _ => Err(BackendError::Internal(format!(
+                    "{} objects share the id of {key:?}",
+                    found.len()
+                ))),
+            }
+        })
+    }
+
     /// Runs `call` with the wrapping key's private object, looked up by id (wrapping keys are
     /// used once: no handle cache). A key another process made may need a fresh look from a
     /// re-initialised module, as master keys do.

@@ -267,32 +267,37 @@ impl Pkcs11Root {
 
     /// Attributes of a key's object, for tests and operators checking the key is locked in.
     pub fn key_attributes(&self, key: &KeyRef) -> Result<KeyAttributes> {
-        self.with_key(key, Op::Find, |session, handle| {
-            let attrs = session.get_attributes(
-                handle,
-                &[
-                    cryptoki::object::AttributeType::Sensitive,
-                    cryptoki::object::AttributeType::Extractable,
-                    cryptoki::object::AttributeType::Token,
-                    cryptoki::object::AttributeType::Value,
-                ],
-            )?;
-            let mut out = KeyAttributes::default();
-            for attr in attrs {
-                match attr {
-                    Attribute::Sensitive(v) => out.sensitive = Some(v),
-                    Attribute::Extractable(v) => out.extractable = Some(v),
-                    Attribute::Token(v) => out.token = Some(v),
-                    Attribute::Value(_) => out.value_readable = true,
-                    _ => {}
-                }
-            }
-            Ok(out)
-        })
+        self.with_key(key, Op::Find, read_key_attributes)
     }
 }
 
-/// What the token reports about a master key object. `None`: the token did not say.
+fn read_key_attributes(
+    session: &Session,
+    handle: ObjectHandle,
+) -> cryptoki::error::Result<KeyAttributes> {
+    let attrs = session.get_attributes(
+        handle,
+        &[
+            cryptoki::object::AttributeType::Sensitive,
+            cryptoki::object::AttributeType::Extractable,
+            cryptoki::object::AttributeType::Token,
+            cryptoki::object::AttributeType::Value,
+        ],
+    )?;
+    let mut out = KeyAttributes::default();
+    for attr in attrs {
+        match attr {
+            Attribute::Sensitive(v) => out.sensitive = Some(v),
+            Attribute::Extractable(v) => out.extractable = Some(v),
+            Attribute::Token(v) => out.token = Some(v),
+            Attribute::Value(_) => out.value_readable = true,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What the token reports about a master key object (or an import wrapping key's private half). `None`: the token did not say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KeyAttributes {
     pub sensitive: Option<bool>,
