@@ -425,19 +425,21 @@ async fn expired_tokens_and_expiring_material_over_grpc() {
         "ExpiredImportTokenException",
     );
 
-    // With SHA-1 the token unwraps: what AES cannot use is refused, and nothing is left
-    // behind (the key is still PendingImport).
+    // With SHA-1 the token unwraps, and measures: anything but 32 bytes is refused, and
+    // nothing is left behind (the key is still PendingImport).
     let (token, public_key) = grpc_parameters(&mut kms, &key, "RSAES_OAEP_SHA_1").await;
-    let odd = kms
-        .import_key_material(pb::ImportKeyMaterialRequest {
-            key_id: key.clone(),
-            import_token: token,
-            encrypted_key_material: wrap(&public_key, "RSAES_OAEP_SHA_1", &material[..31]),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&odd, Code::InvalidArgument, "IncorrectKeyMaterialException");
+    for len in [31, 16, 24] {
+        let odd = kms
+            .import_key_material(pb::ImportKeyMaterialRequest {
+                key_id: key.clone(),
+                import_token: token.clone(),
+                encrypted_key_material: wrap(&public_key, "RSAES_OAEP_SHA_1", &material[..len]),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_error(&odd, Code::InvalidArgument, "IncorrectKeyMaterialException");
+    }
     assert_eq!(describe(&mut kms, &key).await.key_state, "PendingImport");
 
     let (token, public_key) = grpc_parameters(&mut kms, &key, "RSAES_OAEP_SHA_256").await;

@@ -16,10 +16,11 @@
 //!   soon as it is copied. Such a key reports CKA_LOCAL=false, as any imported key does.
 //! - Every failure to decrypt or decode is `InvalidCiphertext` (one error, whatever went
 //!   wrong); material that is not 32 bytes is destroyed and reported as `IncorrectKeyMaterial`.
-//!   With SHA-256 the length is checked exactly, in software. With SHA-1 the token alone knows
-//!   the length: it is checked where the token reports CKA_VALUE_LEN, but SoftHSM 2.6 leaves it
-//!   at 0 for unwrapped keys, so there only material AES cannot use (not 16, 24 or 32 bytes) is
-//!   refused; 16- or 24-byte material wrapped with SHA-1 would become an AES-128/192 key.
+//!   With SHA-256 the length is checked in software. With SHA-1 only the token knows it, and
+//!   SoftHSM does not report CKA_VALUE_LEN for unwrapped keys: the material is unwrapped once
+//!   more into an extractable session object and wrapped under a random session AES key with
+//!   CKM_AES_KEY_WRAP, whose output length tells 32 bytes from any other (both objects are
+//!   destroyed at once; the material stays in the token).
 
 use super::errors::{Op, translate};
 use super::{Pkcs11Root, key_id_bytes};
@@ -252,20 +253,75 @@ fn check_unwrapped(session: &Session, handle: ObjectHandle) -> Result<()> {
         })
 }
 
+fn oaep_sha1() -> Mechanism<'static> {
+    Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
+        MechanismType::SHA1,
+        PkcsMgfType::MGF1_SHA1,
+        PkcsOaepSource::empty(),
+    ))
+}
+
 fn unwrap_sha1(
     session: &Session,
     private: ObjectHandle,
     wrapped: &[u8],
     template: &[Attribute],
 ) -> Result<ObjectHandle> {
-    let params = PkcsOaepParams::new(
-        MechanismType::SHA1,
-        PkcsMgfType::MGF1_SHA1,
-        PkcsOaepSource::empty(),
-    );
+    if !sha1_material_is_32_bytes(session, private, wrapped)? {
+        return Err(BackendError::IncorrectKeyMaterial(format!(
+            "the key material must be {IMPORTED_KEY_LEN} bytes"
+        )));
+    }
     session
-        .unwrap_key(&Mechanism::RsaPkcsOaep(params), private, wrapped, template)
+        .unwrap_key(&oaep_sha1(), private, wrapped, template)
         .map_err(|e| translate(Op::Unwrap, e))
+}
+
+/// The material's length, measured without it leaving the token (which does not report
+/// CKA_VALUE_LEN for unwrapped keys): unwrapped once more into an extractable session object,
+/// wrapped under a random session AES key with CKM_AES_KEY_WRAP (RFC 3394 takes multiples of 8
+/// bytes only, and makes 40 bytes of 32 and of nothing else), both objects destroyed at once.
+fn sha1_material_is_32_bytes(
+    session: &Session,
+    private: ObjectHandle,
+    wrapped: &[u8],
+) -> Result<bool> {
+    let probe = session
+        .unwrap_key(
+            &oaep_sha1(),
+            private,
+            wrapped,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Token(false),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+            ],
+        )
+        .map_err(|e| translate(Op::Unwrap, e))?;
+    let kek = session.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Wrap(true),
+        ],
+    );
+    let measured = kek.as_ref().map_err(|_| ()).and_then(|&kek| {
+        session
+            .wrap_key(&Mechanism::AesKeyWrap, kek, probe)
+            .map(|w| w.len())
+            .map_err(|_| ())
+    });
+    let _ = session.destroy_object(probe);
+    let kek = kek.map_err(|e| translate(Op::Create, e))?;
+    let _ = session.destroy_object(kek);
+    Ok(measured == Ok(IMPORTED_KEY_LEN + 8))
 }
 
 fn unwrap_sha256(
