@@ -125,10 +125,16 @@ pub trait RootOfTrust: Send + Sync + 'static {
     fn check_import(&self) -> Result<()> {
         Err(import_unsupported(self.kind()))
     }
-    /// Generates an RSA key pair of `bits` for key import. The private key stays inside
-    /// (sensitive, non-extractable, decrypt/unwrap only) until [`Self::destroy_wrapping_key`].
-    fn create_wrapping_key(&self, label: &str, bits: u32) -> Result<(KeyRef, RsaPublicKey)> {
-        let _ = (label, bits);
+    /// Generates an RSA key pair of `bits` for key import with OAEP and `hash`. The private key
+    /// stays inside (sensitive, non-extractable, usable only for what [`Self::import_key`] with
+    /// `hash` needs) until [`Self::destroy_wrapping_key`].
+    fn create_wrapping_key(
+        &self,
+        label: &str,
+        bits: u32,
+        hash: OaepHash,
+    ) -> Result<(KeyRef, RsaPublicKey)> {
+        let _ = (label, bits, hash);
         Err(import_unsupported(self.kind()))
     }
     /// Destroys a wrapping key pair; one that is already gone succeeds.

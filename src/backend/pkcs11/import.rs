@@ -3,7 +3,8 @@
 //!
 //! - Wrapping keys: CKM_RSA_PKCS_KEY_PAIR_GEN, exponent 65537. The private key is a token
 //!   object (it must outlive sessions and be found by every hardware thread and cluster node),
-//!   CKA_SENSITIVE=true, CKA_EXTRACTABLE=false, usable only to decrypt and unwrap. The public
+//!   CKA_SENSITIVE=true, CKA_EXTRACTABLE=false, CKA_ALLOWED_MECHANISMS the one mechanism its
+//!   wrapping algorithm needs. The public
 //!   key is a session object, read once for its modulus and exponent and destroyed at once.
 //! - RSAES_OAEP_SHA_1: C_UnwrapKey with CKM_RSA_PKCS_OAEP (SHA-1, MGF1-SHA-1, empty label)
 //!   straight into a sensitive, non-extractable AES token key: the material never leaves the
@@ -63,8 +64,15 @@ impl Pkcs11Root {
         &self,
         label: &str,
         bits: u32,
+        hash: OaepHash,
     ) -> Result<(KeyRef, RsaPublicKey)> {
         let (id, key) = new_id()?;
+        // Each wrapping key does the one thing its import needs: raw RSA is a decryption
+        // oracle, so only a SHA-256 wrapping key may do it.
+        let allowed = match hash {
+            OaepHash::Sha1 => MechanismType::RSA_PKCS_OAEP,
+            OaepHash::Sha256 => MechanismType::RSA_X_509,
+        };
         let public_template = [
             Attribute::Token(false),
             Attribute::Encrypt(true),
@@ -81,6 +89,7 @@ impl Pkcs11Root {
             Attribute::Decrypt(true),
             Attribute::Unwrap(true),
             Attribute::Sign(false),
+            Attribute::AllowedMechanisms(vec![allowed]),
             Attribute::Id(id),
             Attribute::Label(label.as_bytes().to_vec()),
         ];

@@ -430,8 +430,13 @@ impl RootOfTrust for Pkcs11Root {
         Ok(())
     }
 
-    fn create_wrapping_key(&self, label: &str, bits: u32) -> Result<(KeyRef, RsaPublicKey)> {
-        self.generate_wrapping_key(label, bits)
+    fn create_wrapping_key(
+        &self,
+        label: &str,
+        bits: u32,
+        hash: OaepHash,
+    ) -> Result<(KeyRef, RsaPublicKey)> {
+        self.generate_wrapping_key(label, bits, hash)
     }
 
     fn destroy_wrapping_key(&self, key: &KeyRef) -> Result<()> {

@@ -42,6 +42,9 @@ use crate::time::Timestamp;
 /// How long GetParametersForImport's token and public key are valid: AWS's 24 hours.
 pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
 
+/// AWS KMS's bound on EncryptedKeyMaterial; an RSA-4096 block is 512 bytes.
+const MAX_ENCRYPTED_KEY_MATERIAL: usize = 6144;
+
 /// The furthest ahead ImportKeyMaterial's ValidTo may be, as in AWS KMS.
 const MAX_VALID_TO_DAYS: i64 = 365;
 
@@ -156,14 +159,14 @@ impl KmsService {
         wrapping_algorithm: &str,
         wrapping_key_spec: &str,
     ) -> Result<ImportParametersOut, KmsError> {
-        wrapping_hash(wrapping_algorithm)?;
+        let hash = wrapping_hash(wrapping_algorithm)?;
         let bits = wrapping_bits(wrapping_key_spec)?;
         let (record, _) = self.resolve("key_id", key_id).await?;
         self.require_importable(&record)?;
         let label = format!("keyward {} import wrapping key", record.key_id);
         let (wrapping_key, public) = self
             .hw
-            .run(move |root| root.create_wrapping_key(&label, bits))
+            .run(move |root| root.create_wrapping_key(&label, bits, hash))
             .await
             .map_err(import_error)?;
         let mut token = vec![TOKEN_FORMAT; 1 + TOKEN_RANDOM_LEN];
@@ -208,10 +211,10 @@ impl KmsService {
         let now = self.clock.now();
         let (expiration_model, valid_to) =
             expiration(&request.expiration_model, request.valid_to, now)?;
-        if request.encrypted_key_material.is_empty() {
+        if !(1..=MAX_ENCRYPTED_KEY_MATERIAL).contains(&request.encrypted_key_material.len()) {
             return Err(KmsError::validation(
                 "encrypted_key_material",
-                "is required",
+                format!("must be 1 to {MAX_ENCRYPTED_KEY_MATERIAL} bytes"),
             ));
         }
         let (record, _) = self.resolve("key_id", &request.key_id).await?;
