@@ -687,6 +687,11 @@ impl Config {
             self.kms.deletion_check_interval,
             SECOND,
         )?;
+        at_least(
+            "kms.import_token_lifetime_secs",
+            self.kms.import_token_lifetime,
+            SECOND,
+        )?;
         if let Some(replication) = &self.replication {
             replication.validate(&self.region)?;
         }
