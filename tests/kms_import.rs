@@ -357,6 +357,29 @@ async fn import_use_delete_and_reimport_through_the_aws_sdk() {
         b"imported"
     );
 
+    // A key waiting for material can be scheduled for deletion; cancelled, it waits again.
+    kms.schedule_key_deletion()
+        .key_id(&other_key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let refused = kms
+        .get_parameters_for_import()
+        .key_id(&other_key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(refused), "KMSInvalidStateException");
+    kms.cancel_key_deletion()
+        .key_id(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state(&kms, &other_key).await, KeyState::PendingImport);
+
     // Every request was audited under its IAM action.
     let data = dir.path().join("data");
     for action in [
