@@ -14,6 +14,10 @@ const BYTES_FIELDS: &[&str] = &[
     "ReEncryptRequest.ciphertext_blob",
     "ReEncryptResponse.ciphertext_blob",
     "GenerateRandomResponse.plaintext",
+    "GetParametersForImportResponse.import_token",
+    "GetParametersForImportResponse.public_key",
+    "ImportKeyMaterialRequest.import_token",
+    "ImportKeyMaterialRequest.encrypted_key_material",
 ];
 
 /// Optional bytes fields: base64 too.
@@ -25,6 +29,9 @@ const OPTIONAL_BYTES_FIELDS: &[&str] = &[
     "UpdateSecretRequest.secret_binary",
     "ReplicaVersion.secret_binary",
 ];
+
+/// Optional dates in requests: AWS SDKs send epoch seconds with a fraction.
+const DATE_FIELDS: &[&str] = &["ImportKeyMaterialRequest.valid_to"];
 
 /// Messages that carry plaintext: their `Debug` is written by hand and redacts it.
 const PLAINTEXT_MESSAGES: &[&str] = &[
@@ -39,6 +46,9 @@ const PLAINTEXT_MESSAGES: &[&str] = &[
     "UpdateSecretRequest",
     "GetRandomPasswordResponse",
     "ReplicaVersion",
+    // Not plaintext, but bearer tokens and wrapped key material stay out of logs too.
+    "GetParametersForImportResponse",
+    "ImportKeyMaterialRequest",
 ];
 
 fn main() -> io::Result<()> {
@@ -63,6 +73,12 @@ fn main() -> io::Result<()> {
         builder = builder.field_attribute(
             format!(".keyward.v1.{field}"),
             "#[serde(serialize_with = \"crate::api::base64_field\", deserialize_with = \"crate::api::base64_field_in\")]",
+        );
+    }
+    for field in DATE_FIELDS {
+        builder = builder.field_attribute(
+            format!(".keyward.v1.{field}"),
+            "#[serde(deserialize_with = \"crate::api::epoch_seconds_in\")]",
         );
     }
     for field in OPTIONAL_BYTES_FIELDS {

@@ -66,6 +66,10 @@ exceptions! {
     KmsInternal = "KMSInternalException",
     /// KMS's retryable "the system timed out": the store cannot be reached.
     DependencyTimeout = "DependencyTimeoutException",
+    UnsupportedOperation = "UnsupportedOperationException",
+    ExpiredImportToken = "ExpiredImportTokenException",
+    InvalidImportToken = "InvalidImportTokenException",
+    IncorrectKeyMaterial = "IncorrectKeyMaterialException",
     // Secrets Manager.
     ResourceNotFound = "ResourceNotFoundException",
     ResourceExists = "ResourceExistsException",

@@ -1,6 +1,7 @@
 //! Tests that run the service in-process, to look into the token or to move the clock: master
 //! keys locked in (sensitive, non-extractable); key material destroyed once a deletion window
-//! ends; secrets purged once their recovery window ends — each also across a restart.
+//! ends; secrets purged once their recovery window ends — each also across a restart; import
+//! wrapping keys and expired imported material destroyed.
 //! SoftHSM reads SOFTHSM2_CONF once per process, so every test in this binary shares one token
 //! directory (set up once) and has its own store.
 
@@ -65,6 +66,7 @@ fn new_key(description: &str) -> NewKey {
         key_spec: String::new(),
         tags: Vec::new(),
         protection: Default::default(),
+        origin: String::new(),
     }
 }
 
@@ -429,4 +431,160 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
     clock.advance(7 * SECONDS_PER_DAY);
     assert_eq!(keyward.secrets.purge_deleted().await.unwrap(), 1);
     assert_eq!(listed(&keyward).await, ["a", "c"]);
+}
+
+/// The OS generator, as the rsa crate wants one.
+struct OsRng;
+
+impl rsa::rand_core::TryRng for OsRng {
+    type Error = getrandom::Error;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        getrandom::u32()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        getrandom::u64()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        getrandom::fill(dst)
+    }
+}
+
+impl rsa::rand_core::TryCryptoRng for OsRng {}
+
+fn external_key() -> NewKey {
+    NewKey {
+        origin: "EXTERNAL".into(),
+        ..new_key("imported")
+    }
+}
+
+/// Key import with the clock moved: wrapping keys are locked in and destroyed when replaced,
+/// used or expired; expired tokens are told apart; expiring material stops working at its
+/// date and the purge destroys it.
+#[tokio::test]
+async fn import_wrapping_keys_and_expiring_material_leave_nothing_behind() {
+    use keyward::crypto::{EncryptionContext, SecretBytes};
+    use keyward::service::kms::{Encrypt, ImportMaterial};
+    use rsa::pkcs8::DecodePublicKey;
+    let store = tempfile::tempdir().unwrap();
+    let config = config(store.path());
+    let start = 1_800_000_000;
+    let clock = Arc::new(ManualClock::new(start));
+    let keyward = Keyward::open_with_clock(config.clone(), clock.clone())
+        .await
+        .unwrap();
+    let kms = Arc::clone(&keyward.kms);
+    let token = inspector(&config);
+    let key = kms.create_key(external_key()).await.unwrap().key_id;
+    let wrapping_key = |kms: Arc<keyward::service::KmsService>, key: String| async move {
+        kms.describe_key(&key)
+            .await
+            .unwrap()
+            .import
+            .and_then(|i| i.parameters)
+            .map(|p| p.wrapping_key)
+            .unwrap()
+    };
+    let locked_in = KeyAttributes {
+        sensitive: Some(true),
+        extractable: Some(false),
+        token: Some(true),
+        value_readable: false,
+    };
+    let gone = |result: Result<KeyAttributes, BackendError>| {
+        matches!(result, Err(BackendError::KeyMissing(_)))
+    };
+    let material = [0x5Au8; 32];
+    let wrap = |public_key: &[u8]| {
+        rsa::PublicKey::from_public_key_der(public_key)
+            .unwrap()
+            .encrypt(&mut OsRng, rsa::Oaep::<sha1::Sha1>::new(), &material)
+            .unwrap()
+    };
+    let import = |token: Vec<u8>, wrapped: Vec<u8>, valid_to: Option<i64>| ImportMaterial {
+        key_id: key.clone(),
+        import_token: token,
+        encrypted_key_material: wrapped,
+        expiration_model: if valid_to.is_some() {
+            "KEY_MATERIAL_EXPIRES".into()
+        } else {
+            String::new()
+        },
+        valid_to: valid_to.map(Timestamp::from_secs),
+    };
+
+    // A newer GetParametersForImport replaces the older: its wrapping key goes.
+    let first = kms
+        .get_parameters_for_import(&key, "RSAES_OAEP_SHA_1", "RSA_2048")
+        .await
+        .unwrap();
+    let first_key = wrapping_key(kms.clone(), key.clone()).await;
+    assert_eq!(
+        token.wrapping_key_attributes(&first_key).unwrap(),
+        locked_in
+    );
+    let second = kms
+        .get_parameters_for_import(&key, "RSAES_OAEP_SHA_1", "RSA_2048")
+        .await
+        .unwrap();
+    let second_key = wrapping_key(kms.clone(), key.clone()).await;
+    assert!(gone(token.wrapping_key_attributes(&first_key)));
+    assert_eq!(
+        token.wrapping_key_attributes(&second_key).unwrap(),
+        locked_in
+    );
+    assert!(matches!(
+        kms.import_key_material(import(first.import_token, wrap(&first.public_key), None))
+            .await,
+        Err(KmsError::InvalidImportToken)
+    ));
+
+    // Past 24 hours the token is expired, and the purge destroys its wrapping key.
+    clock.advance(SECONDS_PER_DAY + 1);
+    kms.purge_expired_keys().await.unwrap();
+    assert!(gone(token.wrapping_key_attributes(&second_key)));
+    assert!(matches!(
+        kms.import_key_material(import(second.import_token, wrap(&second.public_key), None))
+            .await,
+        Err(KmsError::ExpiredImportToken)
+    ));
+
+    // A used token's wrapping key goes too; the material expires in a day.
+    let third = kms
+        .get_parameters_for_import(&key, "RSAES_OAEP_SHA_1", "RSA_2048")
+        .await
+        .unwrap();
+    let third_key = wrapping_key(kms.clone(), key.clone()).await;
+    let now = keyward::time::Clock::now(clock.as_ref()).secs();
+    kms.import_key_material(import(
+        third.import_token,
+        wrap(&third.public_key),
+        Some(now + SECONDS_PER_DAY),
+    ))
+    .await
+    .unwrap();
+    assert!(gone(token.wrapping_key_attributes(&third_key)));
+    let imported = materials(&kms, &key).await;
+    assert_eq!(imported.len(), 1);
+    assert_eq!(token.key_attributes(&imported[0]).unwrap(), locked_in);
+    let encrypt = || Encrypt {
+        key_id: key.clone(),
+        plaintext: SecretBytes::new(b"until tomorrow".to_vec()),
+        context: EncryptionContext::default(),
+    };
+    kms.encrypt(encrypt()).await.unwrap();
+
+    clock.advance(SECONDS_PER_DAY);
+    assert!(matches!(
+        kms.encrypt(encrypt()).await,
+        Err(KmsError::InvalidState(_))
+    ));
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        keyward::store::KeyState::PendingImport
+    );
+    kms.purge_expired_keys().await.unwrap();
+    assert!(materials(&kms, &key).await.is_empty());
+    // Last: a miss makes the inspector re-initialise the module this process shares.
+    assert!(gone(token.key_attributes(&imported[0])));
 }

@@ -244,6 +244,13 @@ describe! {
     GenerateRandomRequest => |_r| all("kms:GenerateRandom");
     PutKeyPolicyRequest => |r| Access::new("kms:PutKeyPolicy", Target::Key(&r.key_id));
     GetKeyPolicyRequest => |r| Access::new("kms:GetKeyPolicy", Target::Key(&r.key_id));
+    GetParametersForImportRequest => |r| {
+        Access::new("kms:GetParametersForImport", Target::Key(&r.key_id))
+    };
+    ImportKeyMaterialRequest => |r| Access::new("kms:ImportKeyMaterial", Target::Key(&r.key_id));
+    DeleteImportedKeyMaterialRequest => |r| {
+        Access::new("kms:DeleteImportedKeyMaterial", Target::Key(&r.key_id))
+    };
     // Secrets Manager
     CreateSecretRequest => |r| {
         let access = Access::new("secretsmanager:CreateSecret", Target::Secret(&r.name));

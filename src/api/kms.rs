@@ -58,6 +58,16 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
             .collect(),
         tpm_key_mode: key.protection.mode.clone(),
         tpm_pcrs: key.protection.pcrs.iter().map(|&p| u32::from(p)).collect(),
+        expiration_model: key
+            .import
+            .as_ref()
+            .map(|i| i.expiration_model.clone())
+            .unwrap_or_default(),
+        valid_to: key
+            .import
+            .as_ref()
+            .and_then(|i| i.valid_to)
+            .map(Timestamp::secs),
     }
 }
 
@@ -98,6 +108,7 @@ impl KeyManagementService for KmsApi {
                         .map(|p| u8::try_from(p).unwrap_or(u8::MAX))
                         .collect(),
                 },
+                origin: r.origin,
             };
             let key = self.kms.create_key(new).await?;
             Ok(Response::new(pb::CreateKeyResponse {
@@ -442,6 +453,47 @@ impl KeyManagementService for KmsApi {
                 policy,
                 policy_name: crate::service::kms::policy::DEFAULT_POLICY_NAME.into(),
             }))
+        })
+        .await
+    }
+
+    async fn get_parameters_for_import(
+        &self,
+        request: Request<pb::GetParametersForImportRequest>,
+    ) -> Reply<pb::GetParametersForImportResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let out = self
+                .kms
+                .get_parameters_for_import(&r.key_id, &r.wrapping_algorithm, &r.wrapping_key_spec)
+                .await?;
+            Ok(Response::new(pb::GetParametersForImportResponse {
+                key_id: out.key_arn,
+                import_token: out.import_token,
+                public_key: out.public_key,
+                parameters_valid_to: out.valid_to.secs(),
+            }))
+        })
+        .await
+    }
+
+    async fn import_key_material(
+        &self,
+        request: Request<pb::ImportKeyMaterialRequest>,
+    ) -> Reply<pb::ImportKeyMaterialResponse> {
+        guarded(&self.gate, request, |r| async move {
+            self.kms.import_key_material(r.into()).await?;
+            Ok(Response::new(pb::ImportKeyMaterialResponse {}))
+        })
+        .await
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        request: Request<pb::DeleteImportedKeyMaterialRequest>,
+    ) -> Reply<pb::DeleteImportedKeyMaterialResponse> {
+        guarded(&self.gate, request, |r| async move {
+            self.kms.delete_imported_key_material(&r.key_id).await?;
+            Ok(Response::new(pb::DeleteImportedKeyMaterialResponse {}))
         })
         .await
     }

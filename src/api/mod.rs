@@ -72,6 +72,22 @@ pub fn base64_optional_field_in<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// Deserialises an optional date in epoch seconds, whole or with a fraction (AWS SDKs send
+/// `1767225600.5`); the fraction is dropped.
+pub fn epoch_seconds_in<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    match Option::<f64>::deserialize(deserializer)? {
+        // The bounds are exact in f64, so the cast neither saturates nor wraps.
+        Some(secs) if secs.is_finite() && (-9.2e18..9.2e18).contains(&secs) => {
+            Ok(Some(secs.floor() as i64))
+        }
+        Some(_) => Err(serde::de::Error::custom("not a date in epoch seconds")),
+        None => Ok(None),
+    }
+}
+
 /// How a secret field appears in `Debug`: its length only.
 struct Redacted(Option<usize>);
 
@@ -137,6 +153,10 @@ redacted_debug!(UpdateSecretRequest { secret_id, client_request_token, descripti
 redacted_debug!(GetRandomPasswordResponse {} secret { random_password });
 redacted_debug!(ReplicaVersion { version_id, created_date, stages, has_value }
     secret { secret_binary, secret_string });
+redacted_debug!(GetParametersForImportResponse { key_id, public_key, parameters_valid_to }
+    secret { import_token });
+redacted_debug!(ImportKeyMaterialRequest { key_id, valid_to, expiration_model }
+    secret { import_token, encrypted_key_material });
 
 #[cfg(test)]
 mod tests {
@@ -155,5 +175,18 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("[REDACTED; 10]"), "{shown}");
+    }
+
+    #[test]
+    fn import_tokens_and_wrapped_material_are_not_in_debug_output() {
+        let request = pb::ImportKeyMaterialRequest {
+            key_id: "k".into(),
+            import_token: vec![0xAB; 33],
+            encrypted_key_material: vec![0xCD; 256],
+            ..Default::default()
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("171") && !shown.contains("205"), "{shown}");
+        assert!(shown.contains("[REDACTED; 33]") && shown.contains("[REDACTED; 256]"));
     }
 }

@@ -64,6 +64,26 @@ impl From<KmsError> for Status {
                 Exception::MalformedPolicyDocument,
                 message,
             ),
+            KmsError::UnsupportedOperation(_) => status(
+                Code::FailedPrecondition,
+                Exception::UnsupportedOperation,
+                message,
+            ),
+            KmsError::ExpiredImportToken => status(
+                Code::InvalidArgument,
+                Exception::ExpiredImportToken,
+                message,
+            ),
+            KmsError::InvalidImportToken => status(
+                Code::InvalidArgument,
+                Exception::InvalidImportToken,
+                message,
+            ),
+            KmsError::IncorrectKeyMaterial(_) => status(
+                Code::InvalidArgument,
+                Exception::IncorrectKeyMaterial,
+                message,
+            ),
             KmsError::Disabled(_) => status(Code::FailedPrecondition, Exception::Disabled, message),
             KmsError::InvalidState(_) => status(
                 Code::FailedPrecondition,

@@ -112,6 +112,9 @@ operations! {
     Kms "GenerateRandom" => kms.generate_random(GenerateRandomRequest);
     Kms "PutKeyPolicy" => kms.put_key_policy(PutKeyPolicyRequest);
     Kms "GetKeyPolicy" => kms.get_key_policy(GetKeyPolicyRequest);
+    Kms "GetParametersForImport" => kms.get_parameters_for_import(GetParametersForImportRequest);
+    Kms "ImportKeyMaterial" => kms.import_key_material(ImportKeyMaterialRequest);
+    Kms "DeleteImportedKeyMaterial" => kms.delete_imported_key_material(DeleteImportedKeyMaterialRequest);
     SecretsManager "CreateSecret" => secrets.create_secret(CreateSecretRequest);
     SecretsManager "GetSecretValue" => secrets.get_secret_value(GetSecretValueRequest);
     SecretsManager "BatchGetSecretValue" => secrets.batch_get_secret_value(BatchGetSecretValueRequest);

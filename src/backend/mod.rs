@@ -2,7 +2,8 @@
 //!
 //! A [`RootOfTrust`] holds master key versions that never leave it and performs the few
 //! operations the service needs: create/destroy a key, seal/unseal bytes under a key with AAD,
-//! and random bytes. Its methods block; [`Hardware`] is the single place that moves them off
+//! random bytes, and the import of key material a user wrapped for it (BYOK: an RSA wrapping
+//! key pair made inside, the material unwrapped inside into a master key). Its methods block; [`Hardware`] is the single place that moves them off
 //! the async executor and bounds how many run at once.
 
 mod identity;
@@ -36,6 +37,9 @@ pub enum BackendError {
     /// The request asks for something this root of trust does not offer.
     #[error("{0}")]
     Unsupported(String),
+    /// Imported key material decrypted, but is not what a master key can be (its length).
+    #[error("incorrect key material: {0}")]
+    IncorrectKeyMaterial(String),
     /// More calls are waiting for the hardware than it can answer in reasonable time: refused
     /// at once instead of queued without bound. Retryable.
     #[error("the root of trust is busy: {0} calls are already waiting")]
@@ -48,6 +52,29 @@ pub type Result<T> = std::result::Result<T, BackendError>;
 
 /// Length of an HMAC-SHA256 tag.
 pub const MAC_LEN: usize = 32;
+
+/// The hash of RSAES-OAEP (and of its MGF1) that imported key material was wrapped with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OaepHash {
+    Sha1,
+    Sha256,
+}
+
+/// An RSA public key as a root of trust reports it: big-endian modulus and public exponent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RsaPublicKey {
+    pub modulus: Vec<u8>,
+    pub exponent: Vec<u8>,
+}
+
+/// Length of imported key material: an AES-256 key.
+pub const IMPORTED_KEY_LEN: usize = 32;
+
+fn import_unsupported(kind: &str) -> BackendError {
+    BackendError::Unsupported(format!(
+        "importing key material needs a PKCS#11 root of trust; this one is {kind}"
+    ))
+}
 
 /// A hardware root of trust. Implementations block and are called only through [`Hardware`].
 pub trait RootOfTrust: Send + Sync + 'static {
@@ -93,6 +120,42 @@ pub trait RootOfTrust: Send + Sync + 'static {
     fn create_mac_key(&self, label: &str) -> Result<KeyRef>;
     /// HMAC-SHA256 of `message` under a key from `create_mac_key`, computed inside the device.
     fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]>;
+    /// Whether [`Self::create_wrapping_key`] and [`Self::import_key`] work here: asked before a
+    /// key that waits for imported material is made.
+    fn check_import(&self) -> Result<()> {
+        Err(import_unsupported(self.kind()))
+    }
+    /// Generates an RSA key pair of `bits` for key import with OAEP and `hash`. The private key
+    /// stays inside (sensitive, non-extractable, usable only for what [`Self::import_key`] with
+    /// `hash` needs) until [`Self::destroy_wrapping_key`].
+    fn create_wrapping_key(
+        &self,
+        label: &str,
+        bits: u32,
+        hash: OaepHash,
+    ) -> Result<(KeyRef, RsaPublicKey)> {
+        let _ = (label, bits, hash);
+        Err(import_unsupported(self.kind()))
+    }
+    /// Destroys a wrapping key pair; one that is already gone succeeds.
+    fn destroy_wrapping_key(&self, key: &KeyRef) -> Result<()> {
+        let _ = key;
+        Err(import_unsupported(self.kind()))
+    }
+    /// Decrypts `wrapped` (RSAES-OAEP with `hash`, empty label) with the wrapping key into a
+    /// new non-extractable AES-256 master key, never handing the material out. Fails with
+    /// `InvalidCiphertext` whatever the decryption found wrong, and with
+    /// `IncorrectKeyMaterial` when it decrypted to anything but [`IMPORTED_KEY_LEN`] bytes.
+    fn import_key(
+        &self,
+        wrapping: &KeyRef,
+        hash: OaepHash,
+        wrapped: &[u8],
+        label: &str,
+    ) -> Result<KeyRef> {
+        let _ = (wrapping, hash, wrapped, label);
+        Err(import_unsupported(self.kind()))
+    }
     /// Random bytes from the device's generator.
     fn random(&self, len: usize) -> Result<SecretBytes>;
     /// A cheap call that fails when the device or token is not usable.

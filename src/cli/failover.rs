@@ -410,6 +410,11 @@ mod tests {
         "/keyward.v1.KeyManagementService/CreateAlias",
         "/keyward.v1.KeyManagementService/DeleteAlias",
         "/keyward.v1.KeyManagementService/PutKeyPolicy",
+        // A repeated import finds its token used; parameters and deletions are rare enough to
+        // be sent to one address.
+        "/keyward.v1.KeyManagementService/GetParametersForImport",
+        "/keyward.v1.KeyManagementService/ImportKeyMaterial",
+        "/keyward.v1.KeyManagementService/DeleteImportedKeyMaterial",
         "/keyward.v1.SecretsManagerService/UpdateSecretVersionStage",
         "/keyward.v1.SecretsManagerService/DeleteSecret",
         "/keyward.v1.SecretsManagerService/RestoreSecret",

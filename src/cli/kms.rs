@@ -82,6 +82,39 @@ pub enum KmsCommand {
         /// TPM only: bind the key to these PCRs' current values, e.g. 7,17.
         #[arg(long, value_delimiter = ',')]
         tpm_pcrs: Vec<u32>,
+        /// EXTERNAL: no material until import-key-material [default: made in the root].
+        #[arg(long, default_value = "")]
+        origin: String,
+    },
+    /// An RSA public key and an import token for wrapping key material (valid 24 hours).
+    GetParametersForImport {
+        key_id: String,
+        /// RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.
+        #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
+        wrapping_algorithm: String,
+        /// RSA_2048, RSA_3072 or RSA_4096.
+        #[arg(long, default_value = "RSA_3072")]
+        wrapping_key_spec: String,
+    },
+    /// Import 32 bytes of key material, RSA-OAEP wrapped with get-parameters-for-import's key.
+    ImportKeyMaterial {
+        key_id: String,
+        /// The import token (base64, as get-parameters-for-import prints it).
+        #[arg(long, value_parser = base64_arg)]
+        import_token: Blob,
+        /// A file holding the wrapped key material (raw bytes).
+        #[arg(long)]
+        encrypted_key_material_file: PathBuf,
+        /// KEY_MATERIAL_DOES_NOT_EXPIRE, or KEY_MATERIAL_EXPIRES with --valid-to.
+        #[arg(long, default_value = "KEY_MATERIAL_DOES_NOT_EXPIRE")]
+        expiration_model: String,
+        /// When the material expires, in seconds since the epoch.
+        #[arg(long)]
+        valid_to: Option<i64>,
+    },
+    /// Destroy the key's material; it waits for the same material again.
+    DeleteImportedKeyMaterial {
+        key_id: String,
     },
     DescribeKey {
         key_id: String,
@@ -221,6 +254,7 @@ async fn run(args: KmsArgs) -> Result<(), String> {
             tags,
             tpm_key_mode,
             tpm_pcrs,
+            origin,
         } => call!(
             create_key,
             pb::CreateKeyRequest {
@@ -231,8 +265,47 @@ async fn run(args: KmsArgs) -> Result<(), String> {
                     .collect(),
                 tpm_key_mode,
                 tpm_pcrs,
+                origin,
                 ..Default::default()
             }
+        ),
+        KmsCommand::GetParametersForImport {
+            key_id,
+            wrapping_algorithm,
+            wrapping_key_spec,
+        } => call!(
+            get_parameters_for_import,
+            pb::GetParametersForImportRequest {
+                key_id,
+                wrapping_algorithm,
+                wrapping_key_spec,
+            }
+        ),
+        KmsCommand::ImportKeyMaterial {
+            key_id,
+            import_token,
+            encrypted_key_material_file,
+            expiration_model,
+            valid_to,
+        } => {
+            let encrypted_key_material =
+                std::fs::read(&encrypted_key_material_file).map_err(|e| {
+                    format!("cannot read {}: {e}", encrypted_key_material_file.display())
+                })?;
+            call!(
+                import_key_material,
+                pb::ImportKeyMaterialRequest {
+                    key_id,
+                    import_token: import_token.0,
+                    encrypted_key_material,
+                    valid_to,
+                    expiration_model,
+                }
+            )
+        }
+        KmsCommand::DeleteImportedKeyMaterial { key_id } => call!(
+            delete_imported_key_material,
+            pb::DeleteImportedKeyMaterialRequest { key_id }
         ),
         KmsCommand::DescribeKey { key_id } => {
             call!(describe_key, pb::DescribeKeyRequest { key_id })

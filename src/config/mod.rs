@@ -528,6 +528,18 @@ pub struct KmsConfig {
         deserialize_with = "duration::secs"
     )]
     pub deletion_check_interval: Duration,
+    /// How long GetParametersForImport's token and wrapping key are valid (AWS: 24 hours).
+    #[serde(
+        rename = "import_token_lifetime_secs",
+        default = "default_import_token_lifetime",
+        deserialize_with = "duration::secs"
+    )]
+    pub import_token_lifetime: Duration,
+}
+
+/// AWS's 24 hours (the service's own default too; config sits below the service layer).
+fn default_import_token_lifetime() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -545,6 +557,7 @@ impl Default for KmsConfig {
     fn default() -> Self {
         Self {
             deletion_check_interval: default_purge_interval(),
+            import_token_lifetime: default_import_token_lifetime(),
         }
     }
 }
@@ -672,6 +685,11 @@ impl Config {
         at_least(
             "kms.deletion_check_interval_secs",
             self.kms.deletion_check_interval,
+            SECOND,
+        )?;
+        at_least(
+            "kms.import_token_lifetime_secs",
+            self.kms.import_token_lifetime,
             SECOND,
         )?;
         if let Some(replication) = &self.replication {

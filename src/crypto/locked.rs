@@ -55,6 +55,55 @@ impl std::fmt::Debug for LockedKey {
     }
 }
 
+/// Up to a page of short-lived secret bytes pinned in RAM and zeroized on drop: the raw RSA
+/// decryption of wrapped key material while it is decoded (at most 512 bytes for RSA-4096).
+pub struct LockedBuf {
+    page: Box<Page>,
+    len: usize,
+    locked: bool,
+}
+
+impl LockedBuf {
+    pub const MAX_LEN: usize = 4096;
+
+    /// `len` zero bytes; None beyond [`Self::MAX_LEN`].
+    pub fn zeroed(len: usize) -> Option<Self> {
+        if len > Self::MAX_LEN {
+            return None;
+        }
+        let page = Box::new(Page([0; 4096]));
+        let locked = lock(&page.0);
+        Some(Self { page, len, locked })
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.page.0[..self.len]
+    }
+
+    pub fn expose_mut(&mut self) -> &mut [u8] {
+        &mut self.page.0[..self.len]
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+}
+
+impl Drop for LockedBuf {
+    fn drop(&mut self) {
+        self.page.0.zeroize();
+        if self.locked {
+            unlock(&self.page.0);
+        }
+    }
+}
+
+impl std::fmt::Debug for LockedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LockedBuf([REDACTED; {}])", self.len)
+    }
+}
+
 #[allow(unsafe_code)]
 fn lock(page: &[u8; 4096]) -> bool {
     // SAFETY: the pointer and length describe one live, page-aligned allocation owned by the
@@ -83,5 +132,16 @@ mod tests {
         // Root and ordinary users alike may lock a page under the default RLIMIT_MEMLOCK.
         assert!(key.is_locked());
         assert!(LockedKey::new(&[0; 16]).is_none());
+    }
+
+    #[test]
+    fn buffers_are_pinned_bounded_and_redacted() {
+        let mut buf = LockedBuf::zeroed(512).unwrap();
+        buf.expose_mut()[0] = 9;
+        assert_eq!(buf.expose().len(), 512);
+        assert_eq!(buf.expose()[0], 9);
+        assert!(buf.is_locked());
+        assert_eq!(format!("{buf:?}"), "LockedBuf([REDACTED; 512])");
+        assert!(LockedBuf::zeroed(4097).is_none());
     }
 }

@@ -8,7 +8,9 @@ pub mod envelope;
 pub mod hex;
 pub mod locked;
 pub mod master;
+pub mod oaep;
 pub mod secret;
+pub mod spki;
 
 pub use context::EncryptionContext;
 pub use digest::{ct_eq, hmac_sha256, sha256};

@@ -275,7 +275,8 @@ impl Keyward {
             .with_data_key_cache(
                 config.secrets.data_key_cache_entries,
                 config.secrets.data_key_cache_max_age,
-            ),
+            )
+            .with_import_token_lifetime(config.kms.import_token_lifetime),
         );
         let outbox = match &config.replication {
             Some(r) => Some(Arc::new(

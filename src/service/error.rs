@@ -38,6 +38,20 @@ pub enum KmsError {
     /// DisabledException.
     #[error("{0} is disabled")]
     Disabled(String),
+    /// UnsupportedOperationException: the key (its origin) or the root of trust does not offer
+    /// this operation.
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    /// ExpiredImportTokenException.
+    #[error("the import token has expired; call GetParametersForImport again")]
+    ExpiredImportToken,
+    /// InvalidImportTokenException: not a token GetParametersForImport gave for this key, or
+    /// one already used or replaced.
+    #[error("the import token is not valid for this key")]
+    InvalidImportToken,
+    /// IncorrectKeyMaterialException: not 32 bytes, or not the material this key had before.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// KMSInvalidStateException.
     #[error("{0}")]
     InvalidState(String),
@@ -78,6 +92,7 @@ impl From<BackendError> for KmsError {
                 "the platform state changed since the key was made ({detail}); the key refuses use until the measured state is back"
             )),
             BackendError::Unsupported(reason) => Self::validation("tpm_key_mode", reason),
+            BackendError::IncorrectKeyMaterial(reason) => Self::IncorrectKeyMaterial(reason),
             busy @ BackendError::Busy(_) => Self::Throttled(busy.to_string()),
             internal @ BackendError::Internal(_) => Self::Internal(internal.into()),
         }

@@ -22,9 +22,10 @@ mod table;
 
 pub use etcd_store::{EtcdOptions, EtcdStore, EtcdTls};
 pub use records::{
-    AliasRecord, InFlight, KeyRecord, KeyRotation, KeyState, KeyVersionRecord, PasswordPolicy,
-    PostgresStrategy, ReplicaRecord, RotationRecord, RotationStep, RotatorSpec, SecretRecord,
-    SecretValueRecord, SecretVersionMeta, Tag, decode, encode,
+    AliasRecord, ImportParameters, ImportRecord, InFlight, KeyRecord, KeyRotation, KeyState,
+    KeyVersionRecord, ORIGIN_EXTERNAL, PasswordPolicy, PostgresStrategy, ReplicaRecord,
+    RotationRecord, RotationStep, RotatorSpec, SecretRecord, SecretValueRecord, SecretVersionMeta,
+    Tag, decode, encode,
 };
 pub use sled_store::SledStore;
 pub use table::{Table, Updated};

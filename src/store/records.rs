@@ -34,6 +34,8 @@ pub enum KeyState {
     Enabled,
     Disabled,
     PendingDeletion,
+    /// An EXTERNAL key without key material: created so, or its material deleted or expired.
+    PendingImport,
 }
 
 impl KeyState {
@@ -42,6 +44,7 @@ impl KeyState {
             Self::Enabled => "Enabled",
             Self::Disabled => "Disabled",
             Self::PendingDeletion => "PendingDeletion",
+            Self::PendingImport => "PendingImport",
         }
     }
 }
@@ -89,6 +92,51 @@ pub struct KeyRecord {
     /// upgrade changes no decision. PutKeyPolicy sets it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub policy_as_written: bool,
+    /// Keys with origin EXTERNAL: what their imported material is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportRecord>,
+}
+
+/// Origin of keys whose material the user imports.
+pub const ORIGIN_EXTERNAL: &str = "EXTERNAL";
+
+/// The import side of an EXTERNAL key. While it has material, the key has one version (1),
+/// made by the import; deleting the material removes the version, a re-import brings it back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// The parameters of the last GetParametersForImport, until used, replaced or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<ImportParameters>,
+    /// Hex of a block sealed under the first imported material with a fixed nonce and AAD
+    /// (computed inside the root of trust): a later import must produce the same block, so it
+    /// is the same material. Reveals nothing of the key, as any ciphertext does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// "KEY_MATERIAL_EXPIRES" or "KEY_MATERIAL_DOES_NOT_EXPIRE" while material is present.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expiration_model: String,
+    /// When the material expires (KEY_MATERIAL_EXPIRES).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<Timestamp>,
+}
+
+/// What an import token stands for. The token itself is 32 random bytes handed to the client;
+/// only its SHA-256 is kept, so reading the store does not give a usable token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportParameters {
+    /// Hex SHA-256 of the import token.
+    pub token_digest: String,
+    /// "RSAES_OAEP_SHA_1" or "RSAES_OAEP_SHA_256".
+    pub wrapping_algorithm: String,
+    /// "RSA_2048", "RSA_3072" or "RSA_4096".
+    pub wrapping_key_spec: String,
+    /// The RSA key pair in the root of trust; destroyed when used, replaced or expired.
+    pub wrapping_key: KeyRef,
+    pub valid_to: Timestamp,
+    /// Set by the purge once the expired wrapping key is destroyed. The parameters stay until
+    /// replaced, so their token is still told apart as expired rather than unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wrapping_key_destroyed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +152,21 @@ impl KeyRecord {
 
     pub fn version(&self, version: u32) -> Option<&KeyVersionRecord> {
         self.versions.iter().find(|v| v.version == version)
+    }
+
+    /// Its material is imported by the user (origin EXTERNAL).
+    pub fn is_external(&self) -> bool {
+        self.origin == ORIGIN_EXTERNAL
+    }
+
+    /// Imported material whose expiry has come: the key is as good as PendingImport, whether
+    /// or not the purge has deleted the material yet.
+    pub fn material_expired(&self, now: Timestamp) -> bool {
+        self.import
+            .as_ref()
+            .and_then(|i| i.valid_to)
+            .is_some_and(|to| to <= now)
+            && !self.versions.is_empty()
     }
 }
 

@@ -5,8 +5,10 @@ use super::super::pb;
 use crate::crypto::SecretBytes;
 use crate::service::KmsError;
 use crate::service::kms::{
-    DataKeySpec, Decrypt, Encrypt, GenerateDataKey, ReEncrypt, check_algorithm, context,
+    DataKeySpec, Decrypt, Encrypt, GenerateDataKey, ImportMaterial, ReEncrypt, check_algorithm,
+    context,
 };
+use crate::time::Timestamp;
 
 fn optional(id: String) -> Option<String> {
     (!id.is_empty()).then_some(id)
@@ -38,6 +40,18 @@ impl TryFrom<pb::GenerateDataKeyWithoutPlaintextRequest> for GenerateDataKey {
             number_of_bytes: r.number_of_bytes,
             key_spec: r.key_spec,
         })
+    }
+}
+
+impl From<pb::ImportKeyMaterialRequest> for ImportMaterial {
+    fn from(r: pb::ImportKeyMaterialRequest) -> Self {
+        Self {
+            key_id: r.key_id,
+            import_token: r.import_token,
+            encrypted_key_material: r.encrypted_key_material,
+            expiration_model: r.expiration_model,
+            valid_to: r.valid_to.map(Timestamp::from_secs),
+        }
     }
 }
 

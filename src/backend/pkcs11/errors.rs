@@ -14,6 +14,8 @@ pub(super) enum Op {
     Find,
     Seal,
     Unseal,
+    /// Decrypting or unwrapping imported key material.
+    Unwrap,
     Random,
     Mac,
     Check,
@@ -36,6 +38,21 @@ pub(super) fn translate(op: Op, err: Error) -> BackendError {
         | RvError::DataInvalid
         | RvError::DataLenRange
             if op == Op::Unseal =>
+        {
+            BackendError::InvalidCiphertext
+        }
+        // Whatever the token found wrong with wrapped key material is one answer, so that
+        // failures cannot be told apart (an OAEP padding oracle).
+        RvError::GeneralError
+        | RvError::EncryptedDataInvalid
+        | RvError::EncryptedDataLenRange
+        | RvError::DataInvalid
+        | RvError::DataLenRange
+        | RvError::WrappedKeyInvalid
+        | RvError::WrappedKeyLenRange
+        | RvError::KeySizeRange
+        | RvError::TemplateInconsistent
+            if op == Op::Unwrap =>
         {
             BackendError::InvalidCiphertext
         }

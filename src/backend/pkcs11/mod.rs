@@ -3,14 +3,19 @@
 //! Master key versions are AES-256 token objects generated inside the token with
 //! CKA_SENSITIVE=true and CKA_EXTRACTABLE=false; nothing can read their value. Data keys and
 //! KMS plaintexts are sealed with CKM_AES_GCM inside the token: one call per operation.
+//! Imported key material (BYOK) is unwrapped inside the token into the same kind of object
+//! ([`import`]).
 
 mod errors;
+mod import;
 mod pool;
 mod token;
 
 pub use token::{TokenSelector, ensure_token};
 
-use crate::backend::{BackendError, KeyProtection, KeyRef, MAC_LEN, Result, RootOfTrust};
+use crate::backend::{
+    BackendError, KeyProtection, KeyRef, MAC_LEN, OaepHash, Result, RootOfTrust, RsaPublicKey,
+};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
@@ -296,32 +301,37 @@ impl Pkcs11Root {
 
     /// Attributes of a key's object, for tests and operators checking the key is locked in.
     pub fn key_attributes(&self, key: &KeyRef) -> Result<KeyAttributes> {
-        self.with_key(key, Op::Find, |session, handle| {
-            let attrs = session.get_attributes(
-                handle,
-                &[
-                    cryptoki::object::AttributeType::Sensitive,
-                    cryptoki::object::AttributeType::Extractable,
-                    cryptoki::object::AttributeType::Token,
-                    cryptoki::object::AttributeType::Value,
-                ],
-            )?;
-            let mut out = KeyAttributes::default();
-            for attr in attrs {
-                match attr {
-                    Attribute::Sensitive(v) => out.sensitive = Some(v),
-                    Attribute::Extractable(v) => out.extractable = Some(v),
-                    Attribute::Token(v) => out.token = Some(v),
-                    Attribute::Value(_) => out.value_readable = true,
-                    _ => {}
-                }
-            }
-            Ok(out)
-        })
+        self.with_key(key, Op::Find, read_key_attributes)
     }
 }
 
-/// What the token reports about a master key object. `None`: the token did not say.
+fn read_key_attributes(
+    session: &Session,
+    handle: ObjectHandle,
+) -> cryptoki::error::Result<KeyAttributes> {
+    let attrs = session.get_attributes(
+        handle,
+        &[
+            cryptoki::object::AttributeType::Sensitive,
+            cryptoki::object::AttributeType::Extractable,
+            cryptoki::object::AttributeType::Token,
+            cryptoki::object::AttributeType::Value,
+        ],
+    )?;
+    let mut out = KeyAttributes::default();
+    for attr in attrs {
+        match attr {
+            Attribute::Sensitive(v) => out.sensitive = Some(v),
+            Attribute::Extractable(v) => out.extractable = Some(v),
+            Attribute::Token(v) => out.token = Some(v),
+            Attribute::Value(_) => out.value_readable = true,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What the token reports about a master key object (or an import wrapping key's private half). `None`: the token did not say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KeyAttributes {
     pub sensitive: Option<bool>,
@@ -448,6 +458,33 @@ impl RootOfTrust for Pkcs11Root {
                 .decrypt(&gcm(&mut iv, aad)?, handle, sealed)
                 .map(SecretBytes::new)
         })
+    }
+
+    fn check_import(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn create_wrapping_key(
+        &self,
+        label: &str,
+        bits: u32,
+        hash: OaepHash,
+    ) -> Result<(KeyRef, RsaPublicKey)> {
+        self.generate_wrapping_key(label, bits, hash)
+    }
+
+    fn destroy_wrapping_key(&self, key: &KeyRef) -> Result<()> {
+        self.destroy_wrapping_objects(key)
+    }
+
+    fn import_key(
+        &self,
+        wrapping: &KeyRef,
+        hash: OaepHash,
+        wrapped: &[u8],
+        label: &str,
+    ) -> Result<KeyRef> {
+        self.unwrap_imported(wrapping, hash, wrapped, label)
     }
 
     fn random(&self, len: usize) -> Result<SecretBytes> {

@@ -4,7 +4,9 @@ use super::{KmsService, new_key_id};
 use crate::backend::KeyProtection;
 use crate::service::KmsError;
 use crate::service::paging::{self, Page};
-use crate::store::{self, Expect, KeyRecord, KeyState, KeyVersionRecord, Tag};
+use crate::store::{
+    self, Expect, ImportRecord, KeyRecord, KeyState, KeyVersionRecord, ORIGIN_EXTERNAL, Tag,
+};
 
 const MAX_DESCRIPTION: usize = 8192;
 const MAX_TAGS: usize = 50;
@@ -17,6 +19,25 @@ pub struct NewKey {
     pub tags: Vec<Tag>,
     /// TPM key mode and PCR binding; default: the root of trust's defaults.
     pub protection: KeyProtection,
+    /// "" or "AWS_KMS": material made in the root of trust; "EXTERNAL": imported later.
+    pub origin: String,
+}
+
+/// Whether the key's material is to be imported; refuses origins Keyward does not offer.
+fn external_origin(origin: &str) -> Result<bool, KmsError> {
+    match origin {
+        "" | "AWS_KMS" => Ok(false),
+        ORIGIN_EXTERNAL => Ok(true),
+        "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE" => Err(KmsError::UnsupportedOperation(format!(
+            "origin {origin} needs a custom key store, which Keyward does not have"
+        ))),
+        other => Err(KmsError::validation(
+            "origin",
+            format!(
+                "value '{other}' failed to satisfy constraint: Member must satisfy enum value set: [AWS_KMS, EXTERNAL]"
+            ),
+        )),
+    }
 }
 
 fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
@@ -61,6 +82,9 @@ fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
 impl KmsService {
     pub async fn create_key(&self, new: NewKey) -> Result<KeyRecord, KmsError> {
         validate_new_key(&new)?;
+        if external_origin(&new.origin)? {
+            return self.create_external_key(new).await;
+        }
         let key_id = new_key_id();
         let label = format!("keyward {key_id} v1");
         let requested = new.protection.clone();
@@ -91,6 +115,7 @@ impl KmsService {
             protection,
             policy: None,
             policy_as_written: false,
+            import: None,
         };
         let op = self.keys.put(&key_id, &record, Expect::Absent);
         if let Err(e) = self.store.commit(vec![op]).await {
@@ -102,8 +127,46 @@ impl KmsService {
         Ok(record)
     }
 
+    /// A key in PendingImport, without material: nothing is made in the root of trust yet.
+    async fn create_external_key(&self, new: NewKey) -> Result<KeyRecord, KmsError> {
+        if new.protection != KeyProtection::default() {
+            return Err(KmsError::validation(
+                "tpm_key_mode",
+                "keys with origin EXTERNAL take no TPM key mode or PCR binding",
+            ));
+        }
+        self.check_import_supported().await?;
+        let key_id = new_key_id();
+        let record = KeyRecord {
+            key_id: key_id.clone(),
+            description: new.description,
+            created_at: self.clock.now(),
+            state: KeyState::PendingImport,
+            deletion_date: None,
+            pending_window_days: None,
+            origin: ORIGIN_EXTERNAL.to_owned(),
+            tags: new.tags,
+            versions: Vec::new(),
+            rotation: None,
+            protection: KeyProtection::default(),
+            policy: None,
+            policy_as_written: false,
+            import: Some(ImportRecord::default()),
+        };
+        let op = self.keys.put(&key_id, &record, Expect::Absent);
+        self.store.commit(vec![op]).await?;
+        tracing::info!(key_id = %record.key_id, "created key for imported material");
+        Ok(record)
+    }
+
+    /// The key as clients see it: imported material past its expiry reads as PendingImport
+    /// even before the purge duty has deleted it.
     pub async fn describe_key(&self, key_id: &str) -> Result<KeyRecord, KmsError> {
-        Ok(self.resolve("key_id", key_id).await?.0)
+        let mut record = self.resolve("key_id", key_id).await?.0;
+        if record.material_expired(self.clock.now()) && record.state != KeyState::PendingDeletion {
+            record.state = KeyState::PendingImport;
+        }
+        Ok(record)
     }
 
     pub async fn list_keys(
@@ -142,6 +205,12 @@ impl KmsService {
             if record.state == KeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "{} is pending deletion",
+                    arns.key(&record.key_id)
+                )));
+            }
+            if record.state == KeyState::PendingImport {
+                return Err(KmsError::InvalidState(format!(
+                    "{} is pending import",
                     arns.key(&record.key_id)
                 )));
             }
@@ -203,7 +272,12 @@ impl KmsService {
                         )));
                     }
                 }
-                record.state = KeyState::Disabled;
+                // As in AWS: a key without material goes back to waiting for it.
+                record.state = if record.is_external() && record.versions.is_empty() {
+                    KeyState::PendingImport
+                } else {
+                    KeyState::Disabled
+                };
                 record.deletion_date = None;
                 record.pending_window_days = None;
                 Ok(())
@@ -225,6 +299,7 @@ impl KmsService {
         on_demand: bool,
     ) -> Result<(KeyRecord, u32), KmsError> {
         let (record, _) = self.resolve("key_id", key_id).await?;
+        refuse_external_rotation(&record, &self.arns)?;
         self.require_enabled(&record)?;
         let label = format!("keyward {} rotated", record.key_id);
         let protection = record.protection.clone();
@@ -291,4 +366,18 @@ impl KmsService {
             .flatten();
         Ok((record, Page { items, next_marker }))
     }
+}
+
+/// AWS KMS rotates no key with imported material, automatically or on demand.
+pub(super) fn refuse_external_rotation(
+    record: &KeyRecord,
+    arns: &super::Arns,
+) -> Result<(), KmsError> {
+    if record.is_external() {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} has imported key material (origin EXTERNAL): it cannot be rotated",
+            arns.key(&record.key_id)
+        )));
+    }
+    Ok(())
 }

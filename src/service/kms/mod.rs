@@ -4,6 +4,7 @@
 mod aliases;
 pub mod cache;
 mod crypto;
+mod import;
 mod keys;
 pub mod names;
 pub mod policy;
@@ -14,6 +15,7 @@ pub use crypto::{
     DataKeySpec, Decrypt, Encrypt, GenerateDataKey, GeneratedDataKey, Opened, ReEncrypt, ReSealed,
     Sealed, check_algorithm, context,
 };
+pub use import::{ImportMaterial, ImportParametersOut};
 pub use keys::NewKey;
 pub use names::Arns;
 pub use rotation::RotationStatus as KeyRotationStatus;
@@ -38,6 +40,8 @@ pub struct KmsService {
     clock: Arc<dyn Clock>,
     arns: Arns,
     data_keys: cache::DataKeyCache,
+    /// How long GetParametersForImport's answer is valid.
+    import_token_lifetime: std::time::Duration,
 }
 
 impl KmsService {
@@ -50,7 +54,14 @@ impl KmsService {
             clock,
             arns,
             data_keys: cache::DataKeyCache::new(0, std::time::Duration::ZERO),
+            import_token_lifetime: import::DEFAULT_TOKEN_LIFETIME,
         }
+    }
+
+    /// Import tokens and wrapping keys valid for `lifetime` instead of AWS's 24 hours.
+    pub fn with_import_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.import_token_lifetime = lifetime;
+        self
     }
 
     /// Keeps up to `entries` unwrapped data keys for `max_age` (see [`cache`]); 0 is off.
@@ -140,11 +151,21 @@ impl KmsService {
 
     /// Refuses keys that may not be used for cryptography right now.
     fn require_enabled(&self, record: &KeyRecord) -> Result<(), KmsError> {
+        if record.material_expired(self.clock.now()) && record.state != KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "{} is pending import: its imported key material has expired",
+                self.arns.key(&record.key_id)
+            )));
+        }
         match record.state {
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err(KmsError::Disabled(self.arns.key(&record.key_id))),
             KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
                 "{} is pending deletion",
+                self.arns.key(&record.key_id)
+            ))),
+            KeyState::PendingImport => Err(KmsError::InvalidState(format!(
+                "{} is pending import: it has no key material",
                 self.arns.key(&record.key_id)
             ))),
         }

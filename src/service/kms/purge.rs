@@ -22,6 +22,13 @@ impl KmsService {
         for (record, version) in due {
             self.destroy(record, version).await?;
         }
+        let imports = self.purge_expired_imports().await?;
+        if imports > 0 {
+            tracing::info!(
+                keys = imports,
+                "expired imported key material or import parameters"
+            );
+        }
         Ok(count)
     }
 
@@ -50,6 +57,9 @@ impl KmsService {
             );
         }
         self.store.commit(ops).await?;
+        if let Some(parameters) = record.import.and_then(|i| i.parameters) {
+            self.destroy_wrapping_key(parameters.wrapping_key).await;
+        }
         tracing::info!(key_id = %record.key_id, "deleted key and its material");
         Ok(())
     }

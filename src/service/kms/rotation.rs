@@ -37,6 +37,7 @@ impl KmsService {
         }
         let now = self.clock.now();
         self.update_key(key_id, |record| {
+            super::keys::refuse_external_rotation(record, &self.arns)?;
             self.require_enabled(record)?;
             // Re-enabling with a new period counts from the last rotation, as AWS does.
             let since = last_rotation(record);

@@ -181,6 +181,7 @@ impl SecretsService {
                 key_spec: String::new(),
                 tags: Vec::new(),
                 protection: Default::default(),
+                origin: String::new(),
             })
             .await
             .map_err(SecretsError::from_kms_write)?;

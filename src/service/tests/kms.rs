@@ -488,3 +488,51 @@ async fn automatic_key_rotation_follows_the_clock() {
         3
     );
 }
+
+/// A root of trust without key import (the in-memory one, like a TPM) refuses keys with origin
+/// EXTERNAL as AWS refuses unsupported operations, and import calls on ordinary keys are
+/// refused the same way; unknown origins are a validation error.
+#[tokio::test]
+async fn imports_are_refused_where_the_root_of_trust_or_the_key_cannot_take_them() {
+    let f = services().await;
+    let new = |origin: &str| kms::NewKey {
+        description: String::new(),
+        key_usage: String::new(),
+        key_spec: String::new(),
+        tags: Vec::new(),
+        protection: Default::default(),
+        origin: origin.into(),
+    };
+    match f.kms.create_key(new("EXTERNAL")).await {
+        Err(KmsError::UnsupportedOperation(m)) => assert!(m.contains("PKCS#11"), "{m}"),
+        other => panic!("expected UnsupportedOperation, got {other:?}"),
+    }
+    assert!(matches!(
+        f.kms.create_key(new("AWS_CLOUDHSM")).await,
+        Err(KmsError::UnsupportedOperation(_))
+    ));
+    assert!(matches!(
+        f.kms.create_key(new("SOMEWHERE")).await,
+        Err(KmsError::Validation {
+            field: "origin",
+            ..
+        })
+    ));
+    let ordinary = f.kms.create_key(new("AWS_KMS")).await.unwrap();
+    assert!(!ordinary.is_external());
+    for refused in [
+        f.kms
+            .get_parameters_for_import(&ordinary.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .map(|_| ()),
+        f.kms
+            .delete_imported_key_material(&ordinary.key_id)
+            .await
+            .map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(KmsError::UnsupportedOperation(_))),
+            "{refused:?}"
+        );
+    }
+}

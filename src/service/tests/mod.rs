@@ -132,6 +132,7 @@ impl Fixture {
                 key_spec: String::new(),
                 tags: Vec::new(),
                 protection: Default::default(),
+                origin: String::new(),
             })
             .await
             .unwrap()
