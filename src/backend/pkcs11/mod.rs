@@ -102,9 +102,10 @@ impl Pkcs11Root {
     /// PIN stops the server at start with a clear message.
     pub fn connect(options: Pkcs11Options) -> Result<Self> {
         // Processes starting on one token directory at once have seen SoftHSM fail with a
-        // transient CKR_GENERAL_ERROR (it reads the token's files while another process writes
-        // them), in C_Initialize or in opening the first session: a few retries, spaced out,
-        // cover it. A refused PIN is final: retrying it could lock the token.
+        // transient CKR_GENERAL_ERROR, or not list the token at all (it reads the token's files
+        // at C_Initialize while another process writes them): a few retries, spaced out, each
+        // on a freshly initialised module, cover it. A refused PIN is final: retrying it could
+        // lock the token.
         let mut pause = CONNECT_FIRST_PAUSE;
         let mut attempts = 1;
         loop {
@@ -125,7 +126,15 @@ impl Pkcs11Root {
                             root.pool.give_back(session);
                             return Ok(root);
                         }
-                        Err(e) => (e, root.login_was_refused()),
+                        Err(e) => {
+                            let refused = root.login_was_refused();
+                            // The module may have read the token directory mid-write (another
+                            // process creating objects): only a fresh C_Initialize reads it again.
+                            if !refused {
+                                root.reinitialize_after_miss();
+                            }
+                            (e, refused)
+                        }
                     }
                 }
                 Err(e) => (e, false),
