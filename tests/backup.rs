@@ -444,7 +444,7 @@ fn the_readmes_backup_walkthrough_runs_as_written() {
         return;
     }
     let (ok, stdout, stderr) =
-        common::run_readme_section("Backup and recovery", 120, "--data-dir /tmp/keyward-dr/");
+        common::run_readme_section("## Backup and recovery", 120, "--data-dir /tmp/keyward-dr/");
     assert!(ok, "{stdout}\n{stderr}");
     assert!(
         stdout.lines().any(|l| l == "kept in the backup"),

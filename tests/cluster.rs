@@ -738,8 +738,11 @@ async fn nodes_booting_together_on_an_empty_store_agree_on_one_site() {
 #[test]
 fn the_readmes_cluster_walkthrough_runs_as_written() {
     // Past 240 s it hangs; whatever it started is stopped either way.
-    let (ok, stdout, stderr) =
-        common::run_readme_section("Running a cluster", 240, "--data-dir /tmp/keyward-cluster/");
+    let (ok, stdout, stderr) = common::run_readme_section(
+        "## Running a cluster",
+        240,
+        "--data-dir /tmp/keyward-cluster/",
+    );
     assert!(ok, "{stdout}\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.contains(&"first password"), "{stdout}");

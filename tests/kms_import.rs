@@ -659,3 +659,26 @@ async fn the_cli_imports_key_material() {
     let described = cli(&["describe-key", &key]);
     assert_eq!(described["key_metadata"]["key_state"], "PendingImport");
 }
+
+#[test]
+fn the_readmes_import_walkthrough_runs_as_written() {
+    // The walkthrough runs the development default (SoftHSM, sled).
+    if tpm_mode().is_some() || common::on_etcd() {
+        return;
+    }
+    let (ok, stdout, stderr) = common::run_readme_section(
+        "### Bring your own key",
+        120,
+        "--data-dir /tmp/keyward-byok/",
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    let states: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("key_state: "))
+        .collect();
+    assert_eq!(
+        states,
+        ["PendingImport", "Enabled", "PendingImport"],
+        "{stdout}"
+    );
+}

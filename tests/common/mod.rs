@@ -477,13 +477,24 @@ pub fn run_readme_section(
 ) -> (bool, String, String) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
+    // `heading` with its hashes ("## Backup and recovery", "### Bring your own key"): the
+    // section ends at the next heading of its level or above.
     let start = readme
-        .find(&format!("## {heading}\n"))
+        .find(&format!("{heading}\n"))
         .unwrap_or_else(|| panic!("no section {heading:?} in README.md"));
-    let section = &readme[start..];
-    let section = &section[..section[3..]
-        .find("\n## ")
-        .map_or(section.len(), |end| end + 3)];
+    let level = heading.chars().take_while(|c| *c == '#').count();
+    let mut in_code = false;
+    let section: String = readme[start + heading.len()..]
+        .lines()
+        .take_while(|line| {
+            if line.starts_with("```") {
+                in_code = !in_code;
+            }
+            let hashes = line.chars().take_while(|c| *c == '#').count();
+            in_code || hashes == 0 || hashes > level || !line[hashes..].starts_with(' ')
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
     let script: String = section
         .split("```sh\n")
         .skip(1)
