@@ -433,24 +433,6 @@ async fn a_store_from_before_the_indexes_is_indexed_once() {
     assert_eq!(listed(&keyward).await, ["a", "c"]);
 }
 
-/// The OS generator, as the rsa crate wants one.
-struct OsRng;
-
-impl rsa::rand_core::TryRng for OsRng {
-    type Error = getrandom::Error;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        getrandom::u32()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        getrandom::u64()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        getrandom::fill(dst)
-    }
-}
-
-impl rsa::rand_core::TryCryptoRng for OsRng {}
-
 fn external_key() -> NewKey {
     NewKey {
         origin: "EXTERNAL".into(),
@@ -498,7 +480,11 @@ async fn import_wrapping_keys_and_expiring_material_leave_nothing_behind() {
     let wrap = |public_key: &[u8]| {
         rsa::PublicKey::from_public_key_der(public_key)
             .unwrap()
-            .encrypt(&mut OsRng, rsa::Oaep::<sha1::Sha1>::new(), &material)
+            .encrypt(
+                &mut common::OsRng,
+                rsa::Oaep::<sha1::Sha1>::new(),
+                &material,
+            )
             .unwrap()
     };
     let import = |token: Vec<u8>, wrapped: Vec<u8>, valid_to: Option<i64>| ImportMaterial {

@@ -35,24 +35,6 @@ fn code(err: impl aws_sdk_kms::error::ProvideErrorMetadata) -> String {
     err.code().unwrap_or("none").to_owned()
 }
 
-/// The OS generator, as the rsa crate wants one.
-struct OsRng;
-
-impl rsa::rand_core::TryRng for OsRng {
-    type Error = getrandom::Error;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        getrandom::u32()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        getrandom::u64()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        getrandom::fill(dst)
-    }
-}
-
-impl rsa::rand_core::TryCryptoRng for OsRng {}
-
 fn random_key() -> Vec<u8> {
     let mut key = vec![0u8; 32];
     getrandom::fill(&mut key).unwrap();
@@ -63,8 +45,14 @@ fn random_key() -> Vec<u8> {
 fn wrap(public_key_der: &[u8], algorithm: &str, material: &[u8]) -> Vec<u8> {
     let key = rsa::PublicKey::from_public_key_der(public_key_der).expect("a DER RSA public key");
     match algorithm {
-        "RSAES_OAEP_SHA_1" => key.encrypt(&mut OsRng, rsa::Oaep::<sha1::Sha1>::new(), material),
-        "RSAES_OAEP_SHA_256" => key.encrypt(&mut OsRng, rsa::Oaep::<sha2::Sha256>::new(), material),
+        "RSAES_OAEP_SHA_1" => {
+            key.encrypt(&mut common::OsRng, rsa::Oaep::<sha1::Sha1>::new(), material)
+        }
+        "RSAES_OAEP_SHA_256" => key.encrypt(
+            &mut common::OsRng,
+            rsa::Oaep::<sha2::Sha256>::new(),
+            material,
+        ),
         other => panic!("{other}"),
     }
     .expect("wrap")
