@@ -221,3 +221,52 @@ impl Backend for SledStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn put(key: &str) -> Vec<Op> {
+        vec![Op::Put {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            expect: Expect::Any,
+        }]
+    }
+
+    /// A snapshot and the commits around it never interleave: a commit waits while a snapshot
+    /// reads, and a snapshot waits for the commit being applied.
+    #[tokio::test]
+    async fn a_snapshot_excludes_commits_while_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(put("a")).await.unwrap();
+
+        // As a snapshot holds it: the commit does not land until it is released.
+        let reading = store.writes.write().await;
+        let writer = store.clone();
+        let commit = tokio::spawn(async move { writer.commit(put("b")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!commit.is_finished(), "a commit went through a snapshot");
+        assert!(store.db.get(b"b").unwrap().is_none());
+        drop(reading);
+        commit.await.unwrap().unwrap();
+
+        // As a commit holds it: the snapshot waits, then sees the commit whole.
+        let applying = store.writes.read().await;
+        let reader = store.clone();
+        let snapshot = tokio::spawn(async move { reader.snapshot().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!snapshot.is_finished(), "a snapshot read during a commit");
+        drop(applying);
+        let keys: Vec<Vec<u8>> = snapshot
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
+    }
+}
