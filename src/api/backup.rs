@@ -1,6 +1,7 @@
 //! `BackupService`: an online backup for `keyward backup`, authorised (`keyward:CreateBackup`)
-//! and audited like every other action. The backup is made whole before the first chunk
-//! leaves: writes wait only for the snapshot, never for a slow reader.
+//! and audited like every other action. The backup is snapshotted and sealed before the first
+//! chunk leaves (writes wait only for the snapshot, never for a slow reader), then laid out a
+//! chunk at a time: the file never exists whole in the server.
 
 use super::guard::guarded;
 use super::pb::{self, backup_service_server::BackupService};
@@ -45,7 +46,7 @@ impl BackupService for BackupApi {
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<Chunks>, Status> {
         guarded(&self.gate, request, |_r| async move {
-            let made = crate::backup::create(&self.store, self.hw.clone(), self.clock.now())
+            let sealed = crate::backup::create(&self.store, self.hw.clone(), self.clock.now())
                 .await
                 .map_err(|e| match e {
                     crate::backup::BackupError::Store(e) => {
@@ -56,24 +57,19 @@ impl BackupService for BackupApi {
                     }
                     other => Status::internal(other.to_string()),
                 })?;
+            let paused = sealed.writes_paused.as_millis() as u64;
             tracing::info!(
-                entries = made.header.entries,
-                bytes = made.file.len(),
-                writes_paused_ms = made.writes_paused.as_millis() as u64,
+                entries = sealed.header.entries,
+                writes_paused_ms = paused,
                 "backup made"
             );
-            let paused = made.writes_paused.as_millis() as u64;
-            let file = bytes::Bytes::from(made.file);
-            let chunks: Vec<Result<pb::BackupChunk, Status>> = (0..file.len())
-                .step_by(CHUNK)
-                .enumerate()
-                .map(|(i, at)| {
-                    Ok(pb::BackupChunk {
-                        data: file.slice(at..file.len().min(at + CHUNK)),
-                        writes_paused_ms: if i == 0 { paused } else { 0 },
-                    })
+            // Laid out a chunk at a time as the client takes them.
+            let chunks = sealed.into_chunks(CHUNK).enumerate().map(move |(i, data)| {
+                Ok(pb::BackupChunk {
+                    data: data.into(),
+                    writes_paused_ms: if i == 0 { paused } else { 0 },
                 })
-                .collect();
+            });
             Ok(Response::new(Box::pin(tokio_stream::iter(chunks)) as Chunks))
         })
         .await

@@ -14,6 +14,7 @@
 
 use crate::crypto::sha256;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"KWBACKUP";
 pub const FORMAT: u16 = 1;
@@ -79,34 +80,66 @@ pub fn mac_message(digest: &[u8; DIGEST_LEN]) -> Vec<u8> {
     [&b"keyward-backup-v1\0"[..], digest].concat()
 }
 
-/// The file up to its seal, and the digest the seal carries.
-pub fn encode(header: &Header, entries: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, [u8; DIGEST_LEN]) {
-    let header = serde_json::to_vec(header).unwrap_or_default();
-    let size: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + 6 + header.len() + size + SEAL_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_be_bytes());
-    put(&mut out, &header);
+/// Feeds the file up to its seal to `out`, piece by piece, and returns the digest the seal
+/// carries: a backup can be hashed without being built, and built a piece at a time.
+pub fn write_body(
+    header: &Header,
+    entries: &[(Vec<u8>, Vec<u8>)],
+    out: &mut impl FnMut(&[u8]),
+) -> [u8; DIGEST_LEN] {
+    let mut hash = Sha256::new();
+    let mut emit = |bytes: &[u8]| {
+        hash.update(bytes);
+        out(bytes);
+    };
+    write_head(header, &mut emit);
     for (key, value) in entries {
-        put(&mut out, key);
-        put(&mut out, value);
+        write_entry(key, value, &mut emit);
     }
-    let digest = sha256(&out);
-    (out, digest)
+    hash.finalize().into()
+}
+
+/// The file's start: magic, format and header.
+pub fn write_head(header: &Header, out: &mut impl FnMut(&[u8])) {
+    out(MAGIC);
+    out(&FORMAT.to_be_bytes());
+    put(out, &header_bytes(header));
+}
+
+/// One entry, as it follows the head (entries in ascending key order).
+pub fn write_entry(key: &[u8], value: &[u8], out: &mut impl FnMut(&[u8])) {
+    put(out, key);
+    put(out, value);
+}
+
+/// The file up to its seal, whole, and the digest the seal carries.
+pub fn encode(header: &Header, entries: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, [u8; DIGEST_LEN]) {
+    let size: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    let mut body = Vec::with_capacity(MAGIC.len() + 6 + size + SEAL_LEN + 1024);
+    let digest = write_body(header, entries, &mut |bytes| body.extend_from_slice(bytes));
+    (body, digest)
+}
+
+/// The bytes that end a backup.
+pub fn seal_bytes(digest: &[u8; DIGEST_LEN], mac: &[u8; MAC_LEN]) -> Vec<u8> {
+    [&END[..], digest, mac].concat()
 }
 
 /// Appends the seal to what [`encode`] returned.
 pub fn seal(mut body: Vec<u8>, digest: &[u8; DIGEST_LEN], mac: &[u8; MAC_LEN]) -> Vec<u8> {
-    body.extend_from_slice(END);
-    body.extend_from_slice(digest);
-    body.extend_from_slice(mac);
+    body.extend_from_slice(&seal_bytes(digest, mac));
     body
 }
 
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+fn header_bytes(header: &Header) -> Vec<u8> {
+    // Strings and integers only: serialising cannot fail.
+    serde_json::to_vec(header).unwrap_or_default()
+}
+
+fn put(out: &mut impl FnMut(&[u8]), bytes: &[u8]) {
     // Lengths were bounded by the store; a reader refuses anything longer than its bounds.
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
+    out(&(bytes.len() as u32).to_be_bytes());
+    out(bytes);
 }
 
 /// Reads a backup, checking that it is whole and unchanged. Nothing here needs the root of trust.

@@ -62,12 +62,64 @@ impl From<KeyError> for BackupError {
     }
 }
 
-/// A backup made: the file's bytes, what it says of itself, and how long writes were held
-/// (the snapshot; on sled every commit waits for it).
-pub struct Made {
-    pub file: Vec<u8>,
+/// A snapshot of the store, sealed: what a backup file holds, not yet laid out as one (a
+/// large store's file need never exist whole in the server's memory). `writes_paused`: how
+/// long writes were held back (the snapshot; on sled every commit waits for it).
+pub struct Sealed {
     pub header: Header,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    pub digest: [u8; 32],
+    mac: [u8; format::MAC_LEN],
     pub writes_paused: Duration,
+}
+
+impl Sealed {
+    /// The whole file.
+    pub fn file(&self) -> Vec<u8> {
+        let (body, _) = format::encode(&self.header, &self.entries);
+        format::seal(body, &self.digest, &self.mac)
+    }
+
+    /// The file in pieces of at least `size` bytes (the last may be shorter), each laid out
+    /// when it is asked for; entries are freed as they are written out.
+    pub fn into_chunks(self, size: usize) -> Chunks {
+        Chunks {
+            head: Some(self.header),
+            entries: self.entries.into_iter(),
+            seal: Some(format::seal_bytes(&self.digest, &self.mac)),
+            size,
+        }
+    }
+}
+
+pub struct Chunks {
+    head: Option<Header>,
+    entries: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+    seal: Option<Vec<u8>>,
+    size: usize,
+}
+
+impl Iterator for Chunks {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut chunk = Vec::with_capacity(self.size);
+        if let Some(header) = self.head.take() {
+            format::write_head(&header, &mut |bytes| chunk.extend_from_slice(bytes));
+        }
+        while chunk.len() < self.size {
+            match self.entries.next() {
+                Some((key, value)) => {
+                    format::write_entry(&key, &value, &mut |bytes| chunk.extend_from_slice(bytes))
+                }
+                None => {
+                    chunk.extend(self.seal.take()?);
+                    break;
+                }
+            }
+        }
+        Some(chunk)
+    }
 }
 
 fn kept(key: &[u8]) -> bool {
@@ -83,8 +135,9 @@ fn source(store: &Store) -> &'static str {
     }
 }
 
-/// Snapshots `store` and seals it with the backup key in `hw` (made on first use).
-pub async fn create(store: &Store, hw: Hardware, now: Timestamp) -> Result<Made, BackupError> {
+/// Snapshots `store` and seals it with the backup key in `hw` (made on first use). The file
+/// is hashed here without being built, so a failure shows before any of it is sent.
+pub async fn create(store: &Store, hw: Hardware, now: Timestamp) -> Result<Sealed, BackupError> {
     let mac = RootMac::open_named(store, hw, keyspace::BACKUP_MAC_KEY, MAC_LABEL).await?;
     let started = Instant::now();
     let snapshot = store.snapshot().await?;
@@ -105,12 +158,13 @@ pub async fn create(store: &Store, hw: Hardware, now: Timestamp) -> Result<Made,
         mac_key: mac.id().to_owned(),
         entries: entries.len() as u64,
     };
-    let (body, digest) = format::encode(&header, &entries);
-    drop(entries);
+    let digest = format::write_body(&header, &entries, &mut |_| {});
     let tag = mac.compute(format::mac_message(&digest)).await?;
-    Ok(Made {
-        file: format::seal(body, &digest, &tag),
+    Ok(Sealed {
         header,
+        entries,
+        digest,
+        mac: tag,
         writes_paused,
     })
 }
@@ -296,6 +350,46 @@ mod tests {
         let replaced = contents(&store).await;
         assert_eq!(replaced.len(), 2, "{replaced:?}");
         assert_eq!(replaced[1], ("kms/key/c".to_owned(), "3".to_owned()));
+    }
+
+    #[test]
+    fn the_chunks_laid_out_one_by_one_are_the_file() {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
+            .map(|i| {
+                (
+                    format!("sm/value/{i:03}").into_bytes(),
+                    vec![i as u8; i * 3],
+                )
+            })
+            .collect();
+        let header = Header {
+            created_at: "2026-12-08T00:00:00Z".into(),
+            source: "sled".into(),
+            root_identity: None,
+            mac_key: "rot:00".into(),
+            entries: entries.len() as u64,
+        };
+        let digest = format::write_body(&header, &entries, &mut |_| {});
+        let sealed = Sealed {
+            header,
+            entries,
+            digest,
+            mac: [9; format::MAC_LEN],
+            writes_paused: Duration::ZERO,
+        };
+        let file = sealed.file();
+        assert_eq!(format::decode(&file).unwrap().digest, digest);
+        for size in [1, 7, 64, 1 << 20] {
+            let chunks: Vec<Vec<u8>> = Sealed {
+                header: sealed.header.clone(),
+                entries: sealed.entries.clone(),
+                ..sealed
+            }
+            .into_chunks(size)
+            .collect();
+            assert!(chunks.iter().all(|c| !c.is_empty()), "size {size}");
+            assert_eq!(chunks.concat(), file, "size {size}");
+        }
     }
 
     #[test]

@@ -255,14 +255,15 @@ async fn offline(to: PathBuf, config: Config) -> Result<(), String> {
     }
     let store = store(&config).await?;
     let hw = hardware(&config).await?;
-    let made = backup::create(&store, hw, crate::time::SystemClock.now())
+    let sealed = backup::create(&store, hw, crate::time::SystemClock.now())
         .await
         .map_err(|e| e.to_string())?;
     store.flush().map_err(|e| e.to_string())?;
-    let backup = format::decode(&made.file).map_err(|e| e.to_string())?;
-    write_new(&to, &made.file)?;
+    let file = sealed.file();
+    let backup = format::decode(&file).map_err(|e| e.to_string())?;
+    write_new(&to, &file)?;
     let mut out = summary(&to, &backup);
-    out["bytes"] = made.file.len().into();
+    out["bytes"] = file.len().into();
     print(out)
 }
 
