@@ -46,17 +46,8 @@ impl BackupService for BackupApi {
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<Chunks>, Status> {
         guarded(&self.gate, request, |_r| async move {
-            let sealed = crate::backup::create(&self.store, self.hw.clone(), self.clock.now())
-                .await
-                .map_err(|e| match e {
-                    crate::backup::BackupError::Store(e) => {
-                        Status::unavailable(format!("the store cannot be read: {e}"))
-                    }
-                    crate::backup::BackupError::RootOfTrust(e) => {
-                        Status::unavailable(format!("the root of trust cannot seal it: {e}"))
-                    }
-                    other => Status::internal(other.to_string()),
-                })?;
+            let sealed =
+                crate::backup::create(&self.store, self.hw.clone(), self.clock.now()).await?;
             let paused = sealed.writes_paused.as_millis() as u64;
             tracing::info!(
                 entries = sealed.header.entries,

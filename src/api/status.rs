@@ -115,6 +115,20 @@ impl From<KmsError> for Status {
     }
 }
 
+impl From<crate::backup::BackupError> for Status {
+    fn from(err: crate::backup::BackupError) -> Self {
+        use crate::backup::BackupError;
+        let message = err.to_string();
+        match err {
+            // Retryable: the store or the root of trust did not answer.
+            BackupError::Store(_) | BackupError::RootOfTrust(_) => {
+                status(Code::Unavailable, Exception::InternalServiceError, message)
+            }
+            _ => status(Code::Internal, Exception::InternalServiceError, message),
+        }
+    }
+}
+
 impl From<SecretsError> for Status {
     fn from(err: SecretsError) -> Self {
         let message = err.to_string();

@@ -209,11 +209,7 @@ fn summary(file: &Path, backup: &format::Backup) -> serde_json::Value {
 }
 
 fn print(value: serde_json::Value) -> Result<(), String> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
-    );
-    Ok(())
+    super::output::print(super::output::Format::Json, &value).map_err(|e| e.to_string())
 }
 
 async fn online(to: PathBuf, connect: super::client::Connect) -> Result<(), String> {
