@@ -16,6 +16,7 @@
 //!  service · backup     KMS and Secrets Manager domain, rotation, the replication outbox · backups of the store
 //!  config               typed configuration
 //!  audit · alarms · cluster   hash-chained log · rules on the request stream · etcd nodes, duties
+//!  escrow               key escrow: the escrow key, escrowed blobs, shares
 //!  backend · store      roots of trust (PKCS#11, TPM) · key-value persistence (sled, etcd)
 //!  crypto · time · duration · outcome · policy · telemetry      leaves
 //! ```
@@ -41,6 +42,9 @@
 //! - [`store`]: the key-value interface and its two backends (sled embedded, etcd for a
 //!   cluster), the keyspace (every key prefix, defined once), typed tables, and the fence a
 //!   cluster duty's commits carry; the only code touching sled and etcd's key-value API.
+//! - [`escrow`]: key escrow (opt-in): the escrow public key, each key's material wrapped to
+//!   it with a check value, the escrow private key split into Shamir shares and rebuilt from
+//!   them for recovery.
 //! - [`cluster`]: the nodes of a site on etcd: membership bound to each node's lease, and the
 //!   election that gives each background duty (rotation, purge, the replication sender of
 //!   each peer) to one node at a time.
@@ -109,6 +113,7 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod duration;
+pub mod escrow;
 pub mod metrics;
 pub mod outcome;
 pub mod policy;

@@ -1,5 +1,7 @@
 use clap::Parser;
-use keyward::cli::{Cli, Command, audit, auth, backup, bench, cluster, kms, secrets, serve, store};
+use keyward::cli::{
+    Cli, Command, audit, auth, backup, bench, cluster, escrow, kms, secrets, serve, store,
+};
 use std::process::ExitCode;
 
 /// malloc/free were 13 % of the server's CPU under load with glibc's allocator.
@@ -35,6 +37,8 @@ fn main() -> ExitCode {
         Command::Store(args) => store::run(args),
         Command::Backup(args) => backup::main(args),
         Command::Restore(args) => backup::restore_main(args),
+        Command::Escrow(args) => escrow::main(args),
+        Command::Recover(args) => escrow::recover_main(args),
         Command::Bench(args) if args.ceiling => {
             // The ceiling opens the server's token, so it needs the server's configuration and,
             // for the development default, its SoftHSM environment.

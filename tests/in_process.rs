@@ -481,7 +481,7 @@ async fn import_wrapping_keys_and_expiring_material_leave_nothing_behind() {
         rsa::PublicKey::from_public_key_der(public_key)
             .unwrap()
             .encrypt(
-                &mut common::OsRng,
+                &mut keyward::crypto::rng::OsRng,
                 rsa::Oaep::<sha1::Sha1>::new(),
                 &material,
             )

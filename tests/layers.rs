@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "telemetry",
     ],
     &["backend", "store"],
+    &["escrow"],
     &["audit", "alarms", "cluster"],
     &["config"],
     &["service", "backup"],

@@ -22,15 +22,24 @@ pub struct BackupApi {
     store: Store,
     hw: Hardware,
     clock: Arc<dyn Clock>,
+    /// Escrows the backup key when a backup makes it.
+    escrow: Option<crate::escrow::EscrowKey>,
 }
 
 impl BackupApi {
-    pub fn new(gate: Arc<Gate>, store: Store, hw: Hardware, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        gate: Arc<Gate>,
+        store: Store,
+        hw: Hardware,
+        clock: Arc<dyn Clock>,
+        escrow: Option<crate::escrow::EscrowKey>,
+    ) -> Self {
         Self {
             gate,
             store,
             hw,
             clock,
+            escrow,
         }
     }
 }
@@ -46,8 +55,13 @@ impl BackupService for BackupApi {
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<Chunks>, Status> {
         guarded(&self.gate, request, |_r| async move {
-            let sealed =
-                crate::backup::create(&self.store, self.hw.clone(), self.clock.now()).await?;
+            let sealed = crate::backup::create(
+                &self.store,
+                self.hw.clone(),
+                self.escrow.as_ref(),
+                self.clock.now(),
+            )
+            .await?;
             let paused = sealed.writes_paused.as_millis() as u64;
             tracing::info!(
                 entries = sealed.header.entries,

@@ -5,8 +5,9 @@
 //! key of their own ([`RootMac::open_named`]).
 
 use super::{CheckpointMac, MacFuture};
-use crate::backend::{BackendError, Hardware, KeyRef};
+use crate::backend::{BackendError, Hardware, KeyKind, KeyProtection, KeyRef};
 use crate::crypto::{ct_eq, hex, sha256};
+use crate::escrow::EscrowKey;
 use crate::store::{Expect, Op, Store, StoreError, keyspace};
 
 const LABEL: &str = "keyward-audit-checkpoints";
@@ -25,31 +26,63 @@ pub struct RootMac {
     id: String,
 }
 
+/// Where the escrowed blob of the MAC key named at `entry` is kept.
+pub fn escrowed_mac_entry(entry: &[u8]) -> Vec<u8> {
+    [keyspace::ESCROWED_MAC_KEYS, entry].concat()
+}
+
 impl RootMac {
-    /// The data directory's checkpoint key, made on first use.
-    pub async fn open(store: &Store, hw: Hardware) -> Result<Self, KeyError> {
-        Self::open_named(store, hw, keyspace::AUDIT_MAC_KEY, LABEL).await
+    /// The data directory's checkpoint key, made on first use (escrowed, with `escrow`).
+    pub async fn open(
+        store: &Store,
+        hw: Hardware,
+        escrow: Option<&EscrowKey>,
+    ) -> Result<Self, KeyError> {
+        Self::open_named(store, hw, keyspace::AUDIT_MAC_KEY, LABEL, escrow).await
     }
 
     /// The MAC key whose reference the store keeps at `entry`, made (labelled `label`) on
-    /// first use.
+    /// first use; with `escrow`, made escrowed, its blob kept under
+    /// [`keyspace::ESCROWED_MAC_KEYS`] in the same commit.
     pub async fn open_named(
         store: &Store,
         hw: Hardware,
         entry: &[u8],
         label: &'static str,
+        escrow: Option<&EscrowKey>,
     ) -> Result<Self, KeyError> {
         let key = match store.get(entry).await? {
             Some(found) => KeyRef(String::from_utf8_lossy(&found.value).into_owned()),
             None => {
-                let key = hw.run(move |root| root.create_mac_key(label)).await?;
-                let recorded = store
-                    .commit(vec![Op::Put {
-                        key: entry.to_vec(),
-                        value: key.0.clone().into_bytes(),
-                        expect: Expect::Absent,
-                    }])
-                    .await;
+                let (key, escrowed) = match escrow {
+                    Some(escrow) => {
+                        let (key, escrowed) = crate::escrow::create(
+                            &hw,
+                            escrow,
+                            KeyKind::Mac,
+                            label.to_owned(),
+                            KeyProtection::default(),
+                        )
+                        .await?;
+                        (key, Some(escrowed))
+                    }
+                    None => (hw.run(move |root| root.create_mac_key(label)).await?, None),
+                };
+                let mut ops = vec![Op::Put {
+                    key: entry.to_vec(),
+                    value: key.0.clone().into_bytes(),
+                    expect: Expect::Absent,
+                }];
+                if let Some(escrowed) = escrowed {
+                    ops.push(Op::Put {
+                        key: escrowed_mac_entry(entry),
+                        value: serde_json::to_vec(&escrowed).map_err(|e| {
+                            BackendError::Internal(format!("encoding an escrowed key: {e}"))
+                        })?,
+                        expect: Expect::Any,
+                    });
+                }
+                let recorded = store.commit(ops).await;
                 match recorded {
                     Ok(()) => {
                         tracing::info!(label, "created a MAC key in the root of trust");

@@ -59,7 +59,7 @@ mod record;
 pub mod verify;
 mod writer;
 
-pub use key::{KeyError, RootMac};
+pub use key::{KeyError, RootMac, escrowed_mac_entry};
 pub use record::{
     AuditEvent, CHECKPOINT_DOMAIN, GENESIS, Head, LineHash, MAX_FIELD_BYTES, Outcome,
     TRUNCATED_MARK, checkpoint_message, genesis_prev, is_checkpoint_message, line_hash,

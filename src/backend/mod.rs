@@ -15,7 +15,7 @@ pub use identity::{IdentityChanged, check_identity};
 #[cfg(test)]
 pub mod memory;
 
-pub use crate::crypto::master::{KeyProtection, KeyRef};
+pub use crate::crypto::master::{KeyProtection, KeyRef, OaepHash};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use std::sync::Arc;
 
@@ -53,18 +53,58 @@ pub type Result<T> = std::result::Result<T, BackendError>;
 /// Length of an HMAC-SHA256 tag.
 pub const MAC_LEN: usize = 32;
 
-/// The hash of RSAES-OAEP (and of its MGF1) that imported key material was wrapped with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OaepHash {
-    Sha1,
-    Sha256,
-}
-
 /// An RSA public key as a root of trust reports it: big-endian modulus and public exponent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsaPublicKey {
     pub modulus: Vec<u8>,
     pub exponent: Vec<u8>,
+}
+
+/// What a key is for: roots of trust make master keys and MAC keys differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Master,
+    Mac,
+}
+
+/// The escrow public key as a root of trust uses it: RSA, and its id (the first 16 bytes of
+/// the SHA-256 of its SubjectPublicKeyInfo), which names it in a token (CKA_ID) and in every
+/// blob wrapped to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscrowTarget {
+    pub id: [u8; 16],
+    pub public: RsaPublicKey,
+}
+
+/// A key's material wrapped to the escrow key: RSAES-OAEP with `hash` (MGF1 with the same
+/// hash, empty label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrapped {
+    pub hash: OaepHash,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a TPM `resident` key is refused while escrow is on: the README says the same.
+pub const RESIDENT_NOT_ESCROWABLE: &str = "TPM resident keys cannot be escrowed: their secret \
+     never leaves the TPM that made them, so they die with it. With [escrow] configured, create \
+     keys with key mode sealed-kek";
+
+/// Wraps material this process holds to `escrow` in software (OAEP-SHA-256): for roots of
+/// trust whose keys are in memory while used (a TPM's `sealed-kek`), or made outside to be
+/// escrowed.
+pub fn wrap_in_software(escrow: &EscrowTarget, material: &[u8]) -> Result<Wrapped> {
+    crate::crypto::oaep::encrypt_sha256(&escrow.public.modulus, &escrow.public.exponent, material)
+        .map(|bytes| Wrapped {
+            hash: OaepHash::Sha256,
+            bytes,
+        })
+        .map_err(|e| BackendError::Internal(format!("wrapping to the escrow key: {e}")))
+}
+
+fn escrow_unsupported(kind: &str) -> BackendError {
+    BackendError::Unsupported(format!(
+        "key escrow is not available on a {kind} root of trust"
+    ))
 }
 
 /// Length of imported key material: an AES-256 key.
@@ -155,6 +195,43 @@ pub trait RootOfTrust: Send + Sync + 'static {
     ) -> Result<KeyRef> {
         let _ = (wrapping, hash, wrapped, label);
         Err(import_unsupported(self.kind()))
+    }
+    /// Makes a key as `create_key` (`KeyKind::Master`) or `create_mac_key` would, able to
+    /// leave the root of trust only wrapped to `escrow`, and returns it wrapped so. Fails,
+    /// leaving nothing made, where that cannot be done (a TPM `resident` key; a token that does
+    /// not hold the escrow key as a trusted key).
+    fn create_escrowed(
+        &self,
+        kind: KeyKind,
+        label: &str,
+        protection: &KeyProtection,
+        escrow: &EscrowTarget,
+    ) -> Result<(KeyRef, Wrapped)> {
+        let _ = (kind, label, protection, escrow);
+        Err(escrow_unsupported(self.kind()))
+    }
+    /// Wraps an existing key to `escrow`, where the key was made able to leave that way.
+    fn escrow_existing(
+        &self,
+        kind: KeyKind,
+        key: &KeyRef,
+        escrow: &EscrowTarget,
+    ) -> Result<Wrapped> {
+        let _ = (kind, key, escrow);
+        Err(escrow_unsupported(self.kind()))
+    }
+    /// Makes a key of `kind` from recovered `material` (32 bytes) with `protection`: the same
+    /// rights a made key has, escrowable to `escrow` when given.
+    fn recover_key(
+        &self,
+        kind: KeyKind,
+        material: &[u8],
+        label: &str,
+        protection: &KeyProtection,
+        escrow: Option<&EscrowTarget>,
+    ) -> Result<KeyRef> {
+        let _ = (kind, material, label, protection, escrow);
+        Err(escrow_unsupported(self.kind()))
     }
     /// Random bytes from the device's generator.
     fn random(&self, len: usize) -> Result<SecretBytes>;

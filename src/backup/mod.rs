@@ -13,6 +13,7 @@
 //! or a root identity that is not this one, and is refused.
 
 pub mod format;
+pub mod recover;
 
 use crate::audit::{KeyError, RootMac};
 use crate::backend::{BackendError, Hardware, KeyRef, check_identity};
@@ -135,10 +136,16 @@ fn source(store: &Store) -> &'static str {
     }
 }
 
-/// Snapshots `store` and seals it with the backup key in `hw` (made on first use). The file
+/// Snapshots `store` and seals it with the backup key in `hw` (made on first use, escrowed
+/// with `escrow`). The file
 /// is hashed here without being built, so a failure shows before any of it is sent.
-pub async fn create(store: &Store, hw: Hardware, now: Timestamp) -> Result<Sealed, BackupError> {
-    let mac = RootMac::open_named(store, hw, keyspace::BACKUP_MAC_KEY, MAC_LABEL).await?;
+pub async fn create(
+    store: &Store,
+    hw: Hardware,
+    escrow: Option<&crate::escrow::EscrowKey>,
+    now: Timestamp,
+) -> Result<Sealed, BackupError> {
+    let mac = RootMac::open_named(store, hw, keyspace::BACKUP_MAC_KEY, MAC_LABEL, escrow).await?;
     let started = Instant::now();
     let snapshot = store.snapshot().await?;
     let writes_paused = started.elapsed();

@@ -36,15 +36,15 @@ pub struct BackupArgs {
 
 /// A stopped server's store and root of trust, as `keyward serve` would open them.
 #[derive(Debug, Clone, Args)]
-struct Stopped {
+pub(super) struct Stopped {
     /// The stopped server's data directory: back up (or check against) its store and root of
     /// trust instead of asking a running server.
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(super) data_dir: Option<PathBuf>,
     /// The server's configuration file (root of trust, store); without it, the development
     /// default under --data-dir.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(super) config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +113,7 @@ pub fn restore_main(args: RestoreArgs) -> ExitCode {
     super::client::run_client(|| restore(args.from, config, args.force))
 }
 
-fn failed(message: &str) -> ExitCode {
+pub(super) fn failed(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }
@@ -128,7 +128,7 @@ fn opened(stopped: &Stopped) -> Result<Option<Config>, String> {
 
 /// The configuration `keyward serve` would run with, its environment set. Called before the
 /// runtime starts: SoftHSM reads its environment once, and nothing else runs yet.
-fn prepared(stopped: &Stopped) -> Result<Config, String> {
+pub(super) fn prepared(stopped: &Stopped) -> Result<Config, String> {
     let prepared = super::serve::prepare(super::serve::ServeArgs {
         config: stopped.config.clone(),
         listen: None,
@@ -142,7 +142,7 @@ fn prepared(stopped: &Stopped) -> Result<Config, String> {
     Ok(prepared.config)
 }
 
-async fn hardware(config: &Config) -> Result<Hardware, String> {
+pub(super) async fn hardware(config: &Config) -> Result<Hardware, String> {
     let config = config.clone();
     let (root, sessions) =
         tokio::task::spawn_blocking(move || crate::server::connect_root_of_trust(&config))
@@ -152,7 +152,7 @@ async fn hardware(config: &Config) -> Result<Hardware, String> {
     Ok(Hardware::new(root, sessions))
 }
 
-async fn store(config: &Config) -> Result<Store, String> {
+pub(super) async fn store(config: &Config) -> Result<Store, String> {
     match &config.store {
         StoreConfig::Sled => {
             let dir = config.data_dir.join("store");
@@ -172,13 +172,22 @@ async fn store(config: &Config) -> Result<Store, String> {
     }
 }
 
-fn read(file: &Path) -> Result<format::Backup, String> {
+/// The configured escrow key, if any.
+pub(super) fn escrow_key(config: &Config) -> Result<Option<crate::escrow::EscrowKey>, String> {
+    config
+        .escrow
+        .as_ref()
+        .map(|e| crate::escrow::EscrowKey::load(&e.public_key_file).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+pub(super) fn read(file: &Path) -> Result<format::Backup, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     format::decode(&bytes).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// Writes `bytes` to `to` whole or not at all: a new file beside it, synced, then renamed.
-fn write_new(to: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(super) fn write_new(to: &Path, bytes: &[u8]) -> Result<(), String> {
     if to.exists() {
         return Err(format!(
             "{} exists: refusing to overwrite a backup (choose another name)",
@@ -198,7 +207,7 @@ fn write_new(to: &Path, bytes: &[u8]) -> Result<(), String> {
         })
 }
 
-fn summary(file: &Path, backup: &format::Backup) -> serde_json::Value {
+pub(super) fn summary(file: &Path, backup: &format::Backup) -> serde_json::Value {
     serde_json::json!({
         "file": file.display().to_string(),
         "created_at": backup.header.created_at,
@@ -208,7 +217,7 @@ fn summary(file: &Path, backup: &format::Backup) -> serde_json::Value {
     })
 }
 
-fn print(value: serde_json::Value) -> Result<(), String> {
+pub(super) fn print(value: serde_json::Value) -> Result<(), String> {
     super::output::print(super::output::Format::Json, &value).map_err(|e| e.to_string())
 }
 
@@ -251,7 +260,8 @@ async fn offline(to: PathBuf, config: Config) -> Result<(), String> {
     }
     let store = store(&config).await?;
     let hw = hardware(&config).await?;
-    let sealed = backup::create(&store, hw, crate::time::SystemClock.now())
+    let escrow = escrow_key(&config)?;
+    let sealed = backup::create(&store, hw, escrow.as_ref(), crate::time::SystemClock.now())
         .await
         .map_err(|e| e.to_string())?;
     store.flush().map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod escrow;
 pub mod failover;
 pub mod kms;
 pub mod output;
@@ -47,6 +48,11 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into an empty data directory (checked by the root of trust first).
     Restore(backup::RestoreArgs),
+    /// Key escrow: make the escrow key and its shares, install it in the token, escrow the
+    /// keys made before it.
+    Escrow(escrow::EscrowArgs),
+    /// Rebuild a deployment on new hardware from a backup and the escrow shares.
+    Recover(escrow::RecoverArgs),
     /// Load a running server and report throughput and latency.
     Bench(bench::BenchArgs),
 }

@@ -103,6 +103,17 @@ pub struct Config {
     /// Peer sites secrets are replicated to and from; none: this site stands alone.
     #[serde(default)]
     pub replication: Option<ReplicationConfig>,
+    /// Key escrow; none: keys are not escrowed (and cannot be recovered onto new hardware).
+    #[serde(default)]
+    pub escrow: Option<EscrowConfig>,
+}
+
+/// `[escrow]`: every new key is also wrapped to this public key (see `crate::escrow`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowConfig {
+    /// The PEM public key `keyward escrow init` wrote.
+    pub public_key_file: PathBuf,
 }
 
 /// Bounds on what a client of the AWS endpoint can hold: a connection that sends its request
@@ -780,6 +791,7 @@ impl Config {
             replication: None,
             audit: AuditConfig::default(),
             alarms: None,
+            escrow: None,
         }
     }
 

@@ -104,6 +104,43 @@ impl std::fmt::Debug for LockedBuf {
     }
 }
 
+/// Keeps this whole process out of swap (mlockall) and out of core dumps, for the short-lived
+/// commands that hold the escrow private key (`keyward escrow init`, `keyward recover`), whose
+/// secrets live in library-owned big integers no single page lock can cover. Returns what could
+/// not be done, for the command to tell the operator.
+///
+/// Memory is locked only where the kernel will not hold the process to RLIMIT_MEMLOCK (root, or
+/// an unlimited limit): past that limit every later allocation would fail.
+#[allow(unsafe_code)]
+pub fn protect_process() -> Vec<String> {
+    let mut missing = Vec::new();
+    // SAFETY: plain system calls on this process with constant arguments or a local struct;
+    // none touches memory Rust owns.
+    unsafe {
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            missing.push("core dumps are not disabled".to_owned());
+        }
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let unlimited = libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0
+            && limit.rlim_cur == libc::RLIM_INFINITY;
+        if !(libc::geteuid() == 0 || unlimited) {
+            missing.push(
+                "memory is not locked (RLIMIT_MEMLOCK is limited: run as root, or raise it)"
+                    .to_owned(),
+            );
+        } else if libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) != 0 {
+            missing.push(format!(
+                "memory is not locked ({})",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    missing
+}
+
 #[allow(unsafe_code)]
 fn lock(page: &[u8; 4096]) -> bool {
     // SAFETY: the pointer and length describe one live, page-aligned allocation owned by the

@@ -9,6 +9,7 @@ pub mod hex;
 pub mod locked;
 pub mod master;
 pub mod oaep;
+pub mod rng;
 pub mod secret;
 pub mod spki;
 

@@ -77,9 +77,26 @@ fn mgf1_xor<D: Digest>(seed: &[u8], target: &mut [u8]) {
     }
 }
 
+/// RSAES-OAEP encryption with SHA-256 (MGF1-SHA-256, empty label) to the RSA public key
+/// (`modulus`, `exponent`, big-endian): escrow wrapping of material already in this process's
+/// memory (a TPM `sealed-kek` key). Only public-key arithmetic: nothing here is secret but the
+/// message.
+pub fn encrypt_sha256(modulus: &[u8], exponent: &[u8], message: &[u8]) -> Result<Vec<u8>, String> {
+    use rsa::pkcs8::DecodePublicKey;
+    let der = super::spki::rsa_public_key(modulus, exponent);
+    let key = rsa::PublicKey::from_public_key_der(&der).map_err(|e| e.to_string())?;
+    key.encrypt(
+        &mut super::rng::OsRng,
+        rsa::Oaep::<sha2::Sha256>::new(),
+        message,
+    )
+    .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::rng::OsRng;
     use rsa::pkcs8::DecodePrivateKey;
     use rsa::traits::PublicKeyParts;
     use rsa::{BoxedUint, Oaep, PrivateKey};
@@ -87,24 +104,6 @@ mod tests {
     /// A 2048-bit key made once with openssl for these tests (generating one per run is slow in
     /// a debug build); it protects nothing.
     const TEST_KEY: &[u8] = include_bytes!("testdata/oaep-test-key.der");
-
-    /// The OS generator, as the rsa crate wants one.
-    pub(crate) struct OsRng;
-
-    impl rsa::rand_core::TryRng for OsRng {
-        type Error = getrandom::Error;
-        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-            getrandom::u32()
-        }
-        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-            getrandom::u64()
-        }
-        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-            getrandom::fill(dst)
-        }
-    }
-
-    impl rsa::rand_core::TryCryptoRng for OsRng {}
 
     fn key() -> PrivateKey {
         PrivateKey::from_pkcs8_der(TEST_KEY).unwrap()

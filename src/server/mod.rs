@@ -81,6 +81,8 @@ pub enum StartError {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("data directory {0}")]
     DataDir(String),
+    #[error("key escrow: {0}")]
+    Escrow(String),
 }
 
 /// This node as a cluster member, and the lock on its data directory.
@@ -106,6 +108,36 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
 }
 
 /// Opens the configured store; on etcd, also joins the site's cluster as this node.
+/// The configured escrow key, recorded in the store (insert-once) so that every backup
+/// carries the modulus recovery needs.
+async fn open_escrow(
+    config: &Config,
+    store: &Store,
+) -> Result<Option<crate::escrow::EscrowKey>, StartError> {
+    let Some(escrow) = &config.escrow else {
+        return Ok(None);
+    };
+    let key = crate::escrow::EscrowKey::load(&escrow.public_key_file)
+        .map_err(|e| StartError::Escrow(e.to_string()))?;
+    let entry = [keyspace::ESCROW_KEYS, key.id().as_bytes()].concat();
+    if store.get(&entry).await?.is_none() {
+        let recorded = store
+            .commit(vec![crate::store::Op::Put {
+                key: entry,
+                value: key.der().to_vec(),
+                expect: crate::store::Expect::Absent,
+            }])
+            .await;
+        match recorded {
+            // Another node of the cluster recorded the same key first.
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(escrow_key = %key.id(), "key escrow on: every new key is escrowed");
+    Ok(Some(key))
+}
+
 async fn open_store(config: &Config) -> Result<(Store, Option<Membership>), StartError> {
     let etcd = match &config.store {
         StoreConfig::Sled => return Ok((Store::open(&config.data_dir.join("store"))?, None)),
@@ -261,6 +293,7 @@ impl Keyward {
                 .map_err(|e| BackendError::Internal(e.to_string()))??;
         tracing::info!(kind = root.kind(), sessions, "root of trust connected");
         check_identity_in(&store, root.as_ref()).await?;
+        let escrow = open_escrow(&config, &store).await?;
         let arns = Arns {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
@@ -276,7 +309,8 @@ impl Keyward {
                 config.secrets.data_key_cache_entries,
                 config.secrets.data_key_cache_max_age,
             )
-            .with_import_token_lifetime(config.kms.import_token_lifetime),
+            .with_import_token_lifetime(config.kms.import_token_lifetime)
+            .with_escrow(escrow.clone()),
         );
         let outbox = match &config.replication {
             Some(r) => Some(Arc::new(
@@ -299,7 +333,7 @@ impl Keyward {
         secrets.ensure_default_key().await?;
         secrets.ensure_indexes().await?;
         let mac = Arc::new(
-            RootMac::open(&store, kms.hardware().clone())
+            RootMac::open(&store, kms.hardware().clone(), escrow.as_ref())
                 .await
                 .map_err(|e| StartError::Audit(format!("checkpoint key: {e}")))?,
         );
@@ -553,6 +587,7 @@ impl Keyward {
                 self.store.clone(),
                 self.kms.hardware().clone(),
                 Arc::clone(&self.clock),
+                self.kms.escrow().cloned(),
             )))
             .serve_with_incoming_shutdown(incoming(listener), async move {
                 shutdown.await;

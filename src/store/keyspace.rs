@@ -86,6 +86,12 @@ keyspace! {
     Key AUDIT_MAC_KEY = b"audit/mac-key";
     /// The root of trust's reference to the key backups are sealed with (HMAC).
     Key BACKUP_MAC_KEY = b"backup/mac-key";
+    /// Escrow public keys (DER SubjectPublicKeyInfo) by id: every backup carries the modulus
+    /// recovery needs.
+    Prefix ESCROW_KEYS = b"escrow/key/";
+    /// MAC keys wrapped to the escrow key (`Escrowed`), by the entry that names the key
+    /// (`escrow/mac/audit/mac-key`).
+    Prefix ESCROWED_MAC_KEYS = b"escrow/mac/";
     /// Set by `keyward restore` (which backup, made when, restored when); the next server to
     /// start audits it and deletes it.
     Key BACKUP_RESTORED = b"backup/restored";

@@ -63,6 +63,9 @@ pub struct KeyVersionRecord {
     /// Where the material lives in the root of trust.
     pub material: KeyRef,
     pub on_demand: bool,
+    /// The material wrapped to the escrow key, when escrow was on as it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<crate::crypto::master::Escrowed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

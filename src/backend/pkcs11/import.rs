@@ -262,7 +262,7 @@ fn check_unwrapped(session: &Session, handle: ObjectHandle) -> Result<()> {
         })
 }
 
-fn oaep_sha1() -> Mechanism<'static> {
+pub(super) fn oaep_sha1() -> Mechanism<'static> {
     Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
         MechanismType::SHA1,
         PkcsMgfType::MGF1_SHA1,

@@ -1,20 +1,25 @@
 //! PKCS#11 root of trust (SoftHSM2 in development and CI, any vendor's module in production).
 //!
 //! Master key versions are AES-256 token objects generated inside the token with
-//! CKA_SENSITIVE=true and CKA_EXTRACTABLE=false; nothing can read their value. Data keys and
+//! CKA_SENSITIVE=true and CKA_EXTRACTABLE=false; nothing can read their value. With escrow on,
+//! they are made able to leave only wrapped under the SO-installed escrow key ([`escrow`]).
+//! Data keys and
 //! KMS plaintexts are sealed with CKM_AES_GCM inside the token: one call per operation.
 //! Imported key material (BYOK) is unwrapped inside the token into the same kind of object
 //! ([`import`]).
 
 mod errors;
+mod escrow;
 mod import;
 mod pool;
 mod token;
 
+pub use escrow::{Installed, install_escrow_key};
 pub use token::{TokenSelector, ensure_token};
 
 use crate::backend::{
-    BackendError, KeyProtection, KeyRef, MAC_LEN, OaepHash, Result, RootOfTrust, RsaPublicKey,
+    BackendError, EscrowTarget, KeyKind, KeyProtection, KeyRef, MAC_LEN, OaepHash, Result,
+    RootOfTrust, RsaPublicKey, Wrapped,
 };
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -350,14 +355,15 @@ pub struct KeyAttributes {
 }
 
 impl Pkcs11Root {
-    /// Generates a 256-bit secret token object that never leaves the token, usable only for
-    /// what `usage` allows.
+    /// Generates a 256-bit secret token object usable only for what `usage` allows, that never
+    /// leaves the token, or (`escrowable`) leaves it only wrapped under a trusted key.
     fn generate(
         &self,
         mechanism: Mechanism,
         key_type: KeyType,
         usage: &[Attribute],
         label: &str,
+        escrowable: bool,
     ) -> Result<KeyRef> {
         let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
         let key = KeyRef(crate::crypto::hex::encode(id.expose()));
@@ -368,10 +374,10 @@ impl Pkcs11Root {
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
-            Attribute::Extractable(false),
             Attribute::Id(id.expose().to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
+        template.extend(escrow::leaving(escrowable));
         template.extend_from_slice(usage);
         self.with_session(|session| {
             session
@@ -400,13 +406,9 @@ impl RootOfTrust for Pkcs11Root {
         self.generate(
             Mechanism::AesKeyGen,
             KeyType::AES,
-            &[
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
-            ],
+            &escrow::master_usage(),
             label,
+            false,
         )
     }
 
@@ -414,8 +416,9 @@ impl RootOfTrust for Pkcs11Root {
         self.generate(
             Mechanism::GenericSecretKeyGen,
             KeyType::GENERIC_SECRET,
-            &[Attribute::Sign(true), Attribute::Verify(true)],
+            &escrow::mac_usage(),
             label,
+            false,
         )
     }
 
@@ -494,6 +497,31 @@ impl RootOfTrust for Pkcs11Root {
         label: &str,
     ) -> Result<KeyRef> {
         self.unwrap_imported(wrapping, hash, wrapped, label)
+    }
+
+    fn create_escrowed(
+        &self,
+        kind: KeyKind,
+        label: &str,
+        _: &KeyProtection,
+        escrow: &EscrowTarget,
+    ) -> Result<(KeyRef, Wrapped)> {
+        self.create_escrowed_key(kind, label, escrow)
+    }
+
+    fn escrow_existing(&self, _: KeyKind, key: &KeyRef, escrow: &EscrowTarget) -> Result<Wrapped> {
+        self.escrow_key(key, escrow)
+    }
+
+    fn recover_key(
+        &self,
+        kind: KeyKind,
+        material: &[u8],
+        label: &str,
+        _: &KeyProtection,
+        escrow: Option<&EscrowTarget>,
+    ) -> Result<KeyRef> {
+        self.recover_material(kind, material, label, escrow)
     }
 
     fn random(&self, len: usize) -> Result<SecretBytes> {

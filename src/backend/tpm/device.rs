@@ -377,7 +377,9 @@ impl Device {
         self.connection().map(drop)
     }
 
-    pub fn create_key(&mut self, protection: &KeyProtection) -> Result<TpmKey> {
+    /// A new key version; a `sealed-kek` key seals `kek` when given (escrowed or recovered
+    /// material), a fresh random key otherwise.
+    pub fn create_key(&mut self, protection: &KeyProtection, kek: Option<&[u8]>) -> Result<TpmKey> {
         let mode = Mode::parse(&protection.mode)
             .ok_or_else(|| BackendError::Unsupported("unknown TPM key mode".into()))?;
         let pcrs = protection.pcrs.clone();
@@ -404,8 +406,16 @@ impl Device {
                 objects::encode(&created.out_public, &created.out_private)
             })?,
             Mode::SealedKek => {
-                let kek = SecretBytes::random(DATA_KEY_LEN)
-                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+                let kek = match kek {
+                    Some(given) if given.len() == DATA_KEY_LEN => SecretBytes::new(given.to_vec()),
+                    Some(_) => {
+                        return Err(BackendError::IncorrectKeyMaterial(
+                            "a sealed-kek key is 32 bytes".into(),
+                        ));
+                    }
+                    None => SecretBytes::random(DATA_KEY_LEN)
+                        .map_err(|e| BackendError::Internal(e.to_string()))?,
+                };
                 let policy = digest(&policy)?;
                 self.run(internal, |c| {
                     let srk = c.srk;
@@ -546,18 +556,36 @@ impl Device {
         }
     }
 
-    /// An HMAC key under the SRK; returns its blobs.
-    pub fn create_mac_key(&mut self) -> Result<Vec<u8>> {
+    /// An HMAC key under the SRK, of `material` when given (else the TPM makes the secret);
+    /// returns its blobs.
+    pub fn create_mac_key(&mut self, material: Option<&[u8]>) -> Result<Vec<u8>> {
+        let data = material
+            .map(SensitiveData::try_from)
+            .transpose()
+            .map_err(|e| internal(&e))?;
         self.run(internal, |c| {
-            let template = objects::hmac_key()?;
+            let template = objects::hmac_key(data.is_none())?;
             let srk = c.srk;
+            let data = data.clone();
             let created = c
                 .ctx
                 .execute_with_session(Some(AuthSession::Password), |ctx| {
-                    ctx.create(srk, template, None, None, None, None)
+                    ctx.create(srk, template, None, data, None, None)
                 })?;
             objects::encode(&created.out_public, &created.out_private)
         })
+    }
+
+    /// A `sealed-kek` key's key, copied out to be wrapped to the escrow key.
+    pub fn kek_copy(&mut self, key: &TpmKey) -> Result<SecretBytes> {
+        if key.mode != Mode::SealedKek {
+            return Err(BackendError::Unsupported(
+                crate::backend::RESIDENT_NOT_ESCROWABLE.into(),
+            ));
+        }
+        self.check_pcrs(key)?;
+        self.kek(key)
+            .map(|kek| SecretBytes::new(kek.expose().to_vec()))
     }
 
     /// Load + HMAC + flush: checkpoints are rare, so the key does not hold a slot meanwhile.

@@ -23,7 +23,10 @@ mod objects;
 pub use device::{Options as TpmOptions, persist_srk};
 pub use keyref::Mode as TpmKeyMode;
 
-use super::{BackendError, KeyProtection, KeyRef, MAC_LEN, Result, RootOfTrust};
+use super::{
+    BackendError, EscrowTarget, KeyKind, KeyProtection, KeyRef, MAC_LEN, RESIDENT_NOT_ESCROWABLE,
+    Result, RootOfTrust, Wrapped, wrap_in_software,
+};
 use crate::crypto::{SecretBytes, envelope::NONCE_LEN};
 use device::Device;
 use keyref::TpmKey;
@@ -101,6 +104,43 @@ impl TpmRoot {
     }
 }
 
+fn refuse_resident(kind: KeyKind, protection: &KeyProtection) -> Result<()> {
+    if kind == KeyKind::Master && TpmKeyMode::parse(&protection.mode) != Some(TpmKeyMode::SealedKek)
+    {
+        return Err(BackendError::Unsupported(RESIDENT_NOT_ESCROWABLE.into()));
+    }
+    Ok(())
+}
+
+impl TpmRoot {
+    /// A master key version with `protection`, or a MAC key; of `material` when given.
+    fn make_key(
+        &self,
+        kind: KeyKind,
+        protection: &KeyProtection,
+        material: Option<SecretBytes>,
+    ) -> Result<KeyRef> {
+        match kind {
+            KeyKind::Master => {
+                let protection = protection.clone();
+                self.call(move |device| {
+                    let kek = material.as_ref().map(SecretBytes::expose);
+                    device.create_key(&protection, kek).map(|key| key.to_ref())
+                })
+            }
+            KeyKind::Mac => {
+                let blob = self.call(move |device| {
+                    device.create_mac_key(material.as_ref().map(SecretBytes::expose))
+                })?;
+                Ok(KeyRef(format!(
+                    "{MAC_KEY_PREFIX}{}",
+                    crate::crypto::hex::encode(&blob)
+                )))
+            }
+        }
+    }
+}
+
 impl RootOfTrust for TpmRoot {
     fn kind(&self) -> &'static str {
         "TPM"
@@ -116,7 +156,7 @@ impl RootOfTrust for TpmRoot {
 
     fn create_key(&self, _label: &str, protection: &KeyProtection) -> Result<KeyRef> {
         let protection = protection.clone();
-        self.call(move |device| device.create_key(&protection).map(|key| key.to_ref()))
+        self.call(move |device| device.create_key(&protection, None).map(|key| key.to_ref()))
     }
 
     fn destroy_key(&self, key: &KeyRef) -> Result<()> {
@@ -153,11 +193,52 @@ impl RootOfTrust for TpmRoot {
     }
 
     fn create_mac_key(&self, _label: &str) -> Result<KeyRef> {
-        let blob = self.call(Device::create_mac_key)?;
-        Ok(KeyRef(format!(
-            "{MAC_KEY_PREFIX}{}",
-            crate::crypto::hex::encode(&blob)
-        )))
+        self.make_key(KeyKind::Mac, &KeyProtection::default(), None)
+    }
+
+    /// The secret is made here, wrapped to the escrow key first (nothing to undo if that
+    /// fails), then sealed into the TPM: a TPM cannot hand out what it made itself.
+    fn create_escrowed(
+        &self,
+        kind: KeyKind,
+        _label: &str,
+        protection: &KeyProtection,
+        escrow: &EscrowTarget,
+    ) -> Result<(KeyRef, Wrapped)> {
+        refuse_resident(kind, protection)?;
+        let material =
+            SecretBytes::random(32).map_err(|e| BackendError::Internal(e.to_string()))?;
+        let wrapped = wrap_in_software(escrow, material.expose())?;
+        let key = self.make_key(kind, protection, Some(material))?;
+        Ok((key, wrapped))
+    }
+
+    fn escrow_existing(
+        &self,
+        kind: KeyKind,
+        key: &KeyRef,
+        escrow: &EscrowTarget,
+    ) -> Result<Wrapped> {
+        if kind == KeyKind::Mac {
+            return Err(BackendError::Unsupported(
+                "the TPM made this HMAC key's secret itself and never releases it".into(),
+            ));
+        }
+        let key = TpmKey::parse(key)?;
+        let kek = self.call(move |device| device.kek_copy(&key))?;
+        wrap_in_software(escrow, kek.expose())
+    }
+
+    fn recover_key(
+        &self,
+        kind: KeyKind,
+        material: &[u8],
+        _label: &str,
+        protection: &KeyProtection,
+        _escrow: Option<&EscrowTarget>,
+    ) -> Result<KeyRef> {
+        refuse_resident(kind, protection)?;
+        self.make_key(kind, protection, Some(SecretBytes::new(material.to_vec())))
     }
 
     fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]> {

@@ -79,13 +79,14 @@ pub fn sealed(policy: Option<Digest>) -> Result<Public> {
     builder.build()
 }
 
-/// An HMAC-SHA256 signing key whose secret the TPM generates and never releases (the audit
-/// log's checkpoint key).
-pub fn hmac_key() -> Result<Public> {
+/// An HMAC-SHA256 signing key (the audit log's checkpoint key, the backup key) that the TPM
+/// never releases. Its secret is generated inside (`generated`), or given: an escrowed key's,
+/// made outside so that it can be wrapped to the escrow key, or a recovered one.
+pub fn hmac_key(generated: bool) -> Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
+        .with_sensitive_data_origin(generated)
         .with_user_with_auth(true)
         .with_no_da(true)
         .with_sign_encrypt(true)

@@ -281,6 +281,8 @@ impl KmsService {
                         created_at: now,
                         material: material.clone(),
                         on_demand: false,
+                        // The user holds imported material; recovery asks for it again.
+                        escrow: None,
                     });
                     Ok(Installed::New)
                 } else {

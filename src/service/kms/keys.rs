@@ -1,7 +1,7 @@
 //! Key lifecycle: create, describe, list, enable/disable, scheduled deletion, rotation.
 
 use super::{KmsService, new_key_id};
-use crate::backend::KeyProtection;
+use crate::backend::{KeyKind, KeyProtection, KeyRef};
 use crate::service::KmsError;
 use crate::service::paging::{self, Page};
 use crate::store::{
@@ -88,13 +88,11 @@ impl KmsService {
         let key_id = new_key_id();
         let label = format!("keyward {key_id} v1");
         let requested = new.protection.clone();
-        let (material, protection) = self
+        let protection = self
             .hw
-            .run(move |root| {
-                let protection = root.resolve_protection(&requested)?;
-                Ok((root.create_key(&label, &protection)?, protection))
-            })
+            .run(move |root| root.resolve_protection(&requested))
             .await?;
+        let (material, escrow) = self.new_material(label, protection.clone()).await?;
         let now = self.clock.now();
         let record = KeyRecord {
             key_id: key_id.clone(),
@@ -110,6 +108,7 @@ impl KmsService {
                 created_at: now,
                 material: material.clone(),
                 on_demand: false,
+                escrow,
             }],
             rotation: None,
             protection,
@@ -286,6 +285,25 @@ impl KmsService {
         Ok(record)
     }
 
+    /// A new master key version in the root of trust, escrowed when escrow is on (and refused
+    /// when it cannot be).
+    async fn new_material(
+        &self,
+        label: String,
+        protection: crate::backend::KeyProtection,
+    ) -> Result<(KeyRef, Option<crate::escrow::Escrowed>), KmsError> {
+        let Some(escrow) = &self.escrow else {
+            let material = self
+                .hw
+                .run(move |root| root.create_key(&label, &protection))
+                .await?;
+            return Ok((material, None));
+        };
+        let (material, escrowed) =
+            crate::escrow::create(&self.hw, escrow, KeyKind::Master, label, protection).await?;
+        Ok((material, Some(escrowed)))
+    }
+
     /// Adds a key version made in the root of trust; new encryptions use it, older versions
     /// stay to decrypt what they protected.
     pub async fn rotate_key_on_demand(&self, key_id: &str) -> Result<(KeyRecord, u32), KmsError> {
@@ -302,11 +320,7 @@ impl KmsService {
         refuse_external_rotation(&record, &self.arns)?;
         self.require_enabled(&record)?;
         let label = format!("keyward {} rotated", record.key_id);
-        let protection = record.protection.clone();
-        let material = self
-            .hw
-            .run(move |root| root.create_key(&label, &protection))
-            .await?;
+        let (material, escrow) = self.new_material(label, record.protection.clone()).await?;
         let now = self.clock.now();
         let arns = self.arns.clone();
         let outcome = self
@@ -323,6 +337,7 @@ impl KmsService {
                     created_at: now,
                     material: material.clone(),
                     on_demand,
+                    escrow: escrow.clone(),
                 });
                 if !on_demand {
                     super::rotation::schedule_next(record, now);

@@ -42,6 +42,8 @@ pub struct KmsService {
     data_keys: cache::DataKeyCache,
     /// How long GetParametersForImport's answer is valid.
     import_token_lifetime: std::time::Duration,
+    /// With escrow on, every key version made here is escrowed or not made.
+    escrow: Option<crate::escrow::EscrowKey>,
 }
 
 impl KmsService {
@@ -55,6 +57,7 @@ impl KmsService {
             arns,
             data_keys: cache::DataKeyCache::new(0, std::time::Duration::ZERO),
             import_token_lifetime: import::DEFAULT_TOKEN_LIFETIME,
+            escrow: None,
         }
     }
 
@@ -62,6 +65,16 @@ impl KmsService {
     pub fn with_import_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.import_token_lifetime = lifetime;
         self
+    }
+
+    /// Escrows every key version made from now on to `escrow`.
+    pub fn with_escrow(mut self, escrow: Option<crate::escrow::EscrowKey>) -> Self {
+        self.escrow = escrow;
+        self
+    }
+
+    pub fn escrow(&self) -> Option<&crate::escrow::EscrowKey> {
+        self.escrow.as_ref()
     }
 
     /// Keeps up to `entries` unwrapped data keys for `max_age` (see [`cache`]); 0 is off.
