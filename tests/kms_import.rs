@@ -45,9 +45,11 @@ fn random_key() -> Vec<u8> {
 fn wrap(public_key_der: &[u8], algorithm: &str, material: &[u8]) -> Vec<u8> {
     let key = rsa::PublicKey::from_public_key_der(public_key_der).expect("a DER RSA public key");
     match algorithm {
-        "RSAES_OAEP_SHA_1" => {
-            key.encrypt(&mut keyward::crypto::rng::OsRng, rsa::Oaep::<sha1::Sha1>::new(), material)
-        }
+        "RSAES_OAEP_SHA_1" => key.encrypt(
+            &mut keyward::crypto::rng::OsRng,
+            rsa::Oaep::<sha1::Sha1>::new(),
+            material,
+        ),
         "RSAES_OAEP_SHA_256" => key.encrypt(
             &mut keyward::crypto::rng::OsRng,
             rsa::Oaep::<sha2::Sha256>::new(),

@@ -76,6 +76,34 @@ pub fn tpm_table(tpm: &swtpm::Swtpm, mode: &str, extra: &str) -> String {
     )
 }
 
+/// Writes the config file of a server on `data_dir` (beside it, `.toml`): the suite's root of
+/// trust and store, and `extra` (TOML). Returns its path and the swtpm behind it on a TPM run.
+pub fn write_config(data_dir: &Path, extra: &str) -> (PathBuf, Option<swtpm::Swtpm>) {
+    let (table, tpm) = root_of_trust(data_dir);
+    let table = if on_etcd() {
+        let store = etcd::store_table(&data_dir.with_extension("etcd"), "node-1", "");
+        format!("{table}\n{store}")
+    } else {
+        table
+    };
+    let config = data_dir.with_extension("toml");
+    // Top-level keys must come before the first table.
+    let (top, tables) = match extra.find("\n[") {
+        Some(at) if !extra.starts_with('[') => extra.split_at(at),
+        _ if extra.starts_with('[') => ("", extra),
+        _ => (extra, ""),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n{top}\n{table}\n{tables}\n",
+            data_dir.display()
+        ),
+    )
+    .expect("write config");
+    (config, tpm)
+}
+
 impl Server {
     /// The development default on a fresh data directory; on a TPM run, a server on swtpm.
     pub fn start(data_dir: &Path) -> Server {
@@ -92,28 +120,7 @@ impl Server {
 
     /// `with_config`, started by `wrapper` (see `try_spawn_via`).
     pub fn with_config_via(wrapper: &[&str], data_dir: &Path, extra: &str) -> Server {
-        let (table, tpm) = root_of_trust(data_dir);
-        let table = if on_etcd() {
-            let store = etcd::store_table(&data_dir.with_extension("etcd"), "node-1", "");
-            format!("{table}\n{store}")
-        } else {
-            table
-        };
-        let config = data_dir.with_extension("toml");
-        // Top-level keys must come before the first table.
-        let (top, tables) = match extra.find("\n[") {
-            Some(at) if !extra.starts_with('[') => extra.split_at(at),
-            _ if extra.starts_with('[') => ("", extra),
-            _ => (extra, ""),
-        };
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{}\"\n{top}\n{table}\n{tables}\n",
-                data_dir.display()
-            ),
-        )
-        .expect("write config");
+        let (config, tpm) = write_config(data_dir, extra);
         let mut server = Self::try_spawn_via(
             wrapper,
             data_dir,
@@ -534,7 +541,6 @@ pub fn run_readme_section(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
-
 
 pub mod auth;
 pub mod aws;
