@@ -356,3 +356,65 @@ async fn the_disaster_drill_brings_every_key_and_secret_back_on_new_hardware() {
     );
     recovered.stop();
 }
+
+#[tokio::test]
+async fn add_existing_escrows_what_the_root_allows_and_reports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (config, tpm) = write_config(&data, "");
+    let mut server = Server::try_spawn(&data, &["--config", path(&config)], &[]).unwrap();
+    server.swtpm = tpm;
+    let mut kms = server.kms().await;
+    let key = common::create_key(&mut kms, "made before escrow")
+        .await
+        .key_id;
+    // Stopped, its TPM and etcd kept running for the CLI.
+    let kept = (server.swtpm.take(), server.etcd.take());
+    server.stop();
+
+    let (public, _) = escrow_init(dir.path(), "escrow");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&escrow_table(&public));
+    std::fs::write(&config, text).unwrap();
+    ok(&["escrow", "install", "--config", path(&config)]);
+    let report = ok(&["escrow", "add-existing", "--config", path(&config)]);
+    let cannot: Vec<(String, String)> = report["cannot_escrow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_owned(),
+                c["why"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let ours = format!("{key} v1");
+    let escrowed: Vec<&str> = report["escrowed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    // The audit key was made inside the root before escrow: it stays where it is everywhere.
+    assert!(cannot.iter().any(|(k, _)| k == "audit/mac-key"), "{report}");
+    match tpm_mode() {
+        None => {
+            // Made non-extractable: a PKCS#11 key made before escrow can never leave.
+            let (_, why) = cannot.iter().find(|(k, _)| *k == ours).expect("reported");
+            assert!(why.contains("non-extractable"), "{why}");
+            assert!(escrowed.is_empty(), "{report}");
+        }
+        Some("sealed-kek") => {
+            assert!(escrowed.contains(&ours.as_str()), "{report}");
+            let again = ok(&["escrow", "add-existing", "--config", path(&config)]);
+            assert_eq!(again["escrowed"], serde_json::json!([]), "{again}");
+            assert!(again["already_escrowed"].as_u64().unwrap() >= 2, "{again}");
+        }
+        Some(_) => {
+            let (_, why) = cannot.iter().find(|(k, _)| *k == ours).expect("reported");
+            assert!(why.contains("resident keys cannot be escrowed"), "{why}");
+        }
+    }
+    drop(kept);
+}

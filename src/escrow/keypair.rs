@@ -130,3 +130,73 @@ fn trimmed(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     &bytes[start..]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escrowed(public: &EscrowKey, material: &[u8]) -> Escrowed {
+        let target = public.target();
+        Escrowed {
+            escrow_key: public.id(),
+            oaep_hash: OaepHash::Sha256,
+            wrapped: crate::crypto::oaep::encrypt_sha256(
+                &target.public.modulus,
+                &target.public.exponent,
+                material,
+            )
+            .unwrap(),
+            check: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_shared_prime_rebuilds_the_key_and_nothing_else_does() {
+        let key = EscrowPrivateKey::generate().unwrap();
+        let public = key.public().unwrap();
+        let prime = key.shared_prime().unwrap();
+        assert_eq!(prime.len(), BITS / 16);
+        let blob = escrowed(&public, &[5; 32]);
+
+        let rebuilt = EscrowPrivateKey::rebuild(&public, &prime).unwrap();
+        assert_eq!(rebuilt.unwrap(&blob).unwrap().expose(), &[5; 32]);
+
+        // One bit off, zero, one, the modulus itself: refused, never a key.
+        let mut off = prime.to_vec();
+        off[10] ^= 1;
+        let n = public.target().public.modulus.clone();
+        for wrong in [off, vec![0; 192], vec![1], n] {
+            assert!(matches!(
+                EscrowPrivateKey::rebuild(&public, &wrong),
+                Err(EscrowError::WrongShares(_))
+            ));
+        }
+        // Another key's prime does not divide this modulus.
+        let other = EscrowPrivateKey::generate().unwrap();
+        assert!(EscrowPrivateKey::rebuild(&public, &other.shared_prime().unwrap()).is_err());
+        // A blob for another escrow key does not unwrap.
+        let foreign = escrowed(&other.public().unwrap(), &[5; 32]);
+        assert!(rebuilt.unwrap(&foreign).is_err());
+        // Material that is not a 32-byte key is refused.
+        assert!(rebuilt.unwrap(&escrowed(&public, &[5; 16])).is_err());
+    }
+
+    #[test]
+    fn the_public_key_round_trips_through_pem_and_weak_keys_are_refused() {
+        let key = EscrowPrivateKey::generate().unwrap();
+        let public = key.public().unwrap();
+        let again = EscrowKey::from_pem(&public.pem()).unwrap();
+        assert_eq!(again, public);
+        assert_eq!(public.id().len(), 32);
+        let small = PrivateKey::new(&mut OsRng, 2048).unwrap();
+        let der = crate::crypto::spki::rsa_public_key(
+            &small.n().to_be_bytes_trimmed_vartime(),
+            &small.e().to_be_bytes_trimmed_vartime(),
+        );
+        assert!(matches!(
+            EscrowKey::from_der(&der),
+            Err(EscrowError::PublicKey(m)) if m.contains("3072")
+        ));
+        assert!(EscrowKey::from_pem("no key here").is_err());
+    }
+}
