@@ -418,3 +418,22 @@ async fn add_existing_escrows_what_the_root_allows_and_reports_the_rest() {
     }
     drop(kept);
 }
+
+#[test]
+fn the_readmes_recovery_drill_runs_as_written() {
+    // The README's drill is written for the development default (SoftHSM, sled).
+    if tpm_mode().is_some() || common::on_etcd() {
+        return;
+    }
+    let (ok, stdout, stderr) = common::run_readme_section(
+        "## Recovery onto new hardware",
+        180,
+        "--config /tmp/keyward-escrow/",
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().any(|l| l == "outlived its hardware"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"mac_checked\": true"), "{stdout}");
+}
