@@ -214,7 +214,7 @@ fn only_the_so_makes_a_key_trusted_and_escrowable_keys_leave_only_to_it() {
         &KeyProtection::default(),
         other.target(),
     ) {
-        Err(BackendError::Unsupported(message)) => {
+        Err(BackendError::Unavailable(message)) => {
             assert!(message.contains("keyward escrow install"), "{message}")
         }
         other => panic!("expected a refusal, got {:?}", other.map(|(k, _)| k)),

@@ -66,8 +66,10 @@ fn kind_of(kind: KeyKind) -> (KeyType, Vec<Attribute>) {
     }
 }
 
+/// Unavailable, not a refusal of the request: it works as soon as the SO installs the key, with
+/// no restart.
 fn not_installed(escrow: &EscrowTarget) -> BackendError {
-    BackendError::Unsupported(format!(
+    BackendError::Unavailable(format!(
         "escrow is configured, but this token does not hold escrow key {} as a trusted key \
          (run `keyward escrow install` with the token's SO PIN); no key was made",
         hex::encode(&escrow.id)
