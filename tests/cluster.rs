@@ -413,11 +413,20 @@ async fn losing_etcds_quorum_stops_writes_until_a_member_returns() {
     })
     .await;
 
-    // One member down: a quorum remains, service goes on.
+    // One member down: a quorum remains, service goes on (after an election, when the member
+    // killed was the leader: writes in that second are refused, retryable). The same request
+    // token each time, so a write that landed unanswered is not made twice.
     site.etcd.kill(0);
-    secrets::put(&mut client, "q", &token("one-down"), "one-down", &[])
-        .await
-        .unwrap();
+    wait_for("a write with one member down", HANDOVER, || {
+        let site = &site;
+        async move {
+            let mut client = sm(site, 0).await;
+            secrets::put(&mut client, "q", &token("one-down"), "one-down", &[])
+                .await
+                .is_ok()
+        }
+    })
+    .await;
 
     // Two down: writes fail UNAVAILABLE, with a retryable AWS error.
     site.etcd.kill(1);
