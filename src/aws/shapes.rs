@@ -88,9 +88,27 @@ pub fn request_in(value: Value) -> Value {
     }
 }
 
+/// The list members of responses that AWS returns even when they are empty (a client that
+/// reads `response["SecretList"]` must not fail on an empty result). Top level only.
+const ALWAYS_LISTED: &[&str] = &[
+    "secret_list",
+    "secret_values",
+    "errors",
+    "versions",
+    "keys",
+    "aliases",
+    "rotations",
+    "validation_errors",
+];
+
 /// A protobuf message's JSON as the AWS response document. Absent members (null, empty
-/// strings, empty lists) are left out, as AWS leaves them out.
+/// strings, empty lists) are left out, as AWS leaves them out, except the lists AWS always
+/// returns ([`ALWAYS_LISTED`]).
 pub fn response_out(value: Value, service: Service) -> Value {
+    shape_out(value, service, true)
+}
+
+fn shape_out(value: Value, service: Service, top: bool) -> Value {
     match value {
         Value::Object(members) => {
             let mut out = Map::with_capacity(members.len());
@@ -100,9 +118,10 @@ pub fn response_out(value: Value, service: Service) -> Value {
                 } else if USER_MAPS.contains(&name.as_str()) {
                     value
                 } else {
-                    response_out(value, service)
+                    shape_out(value, service, false)
                 };
-                if is_absent(&value) {
+                let listed = top && ALWAYS_LISTED.contains(&name.as_str());
+                if is_absent(&value) && !(listed && matches!(value, Value::Array(_))) {
                     continue;
                 }
                 out.insert(pascal_case(&name, service), value);
@@ -112,7 +131,7 @@ pub fn response_out(value: Value, service: Service) -> Value {
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|item| response_out(item, service))
+                .map(|item| shape_out(item, service, false))
                 .collect(),
         ),
         other => other,
@@ -195,6 +214,23 @@ mod tests {
                 "VersionIdsToStages": {"v1": ["AWSCURRENT"]},
                 "Enabled": false,
             })
+        );
+    }
+
+    #[test]
+    fn the_lists_aws_always_returns_stay_when_empty_and_only_at_the_top() {
+        let response = response_out(
+            json!({
+                "secret_list": [],
+                "next_token": "",
+                "errors": [],
+                "nested": {"keys": [], "x": 1},
+            }),
+            Service::SecretsManager,
+        );
+        assert_eq!(
+            response,
+            json!({"SecretList": [], "Errors": [], "Nested": {"X": 1}})
         );
     }
 }

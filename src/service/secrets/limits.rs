@@ -23,7 +23,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> SecretsError {
     SecretsError::invalid(field, reason)
 }
 
-/// 1-512 ASCII letters, digits and `/_+=.@-`, not ending in a hyphen and six characters.
+/// 1-512 ASCII letters, digits and `/_+=.@-`. A name that ends in a hyphen and six characters
+/// is allowed, as AWS allows it: ids resolve as an exact name first (see `resolve`).
 pub fn name(name: &str) -> Result<(), SecretsError> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(invalid(
@@ -38,12 +39,6 @@ pub fn name(name: &str) -> Result<(), SecretsError> {
         return Err(invalid(
             "name",
             "may contain only ASCII letters, digits and /_+=.@-",
-        ));
-    }
-    if name.len() >= 7 && name.as_bytes()[name.len() - 7] == b'-' {
-        return Err(invalid(
-            "name",
-            "must not end with a hyphen followed by six characters (it would look like an ARN suffix)",
         ));
     }
     Ok(())
@@ -151,8 +146,8 @@ mod tests {
         assert!(name("prod/db+user=x.y@z_w-1").is_ok());
         assert!(name("with space").is_err());
         assert!(name("naïve").is_err());
-        // "-" followed by six characters looks like an ARN suffix.
-        assert!(name("app-abcdef").is_err());
+        // A hyphen and six characters looks like an ARN suffix; AWS allows it all the same.
+        assert!(name("app-abcdef").is_ok());
         assert!(name("app-abcdefg").is_ok());
         assert!(name("app-abcde").is_ok());
     }

@@ -224,33 +224,6 @@ impl SecretsService {
         ))
     }
 
-    /// The name a `secret_id` (name or full ARN) refers to, and the ARN if one was given.
-    fn parse_secret_id<'a>(
-        &self,
-        secret_id: &'a str,
-    ) -> Result<(&'a str, Option<&'a str>), SecretsError> {
-        limits::secret_id(secret_id)?;
-        let prefix = format!(
-            "arn:keyward:secretsmanager:{}:{}:secret:",
-            self.arns.region, self.arns.account_id
-        );
-        if let Some(rest) = secret_id.strip_prefix(&prefix) {
-            let name = rest
-                .len()
-                .checked_sub(7)
-                .filter(|&cut| rest.as_bytes()[cut] == b'-')
-                .map(|cut| &rest[..cut])
-                .ok_or_else(|| SecretsError::NotFound(format!("secret {secret_id} not found")))?;
-            return Ok((name, Some(secret_id)));
-        }
-        if secret_id.starts_with("arn:") {
-            return Err(SecretsError::NotFound(format!(
-                "secret {secret_id} not found"
-            )));
-        }
-        Ok((secret_id, None))
-    }
-
     async fn load_by_name(&self, name: &str) -> Result<Option<(SecretRecord, u64)>, SecretsError> {
         let key = secret_key(name);
         match self.store.get(&key).await? {
@@ -265,14 +238,48 @@ impl SecretsService {
         }
     }
 
-    /// The secret a client names, deleted or not.
+    /// The secret a client names, deleted or not. As AWS resolves a secret id: an exact name
+    /// first, then a full ARN (the name, a hyphen and the random six-character suffix), then a
+    /// partial ARN (the ARN without the suffix). Names cannot hold `:`, so an id starting with
+    /// `arn:` is never a name.
     async fn resolve(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
-        let (name, arn) = self.parse_secret_id(secret_id)?;
-        match self.load_by_name(name).await? {
-            Some((record, version)) if arn.is_none_or(|a| a == record.arn) => Ok((record, version)),
-            _ => Err(SecretsError::NotFound(format!(
+        limits::secret_id(secret_id)?;
+        let not_found = || {
+            SecretsError::NotFound(format!(
                 "Secrets Manager can't find the specified secret: {secret_id}"
-            ))),
+            ))
+        };
+        let prefix = format!(
+            "arn:keyward:secretsmanager:{}:{}:secret:",
+            self.arns.region, self.arns.account_id
+        );
+        let Some(rest) = secret_id.strip_prefix(&prefix) else {
+            if secret_id.starts_with("arn:") {
+                return Err(not_found());
+            }
+            return self.load_by_name(secret_id).await?.ok_or_else(not_found);
+        };
+        let full_name = rest
+            .len()
+            .checked_sub(7)
+            .filter(|&cut| rest.as_bytes()[cut] == b'-')
+            .map(|cut| &rest[..cut]);
+        if let Some(name) = full_name
+            && let Some((record, version)) = self.load_by_name(name).await?
+            && record.arn == secret_id
+        {
+            return Ok((record, version));
+        }
+        match self.load_by_name(rest).await? {
+            Some((record, version))
+                if record
+                    .arn
+                    .strip_prefix(secret_id)
+                    .is_some_and(|suffix| suffix.len() == 7 && suffix.starts_with('-')) =>
+            {
+                Ok((record, version))
+            }
+            _ => Err(not_found()),
         }
     }
 
