@@ -120,3 +120,151 @@ async fn a_secret_id_is_an_exact_name_then_a_full_arn_then_a_partial_arn() {
         Some("ResourceNotFoundException")
     );
 }
+
+/// The code and message of a failed SDK call.
+fn failure<E: aws_sdk_secretsmanager::error::ProvideErrorMetadata>(err: E) -> (String, String) {
+    (
+        err.code().unwrap_or("none").to_owned(),
+        err.message().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_codes_and_messages_are_the_ones_aws_documents() {
+    use aws_sdk_secretsmanager::primitives::Blob;
+    use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, ReplicaRegionType};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let sm = secrets_client(&server);
+    sm.create_secret()
+        .name("db")
+        .secret_string("v1")
+        .client_request_token("t".repeat(32))
+        .send()
+        .await
+        .unwrap();
+
+    // An unknown filter key: ValidationException.
+    let err = sm
+        .list_secrets()
+        .filters(
+            Filter::builder()
+                .key(FilterNameStringType::from("bogus"))
+                .values("x")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(failure(err.into_service_error()).0, "ValidationException");
+
+    // PutSecretValue with neither value or with both: InvalidRequestException.
+    let neither = sm
+        .put_secret_value()
+        .secret_id("db")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(neither.into_service_error()).0,
+        "InvalidRequestException"
+    );
+    let both = sm
+        .put_secret_value()
+        .secret_id("db")
+        .secret_string("s")
+        .secret_binary(Blob::new(b"b".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(both.into_service_error()).0,
+        "InvalidRequestException"
+    );
+
+    // A token already used, with another value: AWS's words.
+    let reused = sm
+        .put_secret_value()
+        .secret_id("db")
+        .secret_string("another")
+        .client_request_token("t".repeat(32))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(reused.into_service_error()),
+        (
+            "ResourceExistsException".to_owned(),
+            "You can't modify an existing version, you can only create a new version.".to_owned()
+        )
+    );
+    let exists = sm
+        .create_secret()
+        .name("db")
+        .secret_string("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(exists.into_service_error()),
+        (
+            "ResourceExistsException".to_owned(),
+            "The operation failed because the secret db already exists.".to_owned()
+        )
+    );
+
+    // Unknown secrets: ResourceNotFoundException with AWS's message, before anything else
+    // (a resource policy is not looked at).
+    let missing = sm
+        .get_secret_value()
+        .secret_id("nothing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(missing.into_service_error()),
+        (
+            "ResourceNotFoundException".to_owned(),
+            "Secrets Manager can't find the specified secret.".to_owned()
+        )
+    );
+    let policy = sm
+        .get_resource_policy()
+        .secret_id("nothing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(policy.into_service_error()).0,
+        "ResourceNotFoundException"
+    );
+    let version = sm
+        .get_secret_value()
+        .secret_id("db")
+        .version_stage("NOPE")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(version.into_service_error()),
+        (
+            "ResourceNotFoundException".to_owned(),
+            "Secrets Manager can't find the specified secret value for staging label: NOPE"
+                .to_owned()
+        )
+    );
+
+    // Replicating to the site's own region: InvalidParameterException, replication configured
+    // or not.
+    let own = sm
+        .replicate_secret_to_regions()
+        .secret_id("db")
+        .add_replica_regions(ReplicaRegionType::builder().region("local").build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(own.into_service_error()).0,
+        "InvalidParameterException"
+    );
+}

@@ -104,7 +104,8 @@ async fn list_secrets_filters_sorts_and_pages() {
         })
         .await
         .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "InvalidParameterException");
+    // AWS validates filter keys before the operation: ValidationException.
+    assert_error(&err, Code::InvalidArgument, "ValidationException");
 
     // Ascending by creation date (ties by name); descending is its reverse.
     let asc = sm

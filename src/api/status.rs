@@ -142,6 +142,9 @@ impl From<SecretsError> for Status {
             SecretsError::InvalidParameter { .. } => {
                 status(Code::InvalidArgument, Exception::InvalidParameter, message)
             }
+            SecretsError::Validation { .. } => {
+                status(Code::InvalidArgument, Exception::Validation, message)
+            }
             SecretsError::InvalidRequest(_) => {
                 status(Code::FailedPrecondition, Exception::InvalidRequest, message)
             }

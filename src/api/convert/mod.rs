@@ -137,6 +137,13 @@ impl TryFrom<pb::PutSecretValueRequest> for PutValue {
     type Error = SecretsError;
 
     fn try_from(r: pb::PutSecretValueRequest) -> Result<Self, SecretsError> {
+        // AWS answers both values at once with InvalidRequestException here (CreateSecret and
+        // UpdateSecret: InvalidParameterException).
+        if r.secret_string.is_some() && r.secret_binary.is_some() {
+            return Err(SecretsError::InvalidRequest(
+                "You must provide either SecretString or SecretBinary, not both.".into(),
+            ));
+        }
         Ok(Self {
             value: Value::from_fields(r.secret_string, r.secret_binary)?,
             version_stages: (!r.version_stages.is_empty()).then_some(r.version_stages),

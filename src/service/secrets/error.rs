@@ -15,6 +15,10 @@ pub enum SecretsError {
     /// InvalidParameterException: the message starts with the field's name.
     #[error("{field}: {reason}")]
     InvalidParameter { field: &'static str, reason: String },
+    /// ValidationException: where AWS validates a member before the operation looks at it
+    /// (ListSecrets' filter keys). The message starts with the field's name.
+    #[error("{field}: {reason}")]
+    Validation { field: &'static str, reason: String },
     /// InvalidRequestException: the secret's state forbids the call.
     #[error("{0}")]
     InvalidRequest(String),

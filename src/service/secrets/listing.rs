@@ -33,10 +33,10 @@ fn validate(filters: &[Filter]) -> Result<(), SecretsError> {
     }
     for filter in filters {
         if !FILTER_KEYS.contains(&filter.key.as_str()) {
-            return Err(SecretsError::invalid(
-                "filters.key",
-                format!("{:?} is not one of {}", filter.key, FILTER_KEYS.join(", ")),
-            ));
+            return Err(SecretsError::Validation {
+                field: "filters.key",
+                reason: format!("{:?} is not one of {}", filter.key, FILTER_KEYS.join(", ")),
+            });
         }
         if filter.values.is_empty() || filter.values.len() > 10 {
             return Err(SecretsError::invalid("filters.values", "1 to 10 values"));

@@ -245,9 +245,8 @@ impl SecretsService {
     async fn resolve(&self, secret_id: &str) -> Result<(SecretRecord, u64), SecretsError> {
         limits::secret_id(secret_id)?;
         let not_found = || {
-            SecretsError::NotFound(format!(
-                "Secrets Manager can't find the specified secret: {secret_id}"
-            ))
+            // AWS's words exactly: scripts and runbooks match on them.
+            SecretsError::NotFound("Secrets Manager can't find the specified secret.".into())
         };
         let prefix = format!(
             "arn:keyward:secretsmanager:{}:{}:secret:",

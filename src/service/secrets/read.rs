@@ -76,8 +76,8 @@ impl SecretsService {
         let meta = &record.versions[at];
         if !meta.has_value {
             return Err(SecretsError::NotFound(format!(
-                "Secrets Manager can't find the specified secret value for version {} of {}",
-                meta.version_id, record.name
+                "Secrets Manager can't find the specified secret value for VersionId: {}",
+                meta.version_id
             )));
         }
         let stored = self.load_value_record(&record, &meta.version_id).await?;
@@ -291,7 +291,9 @@ fn pick_version(
     let by_id = match version_id {
         None => None,
         Some(version_id) => Some(labels::index(&record.versions, version_id).ok_or_else(|| {
-            SecretsError::NotFound(format!("version {version_id} of {} not found", record.name))
+            SecretsError::NotFound(format!(
+                "Secrets Manager can't find the specified secret value for VersionId: {version_id}"
+            ))
         })?),
     };
     let label = match (stage, by_id) {
@@ -302,16 +304,15 @@ fn pick_version(
         None => None,
         Some(label) => Some(labels::holder(&record.versions, label).ok_or_else(|| {
             SecretsError::NotFound(format!(
-                "no version of {} has the label {label}",
-                record.name
+                "Secrets Manager can't find the specified secret value for staging label: {label}"
             ))
         })?),
     };
     let (version_id, label) = (version_id.unwrap_or_default(), label.unwrap_or_default());
     match (by_id, by_label) {
         (Some(a), Some(b)) if a != b => Err(SecretsError::NotFound(format!(
-            "version {version_id} of {} does not have the label {label}",
-            record.name
+            "Secrets Manager can't find the specified secret value for VersionId: {version_id} \
+             and staging label: {label}"
         ))),
         (Some(at), _) | (None, Some(at)) => Ok(at),
         (None, None) => Err(SecretsError::Internal("no version selected".into())),

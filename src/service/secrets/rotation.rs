@@ -236,8 +236,9 @@ impl SecretsService {
             let token = super::write::version_id_for(&request.client_request_token);
             if labels::index(&record.versions, &token).is_some() {
                 return Err(SecretsError::Exists(format!(
-                    "version {token} of {} already exists; use a new client_request_token",
-                    record.name
+                    "You can't use ClientRequestToken {token} because that value is already in \
+                     use for a version of secret {}.",
+                    record.arn
                 )));
             }
             add_pending_version(&mut record, &token, now)?;

@@ -182,7 +182,7 @@ impl SecretsService {
                 });
             }
             return Err(SecretsError::Exists(format!(
-                "the secret {} already exists",
+                "The operation failed because the secret {} already exists.",
                 new.name
             )));
         }
@@ -276,7 +276,9 @@ impl SecretsService {
             limits::labels(stages)?;
         }
         let value = value.ok_or_else(|| {
-            SecretsError::invalid("secret_string", "give secret_string or secret_binary")
+            SecretsError::InvalidRequest(
+                "You must provide either SecretString or SecretBinary.".into(),
+            )
         })?;
         let (snapshot, _) = self.resolve_writable(secret_id).await?;
         let version_id = version_id_for(client_request_token);
@@ -385,10 +387,9 @@ impl SecretsService {
         value: &Value,
     ) -> Result<Written, SecretsError> {
         if !self.same_value_as_stored(record, version_id, value).await? {
-            return Err(SecretsError::Exists(format!(
-                "version {version_id} of {} already exists with another value; you can't modify an existing version",
-                record.name
-            )));
+            return Err(SecretsError::Exists(
+                "You can't modify an existing version, you can only create a new version.".into(),
+            ));
         }
         let stages = record
             .versions

@@ -243,7 +243,7 @@ async fn rule_deletion_1_forced_deletion_is_immediate() {
         .await
         .err();
     assert!(
-        matches!(&err, Some(SecretsError::NotFound(m)) if m == "Secrets Manager can't find the specified secret: s"),
+        matches!(&err, Some(SecretsError::NotFound(m)) if m == "Secrets Manager can't find the specified secret."),
         "{err:?}"
     );
     // Forcing also ends a scheduled deletion early.

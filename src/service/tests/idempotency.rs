@@ -38,9 +38,8 @@ async fn rule_idempotency_2_and_3_a_reused_token_succeeds_only_with_the_same_val
     assert_eq!(f.stages("s").await, before);
 
     // Rule Idempotency 3: same token, another value.
-    let refused = format!(
-        "version {b} of s already exists with another value; you can't modify an existing version"
-    );
+    let refused =
+        "You can't modify an existing version, you can only create a new version.".to_owned();
     let err = f.put("s", &b, "different", &[]).await.unwrap_err();
     assert!(
         matches!(&err, SecretsError::Exists(m) if *m == refused),
@@ -107,7 +106,7 @@ async fn rule_idempotency_4_a_retried_create_succeeds_and_changes_nothing() {
             .await
             .err();
         assert!(
-            matches!(&err, Some(SecretsError::Exists(m)) if m == "the secret s already exists"),
+            matches!(&err, Some(SecretsError::Exists(m)) if m == "The operation failed because the secret s already exists."),
             "{value:?}: {err:?}"
         );
     }

@@ -42,7 +42,7 @@ async fn rule_labels_2_create_with_a_value_makes_current_without_makes_nothing()
         .await
         .err();
     assert!(
-        matches!(&err, Some(SecretsError::NotFound(m)) if m == "no version of without has the label AWSCURRENT"),
+        matches!(&err, Some(SecretsError::NotFound(m)) if m == "Secrets Manager can't find the specified secret value for staging label: AWSCURRENT"),
         "{err:?}"
     );
 
@@ -347,7 +347,9 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
                 })
                 .await
         ),
-        format!("version {a} of s does not have the label AWSCURRENT")
+        format!(
+            "Secrets Manager can't find the specified secret value for VersionId: {a} and staging label: AWSCURRENT"
+        )
     );
     assert_eq!(
         not_found(
@@ -355,12 +357,12 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
                 .get_secret_value(GetValue::by_stage("s", PEND))
                 .await
         ),
-        "no version of s has the label AWSPENDING"
+        "Secrets Manager can't find the specified secret value for staging label: AWSPENDING"
     );
     let z = token("zzz");
     assert_eq!(
         not_found(f.secrets.get_secret_value(GetValue::by_id("s", &z)).await),
-        format!("version {z} of s not found")
+        format!("Secrets Manager can't find the specified secret value for VersionId: {z}")
     );
     // By ARN as well as by name; an ARN with another suffix is another secret.
     let by_arn = f
@@ -372,6 +374,6 @@ async fn rule_labels_8_which_version_get_secret_value_returns() {
     let other = format!("{}-XyZ123", &current.arn[..current.arn.len() - 7]);
     assert_eq!(
         not_found(f.secrets.get_secret_value(GetValue::current(&other)).await),
-        format!("Secrets Manager can't find the specified secret: {other}")
+        "Secrets Manager can't find the specified secret."
     );
 }

@@ -126,7 +126,7 @@ async fn rule_rotation_1_rotate_makes_a_pending_version_without_a_value() {
         .await
         .err();
     assert!(
-        matches!(&err, Some(SecretsError::NotFound(m)) if *m == format!("Secrets Manager can't find the specified secret value for version {t} of s")),
+        matches!(&err, Some(SecretsError::NotFound(m)) if *m == format!("Secrets Manager can't find the specified secret value for VersionId: {t}")),
         "{err:?}"
     );
     assert_eq!(f.value("s", "").await, "v1");

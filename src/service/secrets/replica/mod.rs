@@ -134,15 +134,17 @@ impl SecretsService {
     }
 
     /// Checks regions a client asks to replicate to: configured peers, each once.
+    /// The own region is a bad parameter whatever the configuration (as in AWS), so it is
+    /// checked before whether this site replicates at all.
     pub(super) fn check_regions(&self, regions: &[ReplicaRegion]) -> Result<(), SecretsError> {
+        if let Some(own) = regions.iter().find(|r| r.region == self.arns.region) {
+            return Err(SecretsError::invalid(
+                "add_replica_regions",
+                format!("{} is this site's own region", own.region),
+            ));
+        }
         let outbox = self.outbox()?;
         for (i, r) in regions.iter().enumerate() {
-            if r.region == self.arns.region {
-                return Err(SecretsError::invalid(
-                    "add_replica_regions",
-                    format!("{} is this site's own region", r.region),
-                ));
-            }
             if !outbox.has_peer(&r.region) {
                 return Err(SecretsError::invalid(
                     "add_replica_regions",
