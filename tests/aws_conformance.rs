@@ -53,6 +53,23 @@ async fn empty_lists_are_members_of_the_response_not_left_out() {
 
     let (_, created) = call(&server, "TrentService.CreateKey", serde_json::json!({}));
     let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    // DescribeKey's members AWS always returns, empty or false as they may be.
+    let (status, described) = call(
+        &server,
+        "TrentService.DescribeKey",
+        serde_json::json!({"KeyId": key}),
+    );
+    assert_eq!(status, 200, "{described}");
+    let metadata = &described["KeyMetadata"];
+    assert_eq!(metadata["AWSAccountId"], "000000000000", "{metadata}");
+    assert_eq!(metadata["Description"], "", "{metadata}");
+    assert_eq!(metadata["MultiRegion"], false, "{metadata}");
+    assert_eq!(
+        metadata["CustomerMasterKeySpec"], "SYMMETRIC_DEFAULT",
+        "{metadata}"
+    );
+    assert_eq!(metadata["KeySpec"], "SYMMETRIC_DEFAULT", "{metadata}");
+    assert_eq!(metadata["KeyManager"], "CUSTOMER", "{metadata}");
     let (status, rotations) = call(
         &server,
         "TrentService.ListKeyRotations",

@@ -68,6 +68,9 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
             .as_ref()
             .and_then(|i| i.valid_to)
             .map(Timestamp::secs),
+        aws_account_id: arns.account_id.clone(),
+        multi_region: false,
+        customer_master_key_spec: "SYMMETRIC_DEFAULT".into(),
     }
 }
 

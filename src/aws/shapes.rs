@@ -45,10 +45,14 @@ pub fn snake_case(name: &str) -> String {
     out
 }
 
-/// `kms_key_id` → `KmsKeyId`; `arn` becomes `ARN` in Secrets Manager and `Arn` in KMS.
+/// `kms_key_id` → `KmsKeyId`; `arn` becomes `ARN` in Secrets Manager and `Arn` in KMS;
+/// `aws_account_id` is `AWSAccountId`.
 pub fn pascal_case(name: &str, service: Service) -> String {
     if name == "arn" && service == Service::SecretsManager {
         return "ARN".into();
+    }
+    if name == "aws_account_id" {
+        return "AWSAccountId".into();
     }
     name.split('_')
         .map(|word| {
@@ -101,14 +105,18 @@ const ALWAYS_LISTED: &[&str] = &[
     "validation_errors",
 ];
 
+/// Members AWS returns even when they are empty strings, by the member that holds them.
+const ALWAYS_PRESENT: &[(&str, &str)] = &[("key_metadata", "description")];
+
 /// A protobuf message's JSON as the AWS response document. Absent members (null, empty
 /// strings, empty lists) are left out, as AWS leaves them out, except the lists AWS always
-/// returns ([`ALWAYS_LISTED`]).
+/// returns ([`ALWAYS_LISTED`]) and the few empty members it returns ([`ALWAYS_PRESENT`]).
 pub fn response_out(value: Value, service: Service) -> Value {
-    shape_out(value, service, true)
+    shape_out(value, service, None)
 }
 
-fn shape_out(value: Value, service: Service, top: bool) -> Value {
+/// `parent`: the member holding `value`, None at the top.
+fn shape_out(value: Value, service: Service, parent: Option<&str>) -> Value {
     match value {
         Value::Object(members) => {
             let mut out = Map::with_capacity(members.len());
@@ -118,10 +126,14 @@ fn shape_out(value: Value, service: Service, top: bool) -> Value {
                 } else if USER_MAPS.contains(&name.as_str()) {
                     value
                 } else {
-                    shape_out(value, service, false)
+                    shape_out(value, service, Some(&name))
                 };
-                let listed = top && ALWAYS_LISTED.contains(&name.as_str());
-                if is_absent(&value) && !(listed && matches!(value, Value::Array(_))) {
+                let listed = parent.is_none()
+                    && ALWAYS_LISTED.contains(&name.as_str())
+                    && matches!(value, Value::Array(_));
+                let present = parent.is_some_and(|p| ALWAYS_PRESENT.contains(&(p, name.as_str())))
+                    && !value.is_null();
+                if is_absent(&value) && !listed && !present {
                     continue;
                 }
                 out.insert(pascal_case(&name, service), value);
@@ -131,7 +143,7 @@ fn shape_out(value: Value, service: Service, top: bool) -> Value {
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|item| shape_out(item, service, false))
+                .map(|item| shape_out(item, service, parent))
                 .collect(),
         ),
         other => other,
