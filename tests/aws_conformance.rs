@@ -285,3 +285,48 @@ async fn error_codes_and_messages_are_the_ones_aws_documents() {
         "InvalidParameterException"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arns_are_written_in_the_configured_partition_and_read_in_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_config(&dir.path().join("data"), "arn_partition = \"aws\"\n");
+    let sm = secrets_client(&server);
+    let created = sm
+        .create_secret()
+        .name("svc")
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    let arn = created.arn().unwrap().to_owned();
+    assert!(arn.starts_with("arn:aws:secretsmanager:"), "{arn}");
+    let keyward_arn = arn.replacen("arn:aws:", "arn:keyward:", 1);
+    for id in [
+        arn.as_str(),
+        keyward_arn.as_str(),
+        &keyward_arn[..keyward_arn.len() - 7],
+    ] {
+        let got = sm.get_secret_value().secret_id(id).send().await.unwrap();
+        assert_eq!(got.secret_string(), Some("v"), "{id}");
+        assert_eq!(got.arn(), Some(arn.as_str()));
+    }
+
+    let (_, key) = call(&server, "TrentService.CreateKey", serde_json::json!({}));
+    let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    assert!(key_arn.starts_with("arn:aws:kms:"), "{key_arn}");
+    let other = key_arn.replacen("arn:aws:", "arn:keyward:", 1);
+    let (status, described) = call(
+        &server,
+        "TrentService.DescribeKey",
+        serde_json::json!({"KeyId": other}),
+    );
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(described["KeyMetadata"]["Arn"], key_arn.as_str());
+    // Not a partition Keyward answers to.
+    let (status, refused) = call(
+        &server,
+        "TrentService.DescribeKey",
+        serde_json::json!({"KeyId": key_arn.replacen("arn:aws:", "arn:aws-cn:", 1)}),
+    );
+    assert_eq!(status, 400, "{refused}");
+}

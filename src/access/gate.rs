@@ -291,11 +291,7 @@ impl Gate {
                 }
             }
         };
-        let account_root = format!(
-            "{}{}:root",
-            policy::ACCOUNT_ROOT_PREFIX,
-            kms.arns().account_id
-        );
+        let account_root = kms.arns().account_root();
         Ok(Self {
             mode,
             request_ids: RequestIds::new(),
@@ -620,7 +616,10 @@ impl Gate {
                     arn: if id.starts_with("arn:") {
                         id.to_owned()
                     } else {
-                        format!("arn:keyward:secretsmanager:{region}:{account}:secret:{id}")
+                        format!(
+                            "arn:{}:secretsmanager:{region}:{account}:secret:{id}",
+                            self.arns.partition
+                        )
                     },
                     policy: None,
                     key_policy_as_written: false,
@@ -638,7 +637,7 @@ impl Gate {
                 Ok(parsed) => self.resolve_key(&parsed.header.key_id.to_string()).await,
                 // Unparsable: the domain answers InvalidCiphertext if identity policies allow.
                 Err(_) => Resolved {
-                    arn: format!("arn:keyward:kms:{region}:{account}:key/*"),
+                    arn: self.arns.key("*"),
                     policy: None,
                     key_policy_as_written: false,
                     key_pending_deletion: false,

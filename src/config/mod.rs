@@ -76,6 +76,10 @@ pub struct Config {
     pub region: String,
     #[serde(default = "default_account")]
     pub account_id: String,
+    /// The partition of the ARNs Keyward writes: `keyward` (default) or `aws`, for tools that
+    /// check ARNs against AWS's pattern. ARNs of either are accepted in requests and policies.
+    #[serde(default = "default_partition")]
+    pub arn_partition: String,
     pub root_of_trust: RootOfTrustConfig,
     #[serde(default)]
     pub kms: KmsConfig,
@@ -590,6 +594,9 @@ fn default_region() -> String {
 fn default_account() -> String {
     "000000000000".into()
 }
+fn default_partition() -> String {
+    "keyward".into()
+}
 fn default_module() -> PathBuf {
     PathBuf::from(DEFAULT_SOFTHSM_MODULE)
 }
@@ -683,6 +690,12 @@ impl Config {
         }
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ConfigError::Invalid("account_id: exactly 12 digits".into()));
+        }
+        if !crate::policy::PARTITIONS.contains(&self.arn_partition.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "arn_partition: one of {}",
+                crate::policy::PARTITIONS.join(", ")
+            )));
         }
         self.rotation.validate()?;
         self.audit.validate()?;
@@ -780,6 +793,7 @@ impl Config {
             store: StoreConfig::Sled,
             region: default_region(),
             account_id: default_account(),
+            arn_partition: default_partition(),
             root_of_trust: RootOfTrustConfig::Development,
             kms: KmsConfig::default(),
             health: HealthConfig::default(),

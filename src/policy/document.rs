@@ -28,10 +28,12 @@ pub enum PolicyKind {
 pub const ACCOUNT_ROOT_PREFIX: &str = "arn:keyward:iam::";
 const ACCOUNT_ROOT_SUFFIX: &str = ":root";
 
-/// The account id a principal names as `arn:keyward:iam::<12 digits>:root`, if it does.
+/// The account id a principal names as `arn:keyward:iam::<12 digits>:root` (or with AWS's
+/// partition), if it does.
 pub fn account_root(principal: &str) -> Option<&str> {
     let account = principal
-        .strip_prefix(ACCOUNT_ROOT_PREFIX)?
+        .strip_prefix(ACCOUNT_ROOT_PREFIX)
+        .or_else(|| principal.strip_prefix("arn:aws:iam::"))?
         .strip_suffix(ACCOUNT_ROOT_SUFFIX)?;
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
@@ -1146,7 +1148,7 @@ mod tests {
         for near in [
             "arn:keyward:iam::00000000000:root",
             "arn:keyward:iam::*:root",
-            "arn:aws:iam::000000000000:root",
+            "arn:aws-cn:iam::000000000000:root",
             "arn:keyward:iam::000000000000:user/x",
         ] {
             let json = statement(&format!(r#""Principal":{{"AWS":"{near}"}},{ALLOW_GET}"#));
@@ -1154,6 +1156,11 @@ mod tests {
         }
         assert_eq!(
             account_root("arn:keyward:iam::123456789012:root"),
+            Some("123456789012")
+        );
+        // AWS's partition names the same account.
+        assert_eq!(
+            account_root("arn:aws:iam::123456789012:root"),
             Some("123456789012")
         );
     }

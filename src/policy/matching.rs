@@ -60,14 +60,37 @@ pub(crate) fn action_matches(pattern: &str, action: &str) -> bool {
     wildcard_match(pattern, action, Case::InsensitiveAscii)
 }
 
-/// Resource ARNs are case-sensitive, as in IAM.
-pub(crate) fn resource_matches(pattern: &str, resource: &str) -> bool {
-    wildcard_match(pattern, resource, Case::Sensitive)
+/// The ARN partitions Keyward answers to: its own, and AWS's (for tools that check ARNs
+/// against AWS's pattern; `arn_partition` in the configuration picks the one it writes). An ARN
+/// of either names the same resource, in requests and in policies.
+pub const PARTITIONS: &[&str] = &["keyward", "aws"];
+
+/// `arn` with its partition written as Keyward's, when it is one of [`PARTITIONS`]; anything
+/// else as it is.
+pub fn canonical_arn(arn: &str) -> std::borrow::Cow<'_, str> {
+    match arn.strip_prefix("arn:aws:") {
+        Some(rest) => std::borrow::Cow::Owned(format!("arn:keyward:{rest}")),
+        None => std::borrow::Cow::Borrowed(arn),
+    }
 }
 
-/// Principals are compared as given: the server canonicalises the caller's name before asking.
+/// Resource ARNs are case-sensitive, as in IAM; either partition matches.
+pub(crate) fn resource_matches(pattern: &str, resource: &str) -> bool {
+    wildcard_match(
+        &canonical_arn(pattern),
+        &canonical_arn(resource),
+        Case::Sensitive,
+    )
+}
+
+/// Principals are compared as given (the server canonicalises the caller's name before
+/// asking), an account's ARN in either partition.
 pub(crate) fn principal_matches(pattern: &str, principal: &str) -> bool {
-    wildcard_match(pattern, principal, Case::Sensitive)
+    wildcard_match(
+        &canonical_arn(pattern),
+        &canonical_arn(principal),
+        Case::Sensitive,
+    )
 }
 
 pub(crate) const PRINCIPAL_PREFIX: &str = "keyward:principal/";
@@ -186,6 +209,19 @@ mod tests {
 
     #[test]
     fn resources_are_case_sensitive() {
+        // Either partition names the same resource.
+        assert!(resource_matches(
+            "arn:aws:secretsmanager:r:a:secret:prod/*",
+            "arn:keyward:secretsmanager:r:a:secret:prod/x"
+        ));
+        assert!(resource_matches(
+            "arn:keyward:kms:r:a:key/*",
+            "arn:aws:kms:r:a:key/k"
+        ));
+        assert!(!resource_matches(
+            "arn:aws-cn:kms:r:a:key/*",
+            "arn:keyward:kms:r:a:key/k"
+        ));
         assert!(resource_matches(
             "arn:aws:kms:*:key/ABC",
             "arn:aws:kms:x:key/ABC"

@@ -17,4 +17,4 @@ pub use document::{
     ACCOUNT_ROOT_PREFIX, Policy, PolicyKind, SYNTAX_CHECK, ValidationError, account_root,
 };
 pub use evaluate::{Decision, DenyReason, Request, decide, decide_key};
-pub use matching::{Case, wildcard_match};
+pub use matching::{Case, PARTITIONS, canonical_arn, wildcard_match};

@@ -295,6 +295,7 @@ impl Keyward {
         check_identity_in(&store, root.as_ref()).await?;
         let escrow = open_escrow(&config, &store).await?;
         let arns = Arns {
+            partition: config.arn_partition.clone(),
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };

@@ -16,9 +16,11 @@ pub enum KeyName {
     Alias(String),
 }
 
-/// The region and account that appear in this site's ARNs.
+/// The partition, region and account that appear in this site's ARNs. ARNs are written with
+/// `partition` and read in any of [`crate::policy::PARTITIONS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arns {
+    pub partition: String,
     pub region: String,
     pub account_id: String,
 }
@@ -26,16 +28,34 @@ pub struct Arns {
 impl Arns {
     pub fn key(&self, key_id: &str) -> String {
         format!(
-            "arn:keyward:kms:{}:{}:key/{key_id}",
-            self.region, self.account_id
+            "arn:{}:kms:{}:{}:key/{key_id}",
+            self.partition, self.region, self.account_id
         )
     }
 
     pub fn alias(&self, alias_name: &str) -> String {
         format!(
-            "arn:keyward:kms:{}:{}:{alias_name}",
-            self.region, self.account_id
+            "arn:{}:kms:{}:{}:{alias_name}",
+            self.partition, self.region, self.account_id
         )
+    }
+
+    /// A secret's ARN: `name`, a hyphen and the random `suffix`.
+    pub fn secret(&self, name: &str, suffix: &str) -> String {
+        format!("{}{name}-{suffix}", self.secret_prefix())
+    }
+
+    /// What every secret ARN this site makes starts with.
+    fn secret_prefix(&self) -> String {
+        format!(
+            "arn:{}:secretsmanager:{}:{}:secret:",
+            self.partition, self.region, self.account_id
+        )
+    }
+
+    /// The account's root principal, as key policies name it.
+    pub fn account_root(&self) -> String {
+        format!("arn:{}:iam::{}:root", self.partition, self.account_id)
     }
 
     pub fn parse(&self, field: &'static str, input: &str) -> Result<KeyName, KmsError> {
@@ -62,7 +82,7 @@ impl Arns {
         let [partition, service, region, account, resource] = parts.as_slice() else {
             return Err(KmsError::validation(field, "malformed ARN"));
         };
-        if *partition != "keyward" || *service != "kms" {
+        if !crate::policy::PARTITIONS.contains(partition) || *service != "kms" {
             return Err(KmsError::validation(field, "not a Keyward KMS ARN"));
         }
         if *region != self.region || *account != self.account_id {
@@ -130,6 +150,7 @@ mod tests {
 
     fn arns() -> Arns {
         Arns {
+            partition: "keyward".into(),
             region: "local".into(),
             account_id: "000000000000".into(),
         }

@@ -17,9 +17,9 @@ pub const DEFAULT_POLICY_NAME: &str = "default";
 
 /// What GetKeyPolicy returns for a key without a policy of its own: AWS's default key policy,
 /// which delegates everything to the principals' identity policies.
-pub fn default_key_policy(account_id: &str) -> String {
+pub fn default_key_policy(account_root: &str) -> String {
     format!(
-        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable identity policies","Effect":"Allow","Principal":{{"AWS":"arn:keyward:iam::{account_id}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable identity policies","Effect":"Allow","Principal":{{"AWS":"{account_root}"}},"Action":"kms:*","Resource":"*"}}]}}"#
     )
 }
 
@@ -88,6 +88,6 @@ impl KmsService {
         let (record, _) = self.resolve("key_id", key_id).await?;
         Ok(record
             .policy
-            .unwrap_or_else(|| default_key_policy(&self.arns().account_id)))
+            .unwrap_or_else(|| default_key_policy(&self.arns().account_root())))
     }
 }

@@ -218,10 +218,7 @@ impl SecretsService {
             // 62 does not divide 256: a slight bias is harmless in an identifier.
             suffix.push(ALPHABET[b as usize % ALPHABET.len()] as char);
         }
-        Ok(format!(
-            "arn:keyward:secretsmanager:{}:{}:secret:{name}-{suffix}",
-            self.arns.region, self.arns.account_id
-        ))
+        Ok(self.arns.secret(name, &suffix))
     }
 
     async fn load_by_name(&self, name: &str) -> Result<Option<(SecretRecord, u64)>, SecretsError> {
@@ -248,10 +245,15 @@ impl SecretsService {
             // AWS's words exactly: scripts and runbooks match on them.
             SecretsError::NotFound("Secrets Manager can't find the specified secret.".into())
         };
+        // Either partition names the same secret (a record keeps the ARN it was made with, in
+        // the partition configured then): compared in Keyward's own.
+        let canonical = crate::policy::canonical_arn(secret_id);
+        let secret_id = canonical.as_ref();
         let prefix = format!(
             "arn:keyward:secretsmanager:{}:{}:secret:",
             self.arns.region, self.arns.account_id
         );
+        let same = |arn: &str| crate::policy::canonical_arn(arn) == secret_id;
         let Some(rest) = secret_id.strip_prefix(&prefix) else {
             if secret_id.starts_with("arn:") {
                 return Err(not_found());
@@ -265,14 +267,13 @@ impl SecretsService {
             .map(|cut| &rest[..cut]);
         if let Some(name) = full_name
             && let Some((record, version)) = self.load_by_name(name).await?
-            && record.arn == secret_id
+            && same(&record.arn)
         {
             return Ok((record, version));
         }
         match self.load_by_name(rest).await? {
             Some((record, version))
-                if record
-                    .arn
+                if crate::policy::canonical_arn(&record.arn)
                     .strip_prefix(secret_id)
                     .is_some_and(|suffix| suffix.len() == 7 && suffix.starts_with('-')) =>
             {

@@ -72,6 +72,7 @@ pub(super) async fn services() -> Fixture {
     let store = Store::open(dir.path()).unwrap();
     let clock = Arc::new(ManualClock::new(START));
     let arns = Arns {
+        partition: "keyward".into(),
         region: REGION.into(),
         account_id: ACCOUNT.into(),
     };
