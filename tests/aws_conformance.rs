@@ -330,3 +330,143 @@ async fn arns_are_written_in_the_configured_partition_and_read_in_either() {
     );
     assert_eq!(status, 400, "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_tags_descriptions_alias_updates_and_policy_names_through_the_sdk() {
+    use aws_sdk_kms as sdk;
+    use aws_sdk_kms::types::Tag;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let config = sdk::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
+        .region(sdk::config::Region::new("local"))
+        .credentials_provider(sdk::config::Credentials::new(
+            DEVELOPMENT_ACCESS_KEY_ID,
+            DEVELOPMENT_SECRET_KEY,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let kms = sdk::Client::from_conf(config);
+    let key = |created: sdk::operation::create_key::CreateKeyOutput| {
+        created.key_metadata().unwrap().key_id().to_owned()
+    };
+    let a = key(kms.create_key().send().await.unwrap());
+    let b = key(kms.create_key().send().await.unwrap());
+    let tag = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build().unwrap();
+
+    // No tags: an empty list, present.
+    let (_, untagged) = call(
+        &server,
+        "TrentService.ListResourceTags",
+        serde_json::json!({"KeyId": a}),
+    );
+    assert_eq!(untagged["Tags"], serde_json::json!([]), "{untagged}");
+    assert_eq!(untagged["Truncated"], false, "{untagged}");
+
+    kms.tag_resource()
+        .key_id(&a)
+        .tags(tag("team", "payments"))
+        .tags(tag("env", "dev"))
+        .send()
+        .await
+        .unwrap();
+    kms.tag_resource()
+        .key_id(&a)
+        .tags(tag("env", "prod"))
+        .send()
+        .await
+        .unwrap();
+    let tags = |out: sdk::operation::list_resource_tags::ListResourceTagsOutput| {
+        out.tags()
+            .iter()
+            .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let listed = tags(kms.list_resource_tags().key_id(&a).send().await.unwrap());
+    assert_eq!(
+        listed,
+        [
+            ("team".into(), "payments".into()),
+            ("env".into(), "prod".into())
+        ]
+    );
+    // A page of one, then the rest.
+    let first = kms
+        .list_resource_tags()
+        .key_id(&a)
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(first.truncated());
+    let marker = first.next_marker().unwrap().to_owned();
+    let rest = kms
+        .list_resource_tags()
+        .key_id(&a)
+        .marker(marker)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags(rest), [("env".into(), "prod".into())]);
+    kms.untag_resource()
+        .key_id(&a)
+        .tag_keys("team")
+        .tag_keys("not-there")
+        .send()
+        .await
+        .unwrap();
+    let listed = tags(kms.list_resource_tags().key_id(&a).send().await.unwrap());
+    assert_eq!(listed, [("env".into(), "prod".into())]);
+
+    kms.update_key_description()
+        .key_id(&a)
+        .description("payments key")
+        .send()
+        .await
+        .unwrap();
+    let described = kms.describe_key().key_id(&a).send().await.unwrap();
+    assert_eq!(
+        described.key_metadata().unwrap().description(),
+        Some("payments key")
+    );
+
+    // An alias moved from one key to another: encryptions through it use the new key.
+    kms.create_alias()
+        .alias_name("alias/payments")
+        .target_key_id(&a)
+        .send()
+        .await
+        .unwrap();
+    kms.update_alias()
+        .alias_name("alias/payments")
+        .target_key_id(&b)
+        .send()
+        .await
+        .unwrap();
+    let encrypted = kms
+        .encrypt()
+        .key_id("alias/payments")
+        .plaintext(sdk::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert!(encrypted.key_id().unwrap().ends_with(&b), "{encrypted:?}");
+    let missing = kms
+        .update_alias()
+        .alias_name("alias/nothing")
+        .target_key_id(&b)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sdk::error::ProvideErrorMetadata::code(&missing),
+        Some("NotFoundException")
+    );
+
+    let policies = kms.list_key_policies().key_id(&a).send().await.unwrap();
+    assert_eq!(policies.policy_names(), ["default"]);
+    assert!(!policies.truncated());
+}

@@ -225,6 +225,16 @@ describe! {
     DeleteAliasRequest => |r| Access::new("kms:DeleteAlias", Target::Key(&r.alias_name))
         .also("kms:DeleteAlias", Target::Alias(&r.alias_name));
     ListAliasesRequest => |_r| all("kms:ListAliases");
+    // As in AWS: UpdateAlias needs the permission on the alias and on the key it now names.
+    UpdateAliasRequest => |r| Access::new("kms:UpdateAlias", Target::Key(&r.target_key_id))
+        .also("kms:UpdateAlias", Target::Alias(&r.alias_name));
+    KeyTagResourceRequest => |r| Access::new("kms:TagResource", Target::Key(&r.key_id));
+    KeyUntagResourceRequest => |r| Access::new("kms:UntagResource", Target::Key(&r.key_id));
+    ListResourceTagsRequest => |r| Access::new("kms:ListResourceTags", Target::Key(&r.key_id));
+    UpdateKeyDescriptionRequest => |r| {
+        Access::new("kms:UpdateKeyDescription", Target::Key(&r.key_id))
+    };
+    ListKeyPoliciesRequest => |r| Access::new("kms:ListKeyPolicies", Target::Key(&r.key_id));
     GenerateDataKeyRequest => |r| Access::new("kms:GenerateDataKey", Target::Key(&r.key_id))
         .context(&r.encryption_context);
     GenerateDataKeyWithoutPlaintextRequest => |r| {

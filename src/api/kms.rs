@@ -48,14 +48,7 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
             .skip(1)
             .next_back()
             .map(|v| v.created_at.secs()),
-        tags: key
-            .tags
-            .iter()
-            .map(|t| pb::Tag {
-                tag_key: t.key.clone(),
-                tag_value: t.value.clone(),
-            })
-            .collect(),
+        tags: key.tags.iter().map(key_tag_out).collect(),
         tpm_key_mode: key.protection.mode.clone(),
         tpm_pcrs: key.protection.pcrs.iter().map(|&p| u32::from(p)).collect(),
         expiration_model: key
@@ -71,6 +64,20 @@ fn key_metadata(arns: &Arns, key: &KeyRecord) -> pb::KeyMetadata {
         aws_account_id: arns.account_id.clone(),
         multi_region: false,
         customer_master_key_spec: "SYMMETRIC_DEFAULT".into(),
+    }
+}
+
+fn key_tag_in(t: pb::Tag) -> Tag {
+    Tag {
+        key: t.tag_key,
+        value: t.tag_value,
+    }
+}
+
+fn key_tag_out(t: &Tag) -> pb::Tag {
+    pb::Tag {
+        tag_key: t.key.clone(),
+        tag_value: t.value.clone(),
     }
 }
 
@@ -95,14 +102,7 @@ impl KeyManagementService for KmsApi {
                 description: r.description,
                 key_usage: r.key_usage,
                 key_spec: r.key_spec,
-                tags: r
-                    .tags
-                    .into_iter()
-                    .map(|t| Tag {
-                        key: t.tag_key,
-                        value: t.tag_value,
-                    })
-                    .collect(),
+                tags: r.tags.into_iter().map(key_tag_in).collect(),
                 protection: KeyProtection {
                     mode: r.tpm_key_mode,
                     pcrs: r
@@ -497,6 +497,88 @@ impl KeyManagementService for KmsApi {
         guarded(&self.gate, request, |r| async move {
             self.kms.delete_imported_key_material(&r.key_id).await?;
             Ok(Response::new(pb::DeleteImportedKeyMaterialResponse {}))
+        })
+        .await
+    }
+
+    async fn tag_resource(
+        &self,
+        request: Request<pb::KeyTagResourceRequest>,
+    ) -> Reply<pb::KeyTagResourceResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let tags = r.tags.into_iter().map(key_tag_in).collect();
+            self.kms.tag_key(&r.key_id, tags).await?;
+            Ok(Response::new(pb::KeyTagResourceResponse {}))
+        })
+        .await
+    }
+
+    async fn untag_resource(
+        &self,
+        request: Request<pb::KeyUntagResourceRequest>,
+    ) -> Reply<pb::KeyUntagResourceResponse> {
+        guarded(&self.gate, request, |r| async move {
+            self.kms.untag_key(&r.key_id, r.tag_keys).await?;
+            Ok(Response::new(pb::KeyUntagResourceResponse {}))
+        })
+        .await
+    }
+
+    async fn list_resource_tags(
+        &self,
+        request: Request<pb::ListResourceTagsRequest>,
+    ) -> Reply<pb::ListResourceTagsResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let page = self
+                .kms
+                .list_key_tags(&r.key_id, r.limit, &r.marker)
+                .await?;
+            Ok(Response::new(pb::ListResourceTagsResponse {
+                tags: page.items.iter().map(key_tag_out).collect(),
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn update_key_description(
+        &self,
+        request: Request<pb::UpdateKeyDescriptionRequest>,
+    ) -> Reply<pb::UpdateKeyDescriptionResponse> {
+        guarded(&self.gate, request, |r| async move {
+            self.kms
+                .update_key_description(&r.key_id, &r.description)
+                .await?;
+            Ok(Response::new(pb::UpdateKeyDescriptionResponse {}))
+        })
+        .await
+    }
+
+    async fn update_alias(
+        &self,
+        request: Request<pb::UpdateAliasRequest>,
+    ) -> Reply<pb::UpdateAliasResponse> {
+        guarded(&self.gate, request, |r| async move {
+            self.kms
+                .update_alias(&r.alias_name, &r.target_key_id)
+                .await?;
+            Ok(Response::new(pb::UpdateAliasResponse {}))
+        })
+        .await
+    }
+
+    async fn list_key_policies(
+        &self,
+        request: Request<pb::ListKeyPoliciesRequest>,
+    ) -> Reply<pb::ListKeyPoliciesResponse> {
+        guarded(&self.gate, request, |r| async move {
+            let policy_names = self.kms.list_key_policies(&r.key_id).await?;
+            Ok(Response::new(pb::ListKeyPoliciesResponse {
+                policy_names,
+                next_marker: String::new(),
+                truncated: false,
+            }))
         })
         .await
     }

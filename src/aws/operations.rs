@@ -103,6 +103,12 @@ operations! {
     Kms "GetKeyRotationStatus" => kms.get_key_rotation_status(GetKeyRotationStatusRequest);
     Kms "CreateAlias" => kms.create_alias(CreateAliasRequest);
     Kms "DeleteAlias" => kms.delete_alias(DeleteAliasRequest);
+    Kms "UpdateAlias" => kms.update_alias(UpdateAliasRequest);
+    Kms "TagResource" => kms.tag_resource(KeyTagResourceRequest);
+    Kms "UntagResource" => kms.untag_resource(KeyUntagResourceRequest);
+    Kms "ListResourceTags" => kms.list_resource_tags(ListResourceTagsRequest);
+    Kms "UpdateKeyDescription" => kms.update_key_description(UpdateKeyDescriptionRequest);
+    Kms "ListKeyPolicies" => kms.list_key_policies(ListKeyPoliciesRequest);
     Kms "ListAliases" => kms.list_aliases(ListAliasesRequest);
     Kms "GenerateDataKey" => kms.generate_data_key(GenerateDataKeyRequest);
     Kms "GenerateDataKeyWithoutPlaintext" => kms.generate_data_key_without_plaintext(GenerateDataKeyWithoutPlaintextRequest);

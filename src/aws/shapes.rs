@@ -93,7 +93,9 @@ pub fn request_in(value: Value) -> Value {
 }
 
 /// The list members of responses that AWS returns even when they are empty (a client that
-/// reads `response["SecretList"]` must not fail on an empty result). Top level only.
+/// reads `response["SecretList"]` must not fail on an empty result). Top level only; KMS's
+/// `Tags` (ListResourceTags) too, not Secrets Manager's (DescribeSecret leaves it out).
+const ALWAYS_LISTED_KMS: &[&str] = &["tags", "policy_names"];
 const ALWAYS_LISTED: &[&str] = &[
     "secret_list",
     "secret_values",
@@ -129,7 +131,8 @@ fn shape_out(value: Value, service: Service, parent: Option<&str>) -> Value {
                     shape_out(value, service, Some(&name))
                 };
                 let listed = parent.is_none()
-                    && ALWAYS_LISTED.contains(&name.as_str())
+                    && (ALWAYS_LISTED.contains(&name.as_str())
+                        || (service == Service::Kms && ALWAYS_LISTED_KMS.contains(&name.as_str())))
                     && matches!(value, Value::Array(_));
                 let present = parent.is_some_and(|p| ALWAYS_PRESENT.contains(&(p, name.as_str())))
                     && !value.is_null();

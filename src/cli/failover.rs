@@ -45,6 +45,8 @@ const REPEATABLE: &[&str] = &[
     "/keyward.v1.KeyManagementService/GetKeyRotationStatus",
     "/keyward.v1.KeyManagementService/ListAliases",
     "/keyward.v1.KeyManagementService/GetKeyPolicy",
+    "/keyward.v1.KeyManagementService/ListKeyPolicies",
+    "/keyward.v1.KeyManagementService/ListResourceTags",
     "/keyward.v1.KeyManagementService/GenerateDataKey",
     "/keyward.v1.KeyManagementService/GenerateDataKeyWithoutPlaintext",
     "/keyward.v1.KeyManagementService/Encrypt",
@@ -409,6 +411,10 @@ mod tests {
         "/keyward.v1.KeyManagementService/DisableKeyRotation",
         "/keyward.v1.KeyManagementService/CreateAlias",
         "/keyward.v1.KeyManagementService/DeleteAlias",
+        "/keyward.v1.KeyManagementService/UpdateAlias",
+        "/keyward.v1.KeyManagementService/TagResource",
+        "/keyward.v1.KeyManagementService/UntagResource",
+        "/keyward.v1.KeyManagementService/UpdateKeyDescription",
         "/keyward.v1.KeyManagementService/PutKeyPolicy",
         // A repeated import finds its token used; parameters and deletions are rare enough to
         // be sent to one address.

@@ -178,6 +178,38 @@ pub enum KmsCommand {
     DeleteAlias {
         alias_name: String,
     },
+    /// Point an existing alias at another key.
+    UpdateAlias {
+        alias_name: String,
+        target_key_id: String,
+    },
+    UpdateKeyDescription {
+        key_id: String,
+        #[arg(long)]
+        description: String,
+    },
+    /// Add tags to a key (a tag key it has gets the new value).
+    TagResource {
+        key_id: String,
+        /// Tag KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = key_value, required = true)]
+        tags: Vec<(String, String)>,
+    },
+    UntagResource {
+        key_id: String,
+        /// A tag key to remove (repeatable).
+        #[arg(long = "tag-key", required = true)]
+        tag_keys: Vec<String>,
+    },
+    ListResourceTags {
+        key_id: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// The key's policy names (always "default").
+    ListKeyPolicies {
+        key_id: String,
+    },
     ListAliases {
         /// Only the aliases of this key.
         #[arg(long, default_value = "")]
@@ -403,6 +435,55 @@ async fn run(args: KmsArgs) -> Result<(), String> {
         KmsCommand::DeleteAlias { alias_name } => {
             call!(delete_alias, pb::DeleteAliasRequest { alias_name })
         }
+        KmsCommand::UpdateAlias {
+            alias_name,
+            target_key_id,
+        } => call!(
+            update_alias,
+            pb::UpdateAliasRequest {
+                alias_name,
+                target_key_id
+            }
+        ),
+        KmsCommand::UpdateKeyDescription {
+            key_id,
+            description,
+        } => call!(
+            update_key_description,
+            pb::UpdateKeyDescriptionRequest {
+                key_id,
+                description
+            }
+        ),
+        KmsCommand::TagResource { key_id, tags } => call!(
+            tag_resource,
+            pb::KeyTagResourceRequest {
+                key_id,
+                tags: tags
+                    .into_iter()
+                    .map(|(tag_key, tag_value)| pb::Tag { tag_key, tag_value })
+                    .collect()
+            }
+        ),
+        KmsCommand::UntagResource { key_id, tag_keys } => call!(
+            untag_resource,
+            pb::KeyUntagResourceRequest { key_id, tag_keys }
+        ),
+        KmsCommand::ListResourceTags { key_id, paging } => call!(
+            list_resource_tags,
+            pb::ListResourceTagsRequest {
+                key_id,
+                limit: paging.limit,
+                marker: paging.marker
+            }
+        ),
+        KmsCommand::ListKeyPolicies { key_id } => call!(
+            list_key_policies,
+            pb::ListKeyPoliciesRequest {
+                key_id,
+                ..Default::default()
+            }
+        ),
         KmsCommand::ListAliases { key_id, paging } => call!(
             list_aliases,
             pb::ListAliasesRequest {

@@ -59,13 +59,18 @@ fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
             "only SYMMETRIC_DEFAULT is supported",
         ));
     }
-    if new.tags.len() > MAX_TAGS {
+    validate_tags(&new.tags)
+}
+
+/// At most [`MAX_TAGS`]: keys of 1 to 128 characters, values of at most 256.
+pub(super) fn validate_tags(tags: &[Tag]) -> Result<(), KmsError> {
+    if tags.len() > MAX_TAGS {
         return Err(KmsError::validation(
             "tags",
             format!("at most {MAX_TAGS} tags"),
         ));
     }
-    for tag in &new.tags {
+    for tag in tags {
         if tag.key.is_empty() || tag.key.len() > 128 {
             return Err(KmsError::validation("tags.tag_key", "1 to 128 characters"));
         }
@@ -75,6 +80,16 @@ fn validate_new_key(new: &NewKey) -> Result<(), KmsError> {
                 "at most 256 characters",
             ));
         }
+    }
+    Ok(())
+}
+
+pub(super) fn validate_description(description: &str) -> Result<(), KmsError> {
+    if description.len() > MAX_DESCRIPTION {
+        return Err(KmsError::validation(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
     }
     Ok(())
 }

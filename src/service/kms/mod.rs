@@ -10,6 +10,7 @@ pub mod names;
 pub mod policy;
 mod purge;
 mod rotation;
+mod tags;
 
 pub use crypto::{
     DataKeySpec, Decrypt, Encrypt, GenerateDataKey, GeneratedDataKey, Opened, ReEncrypt, ReSealed,
