@@ -470,3 +470,126 @@ async fn key_tags_descriptions_alias_updates_and_policy_names_through_the_sdk() 
     assert_eq!(policies.policy_names(), ["default"]);
     assert!(!policies.truncated());
 }
+
+/// A program from the venv `softhsm/run-tests` makes (the aws CLI, its Python).
+fn venv_tool(variable: &str, name: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the suite with softhsm/run-tests, which installs {name}")
+    })
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", DEVELOPMENT_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", DEVELOPMENT_SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", "local")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_clis_query_and_table_output_on_list_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let aws = venv_tool("KEYWARD_AWS_CLI", "the aws CLI");
+    let endpoint = server.aws.clone().expect("AWS endpoint");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--endpoint-url", endpoint.as_str()];
+        all.extend_from_slice(args);
+        run(&aws, &all)
+    };
+    // Empty: the query finds an empty list, not null.
+    let none = cli(&[
+        "secretsmanager",
+        "list-secrets",
+        "--query",
+        "SecretList[].Name",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(none.trim(), "[]");
+    for name in ["app/db", "app/api"] {
+        cli(&[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            name,
+            "--secret-string",
+            "v",
+        ]);
+    }
+    let names = cli(&[
+        "secretsmanager",
+        "list-secrets",
+        "--query",
+        "sort(SecretList[].Name)",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(
+        names.split_whitespace().collect::<Vec<_>>(),
+        ["app/api", "app/db"]
+    );
+    let table = cli(&["secretsmanager", "list-secrets", "--output", "table"]);
+    assert!(
+        table.contains("ListSecrets") && table.contains("app/db"),
+        "{table}"
+    );
+    let keys = cli(&[
+        "kms",
+        "list-keys",
+        "--query",
+        "length(Keys)",
+        "--output",
+        "text",
+    ]);
+    assert!(keys.trim().parse::<u32>().is_ok(), "{keys}");
+    let table = cli(&["kms", "list-aliases", "--output", "table"]);
+    assert!(table.contains("ListAliases"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awss_python_caching_client_reads_secrets_and_their_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let sm = secrets_client(&server);
+    sm.create_secret()
+        .name("app/db")
+        .secret_string("first")
+        .send()
+        .await
+        .unwrap();
+    sm.put_secret_value()
+        .secret_id("app/db")
+        .secret_string("second")
+        .send()
+        .await
+        .unwrap();
+    let python = venv_tool("KEYWARD_AWS_PYTHON", "aws-secretsmanager-caching");
+    const SCRIPT: &str = r#"
+import sys
+import botocore.session
+from aws_secretsmanager_caching import SecretCache, SecretCacheConfig
+client = botocore.session.get_session().create_client(
+    "secretsmanager", region_name="local", endpoint_url=sys.argv[1])
+cache = SecretCache(config=SecretCacheConfig(), client=client)
+print(cache.get_secret_string("app/db"))
+print(cache.get_secret_string("app/db", "AWSPREVIOUS"))
+print(cache.get_secret_string("app/db"))
+"#;
+    let endpoint = server.aws.clone().expect("AWS endpoint");
+    let out = run(&python, &["-c", SCRIPT, &endpoint]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["second", "first", "second"]
+    );
+}
