@@ -17,20 +17,7 @@ fn call(server: &Server, target: &str, body: serde_json::Value) -> (u16, serde_j
 }
 
 fn secrets_client(server: &Server) -> aws_sdk_secretsmanager::Client {
-    use aws_sdk_secretsmanager as sdk;
-    let config = sdk::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
-        .region(sdk::config::Region::new("local"))
-        .credentials_provider(sdk::config::Credentials::new(
-            DEVELOPMENT_ACCESS_KEY_ID,
-            DEVELOPMENT_SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    sdk::Client::from_conf(config)
+    sdk_client!(aws_sdk_secretsmanager, server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,19 +324,7 @@ async fn key_tags_descriptions_alias_updates_and_policy_names_through_the_sdk() 
     use aws_sdk_kms::types::Tag;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let config = sdk::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
-        .region(sdk::config::Region::new("local"))
-        .credentials_provider(sdk::config::Credentials::new(
-            DEVELOPMENT_ACCESS_KEY_ID,
-            DEVELOPMENT_SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    let kms = sdk::Client::from_conf(config);
+    let kms = sdk_client!(aws_sdk_kms, server);
     let key = |created: sdk::operation::create_key::CreateKeyOutput| {
         created.key_metadata().unwrap().key_id().to_owned()
     };
@@ -479,13 +454,8 @@ fn venv_tool(variable: &str, name: &str) -> String {
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
+    let out = common::aws::tool(program, DEV)
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", DEVELOPMENT_ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", DEVELOPMENT_SECRET_KEY)
-        .env("AWS_DEFAULT_REGION", "local")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     assert!(

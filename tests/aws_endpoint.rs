@@ -12,7 +12,6 @@ use common::Server;
 use common::secrets::{self, Sm};
 use keyward::api::pb;
 use keyward::aws::signing::{DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY, sign};
-use std::process::Command;
 
 /// The aws CLI softhsm/run-tests installs (KEYWARD_AWS_CLI), else `aws` on the PATH.
 fn aws_cli() -> String {
@@ -21,15 +20,10 @@ fn aws_cli() -> String {
 
 /// Runs `aws --endpoint-url <server> ARGS` with a key pair: (success, stdout, stderr).
 fn aws(server: &Server, key: (&str, &str), args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(aws_cli())
+    let out = common::aws::tool(&aws_cli(), key)
         .arg("--endpoint-url")
         .arg(server.aws.as_deref().expect("AWS endpoint"))
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", key.0)
-        .env("AWS_SECRET_ACCESS_KEY", key.1)
-        .env("AWS_DEFAULT_REGION", "local")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
         .unwrap_or_else(|e| {
             panic!(

@@ -10,27 +10,6 @@ use aws_sdk_secretsmanager::types::Tag;
 use common::Server;
 use common::secrets::{self, Sm};
 use keyward::api::pb;
-use keyward::aws::signing::{DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY};
-
-/// An SDK client for `server`'s AWS endpoint: only the endpoint URL, region and the
-/// development key pair set, as a user's code would.
-macro_rules! client {
-    ($sdk:ident, $server:expr) => {{
-        let config = $sdk::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url($server.aws.as_deref().expect("AWS endpoint"))
-            .region($sdk::config::Region::new("local"))
-            .credentials_provider($sdk::config::Credentials::new(
-                DEVELOPMENT_ACCESS_KEY_ID,
-                DEVELOPMENT_SECRET_KEY,
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        $sdk::Client::from_conf(config)
-    }};
-}
 
 /// The AWS error code of a failed SDK call.
 fn code(err: impl aws_sdk_kms::error::ProvideErrorMetadata) -> String {
@@ -41,7 +20,7 @@ fn code(err: impl aws_sdk_kms::error::ProvideErrorMetadata) -> String {
 async fn every_kms_operation_through_the_aws_sdk() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let kms = client!(aws_sdk_kms, server);
+    let kms = sdk_client!(aws_sdk_kms, server);
 
     // CreateKey, DescribeKey, ListKeys
     let created = kms
@@ -255,7 +234,7 @@ async fn every_kms_operation_through_the_aws_sdk() {
 async fn every_secrets_manager_operation_through_the_aws_sdk() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let aws = client!(aws_sdk_secretsmanager, server);
+    let aws = sdk_client!(aws_sdk_secretsmanager, server);
     let mut grpc: Sm = secrets::client(&server).await;
 
     // CreateSecret (SDK) read by gRPC; gRPC's secret read by GetSecretValue (SDK).

@@ -12,32 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tonic::Code;
 
-/// `keyward ARGS`: (success, stdout, stderr).
-fn keyward(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::BIN)
-        .args(args)
-        .env_remove("KEYWARD_ENDPOINT")
-        .output()
-        .expect("run keyward");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let (ok, out, err) = keyward(args);
-    assert!(ok, "keyward {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-/// A refusal, and its message.
-fn refused(args: &[&str]) -> String {
-    let (ok, out, err) = keyward(args);
-    assert!(!ok, "keyward {args:?} succeeded: {out}");
-    err
-}
+use common::cli::{ok, refused};
 
 fn config_of(server: &Server) -> PathBuf {
     server.data_dir.with_extension("toml")

@@ -11,33 +11,8 @@ use common::secrets::{self, token};
 use common::{Server, decrypt, encrypt, tpm_mode, write_config};
 use keyward::api::pb;
 use std::path::Path;
-use std::process::Command;
 
-/// `keyward ARGS`: (success, stdout, stderr).
-fn keyward(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::BIN)
-        .args(args)
-        .env_remove("KEYWARD_ENDPOINT")
-        .output()
-        .expect("run keyward");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let (ok, out, err) = keyward(args);
-    assert!(ok, "keyward {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn refused(args: &[&str]) -> String {
-    let (ok, out, err) = keyward(args);
-    assert!(!ok, "keyward {args:?} succeeded: {out}");
-    err
-}
+use common::cli::{ok, refused};
 
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()

@@ -10,25 +10,12 @@ use aws_sdk_kms::types::{
 };
 use common::*;
 use keyward::api::pb;
-use keyward::aws::signing::{DEVELOPMENT_ACCESS_KEY_ID, DEVELOPMENT_SECRET_KEY};
 use rsa::pkcs8::DecodePublicKey;
 use std::time::Duration;
 use tonic::Code;
 
 fn sdk(server: &Server) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(server.aws.as_deref().expect("AWS endpoint"))
-        .region(aws_sdk_kms::config::Region::new("local"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            DEVELOPMENT_ACCESS_KEY_ID,
-            DEVELOPMENT_SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
+    sdk_client!(aws_sdk_kms, server)
 }
 
 fn code(err: impl aws_sdk_kms::error::ProvideErrorMetadata) -> String {

@@ -87,3 +87,16 @@ pub fn now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// `program` (the aws CLI, a Python client) set up as a user's shell would be: a key pair, the
+/// region `local`, and no configuration files of the machine's.
+pub fn tool(program: &str, key: (&str, &str)) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("AWS_DEFAULT_REGION", "local")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    command
+}

@@ -14,6 +14,28 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 pub type Kms = KeyManagementServiceClient<Channel>;
 
+/// An AWS SDK client (`aws_sdk_kms` or `aws_sdk_secretsmanager`) for a test server's AWS
+/// endpoint: only the endpoint URL, the region and the development key pair set, as a user's
+/// code would.
+#[macro_export]
+macro_rules! sdk_client {
+    ($sdk:ident, $server:expr) => {{
+        let config = $sdk::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url($server.aws.as_deref().expect("AWS endpoint"))
+            .region($sdk::config::Region::new("local"))
+            .credentials_provider($sdk::config::Credentials::new(
+                keyward::aws::signing::DEVELOPMENT_ACCESS_KEY_ID,
+                keyward::aws::signing::DEVELOPMENT_SECRET_KEY,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        $sdk::Client::from_conf(config)
+    }};
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_keyward");
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -544,6 +566,7 @@ pub fn run_readme_section(
 
 pub mod auth;
 pub mod aws;
+pub mod cli;
 pub mod cluster;
 pub mod etcd;
 pub mod pki;

@@ -4,7 +4,7 @@ use super::KmsService;
 use super::names::{KeyName, validate_alias};
 use crate::service::KmsError;
 use crate::service::paging::{self, Page};
-use crate::store::{AliasRecord, Expect, KeyState, StoreError, keyspace};
+use crate::store::{AliasRecord, Expect, KeyRecord, KeyState, StoreError, keyspace};
 
 impl KmsService {
     pub(super) async fn load_alias(
@@ -23,20 +23,7 @@ impl KmsService {
             return Err(KmsError::validation("alias_name", "is required"));
         }
         validate_alias(alias_name)?;
-        // As in AWS, an alias must point at a key, not at another alias.
-        if let KeyName::Alias(_) = self.arns.parse("target_key_id", target_key_id)? {
-            return Err(KmsError::validation(
-                "target_key_id",
-                "must be a key id or key ARN, not an alias",
-            ));
-        }
-        let (key, key_version) = self.resolve("target_key_id", target_key_id).await?;
-        if key.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion",
-                self.arns.key(&key.key_id)
-            )));
-        }
+        let (key, key_version) = self.alias_target(target_key_id).await?;
         let now = self.clock.now();
         let record = AliasRecord {
             alias_name: alias_name.to_owned(),
@@ -65,6 +52,28 @@ impl KmsService {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The key an alias is to name, with its record version (to guard the commit): a key id or
+    /// key ARN, not another alias (as in AWS), of a key not pending deletion.
+    pub(super) async fn alias_target(
+        &self,
+        target_key_id: &str,
+    ) -> Result<(KeyRecord, u64), KmsError> {
+        if let KeyName::Alias(_) = self.arns.parse("target_key_id", target_key_id)? {
+            return Err(KmsError::validation(
+                "target_key_id",
+                "must be a key id or key ARN, not an alias",
+            ));
+        }
+        let (key, key_version) = self.resolve("target_key_id", target_key_id).await?;
+        if key.state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "{} is pending deletion",
+                self.arns.key(&key.key_id)
+            )));
+        }
+        Ok((key, key_version))
     }
 
     pub async fn delete_alias(&self, alias_name: &str) -> Result<(), KmsError> {

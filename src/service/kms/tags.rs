@@ -4,7 +4,7 @@
 
 use super::KmsService;
 use super::keys::{validate_description, validate_tags};
-use super::names::{KeyName, validate_alias};
+use super::names::validate_alias;
 use crate::service::KmsError;
 use crate::service::paging::{self, Page};
 use crate::store::{Expect, KeyState, StoreError, Tag};
@@ -96,14 +96,7 @@ impl KmsService {
         target_key_id: &str,
     ) -> Result<(), KmsError> {
         validate_alias(alias_name)?;
-        if let KeyName::Alias(_) = self.arns.parse("target_key_id", target_key_id)? {
-            return Err(KmsError::validation(
-                "target_key_id",
-                "must be a key id or key ARN, not an alias",
-            ));
-        }
-        let (key, key_version) = self.resolve("target_key_id", target_key_id).await?;
-        refuse_pending_deletion(&key, &self.arns)?;
+        let (key, key_version) = self.alias_target(target_key_id).await?;
         let Some((mut alias, alias_version)) = self.load_alias(alias_name).await? else {
             return Err(KmsError::NotFound(format!(
                 "alias {} is not found",
