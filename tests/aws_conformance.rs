@@ -395,6 +395,17 @@ async fn key_tags_descriptions_alias_updates_and_policy_names_through_the_sdk() 
         .unwrap();
     let listed = tags(kms.list_resource_tags().key_id(&a).send().await.unwrap());
     assert_eq!(listed, [("env".into(), "prod".into())]);
+    let long = kms
+        .untag_resource()
+        .key_id(&a)
+        .tag_keys("k".repeat(129))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sdk::error::ProvideErrorMetadata::code(&long),
+        Some("ValidationException")
+    );
 
     kms.update_key_description()
         .key_id(&a)

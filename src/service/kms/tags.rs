@@ -39,6 +39,9 @@ impl KmsService {
         if tag_keys.is_empty() || tag_keys.len() > 50 {
             return Err(KmsError::validation("tag_keys", "1 to 50 tag keys"));
         }
+        if tag_keys.iter().any(|k| k.is_empty() || k.len() > 128) {
+            return Err(KmsError::validation("tag_keys", "each 1 to 128 characters"));
+        }
         let arns = self.arns.clone();
         self.update_key(key_id, |record| {
             refuse_pending_deletion(record, &arns)?;
