@@ -160,7 +160,16 @@ async fn error_codes_and_messages_are_the_ones_aws_documents() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(failure(err.into_service_error()).0, "ValidationException");
+    assert_eq!(
+        failure(err.into_service_error()),
+        (
+            "ValidationException".to_owned(),
+            "1 validation error detected: Value 'bogus' at 'filters.1.member.key' failed to \
+             satisfy constraint: Member must satisfy enum value set: [all, name, tag-key, \
+             description, tag-value]"
+                .to_owned()
+        )
+    );
 
     // PutSecretValue with neither value or with both: InvalidRequestException.
     let neither = sm

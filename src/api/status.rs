@@ -142,7 +142,7 @@ impl From<SecretsError> for Status {
             SecretsError::InvalidParameter { .. } => {
                 status(Code::InvalidArgument, Exception::InvalidParameter, message)
             }
-            SecretsError::Validation { .. } => {
+            SecretsError::Validation(_) => {
                 status(Code::InvalidArgument, Exception::Validation, message)
             }
             SecretsError::InvalidRequest(_) => {

@@ -16,9 +16,9 @@ pub enum SecretsError {
     #[error("{field}: {reason}")]
     InvalidParameter { field: &'static str, reason: String },
     /// ValidationException: where AWS validates a member before the operation looks at it
-    /// (ListSecrets' filter keys). The message starts with the field's name.
-    #[error("{field}: {reason}")]
-    Validation { field: &'static str, reason: String },
+    /// (ListSecrets' filter keys), with AWS's message ("1 validation error detected: ...").
+    #[error("{0}")]
+    Validation(String),
     /// InvalidRequestException: the secret's state forbids the call.
     #[error("{0}")]
     InvalidRequest(String),

@@ -25,18 +25,26 @@ pub struct ListOptions {
     pub sort_order: String,
 }
 
-const FILTER_KEYS: &[&str] = &["name", "description", "tag-key", "tag-value", "all"];
+/// In the order AWS lists them in its validation message.
+const FILTER_KEYS: &[&str] = &["all", "name", "tag-key", "description", "tag-value"];
 
 fn validate(filters: &[Filter]) -> Result<(), SecretsError> {
     if filters.len() > 10 {
         return Err(SecretsError::invalid("filters", "at most 10 filters"));
     }
-    for filter in filters {
+    for (at, filter) in filters.iter().enumerate() {
+        // AWS: no key is a bad parameter; a key outside the set fails its input validation.
+        if filter.key.is_empty() {
+            return Err(SecretsError::invalid("filters.key", "Invalid filter key"));
+        }
         if !FILTER_KEYS.contains(&filter.key.as_str()) {
-            return Err(SecretsError::Validation {
-                field: "filters.key",
-                reason: format!("{:?} is not one of {}", filter.key, FILTER_KEYS.join(", ")),
-            });
+            return Err(SecretsError::Validation(format!(
+                "1 validation error detected: Value '{}' at 'filters.{}.member.key' failed to \
+                 satisfy constraint: Member must satisfy enum value set: [{}]",
+                filter.key,
+                at + 1,
+                FILTER_KEYS.join(", ")
+            )));
         }
         if filter.values.is_empty() || filter.values.len() > 10 {
             return Err(SecretsError::invalid("filters.values", "1 to 10 values"));
