@@ -391,7 +391,24 @@ async fn add_existing_escrows_what_the_root_allows_and_reports_the_rest() {
             assert!(why.contains("resident keys cannot be escrowed"), "{why}");
         }
     }
-    drop(kept);
+    // It ran offline, with no log: the next start records what it escrowed, once.
+    let (tpm, etcd) = kept;
+    drop(etcd);
+    let mut server = Server::try_spawn(&data, &["--config", path(&config)], &[]).unwrap();
+    server.swtpm = tpm;
+    let records = common::audit_records(&data, "keyward:EscrowExistingKeys");
+    assert_eq!(
+        records.len(),
+        usize::from(!escrowed.is_empty()),
+        "{records:#?}"
+    );
+    if let Some(record) = records.first() {
+        assert!(
+            record["reason"].as_str().unwrap_or("").contains(&ours),
+            "{record}"
+        );
+    }
+    server.stop();
 }
 
 #[test]

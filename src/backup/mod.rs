@@ -127,6 +127,7 @@ fn kept(key: &[u8]) -> bool {
     !key.starts_with(keyspace::CLUSTER_NODES)
         && !key.starts_with(keyspace::CLUSTER_DUTIES)
         && key != keyspace::BACKUP_RESTORED
+        && key != keyspace::ESCROW_ADDED
 }
 
 fn source(store: &Store) -> &'static str {
@@ -406,5 +407,6 @@ mod tests {
         assert!(!kept(b"cluster/node/node-1"));
         assert!(!kept(b"cluster/duty/rotation"));
         assert!(!kept(keyspace::BACKUP_RESTORED));
+        assert!(!kept(keyspace::ESCROW_ADDED));
     }
 }

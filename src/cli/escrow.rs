@@ -8,7 +8,8 @@
 //!   PKCS#11 token as a trusted wrapping key, logged in as the security officer (once per token;
 //!   nothing to do on a TPM).
 //! - `keyward escrow add-existing --config F`: escrows the keys made before escrow was on,
-//!   where the root of trust allows it, and reports those it cannot (stopped server).
+//!   where the root of trust allows it, and reports those it cannot (stopped server); the next
+//!   server start audits what it escrowed (`keyward:EscrowExistingKeys`).
 //! - `keyward recover --backup FILE --shares S1,S2,S3 --config NEW`: a backup and k shares onto
 //!   a new root of trust and an empty store. `--shares-file FILE` (or `-`, stdin) keeps shares
 //!   out of the process list and the shell history.
@@ -254,6 +255,22 @@ async fn add_existing(config: Config) -> Result<(), String> {
             Ok(false) => already += 1,
             Err(e) => cannot.push(serde_json::json!({"key": name, "why": e})),
         }
+    }
+    if !escrowed.is_empty() {
+        // No audit log here: the next server start records this mark in its log.
+        let mark = serde_json::json!({
+            "escrow_key": escrow.id(),
+            "escrowed": escrowed,
+            "at": crate::time::SystemClock.now().rfc3339().unwrap_or_default(),
+        });
+        store
+            .commit(vec![Op::Put {
+                key: keyspace::ESCROW_ADDED.to_vec(),
+                value: mark.to_string().into_bytes(),
+                expect: Expect::Any,
+            }])
+            .await
+            .map_err(|e| e.to_string())?;
     }
     store.flush().map_err(|e| e.to_string())?;
     if !cannot.is_empty() {

@@ -746,21 +746,42 @@ async fn open_audit(
     // whether the server closes cleanly or crashes.
     save_audit_head(store, node.as_deref(), &log.head()).await;
     tokio::spawn(task.run());
-    audit_restore(store, &log).await?;
+    for (mark, action, source) in OFFLINE_CHANGES {
+        audit_offline_change(store, &log, mark, action, source).await?;
+    }
     Ok(log)
 }
 
-/// A `keyward restore` ran offline, where no log is written: the first server on the restored
-/// store records it (which backup, made when, restored when), then clears the mark.
-async fn audit_restore(store: &Store, log: &AuditLog) -> Result<(), StartError> {
-    let Some(mark) = store.get(keyspace::BACKUP_RESTORED).await? else {
+/// Changes the CLI makes to a stopped server's store, where no log is written: each leaves a
+/// mark (what it did) that the first server to start records in its log and then clears.
+const OFFLINE_CHANGES: &[(&[u8], &str, &str)] = &[
+    (
+        keyspace::BACKUP_RESTORED,
+        "keyward:RestoreBackup",
+        "keyward restore",
+    ),
+    (
+        keyspace::ESCROW_ADDED,
+        "keyward:EscrowExistingKeys",
+        "keyward escrow add-existing",
+    ),
+];
+
+async fn audit_offline_change(
+    store: &Store,
+    log: &AuditLog,
+    key: &[u8],
+    action: &str,
+    source: &str,
+) -> Result<(), StartError> {
+    let Some(mark) = store.get(key).await? else {
         return Ok(());
     };
     let event = crate::audit::AuditEvent {
         api: "cli",
         principal: "local".into(),
-        source: "keyward restore".into(),
-        action: "keyward:RestoreBackup".into(),
+        source: source.into(),
+        action: action.into(),
         resource: "*".into(),
         outcome: crate::audit::Outcome::Success,
         reason: Some(String::from_utf8_lossy(&mark.value).into_owned()),
@@ -768,10 +789,10 @@ async fn audit_restore(store: &Store, log: &AuditLog) -> Result<(), StartError> 
     };
     log.append(event.capped())
         .await
-        .map_err(|e| StartError::Audit(format!("recording the restore: {e}")))?;
+        .map_err(|e| StartError::Audit(format!("recording `{source}`: {e}")))?;
     let cleared = store
         .commit(vec![Op::Delete {
-            key: keyspace::BACKUP_RESTORED.to_vec(),
+            key: key.to_vec(),
             expect: Expect::Version(mark.version),
         }])
         .await;

@@ -95,6 +95,9 @@ keyspace! {
     /// Set by `keyward restore` (which backup, made when, restored when); the next server to
     /// start audits it and deletes it.
     Key BACKUP_RESTORED = b"backup/restored";
+    /// Set by `keyward escrow add-existing` (which escrow key, which keys it escrowed); the next
+    /// server to start audits it and deletes it.
+    Key ESCROW_ADDED = b"escrow/added-existing";
     /// The audit log's head as recorded at the last start or clean close: `<seq> <hash>`.
     Key AUDIT_HEAD = b"audit/closed-head";
 
