@@ -583,3 +583,108 @@ print(cache.get_secret_string("app/db"))
         ["second", "first", "second"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_kms_members_refuse_garbage_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let (_, created) = call(
+        &server,
+        "TrentService.CreateKey",
+        serde_json::json!({"Description": "kept", "Tags": [{"TagKey": "k", "TagValue": "v"}]}),
+    );
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let refused = |target: &str, body: serde_json::Value, code: &str| {
+        let (status, answer) = call(&server, target, body.clone());
+        assert_eq!(status, 400, "{target} {body}: {answer}");
+        assert_eq!(answer["__type"], code, "{target} {body}: {answer}");
+    };
+    let tags = |n: usize, key_len: usize, value_len: usize| {
+        (0..n)
+            .map(|i| serde_json::json!({"TagKey": format!("{i}{}", "k".repeat(key_len.saturating_sub(1))), "TagValue": "v".repeat(value_len)}))
+            .collect::<Vec<_>>()
+    };
+    let empty_key = vec![serde_json::json!({"TagKey": "", "TagValue": "v"})];
+    for bad in [tags(1, 129, 1), tags(1, 1, 257), tags(51, 2, 1), empty_key] {
+        refused(
+            "TrentService.TagResource",
+            serde_json::json!({"KeyId": key, "Tags": bad}),
+            "ValidationException",
+        );
+    }
+    // 50 tags at once is fine; one more on top of the one the key has is not.
+    refused(
+        "TrentService.TagResource",
+        serde_json::json!({"KeyId": key, "Tags": tags(50, 3, 256)}),
+        "ValidationException",
+    );
+    refused(
+        "TrentService.TagResource",
+        serde_json::json!({"KeyId": "not-a-key", "Tags": tags(1, 1, 1)}),
+        "ValidationException",
+    );
+    refused(
+        "TrentService.UntagResource",
+        serde_json::json!({"KeyId": key, "TagKeys": []}),
+        "ValidationException",
+    );
+    refused(
+        "TrentService.UpdateKeyDescription",
+        serde_json::json!({"KeyId": key, "Description": "d".repeat(8193)}),
+        "ValidationException",
+    );
+    for marker in ["garbage", "-1", "99999999999999999999999"] {
+        refused(
+            "TrentService.ListResourceTags",
+            serde_json::json!({"KeyId": key, "Marker": marker}),
+            "InvalidMarkerException",
+        );
+    }
+    for limit in [0, 51] {
+        refused(
+            "TrentService.ListResourceTags",
+            serde_json::json!({"KeyId": key, "Limit": limit}),
+            "ValidationException",
+        );
+    }
+    call(
+        &server,
+        "TrentService.CreateAlias",
+        serde_json::json!({"AliasName": "alias/kept", "TargetKeyId": key}),
+    );
+    refused(
+        "TrentService.UpdateAlias",
+        serde_json::json!({"AliasName": "kept", "TargetKeyId": key}),
+        "InvalidAliasNameException",
+    );
+    refused(
+        "TrentService.UpdateAlias",
+        serde_json::json!({"AliasName": "alias/kept", "TargetKeyId": "alias/kept"}),
+        "ValidationException",
+    );
+    // Nothing changed.
+    let (_, described) = call(
+        &server,
+        "TrentService.DescribeKey",
+        serde_json::json!({"KeyId": key}),
+    );
+    assert_eq!(described["KeyMetadata"]["Description"], "kept");
+    let (_, listed) = call(
+        &server,
+        "TrentService.ListResourceTags",
+        serde_json::json!({"KeyId": key}),
+    );
+    assert_eq!(
+        listed["Tags"],
+        serde_json::json!([{"TagKey": "k", "TagValue": "v"}])
+    );
+    let (_, aliases) = call(
+        &server,
+        "TrentService.ListAliases",
+        serde_json::json!({"KeyId": key}),
+    );
+    assert_eq!(
+        aliases["Aliases"][0]["AliasName"], "alias/kept",
+        "{aliases}"
+    );
+}

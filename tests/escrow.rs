@@ -429,3 +429,38 @@ fn the_readmes_recovery_drill_runs_as_written() {
     );
     assert!(stdout.contains("\"mac_checked\": true"), "{stdout}");
 }
+
+#[test]
+fn a_server_refuses_to_start_on_an_escrow_key_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 2048-bit key: too small for escrow.
+    let small = keyward::crypto::spki::rsa_public_key(&[0xc5; 256], &[1, 0, 1]);
+    let small_pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &small)
+    );
+    let cases = [
+        ("missing.pem", None, "missing.pem"),
+        (
+            "garbage.pem",
+            Some("not a key at all".to_owned()),
+            "BEGIN PUBLIC KEY",
+        ),
+        ("small.pem", Some(small_pem), "escrow needs at least 3072"),
+    ];
+    for (name, contents, expected) in cases {
+        let file = dir.path().join(name);
+        if let Some(contents) = contents {
+            std::fs::write(&file, contents).unwrap();
+        }
+        let data = dir.path().join(name.replace(".pem", ""));
+        let (config, _tpm) = write_config(&data, &escrow_table(&file));
+        let error = Server::try_spawn(&data, &["--config", path(&config)], &[])
+            .err()
+            .expect("the server must not start");
+        assert!(
+            error.contains("key escrow") && error.contains(expected),
+            "{error}"
+        );
+    }
+}

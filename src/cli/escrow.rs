@@ -148,12 +148,26 @@ fn init(shares: usize, threshold: usize, public_key: &std::path::Path) -> Result
         "Give each share to a different custodian. They are printed this once and kept nowhere \
          else; any {threshold} of them rebuild the escrow private key."
     );
-    print(serde_json::json!({
-        "escrow_key": public.id(),
-        "public_key_file": public_key.display().to_string(),
-        "threshold": threshold,
-        "shares": lines.iter().map(|line| line.as_str()).collect::<Vec<_>>(),
-    }))
+    // Not through the CLI's output path (a JSON value): the shares are written straight from
+    // zeroizing buffers, and the text holding them is zeroized too.
+    #[derive(serde::Serialize)]
+    struct Initialised<'a> {
+        escrow_key: String,
+        public_key_file: String,
+        threshold: usize,
+        shares: Vec<&'a str>,
+    }
+    let text = zeroize::Zeroizing::new(
+        serde_json::to_string_pretty(&Initialised {
+            escrow_key: public.id(),
+            public_key_file: public_key.display().to_string(),
+            threshold,
+            shares: lines.iter().map(|line| line.as_str()).collect(),
+        })
+        .map_err(|e| e.to_string())?,
+    );
+    println!("{}", text.as_str());
+    Ok(())
 }
 
 fn install(config: &Config, so_pin_file: Option<PathBuf>) -> Result<(), String> {

@@ -975,6 +975,46 @@ mod tests {
     }
 
     #[test]
+    fn the_arn_partition_is_keyward_or_aws_and_the_escrow_table_is_checked() {
+        let config = Config::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(config.arn_partition, "keyward");
+        let with = |line: &str| format!("{line}\n{MINIMAL}");
+        let aws = Config::parse(Path::new("t.toml"), &with("arn_partition = \"aws\"")).unwrap();
+        assert_eq!(aws.arn_partition, "aws");
+        for bad in [
+            "\"aws-cn\"",
+            "\"\"",
+            "\"Keyward\"",
+            &format!("\"{}\"", "a".repeat(300)),
+        ] {
+            let err = Config::parse(
+                Path::new("t.toml"),
+                &with(&format!("arn_partition = {bad}")),
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("arn_partition: one of keyward, aws"),
+                "{err}"
+            );
+        }
+        let escrow = |table: &str| format!("{MINIMAL}\n[escrow]\n{table}\n");
+        assert!(
+            Config::parse(Path::new("t.toml"), &escrow("public_key_file = \"/e.pem\"")).is_ok()
+        );
+        for bad in [
+            "",
+            "public_key_file = 3",
+            "public_key_file = \"/e.pem\"\nshares = 5",
+        ] {
+            assert!(
+                Config::parse(Path::new("t.toml"), &escrow(bad)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn a_token_is_named_by_label_or_serial_never_both_or_neither() {
         let by_serial = MINIMAL.replace("token_label = \"keyward\"", "token_serial = \"8d6a\"");
         let config = Config::parse(Path::new("t.toml"), &by_serial).unwrap();
