@@ -107,7 +107,7 @@ pub struct Prepared {
     plan: Vec<Planned>,
     materials: Vec<SecretBytes>,
     skipped: Vec<String>,
-    records: Vec<(usize, KeyRecord)>,
+    records: Records,
     mac_checked: bool,
 }
 
@@ -210,13 +210,16 @@ fn name(entry: &[u8]) -> String {
     String::from_utf8_lossy(entry).into_owned()
 }
 
-/// The keys to rebuild, the versions that cannot be, and the parsed key records by entry.
-#[allow(clippy::type_complexity)]
+/// Key records by the index of their entry in the backup.
+type Records = std::collections::BTreeMap<usize, KeyRecord>;
+
+/// The keys to rebuild, the versions that cannot be, and the parsed key records.
 fn plan(
     backup: &Backup,
     escrow_id: &str,
-) -> Result<(Vec<Planned>, Vec<String>, Vec<(usize, KeyRecord)>), RecoverError> {
-    let (mut plan, mut skipped, mut records) = (Vec::new(), Vec::new(), Vec::new());
+) -> Result<(Vec<Planned>, Vec<String>, Records), RecoverError> {
+    let (mut plan, mut skipped) = (Vec::new(), Vec::new());
+    let mut records = Records::new();
     for (at, (key, value)) in backup.entries.iter().enumerate() {
         if key.starts_with(keyspace::KMS_KEYS) {
             let record: KeyRecord = crate::store::decode(key, value)
@@ -235,7 +238,7 @@ fn plan(
                     _ => skipped.push(label),
                 }
             }
-            records.push((at, record));
+            records.insert(at, record);
         } else if MAC_ENTRIES.contains(&key.as_slice()) {
             let blob = backup
                 .value(&escrowed_mac_entry(key))
@@ -307,13 +310,13 @@ fn rewrite(
     backup: &Backup,
     plan: &[Planned],
     rebuilt: &[KeyRef],
-    mut records: Vec<(usize, KeyRecord)>,
+    mut records: Records,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut entries = backup.entries.clone();
     for (planned, key) in plan.iter().zip(rebuilt) {
         match planned.version {
             Some(index) => {
-                if let Some((_, record)) = records.iter_mut().find(|(at, _)| *at == planned.entry)
+                if let Some(record) = records.get_mut(&planned.entry)
                     && let Some(version) = record.versions.get_mut(index)
                 {
                     version.material = key.clone();

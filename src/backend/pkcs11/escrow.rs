@@ -18,9 +18,9 @@
 use super::errors::{Op, translate};
 use super::import::oaep_sha1;
 use super::token::{TokenSelector, find_slot};
-use super::{Pkcs11Root, context, key_id_bytes};
+use super::{Pkcs11Root, context, key_id_bytes, key_spec};
 use crate::backend::{BackendError, EscrowTarget, KeyKind, KeyRef, OaepHash, Result, Wrapped};
-use crate::crypto::{SecretBytes, hex};
+use crate::crypto::hex;
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -59,15 +59,6 @@ pub(super) fn leaving(escrowable: bool) -> Vec<Attribute> {
     }
 }
 
-fn kind_of(kind: KeyKind) -> (KeyType, Vec<Attribute>) {
-    match kind {
-        KeyKind::Master => (KeyType::AES, master_usage()),
-        KeyKind::Mac => (KeyType::GENERIC_SECRET, mac_usage()),
-    }
-}
-
-/// Unavailable, not a refusal of the request: it works as soon as the SO installs the key, with
-/// no restart.
 fn not_installed(escrow: &EscrowTarget) -> BackendError {
     BackendError::Unavailable(format!(
         "escrow is configured, but this token does not hold escrow key {} as a trusted key \
@@ -108,9 +99,8 @@ fn oaep_sha256() -> Mechanism<'static> {
     ))
 }
 
-/// Wraps `key` under the trusted escrow key: OAEP-SHA-256 if the token does it, else SHA-1.
-fn wrap(session: &Session, escrow: &EscrowTarget, key: ObjectHandle) -> Result<Wrapped> {
-    let trusted = trusted_key(session, escrow)?;
+/// Wraps `key` under the `trusted` escrow key: OAEP-SHA-256 if the token does it, else SHA-1.
+fn wrap(session: &Session, trusted: ObjectHandle, key: ObjectHandle) -> Result<Wrapped> {
     match session.wrap_key(&oaep_sha256(), trusted, key) {
         Ok(bytes) => Ok(Wrapped {
             hash: OaepHash::Sha256,
@@ -144,37 +134,25 @@ fn wrap_refused(e: Error) -> BackendError {
 }
 
 impl Pkcs11Root {
+    /// One session: the trusted key is found first (a token without it makes nothing), the
+    /// key generated, wrapped, and destroyed again if the wrap fails.
     pub(super) fn create_escrowed_key(
         &self,
         kind: KeyKind,
         label: &str,
         escrow: &EscrowTarget,
     ) -> Result<(KeyRef, Wrapped)> {
-        // Checked first, so that a token without the escrow key makes nothing.
-        self.with_session(|session| trusted_key(session, escrow).map(drop))?;
-        let key = match kind {
-            KeyKind::Master => self.generate(
-                Mechanism::AesKeyGen,
-                KeyType::AES,
-                &master_usage(),
-                label,
-                true,
-            )?,
-            KeyKind::Mac => self.generate(
-                Mechanism::GenericSecretKeyGen,
-                KeyType::GENERIC_SECRET,
-                &mac_usage(),
-                label,
-                true,
-            )?,
-        };
-        match self.escrow_key(&key, escrow) {
-            Ok(wrapped) => Ok((key, wrapped)),
-            Err(e) => {
-                let _ = self.destroy_object_of(&key);
-                Err(e)
-            }
-        }
+        let (key, mechanism, template) = key_spec(kind, label, true)?;
+        let wrapped = self.with_session(|session| {
+            let trusted = trusted_key(session, escrow)?;
+            let handle = session
+                .generate_key(&mechanism, &template)
+                .map_err(|e| translate(Op::Create, e))?;
+            wrap(session, trusted, handle).inspect_err(|_| {
+                let _ = session.destroy_object(handle);
+            })
+        })?;
+        Ok((key, wrapped))
     }
 
     pub(super) fn escrow_key(&self, key: &KeyRef, escrow: &EscrowTarget) -> Result<Wrapped> {
@@ -190,7 +168,7 @@ impl Pkcs11Root {
             let [handle] = found.as_slice() else {
                 return Err(BackendError::KeyMissing(key.clone()));
             };
-            wrap(session, escrow, *handle)
+            wrap(session, trusted_key(session, escrow)?, *handle)
         })
     }
 
@@ -201,21 +179,10 @@ impl Pkcs11Root {
         label: &str,
         escrow: Option<&EscrowTarget>,
     ) -> Result<KeyRef> {
-        let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
-        let key = KeyRef(hex::encode(id.expose()));
-        let (key_type, usage) = kind_of(kind);
-        let mut template = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::Value(material.to_vec()),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Id(id.expose().to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
-        template.extend(leaving(escrow.is_some()));
-        template.extend(usage);
+        // The template a generated key has, with the value instead of its length.
+        let (key, _, mut template) = key_spec(kind, label, escrow.is_some())?;
+        template.retain(|a| !matches!(a, Attribute::ValueLen(_)));
+        template.push(Attribute::Value(material.to_vec()));
         let created = self.with_session(|session| {
             session
                 .create_object(&template)
@@ -230,10 +197,6 @@ impl Pkcs11Root {
         }
         created?;
         Ok(key)
-    }
-
-    fn destroy_object_of(&self, key: &KeyRef) -> Result<()> {
-        crate::backend::RootOfTrust::destroy_key(self, key)
     }
 }
 

@@ -43,20 +43,18 @@ fn new_id() -> Result<(Vec<u8>, KeyRef)> {
 
 /// The template of an imported master key: the same rights as a generated one.
 fn aes_template(id: Vec<u8>, label: &str) -> Vec<Attribute> {
-    vec![
+    let mut template = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
         Attribute::Token(true),
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
-        Attribute::Encrypt(true),
-        Attribute::Decrypt(true),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
         Attribute::Id(id),
         Attribute::Label(label.as_bytes().to_vec()),
-    ]
+    ];
+    template.extend(super::escrow::master_usage());
+    template
 }
 
 impl Pkcs11Root {

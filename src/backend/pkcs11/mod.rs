@@ -355,30 +355,9 @@ pub struct KeyAttributes {
 }
 
 impl Pkcs11Root {
-    /// Generates a 256-bit secret token object usable only for what `usage` allows, that never
-    /// leaves the token, or (`escrowable`) leaves it only wrapped under a trusted key.
-    fn generate(
-        &self,
-        mechanism: Mechanism,
-        key_type: KeyType,
-        usage: &[Attribute],
-        label: &str,
-        escrowable: bool,
-    ) -> Result<KeyRef> {
-        let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
-        let key = KeyRef(crate::crypto::hex::encode(id.expose()));
-        let mut template = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::ValueLen(32.into()),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Id(id.expose().to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
-        template.extend(escrow::leaving(escrowable));
-        template.extend_from_slice(usage);
+    /// Generates a key of `kind` that never leaves the token.
+    fn generate(&self, kind: KeyKind, label: &str) -> Result<KeyRef> {
+        let (key, mechanism, template) = key_spec(kind, label, false)?;
         self.with_session(|session| {
             session
                 .generate_key(&mechanism, &template)
@@ -386,6 +365,39 @@ impl Pkcs11Root {
         })?;
         Ok(key)
     }
+}
+
+/// A new 256-bit secret token object of `kind`: its reference, and the mechanism and template
+/// that generate it. Usable only for what its kind needs; it never leaves the token, or
+/// (`escrowable`) leaves it only wrapped under a trusted key.
+fn key_spec(
+    kind: KeyKind,
+    label: &str,
+    escrowable: bool,
+) -> Result<(KeyRef, Mechanism<'static>, Vec<Attribute>)> {
+    let (mechanism, key_type, usage) = match kind {
+        KeyKind::Master => (Mechanism::AesKeyGen, KeyType::AES, escrow::master_usage()),
+        KeyKind::Mac => (
+            Mechanism::GenericSecretKeyGen,
+            KeyType::GENERIC_SECRET,
+            escrow::mac_usage(),
+        ),
+    };
+    let id = SecretBytes::random(16).map_err(|e| BackendError::Internal(e.to_string()))?;
+    let key = KeyRef(crate::crypto::hex::encode(id.expose()));
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::ValueLen(32.into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Id(id.expose().to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    template.extend(escrow::leaving(escrowable));
+    template.extend(usage);
+    Ok((key, mechanism, template))
 }
 
 fn key_id_bytes(key: &KeyRef) -> Result<Vec<u8>> {
@@ -403,23 +415,11 @@ impl RootOfTrust for Pkcs11Root {
     }
 
     fn create_key(&self, label: &str, _: &KeyProtection) -> Result<KeyRef> {
-        self.generate(
-            Mechanism::AesKeyGen,
-            KeyType::AES,
-            &escrow::master_usage(),
-            label,
-            false,
-        )
+        self.generate(KeyKind::Master, label)
     }
 
     fn create_mac_key(&self, label: &str) -> Result<KeyRef> {
-        self.generate(
-            Mechanism::GenericSecretKeyGen,
-            KeyType::GENERIC_SECRET,
-            &escrow::mac_usage(),
-            label,
-            false,
-        )
+        self.generate(KeyKind::Mac, label)
     }
 
     fn mac(&self, key: &KeyRef, message: &[u8]) -> Result<[u8; MAC_LEN]> {
